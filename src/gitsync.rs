@@ -1,0 +1,291 @@
+//! Reading the config repo at a commit.
+//!
+//! Intents are read from Git objects, never from the work tree: what is served and rendered
+//! always maps to a commit, and uncommitted edits cannot leak out. A plain directory outside
+//! any repository is accepted too (read as files, and reported as such), for trying things.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `--repo` does not exist or cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Git operation failed.
+    #[error("{what}: {source}")]
+    Git {
+        what: String,
+        #[source]
+        source: git2::Error,
+    },
+    /// `--rev` was given for a directory that is not in a Git repository.
+    #[error("{0} is not inside a Git repository, so --rev cannot be used")]
+    NotARepo(PathBuf),
+    /// The repository has no commit to read.
+    #[error(
+        "{0} has no commits yet: commit the config first (intents are read from commits, never from uncommitted files)"
+    )]
+    NoCommits(PathBuf),
+    /// The config directory is absent from the commit.
+    #[error("{prefix} does not exist in commit {commit} (is it committed?)")]
+    MissingPath { prefix: String, commit: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where a tree's files came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Commit {
+        /// Full hex id of the commit.
+        sha: String,
+        /// First line of the commit message.
+        subject: String,
+        /// The config's directory inside the repository ("" for the root).
+        prefix: String,
+    },
+    /// Files read from a directory that is not in a Git repository.
+    Directory(PathBuf),
+}
+
+impl Source {
+    /// A short label for the served version: the commit, or `dir` for a plain directory.
+    pub fn revision(&self) -> &str {
+        match self {
+            Source::Commit { sha, .. } => sha,
+            Source::Directory(_) => "uncommitted-directory",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Commit {
+                sha,
+                subject,
+                prefix,
+            } if prefix.is_empty() => {
+                write!(f, "commit {} ({subject})", &sha[..12.min(sha.len())])
+            }
+            Source::Commit {
+                sha,
+                subject,
+                prefix,
+            } => {
+                write!(
+                    f,
+                    "{prefix}/ at commit {} ({subject})",
+                    &sha[..12.min(sha.len())]
+                )
+            }
+            Source::Directory(p) => write!(
+                f,
+                "plain directory {} (not a Git repository: files read as they are)",
+                p.display()
+            ),
+        }
+    }
+}
+
+/// The config files of one commit: paths relative to the config root, `/`-separated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tree {
+    pub source: Source,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Entries skipped on purpose (symlinks, submodules), with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Only these parts of a config repo are read; anything else (READMEs, CI files) is not ours.
+fn wanted(path: &str) -> bool {
+    path == crate::intent::SETTINGS_FILE
+        || path.starts_with("intents/")
+        || path.starts_with("resources/")
+}
+
+/// Reads the config at `rev` (default `HEAD`) of the repository containing `path`, limited
+/// to `path`'s subtree; or, outside any repository, the files under `path`.
+pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
+    let abs = path.canonicalize().map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let repo = match Repository::discover(&abs) {
+        Ok(repo) => repo,
+        Err(e) if e.code() == git2::ErrorCode::NotFound => {
+            if rev.is_some() {
+                return Err(Error::NotARepo(abs));
+            }
+            return read_dir(&abs);
+        }
+        Err(source) => {
+            return Err(Error::Git {
+                what: format!("opening the repository at {}", abs.display()),
+                source,
+            });
+        }
+    };
+    let prefix = match repo.workdir() {
+        Some(wd) => {
+            let wd = wd.canonicalize().map_err(|source| Error::Io {
+                path: wd.to_owned(),
+                source,
+            })?;
+            abs.strip_prefix(&wd)
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    read_commit(&repo, rev.unwrap_or("HEAD"), &prefix)
+}
+
+/// Reads `prefix` of the commit that `rev` names in `repo`.
+pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
+    let git = |what: String| move |source| Error::Git { what, source };
+    if rev == "HEAD"
+        && repo
+            .head()
+            .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch)
+    {
+        return Err(Error::NoCommits(repo.path().to_owned()));
+    }
+    let commit = repo
+        .revparse_single(rev)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(git(format!("resolving --rev {rev}")))?;
+    let sha = commit.id().to_string();
+    let mut tree = commit
+        .tree()
+        .map_err(git(format!("reading the tree of {sha}")))?;
+    let prefix = prefix.trim_matches('/').to_owned();
+    if !prefix.is_empty() {
+        let entry = tree
+            .get_path(Path::new(&prefix))
+            .map_err(|_| Error::MissingPath {
+                prefix: prefix.clone(),
+                commit: sha.clone(),
+            })?;
+        tree = entry
+            .to_object(repo)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(|_| Error::MissingPath {
+                prefix: prefix.clone(),
+                commit: sha.clone(),
+            })?;
+    }
+
+    let mut files = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut failure = None;
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        let Ok(name) = entry.name() else {
+            return TreeWalkResult::Skip;
+        };
+        let path = format!("{dir}{name}");
+        match entry.kind() {
+            Some(ObjectType::Tree) => TreeWalkResult::Ok,
+            Some(ObjectType::Blob) if wanted(&path) => {
+                // 0o120000 is a symlink: its blob is a path, and following it could read
+                // outside the config; it is skipped and reported.
+                if entry.filemode() == 0o120000 {
+                    skipped.push(format!("{path}: symlink, not followed"));
+                    return TreeWalkResult::Ok;
+                }
+                match repo.find_blob(entry.id()) {
+                    Ok(blob) => {
+                        files.insert(path, blob.content().to_vec());
+                        TreeWalkResult::Ok
+                    }
+                    Err(e) => {
+                        failure = Some(Error::Git {
+                            what: format!("reading {path}"),
+                            source: e,
+                        });
+                        TreeWalkResult::Abort
+                    }
+                }
+            }
+            Some(ObjectType::Commit) if wanted(&path) => {
+                skipped.push(format!("{path}: submodule, not read"));
+                TreeWalkResult::Ok
+            }
+            _ => TreeWalkResult::Ok,
+        }
+    })
+    .map_err(git(format!("walking the tree of {sha}")))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let subject = commit.summary().ok().flatten().unwrap_or("").to_owned();
+    Ok(Tree {
+        source: Source::Commit {
+            sha,
+            subject,
+            prefix,
+        },
+        files,
+        skipped,
+    })
+}
+
+fn read_dir(root: &Path) -> Result<Tree> {
+    let mut files = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let p = entry.path();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let ft = entry.file_type().map_err(|source| Error::Io {
+                path: p.clone(),
+                source,
+            })?;
+            if ft.is_symlink() {
+                if wanted(&rel) {
+                    skipped.push(format!("{rel}: symlink, not followed"));
+                }
+            } else if ft.is_dir() {
+                if rel == "intents"
+                    || rel == "resources"
+                    || rel.starts_with("intents/")
+                    || rel.starts_with("resources/")
+                {
+                    stack.push(p);
+                }
+            } else if wanted(&rel) {
+                let bytes = std::fs::read(&p).map_err(|source| Error::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                files.insert(rel, bytes);
+            }
+        }
+    }
+    Ok(Tree {
+        source: Source::Directory(root.to_owned()),
+        files,
+        skipped,
+    })
+}

@@ -1,0 +1,275 @@
+//! Ingress intents: reading them from a config tree, validating them, expanding them into
+//! the model.
+//!
+//! A commit is accepted or rejected as a whole: [`load`] either returns every intent of the
+//! tree, or every problem found in it, never a subset.
+
+pub mod decode;
+pub mod expand;
+pub mod node;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use decode::Problem;
+pub use spec::{Exposure, Intent, Mode, Platform, Protocol, Settings};
+
+use crate::gitsync::Tree;
+use decode::Cx;
+use node::Pos;
+
+/// The settings file at the root of a config repo.
+pub const SETTINGS_FILE: &str = "tidegate.yaml";
+/// Where intents live.
+pub const INTENTS_DIR: &str = "intents/";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The tree holds invalid input; every problem is listed.
+    #[error("{} problem(s) in the config:\n{}", .0.len(), Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A validated config: what a commit says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub settings: Settings,
+    /// Sorted by namespace, then name.
+    pub intents: Vec<Intent>,
+    /// Things worth telling the user that do not reject the commit.
+    pub warnings: Vec<String>,
+}
+
+/// Decodes and validates every intent in `tree`.
+pub fn load(tree: &Tree) -> Result<Config, Error> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+
+    let settings = match tree.files.get(SETTINGS_FILE) {
+        None => Settings::default(),
+        Some(bytes) => {
+            let mut cx = Cx::new(SETTINGS_FILE);
+            let settings = match parse_file(&mut cx, bytes) {
+                Some(docs) if docs.len() == 1 => spec::decode_settings(&mut cx, &docs[0]),
+                Some(docs) if docs.is_empty() => Settings::default(),
+                Some(docs) => {
+                    cx.report(docs[1].pos, "", "tidegate.yaml must hold one YAML document");
+                    Settings::default()
+                }
+                None => Settings::default(),
+            };
+            problems.append(&mut cx.problems);
+            settings
+        }
+    };
+
+    let mut intents = Vec::new();
+    let mut saw_intent_file = false;
+    for (path, bytes) in &tree.files {
+        if let Some(rest) = path.strip_prefix(INTENTS_DIR) {
+            if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
+                warnings.push(format!(
+                    "{path}: ignored (intents are read from *.yaml and *.yml files)"
+                ));
+                continue;
+            }
+            saw_intent_file = true;
+            let mut cx = Cx::new(path);
+            if let Some(docs) = parse_file(&mut cx, bytes) {
+                for doc in &docs {
+                    if let Some(intent) = spec::decode_intent(&mut cx, doc) {
+                        intents.push(intent);
+                    }
+                }
+            }
+            problems.append(&mut cx.problems);
+        } else if path.starts_with("resources/") {
+            warnings.push(format!("{path}: plain Gateway API / Istio objects in resources/ are not read yet; the file was ignored"));
+        }
+    }
+    if !saw_intent_file && !tree.files.contains_key(SETTINGS_FILE) {
+        problems.push(Problem {
+            file: String::new(),
+            pos: Pos::default(),
+            field: String::new(),
+            message: format!("no {SETTINGS_FILE} and no {INTENTS_DIR}*.yaml here: is --repo the config repo's directory?"),
+        });
+    }
+
+    if problems.is_empty() {
+        cross_check(&settings, &intents, &mut problems);
+    }
+    if !problems.is_empty() {
+        problems.sort();
+        problems.dedup();
+        return Err(Error::Invalid(problems));
+    }
+    intents.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    Ok(Config {
+        settings,
+        intents,
+        warnings,
+    })
+}
+
+fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        cx.report(
+            Pos::default(),
+            "",
+            "the file is not valid UTF-8; valid: UTF-8 text",
+        );
+        return None;
+    };
+    match node::parse_documents(text) {
+        Ok(docs) => Some(docs),
+        Err(e) => {
+            let pos = e.location().map_or(Pos::default(), |l| Pos {
+                line: l.line() as u32,
+                column: l.column() as u32,
+            });
+            // serde-saphyr's message embeds a snippet; the first line says what is wrong.
+            let msg = e.to_string();
+            let first = msg
+                .lines()
+                .next()
+                .unwrap_or("invalid YAML")
+                .trim()
+                .to_owned();
+            cx.report(pos, "", format!("invalid YAML: {first}"));
+            None
+        }
+    }
+}
+
+/// Checks that need every intent at once: duplicates, conflicts on a shared gateway or
+/// namespace, and settings-dependent fields.
+fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Problem>) {
+    let at = |i: &Intent, pos: Pos, field: &str, message: String| Problem {
+        file: i.file.clone(),
+        pos,
+        field: field.to_owned(),
+        message,
+    };
+
+    for i in intents {
+        if i.gateway.exposure.value == Exposure::OpenShiftRoute
+            && settings.platform != Platform::OpenShift
+        {
+            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
+                "OpenShiftRoute needs an OpenShift cluster, but {SETTINGS_FILE} says platform: kubernetes; valid here: LoadBalancer or ClusterIP (or set platform: openshift in {SETTINGS_FILE})"
+            )));
+        }
+    }
+
+    // Duplicate intents.
+    let mut by_name: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();
+    for i in intents {
+        if let Some(first) = by_name.insert((&i.namespace, &i.name), i) {
+            problems.push(at(i, i.pos, "metadata.name", format!(
+                "intent {}/{} is defined twice: here and at {}:{}; valid: one intent per namespace and name",
+                i.namespace, i.name, first.file, first.pos
+            )));
+        }
+    }
+
+    // Intents sharing a gateway must agree on how it is built and exposed.
+    let mut gateways: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();
+    for i in intents {
+        let key = (i.gateway_namespace(), i.gateway.name.as_str());
+        let Some(first) = gateways.get(&key) else {
+            gateways.insert(key, i);
+            continue;
+        };
+        let gw = format!("{}/{}", key.0, key.1);
+        if first.mode.value != i.mode.value {
+            problems.push(at(i, i.mode.pos, "spec.mode", format!(
+                "gateway {gw} is used with mode {} here but with mode {} by {}/{} ({}:{}); one gateway serves one mode",
+                i.mode.value.as_str(), first.mode.value.as_str(), first.namespace, first.name, first.file, first.mode.pos
+            )));
+        }
+        if first.gateway.exposure.value != i.gateway.exposure.value {
+            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
+                "gateway {gw} is exposed as {} here but as {} by {}/{} ({}:{}); use the same exposure",
+                i.gateway.exposure.value.as_str(), first.gateway.exposure.value.as_str(), first.namespace, first.name, first.file, first.gateway.exposure.pos
+            )));
+        }
+    }
+
+    // Namespace labels must not contradict each other.
+    let mut namespaces: BTreeMap<&str, (&Intent, String)> = BTreeMap::new();
+    for i in intents {
+        let dataplane = match i.mode.value {
+            Mode::Ambient => format!("ambient with waypoint {}", i.waypoint_name()),
+            _ => match expand::revision(settings, i) {
+                Some(rev) => format!("sidecar injection with revision {rev}"),
+                None => "sidecar injection (istio-injection=enabled)".to_owned(),
+            },
+        };
+        match namespaces.get(i.namespace.as_str()) {
+            None => {
+                namespaces.insert(&i.namespace, (i, dataplane));
+            }
+            Some((first, other)) if *other != dataplane => {
+                problems.push(at(i, i.mode.pos, "spec.mode", format!(
+                    "namespace {} would be labelled for {dataplane} here but for {other} by {}/{} ({}:{}); intents in one namespace must agree",
+                    i.namespace, first.namespace, first.name, first.file, first.pos
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+
+    // Two intents claiming the same host and match on one gateway port: the routing between
+    // them would be decided by object age, which Git does not have.
+    type Claim<'a> = (&'a Intent, Pos);
+    let mut claims: BTreeMap<(String, String, u16, String, String), Claim<'_>> = BTreeMap::new();
+    for i in intents {
+        for (rule, (_, mpos)) in i.rules.iter().zip(&i.rule_pos) {
+            for (m, pos) in rule.matches.iter().zip(mpos) {
+                let match_key = serde_json::to_string(m).unwrap_or_default();
+                for h in &i.hostnames {
+                    let key = (
+                        i.gateway_namespace().to_owned(),
+                        i.gateway.name.clone(),
+                        i.gateway.port,
+                        h.value.clone(),
+                        match_key.clone(),
+                    );
+                    match claims.get(&key) {
+                        Some((first, fpos)) if !std::ptr::eq(*first, i) => {
+                            problems.push(at(i, *pos, "spec.rules", format!(
+                                "host {} {:?} {} on gateway {}/{} port {} is also claimed by {}/{} in {}:{}; valid: each host and path belongs to one intent",
+                                h.value, m.path.type_, m.path.value, key.0, key.1, key.2, first.namespace, first.name, first.file, fpos
+                            )));
+                        }
+                        Some(_) => {}
+                        None => {
+                            claims.insert(key, (i, *pos));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The whole pipeline of one commit: decode, validate, expand. Either every intent of the
+/// tree makes it into the model, or the commit is rejected with every problem found.
+pub fn load_and_expand(tree: &Tree) -> Result<(Config, crate::model::Model), Error> {
+    let config = load(tree)?;
+    let model = expand::expand(&config).map_err(Error::Invalid)?;
+    Ok((config, model))
+}

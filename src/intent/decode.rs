@@ -1,0 +1,358 @@
+//! Hand-written decoding over the positioned tree, collecting every problem.
+//!
+//! Each helper records a [`Problem`] and returns `None` instead of failing, so the caller
+//! carries on and the user sees all mistakes of a commit at once.
+
+use std::fmt;
+
+use super::node::{Node, Pos, Value};
+
+/// One thing wrong with the input, located precisely enough to jump to it in an editor.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// Path of the file relative to the config repo root.
+    pub file: String,
+    pub pos: Pos,
+    /// Dotted path of the field, e.g. `spec.rules[0].matches[1].path.value`.
+    pub field: String,
+    /// What is wrong and what would be valid.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}:{}: {}", self.file, self.pos, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file, self.pos, self.field, self.message
+            )
+        }
+    }
+}
+
+/// The decoding context of one file: where problems go.
+pub struct Cx<'f> {
+    pub file: &'f str,
+    pub problems: Vec<Problem>,
+}
+
+impl<'f> Cx<'f> {
+    pub fn new(file: &'f str) -> Self {
+        Self {
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    pub fn report(&mut self, pos: Pos, field: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            pos,
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// Treats `node` as a mapping whose only keys are `allowed`; unknown keys are reported
+    /// with a did-you-mean. Returns `None` (after reporting) when it is not a mapping.
+    pub fn object<'n>(&mut self, node: &'n Node, field: &str, allowed: &[&str]) -> Option<Obj<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.report(
+                node.pos,
+                field,
+                format!("expected a mapping, found {}", node.kind()),
+            );
+            return None;
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (k, _) in entries {
+            let Value::Str(key) = &k.value else {
+                self.report(
+                    k.pos,
+                    field,
+                    format!("keys must be strings, found {}", k.kind()),
+                );
+                continue;
+            };
+            if seen.contains(&key.as_str()) {
+                self.report(k.pos, &join(field, key), "duplicate key");
+            }
+            seen.push(key);
+            if !allowed.contains(&key.as_str()) {
+                let hint = match did_you_mean(key, allowed) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None => String::new(),
+                };
+                self.report(
+                    k.pos,
+                    &join(field, key),
+                    format!(
+                        "unknown field `{key}`{hint} (valid fields: {})",
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+        Some(Obj {
+            node,
+            entries,
+            field: field.to_owned(),
+        })
+    }
+
+    pub fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!("expected a string, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn int(&mut self, node: &Node, field: &str, min: i64, max: i64) -> Option<i64> {
+        match &node.value {
+            Value::Int(i) if (min..=max).contains(i) => Some(*i),
+            Value::Int(i) => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!("{i} is out of range; valid: an integer from {min} to {max}"),
+                );
+                None
+            }
+            Value::Str(s) if s.parse::<i64>().is_ok() => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!(
+                        "expected an integer, found the string \"{s}\"; write it without quotes"
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!(
+                        "expected an integer from {min} to {max}, found {}",
+                        node.kind()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!("expected true or false, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn list<'n>(&mut self, node: &'n Node, field: &str) -> Option<&'n [Node]> {
+        match &node.value {
+            Value::Seq(items) => Some(items),
+            _ => {
+                self.report(
+                    node.pos,
+                    field,
+                    format!("expected a list, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `choices` (case-sensitive, as Kubernetes enums are).
+    pub fn choice(&mut self, node: &Node, field: &str, choices: &[&str]) -> Option<String> {
+        let s = self.string(node, field)?;
+        if choices.contains(&s.as_str()) {
+            return Some(s);
+        }
+        let hint = match did_you_mean(&s, choices) {
+            Some(c) => format!("; did you mean `{c}`?"),
+            None => String::new(),
+        };
+        self.report(
+            node.pos,
+            field,
+            format!("`{s}` is not valid{hint} (valid: {})", choices.join(", ")),
+        );
+        None
+    }
+
+    /// A list of strings.
+    pub fn strings(&mut self, node: &Node, field: &str) -> Option<Vec<(Pos, String)>> {
+        let items = self.list(node, field)?;
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            if let Some(s) = self.string(item, &format!("{field}[{i}]")) {
+                out.push((item.pos, s));
+            }
+        }
+        Some(out)
+    }
+
+    /// A mapping of string to string (labels, headers).
+    pub fn string_map(&mut self, node: &Node, field: &str) -> Option<Vec<(Pos, String, String)>> {
+        let Value::Map(entries) = &node.value else {
+            self.report(
+                node.pos,
+                field,
+                format!("expected a mapping, found {}", node.kind()),
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for (k, v) in entries {
+            let key = self.string(k, field);
+            let value = match key.as_deref() {
+                Some(key) => self.string(v, &join(field, key)),
+                None => None,
+            };
+            if let (Some(k2), Some(v)) = (key, value) {
+                out.push((k.pos, k2, v));
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A mapping being decoded.
+pub struct Obj<'n> {
+    pub node: &'n Node,
+    entries: &'n [(Node, Node)],
+    field: String,
+}
+
+impl<'n> Obj<'n> {
+    pub fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+            .map(|(_, v)| v)
+            // An explicit `null` is the same as an absent field, as in Kubernetes.
+            .filter(|v| v.value != Value::Null)
+    }
+
+    /// Like `get`, but reports a missing field.
+    pub fn require(&self, cx: &mut Cx<'_>, key: &str, what_is_valid: &str) -> Option<&'n Node> {
+        let found = self.get(key);
+        if found.is_none() {
+            cx.report(
+                self.node.pos,
+                &self.field(key),
+                format!("missing required field `{key}`: {what_is_valid}"),
+            );
+        }
+        found
+    }
+
+    /// The dotted path of a child field.
+    pub fn field(&self, key: &str) -> String {
+        join(&self.field, key)
+    }
+
+    pub fn pos(&self) -> Pos {
+        self.node.pos
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// The closest candidate within a small edit distance, for "did you mean" hints.
+pub fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let lower = input.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&lower, &c.to_ascii_lowercase()), *c))
+        // A third of the length, at least 1 and at most 3 edits: catches typos and case
+        // slips (`hostname` for `hostnames`, `pathprefix`) without absurd suggestions.
+        .filter(|(d, c)| *d <= (c.len() / 3).clamp(1, 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// DNS-1123 label: what Kubernetes accepts for a namespace or a Service name.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// DNS-1123 subdomain: what Kubernetes accepts for most object names.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+}
+
+/// A Gateway API hostname: a DNS name, optionally with a leading `*.` label, no IPs, no port.
+pub fn is_gateway_hostname(s: &str) -> bool {
+    let rest = s.strip_prefix("*.").unwrap_or(s);
+    is_dns1123_subdomain(rest) && rest.parse::<std::net::Ipv4Addr>().is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let fields = ["hostnames", "gateway", "rules", "mode"];
+        assert_eq!(did_you_mean("hostname", &fields), Some("hostnames"));
+        assert_eq!(did_you_mean("rulez", &fields), Some("rules"));
+        assert_eq!(did_you_mean("backends", &fields), None);
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns1123_label("httpbin"));
+        assert!(!is_dns1123_label("HttpBin"));
+        assert!(!is_dns1123_label("-x"));
+        assert!(is_gateway_hostname("*.example.com"));
+        assert!(is_gateway_hostname("httpbin.example.com"));
+        assert!(!is_gateway_hostname("httpbin.example.com:80"));
+        assert!(!is_gateway_hostname("10.0.0.1"));
+        assert!(!is_gateway_hostname("a.*.com"));
+    }
+}

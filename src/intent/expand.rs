@@ -1,0 +1,982 @@
+//! Expansion: intents → Kubernetes objects (the model), per the seed's procedures.
+//!
+//! | mode        | objects                                                                 |
+//! |-------------|-------------------------------------------------------------------------|
+//! | istio       | Namespace labels, Istio Gateway + VirtualService, the gateway's Service |
+//! | gateway-api | Namespace labels, Gateway + HTTPRoute                                   |
+//! | ambient     | Namespace labels, waypoint Gateway, ingress Gateway, ingress HTTPRoute, |
+//! |             | waypoint HTTPRoute (parent: the Service)                                |
+//!
+//! plus an OpenShift Route for `exposure: OpenShiftRoute`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::Config;
+use super::decode::Problem;
+use super::spec::{Exposure, Intent, Mode, Protocol, Settings};
+use crate::model::core::{Namespace, Service, ServicePort, ServiceSpec};
+use crate::model::gateway_api::{
+    self as gw, AllowedRoutes, FilterType, HttpBackendRef, HttpRouteMatch, HttpRouteRule,
+    LabelSelector, LabelSelectorRequirement, Listener, ListenerTls, ParentRef, PathMatchType,
+    PathModifierType, RouteNamespaces, SecretRef,
+};
+use crate::model::istio::{self, StringMatch};
+use crate::model::openshift::{self, RoutePort, RouteSpec, RouteTarget, RouteTls, TargetPort};
+use crate::model::{Model, Object, ObjectMeta};
+
+/// Annotations on objects tidegate does not own but only labels (Namespaces): a prune must
+/// never delete them, and applying them must merge labels rather than replace the object.
+pub const PRUNE_SAFE_ANNOTATIONS: [(&str, &str); 3] = [
+    (
+        "argocd.argoproj.io/sync-options",
+        "Prune=false,Delete=false,ServerSideApply=true",
+    ),
+    ("kustomize.toolkit.fluxcd.io/prune", "disabled"),
+    ("kustomize.toolkit.fluxcd.io/ssa", "Merge"),
+];
+
+/// Label on every object tidegate renders, so users and tools can find them.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tidegate");
+
+/// Istio reads this Gateway annotation to choose the type of the Service it deploys: the
+/// declarative replacement for the seed's `oc patch service … type: LoadBalancer`.
+pub const SERVICE_TYPE_ANNOTATION: &str = "networking.istio.io/service-type";
+
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+
+/// The sidecar-injection revision an intent asks for, if any.
+pub fn revision<'a>(settings: &'a Settings, intent: &'a Intent) -> Option<&'a str> {
+    match &intent.injection {
+        Some(inj) => inj.value.as_deref(),
+        None => settings.revision.as_deref(),
+    }
+}
+
+/// Expands a validated config. Fails only on conflicts between generated objects, or on
+/// rules that a VirtualService cannot express (istio mode).
+pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
+    let mut out = Out::default();
+    let mut problems = Vec::new();
+
+    // Namespaces the intents live in, labelled for their data plane.
+    let mut namespaces: BTreeMap<&str, &Intent> = BTreeMap::new();
+    for i in &config.intents {
+        namespaces.entry(&i.namespace).or_insert(i);
+    }
+    for (ns, i) in &namespaces {
+        let mut meta = ObjectMeta {
+            name: (*ns).to_owned(),
+            ..ObjectMeta::default()
+        };
+        match i.mode.value {
+            Mode::Ambient => {
+                meta.labels
+                    .insert("istio.io/dataplane-mode".into(), "ambient".into());
+                meta.labels
+                    .insert("istio.io/use-waypoint".into(), i.waypoint_name().into());
+                // On the namespace rather than on the app's Service (seed §2.6 labels the
+                // Service): tidegate does not own the app's Service, and Istio reads the
+                // label from the namespace when the Service has none.
+                meta.labels
+                    .insert("istio.io/ingress-use-waypoint".into(), "true".into());
+            }
+            _ => match revision(&config.settings, i) {
+                Some(rev) => {
+                    meta.labels.insert("istio.io/rev".into(), rev.into());
+                }
+                None => {
+                    meta.labels
+                        .insert("istio-injection".into(), "enabled".into());
+                }
+            },
+        }
+        for (k, v) in PRUNE_SAFE_ANNOTATIONS {
+            meta.annotations.insert(k.into(), v.into());
+        }
+        out.push(Object::Namespace(Namespace::new(meta)), i);
+    }
+
+    // Gateways, possibly shared by several intents.
+    let mut gateways: BTreeMap<(&str, &str), Vec<&Intent>> = BTreeMap::new();
+    for i in &config.intents {
+        gateways
+            .entry((i.gateway_namespace(), &i.gateway.name))
+            .or_default()
+            .push(i);
+    }
+    let mut listener_names: BTreeMap<(String, String, u16, String), String> = BTreeMap::new();
+    for ((gw_ns, gw_name), users) in &gateways {
+        let first = users[0];
+        match first.mode.value {
+            Mode::Istio => expand_istio_gateway(&mut out, gw_ns, gw_name, users),
+            Mode::GatewayApi | Mode::Ambient => {
+                let gateway = gateway_api_gateway(&config.settings, gw_ns, gw_name, users);
+                for l in &gateway.spec.listeners {
+                    listener_names.insert(
+                        (
+                            (*gw_ns).into(),
+                            (*gw_name).into(),
+                            l.port,
+                            l.hostname.clone().unwrap_or_default(),
+                        ),
+                        l.name.clone(),
+                    );
+                }
+                if first.gateway.exposure.value == Exposure::OpenShiftRoute {
+                    for i in users {
+                        for h in &i.hostnames {
+                            let target = listener_names
+                                .iter()
+                                .find(|((n, g, p, _), _)| {
+                                    n == gw_ns && g == gw_name && *p == i.gateway.port
+                                })
+                                .map(|(_, name)| name.clone())
+                                .unwrap_or_default();
+                            let route = openshift_route(
+                                i,
+                                &h.value,
+                                &format!("{gw_name}-istio"),
+                                TargetPort::Name(target),
+                            );
+                            out.push(route, i);
+                        }
+                    }
+                }
+                out.push(Object::Gateway(gateway), first);
+            }
+        }
+    }
+
+    // Routes, one set per intent.
+    for i in &config.intents {
+        match i.mode.value {
+            Mode::Istio => match virtual_service(i) {
+                Ok(vs) => out.push(Object::VirtualService(vs), i),
+                Err(mut p) => problems.append(&mut p),
+            },
+            Mode::GatewayApi => {
+                let parents = gateway_parents(i, &listener_names);
+                let route = http_route(
+                    i,
+                    &format!("{}-ingress", i.name),
+                    parents,
+                    i.hostnames.iter().map(|h| h.value.clone()).collect(),
+                    i.rules.clone(),
+                );
+                out.push(route, i);
+            }
+            Mode::Ambient => expand_ambient(&mut out, i, &listener_names, &mut problems),
+        }
+    }
+
+    out.check_collisions(&mut problems);
+    if problems.is_empty() {
+        Ok(Model::new(
+            out.objects.into_iter().map(|(o, _)| o).collect(),
+        ))
+    } else {
+        problems.sort();
+        Err(problems)
+    }
+}
+
+#[derive(Default)]
+struct Out<'a> {
+    objects: Vec<(Object, &'a Intent)>,
+}
+
+impl<'a> Out<'a> {
+    fn push(&mut self, mut o: Object, origin: &'a Intent) {
+        // Namespaces are only labelled; everything else is owned and carries the label.
+        if !matches!(o, Object::Namespace(_)) {
+            meta_mut(&mut o)
+                .labels
+                .insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+        }
+        self.objects.push((o, origin));
+    }
+
+    /// Two intents generating the same object (same kind, namespace and name) with different
+    /// content cannot both be applied; name both.
+    fn check_collisions(&self, problems: &mut Vec<Problem>) {
+        let mut seen: BTreeMap<(&str, &str, &str, &str), (&Object, &Intent)> = BTreeMap::new();
+        for (o, i) in &self.objects {
+            let key = (
+                o.api_version(),
+                o.kind(),
+                o.namespace(),
+                o.meta().name.as_str(),
+            );
+            match seen.get(&key) {
+                Some((other, first)) if *other != o => problems.push(Problem {
+                    file: i.file.clone(),
+                    pos: i.pos,
+                    field: "metadata.name".into(),
+                    message: format!(
+                        "intent {}/{} renders {} {}/{}, which intent {}/{} ({}:{}) also renders differently; rename one of them (intent, gateway or waypoint name)",
+                        i.namespace, i.name, key.1, key.2, key.3, first.namespace, first.name, first.file, first.pos
+                    ),
+                }),
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (o, i));
+                }
+            }
+        }
+    }
+}
+
+fn meta_mut(o: &mut Object) -> &mut ObjectMeta {
+    match o {
+        Object::Namespace(x) => &mut x.metadata,
+        Object::Service(x) => &mut x.metadata,
+        Object::Gateway(x) => &mut x.metadata,
+        Object::HttpRoute(x) => &mut x.metadata,
+        Object::IstioGateway(x) => &mut x.metadata,
+        Object::VirtualService(x) => &mut x.metadata,
+        Object::Route(x) => &mut x.metadata,
+    }
+}
+
+/// A port's name in a Service or Istio server: `http2`/`https` on the usual ports (the
+/// names Istio's own gateway Services use and seed §2.3.1's Route targets).
+fn service_port_name(protocol: Protocol, port: u16) -> String {
+    match (protocol, port) {
+        (Protocol::Http, 80) => "http2".into(),
+        (Protocol::Https, 443) => "https".into(),
+        (Protocol::Http, p) => format!("http2-{p}"),
+        (Protocol::Https, p) => format!("https-{p}"),
+    }
+}
+
+fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'a Intent]) {
+    let first = users[0];
+    // One server per port/protocol/certificate, listing every host served there.
+    let mut servers: BTreeMap<(u16, Protocol, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+    for i in users {
+        let hosts = servers
+            .entry((
+                i.gateway.port,
+                i.gateway.protocol,
+                i.gateway.certificate_refs.clone(),
+            ))
+            .or_default();
+        for h in &i.hostnames {
+            // A VirtualService in another namespace binds only if the server exports the
+            // host to it; `*/host` is Istio's spelling of "any namespace".
+            if i.namespace == ns {
+                hosts.insert(h.value.clone());
+            } else {
+                hosts.insert(format!("{}/{}", i.namespace, h.value));
+            }
+        }
+    }
+    let selector: BTreeMap<String, String> = [("istio".to_owned(), name.to_owned())].into();
+    let mut ports = BTreeMap::new();
+    let servers = servers
+        .into_iter()
+        .enumerate()
+        .map(|(idx, ((port, protocol, certs), hosts))| {
+            ports.insert(port, protocol);
+            let base = match protocol {
+                Protocol::Http => "http",
+                Protocol::Https => "https",
+            };
+            istio::Server {
+                port: istio::ServerPort {
+                    number: port,
+                    // Istio wants server port names unique within a Gateway.
+                    name: if idx == 0 {
+                        base.to_owned()
+                    } else {
+                        format!("{base}-{port}-{idx}")
+                    },
+                    protocol: protocol.as_str().into(),
+                },
+                hosts: hosts.into_iter().collect(),
+                tls: certs.first().map(|c| istio::ServerTls {
+                    mode: "SIMPLE",
+                    credential_name: c.clone(),
+                }),
+            }
+        })
+        .collect();
+    out.push(
+        Object::IstioGateway(istio::Gateway {
+            api_version: istio::API_VERSION,
+            kind: "Gateway",
+            metadata: ObjectMeta::namespaced(name, ns),
+            spec: istio::GatewaySpec {
+                selector: selector.clone(),
+                servers,
+            },
+        }),
+        first,
+    );
+    // The injected gateway's Service, owned here so that its type is declared in Git
+    // instead of patched by hand (seed §2.2 `oc patch … LoadBalancer`, §2.3.1 `ClusterIP`).
+    let exposure = first.gateway.exposure.value;
+    out.push(
+        Object::Service(Service {
+            api_version: "v1",
+            kind: "Service",
+            metadata: ObjectMeta::namespaced(name, ns),
+            spec: ServiceSpec {
+                type_: exposure.service_type().into(),
+                selector,
+                ports: ports
+                    .iter()
+                    .map(|(&port, &protocol)| ServicePort {
+                        name: service_port_name(protocol, port),
+                        port,
+                        target_port: port,
+                        protocol: "TCP",
+                    })
+                    .collect(),
+            },
+        }),
+        first,
+    );
+    if exposure == Exposure::OpenShiftRoute {
+        for i in users {
+            for h in &i.hostnames {
+                out.push(
+                    openshift_route(
+                        i,
+                        &h.value,
+                        name,
+                        TargetPort::Name(service_port_name(i.gateway.protocol, i.gateway.port)),
+                    ),
+                    i,
+                );
+            }
+        }
+    }
+}
+
+fn openshift_route(i: &Intent, host: &str, service: &str, target_port: TargetPort) -> Object {
+    let name = if i.hostnames.len() == 1 {
+        i.name.clone()
+    } else {
+        format!("{}-{}", i.name, slug(host))
+    };
+    let (host, wildcard) = match host.strip_prefix("*.") {
+        Some(rest) => (format!("wildcard.{rest}"), "Subdomain"),
+        None => (host.to_owned(), "None"),
+    };
+    Object::Route(openshift::Route {
+        api_version: openshift::API_VERSION,
+        kind: "Route",
+        metadata: ObjectMeta::namespaced(&name, i.gateway_namespace()),
+        spec: RouteSpec {
+            host,
+            port: RoutePort { target_port },
+            to: RouteTarget {
+                kind: "Service",
+                name: service.to_owned(),
+                weight: 100,
+            },
+            // The gateway terminates TLS itself; the router passes the bytes through.
+            tls: (i.gateway.protocol == Protocol::Https).then_some(RouteTls {
+                termination: "passthrough",
+                insecure_edge_termination_policy: "None",
+            }),
+            wildcard_policy: wildcard,
+        },
+    })
+}
+
+/// `a.example.com` → `a-example-com`, `*.example.com` → `wildcard-example-com`.
+fn slug(host: &str) -> String {
+    let s = host.replace("*.", "wildcard.").replace('.', "-");
+    s.chars()
+        .take(40)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+fn gateway_api_gateway(
+    settings: &Settings,
+    ns: &str,
+    name: &str,
+    users: &[&Intent],
+) -> gw::Gateway {
+    // One listener per port and hostname: listener hostnames keep each intent's routes
+    // isolated from other hosts on the same gateway.
+    let mut listeners: BTreeMap<(u16, String), (Protocol, Vec<String>, BTreeSet<String>)> =
+        BTreeMap::new();
+    for i in users {
+        for h in &i.hostnames {
+            let entry = listeners
+                .entry((i.gateway.port, h.value.clone()))
+                .or_insert_with(|| {
+                    (
+                        i.gateway.protocol,
+                        i.gateway.certificate_refs.clone(),
+                        BTreeSet::new(),
+                    )
+                });
+            entry.2.insert(i.namespace.clone());
+        }
+    }
+    let mut per_port: BTreeMap<u16, usize> = BTreeMap::new();
+    for (port, _) in listeners.keys() {
+        *per_port.entry(*port).or_default() += 1;
+    }
+    let listeners = listeners
+        .into_iter()
+        .map(|((port, hostname), (protocol, certs, route_namespaces))| {
+            let base = match (protocol, port) {
+                (Protocol::Http, 80) => "http".to_owned(),
+                (Protocol::Https, 443) => "https".to_owned(),
+                (Protocol::Http, p) => format!("http-{p}"),
+                (Protocol::Https, p) => format!("https-{p}"),
+            };
+            // A lone listener on its port is just `http`, the name seed §2.4's
+            // INGRESS_PORT query looks for; several get the hostname in their name.
+            let name = if per_port[&port] == 1 {
+                base
+            } else {
+                format!("{base}-{}", slug(&hostname))
+            };
+            let only_same = route_namespaces.iter().all(|n| n == ns);
+            let namespaces = if only_same {
+                RouteNamespaces {
+                    from: "Same",
+                    selector: None,
+                }
+            } else {
+                // Only the namespaces whose intents use this listener may attach: a route
+                // committed elsewhere cannot take over the host (the seed allows `All`).
+                RouteNamespaces {
+                    from: "Selector",
+                    selector: Some(LabelSelector {
+                        match_expressions: vec![LabelSelectorRequirement {
+                            key: "kubernetes.io/metadata.name".into(),
+                            operator: "In",
+                            values: route_namespaces.into_iter().collect(),
+                        }],
+                    }),
+                }
+            };
+            Listener {
+                name,
+                hostname: Some(hostname),
+                port,
+                protocol: protocol.as_str().into(),
+                tls: (!certs.is_empty()).then(|| ListenerTls {
+                    mode: "Terminate",
+                    certificate_refs: certs
+                        .into_iter()
+                        .map(|c| SecretRef {
+                            group: "",
+                            kind: "Secret",
+                            name: c,
+                            namespace: None,
+                        })
+                        .collect(),
+                }),
+                allowed_routes: Some(AllowedRoutes { namespaces }),
+            }
+        })
+        .collect();
+    let mut metadata = ObjectMeta::namespaced(name, ns);
+    metadata.annotations.insert(
+        SERVICE_TYPE_ANNOTATION.into(),
+        users[0].gateway.exposure.value.service_type().into(),
+    );
+    gw::Gateway {
+        api_version: gw::API_VERSION,
+        kind: "Gateway",
+        metadata,
+        spec: gw::GatewaySpec {
+            gateway_class_name: settings.gateway_class_name.clone(),
+            listeners,
+        },
+    }
+}
+
+/// The intent's gateway listeners as parentRefs: one per hostname, by `sectionName`, so a
+/// route never attaches to another port's listener for the same host.
+fn gateway_parents(
+    i: &Intent,
+    listeners: &BTreeMap<(String, String, u16, String), String>,
+) -> Vec<ParentRef> {
+    let mut names: Vec<String> = i
+        .hostnames
+        .iter()
+        .filter_map(|h| {
+            listeners
+                .get(&(
+                    i.gateway_namespace().to_owned(),
+                    i.gateway.name.clone(),
+                    i.gateway.port,
+                    h.value.clone(),
+                ))
+                .cloned()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|section| ParentRef {
+            group: gw::GROUP.into(),
+            kind: "Gateway".into(),
+            name: i.gateway.name.clone(),
+            namespace: Some(i.gateway_namespace().to_owned()),
+            section_name: Some(section),
+            port: None,
+        })
+        .collect()
+}
+
+fn http_route(
+    i: &Intent,
+    name: &str,
+    parent_refs: Vec<ParentRef>,
+    hostnames: Vec<String>,
+    rules: Vec<HttpRouteRule>,
+) -> Object {
+    Object::HttpRoute(gw::HttpRoute {
+        api_version: gw::API_VERSION,
+        kind: "HTTPRoute",
+        metadata: ObjectMeta::namespaced(name, &i.namespace),
+        spec: gw::HttpRouteSpec {
+            parent_refs,
+            hostnames,
+            rules,
+        },
+    })
+}
+
+fn expand_ambient<'a>(
+    out: &mut Out<'a>,
+    i: &'a Intent,
+    listeners: &BTreeMap<(String, String, u16, String), String>,
+    problems: &mut Vec<Problem>,
+) {
+    // The Services the rules send to; each gets the waypoint's L7 rules.
+    let mut services: BTreeSet<(String, u16)> = BTreeSet::new();
+    for (rule, (rpos, _)) in i.rules.iter().zip(&i.rule_pos) {
+        for b in &rule.backend_refs {
+            if b.namespace.as_deref().is_some_and(|n| n != i.namespace) {
+                problems.push(Problem {
+                    file: i.file.clone(),
+                    pos: *rpos,
+                    field: "spec.rules.backendRefs.namespace".into(),
+                    message: format!(
+                        "in ambient mode the waypoint's rules live in the Service's namespace, so backendRefs must be in {}; {}/{} is not",
+                        i.namespace,
+                        b.namespace.as_deref().unwrap_or_default(),
+                        b.name
+                    ),
+                });
+            }
+            services.insert((b.name.clone(), b.port));
+        }
+    }
+
+    let waypoint = i.waypoint_name();
+    let mut wmeta = ObjectMeta::namespaced(waypoint, &i.namespace);
+    wmeta
+        .labels
+        .insert("istio.io/waypoint-for".into(), "service".into());
+    out.push(
+        Object::Gateway(gw::Gateway {
+            api_version: gw::API_VERSION,
+            kind: "Gateway",
+            metadata: wmeta,
+            spec: gw::GatewaySpec {
+                gateway_class_name: WAYPOINT_CLASS.into(),
+                listeners: vec![Listener {
+                    name: "mesh".into(),
+                    hostname: None,
+                    port: 15008,
+                    protocol: "HBONE".into(),
+                    tls: None,
+                    allowed_routes: Some(AllowedRoutes {
+                        namespaces: RouteNamespaces {
+                            from: "Same",
+                            selector: None,
+                        },
+                    }),
+                }],
+            },
+        }),
+        i,
+    );
+
+    // Ingress: send the hosts to the Service; its waypoint applies the rules (seed §2.6).
+    // With several Services the ingress must pick one per request, so it keeps the matches.
+    let ingress_rules = if services.len() == 1 {
+        let (name, port) = services.iter().next().cloned().unwrap_or_default();
+        vec![HttpRouteRule {
+            matches: vec![HttpRouteMatch::default()],
+            backend_refs: vec![HttpBackendRef {
+                group: String::new(),
+                kind: "Service".into(),
+                name,
+                namespace: None,
+                port,
+                weight: 1,
+            }],
+            ..HttpRouteRule::default()
+        }]
+    } else {
+        i.rules
+            .iter()
+            .map(|r| HttpRouteRule {
+                name: r.name.clone(),
+                matches: r.matches.clone(),
+                backend_refs: r.backend_refs.clone(),
+                ..HttpRouteRule::default()
+            })
+            .collect()
+    };
+    let parents = gateway_parents(i, listeners);
+    out.push(
+        http_route(
+            i,
+            &format!("{}-ingress", i.name),
+            parents,
+            i.hostnames.iter().map(|h| h.value.clone()).collect(),
+            ingress_rules,
+        ),
+        i,
+    );
+
+    let service_parents = services
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(|name| ParentRef {
+            group: String::new(),
+            // Seed §2.6 writes `kind: service`; kinds are case-sensitive, so that
+            // parentRef would match nothing.
+            kind: "Service".into(),
+            name,
+            namespace: Some(i.namespace.clone()),
+            section_name: None,
+            port: None,
+        })
+        .collect();
+    out.push(
+        http_route(
+            i,
+            &format!("{}-waypoint-route", i.name),
+            service_parents,
+            Vec::new(),
+            i.rules.clone(),
+        ),
+        i,
+    );
+}
+
+// === istio mode: HTTPRoute rules as a first-match VirtualService ===
+
+/// Gateway API precedence of one match (smaller sorts first): Exact, then longer prefixes,
+/// then method, more headers, more query params. Regular expressions go after prefixes
+/// (their precedence is implementation-specific; Istio does the same).
+fn precedence(
+    m: &HttpRouteMatch,
+) -> (
+    u8,
+    std::cmp::Reverse<usize>,
+    bool,
+    std::cmp::Reverse<usize>,
+    std::cmp::Reverse<usize>,
+) {
+    let class = match m.path.type_ {
+        PathMatchType::Exact => 0,
+        PathMatchType::PathPrefix => 1,
+        PathMatchType::RegularExpression => 2,
+    };
+    let len = normalized_prefix(&m.path.value).len();
+    (
+        class,
+        std::cmp::Reverse(len),
+        m.method.is_none(),
+        std::cmp::Reverse(m.headers.len()),
+        std::cmp::Reverse(m.query_params.len()),
+    )
+}
+
+/// PathPrefix ignores a trailing `/`: `/status/` means the same as `/status`.
+fn normalized_prefix(p: &str) -> &str {
+    if p.len() > 1 {
+        p.trim_end_matches('/')
+    } else {
+        p
+    }
+}
+
+/// The VirtualService of an istio-mode intent. Its `http` entries are in Gateway API
+/// precedence order, and PathPrefix becomes `exact` + `prefix …/`, so the intent routes
+/// the same request to the same backend as in the Gateway API modes.
+pub fn virtual_service(i: &Intent) -> Result<istio::VirtualService, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut order: Vec<(usize, usize)> = Vec::new();
+    for (ri, rule) in i.rules.iter().enumerate() {
+        for mi in 0..rule.matches.len() {
+            order.push((ri, mi));
+        }
+    }
+    // Stable: ties keep rule order, then match order, as the spec requires.
+    order.sort_by_key(|&(ri, mi)| precedence(&i.rules[ri].matches[mi]));
+
+    let mut http: Vec<(usize, istio::HttpRoute)> = Vec::new();
+    for (ri, mi) in order {
+        let rule = &i.rules[ri];
+        let m = &rule.matches[mi];
+        let prefix = normalized_prefix(&m.path.value);
+        let variants: Vec<(Option<StringMatch>, bool)> = match m.path.type_ {
+            PathMatchType::Exact => vec![(Some(StringMatch::Exact(m.path.value.clone())), true)],
+            PathMatchType::RegularExpression => {
+                vec![(Some(StringMatch::Regex(m.path.value.clone())), false)]
+            }
+            PathMatchType::PathPrefix if prefix == "/" => {
+                vec![(Some(StringMatch::Prefix("/".into())), false)]
+            }
+            // A VirtualService `prefix` is a string prefix (`/status` would match
+            // `/statusx`); Gateway API PathPrefix compares whole segments.
+            PathMatchType::PathPrefix => vec![
+                (Some(StringMatch::Exact(prefix.to_owned())), true),
+                (Some(StringMatch::Prefix(format!("{prefix}/"))), false),
+            ],
+        };
+        for (uri, exact) in variants {
+            let request = istio::HttpMatchRequest {
+                uri,
+                headers: m
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_ascii_lowercase(), value_match(h.type_, &h.value)))
+                    .collect(),
+                query_params: m
+                    .query_params
+                    .iter()
+                    .map(|q| (q.name.clone(), value_match(q.type_, &q.value)))
+                    .collect(),
+                method: m.method.clone().map(StringMatch::Exact),
+            };
+            match vs_action(i, ri, rule, prefix, exact) {
+                Ok(mut route) => {
+                    route.match_ = vec![request];
+                    http.push((ri, route));
+                }
+                Err(p) => problems.push(p),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        return Err(problems);
+    }
+    // Consecutive entries of one rule with the same action become one entry with several
+    // matches (ORed), which keeps the output close to what a person would write.
+    let mut merged: Vec<(usize, istio::HttpRoute)> = Vec::new();
+    for (ri, route) in http {
+        if let Some((pri, prev)) = merged.last_mut() {
+            let same_action = istio::HttpRoute {
+                match_: Vec::new(),
+                ..prev.clone()
+            } == istio::HttpRoute {
+                match_: Vec::new(),
+                ..route.clone()
+            };
+            if *pri == ri && same_action {
+                prev.match_.extend(route.match_);
+                continue;
+            }
+        }
+        merged.push((ri, route));
+    }
+    let gateway = if i.gateway_namespace() == i.namespace {
+        i.gateway.name.clone()
+    } else {
+        format!("{}/{}", i.gateway_namespace(), i.gateway.name)
+    };
+    Ok(istio::VirtualService {
+        api_version: istio::API_VERSION,
+        kind: "VirtualService",
+        metadata: ObjectMeta::namespaced(&i.name, &i.namespace),
+        spec: istio::VirtualServiceSpec {
+            hosts: i.hostnames.iter().map(|h| h.value.clone()).collect(),
+            gateways: vec![gateway],
+            http: merged.into_iter().map(|(_, r)| r).collect(),
+        },
+    })
+}
+
+fn value_match(t: gw::ValueMatchType, v: &str) -> StringMatch {
+    match t {
+        gw::ValueMatchType::Exact => StringMatch::Exact(v.to_owned()),
+        gw::ValueMatchType::RegularExpression => StringMatch::Regex(v.to_owned()),
+    }
+}
+
+/// What a VirtualService entry does for one rule. `prefix` is the rule match's normalized
+/// PathPrefix, `exact` says whether this entry matches only that exact path.
+fn vs_action(
+    i: &Intent,
+    ri: usize,
+    rule: &HttpRouteRule,
+    prefix: &str,
+    exact: bool,
+) -> Result<istio::HttpRoute, Problem> {
+    let problem = |msg: String| Problem {
+        file: i.file.clone(),
+        pos: i.rule_pos[ri].0,
+        field: format!("spec.rules[{ri}]"),
+        message: msg,
+    };
+    let mut route = istio::HttpRoute {
+        name: rule.name.clone(),
+        ..istio::HttpRoute::default()
+    };
+
+    // Weights: a VirtualService wants percentages; zero-weight backends get no traffic.
+    let live: Vec<&HttpBackendRef> = rule.backend_refs.iter().filter(|b| b.weight > 0).collect();
+    let percents = percentages(&live.iter().map(|b| b.weight).collect::<Vec<_>>());
+    route.route = live
+        .iter()
+        .zip(percents)
+        .map(|(b, pct)| istio::RouteDestination {
+            destination: istio::Destination {
+                host: match &b.namespace {
+                    Some(ns) if *ns != i.namespace => format!("{}.{ns}.svc.cluster.local", b.name),
+                    _ => b.name.clone(),
+                },
+                port: istio::PortSelector { number: b.port },
+            },
+            weight: (live.len() > 1).then_some(pct),
+        })
+        .collect();
+
+    for f in &rule.filters {
+        match f.type_ {
+            FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
+                let hm = f
+                    .request_header_modifier
+                    .as_ref()
+                    .or(f.response_header_modifier.as_ref())
+                    .cloned()
+                    .unwrap_or_default();
+                let ops = istio::HeaderOperations {
+                    set: hm.set.into_iter().map(|h| (h.name, h.value)).collect(),
+                    add: hm.add.into_iter().map(|h| (h.name, h.value)).collect(),
+                    remove: hm.remove,
+                };
+                let headers = route.headers.get_or_insert_with(istio::Headers::default);
+                if f.type_ == FilterType::RequestHeaderModifier {
+                    headers.request = Some(ops);
+                } else {
+                    headers.response = Some(ops);
+                }
+            }
+            FilterType::RequestRedirect => {
+                let r = f.request_redirect.clone().unwrap_or_default();
+                let uri = match &r.path {
+                    None => None,
+                    Some(p) if p.type_ == PathModifierType::ReplaceFullPath => {
+                        p.replace_full_path.clone()
+                    }
+                    Some(p) if exact => p.replace_prefix_match.clone(),
+                    Some(_) => {
+                        return Err(problem(format!(
+                            "a RequestRedirect with ReplacePrefixMatch on PathPrefix {prefix} cannot be expressed in an Istio VirtualService (its redirect replaces the whole path); use ReplaceFullPath, or mode gateway-api"
+                        )));
+                    }
+                };
+                route.redirect = Some(istio::HttpRedirect {
+                    uri,
+                    authority: r.hostname,
+                    port: r.port,
+                    scheme: r.scheme,
+                    redirect_code: r.status_code,
+                });
+            }
+            FilterType::UrlRewrite => {
+                let r = f.url_rewrite.clone().unwrap_or_default();
+                let mut rw = istio::HttpRewrite {
+                    authority: r.hostname,
+                    ..istio::HttpRewrite::default()
+                };
+                match &r.path {
+                    None => {}
+                    Some(p) if p.type_ == PathModifierType::ReplaceFullPath => {
+                        let full = p.replace_full_path.clone().unwrap_or_default();
+                        if exact {
+                            rw.uri = Some(full);
+                        } else {
+                            // `rewrite.uri` would replace only the matched prefix.
+                            rw.uri_regex_rewrite = Some(istio::RegexRewrite {
+                                match_: "^/.*$".into(),
+                                rewrite: full,
+                            });
+                        }
+                    }
+                    Some(p) => {
+                        let to = p.replace_prefix_match.clone().unwrap_or_default();
+                        let to = normalized_prefix(&to).to_owned();
+                        rw.uri = Some(if exact {
+                            to
+                        } else if to == "/" {
+                            "/".to_owned()
+                        } else {
+                            format!("{to}/")
+                        });
+                    }
+                }
+                route.rewrite = Some(rw);
+            }
+        }
+    }
+    if let Some(t) = &rule.timeouts {
+        if t.backend_request.is_some() {
+            return Err(problem("timeouts.backendRequest has no VirtualService equivalent (Istio retries would multiply it); use timeouts.request, or mode gateway-api".into()));
+        }
+        route.timeout = t.request.clone();
+    }
+    Ok(route)
+}
+
+/// Integer percentages proportional to `weights`, summing to exactly 100 (largest
+/// remainder, ties to the earlier backend, so the result is deterministic).
+fn percentages(weights: &[u32]) -> Vec<u32> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    if total == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut out: Vec<u32> = weights
+        .iter()
+        .map(|&w| (u64::from(w) * 100 / total) as u32)
+        .collect();
+    let mut rest: Vec<(usize, u64)> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (i, u64::from(w) * 100 % total))
+        .collect();
+    rest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let missing = 100 - out.iter().sum::<u32>();
+    for (i, _) in rest.into_iter().take(missing as usize) {
+        out[i] += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_sum_to_100() {
+        assert_eq!(percentages(&[1]), vec![100]);
+        assert_eq!(percentages(&[1, 1, 1]), vec![34, 33, 33]);
+        assert_eq!(percentages(&[90, 10]), vec![90, 10]);
+        assert_eq!(percentages(&[2, 1]), vec![67, 33]);
+    }
+}

@@ -1,0 +1,15 @@
+//! tidegate: ingress intents committed to Git become Kubernetes manifests and Envoy xDS.
+//!
+//! # Layout
+//!
+//! ```text
+//! gitsync  read the config tree at a commit (never the work tree)
+//! intent   decode + validate intents (every problem, with file:line:column), expand them
+//! model    the Kubernetes objects a commit stands for: the one model in the middle
+//! render   model → manifests (one directory per namespace, kustomize-ready, deterministic)
+//! ```
+
+pub mod gitsync;
+pub mod intent;
+pub mod model;
+pub mod render;

@@ -1,0 +1,104 @@
+//! The model: the Kubernetes objects a commit stands for.
+//!
+//! Intents expand into these objects; manifests are these objects serialized, and the xDS
+//! translator reads these objects (never the intents), so what the proxies do and what
+//! Argo CD or Flux apply cannot disagree. Field order in the structs is the order written
+//! to YAML; maps are `BTreeMap`, so output is deterministic.
+
+pub mod core;
+pub mod gateway_api;
+pub mod istio;
+pub mod meta;
+pub mod openshift;
+
+use serde::Serialize;
+
+pub use meta::ObjectMeta;
+
+/// One Kubernetes object tidegate renders.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Namespace(core::Namespace),
+    Service(core::Service),
+    Gateway(gateway_api::Gateway),
+    HttpRoute(gateway_api::HttpRoute),
+    IstioGateway(istio::Gateway),
+    VirtualService(istio::VirtualService),
+    Route(openshift::Route),
+}
+
+impl Object {
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Namespace(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Gateway(o) => &o.metadata,
+            Object::HttpRoute(o) => &o.metadata,
+            Object::IstioGateway(o) => &o.metadata,
+            Object::VirtualService(o) => &o.metadata,
+            Object::Route(o) => &o.metadata,
+        }
+    }
+
+    pub fn api_version(&self) -> &'static str {
+        match self {
+            Object::Namespace(_) | Object::Service(_) => "v1",
+            Object::Gateway(_) | Object::HttpRoute(_) => gateway_api::API_VERSION,
+            Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
+            Object::Route(_) => openshift::API_VERSION,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Namespace(_) => "Namespace",
+            Object::Service(_) => "Service",
+            Object::Gateway(_) | Object::IstioGateway(_) => "Gateway",
+            Object::HttpRoute(_) => "HTTPRoute",
+            Object::VirtualService(_) => "VirtualService",
+            Object::Route(_) => "Route",
+        }
+    }
+
+    /// The namespace the object lives in (a Namespace lives in itself, for layout purposes).
+    pub fn namespace(&self) -> &str {
+        let m = self.meta();
+        m.namespace.as_deref().unwrap_or(&m.name)
+    }
+
+    /// A short, lower-case kind name that is unique across API groups, used in file names.
+    pub fn file_kind(&self) -> &'static str {
+        match self {
+            Object::Namespace(_) => "namespace",
+            Object::Service(_) => "service",
+            Object::Gateway(_) => "gateway",
+            Object::HttpRoute(_) => "httproute",
+            Object::IstioGateway(_) => "istio-gateway",
+            Object::VirtualService(_) => "virtualservice",
+            Object::Route(_) => "route",
+        }
+    }
+
+    /// Sort key that gives every object one place in the output.
+    pub fn key(&self) -> (String, &'static str, String) {
+        (
+            self.namespace().to_owned(),
+            self.file_kind(),
+            self.meta().name.clone(),
+        )
+    }
+}
+
+/// Everything one commit expands to, sorted by [`Object::key`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Model {
+    pub objects: Vec<Object>,
+}
+
+impl Model {
+    pub fn new(mut objects: Vec<Object>) -> Self {
+        objects.sort_by(|a, b| a.key().cmp(&b.key()));
+        Self { objects }
+    }
+}

@@ -1,0 +1,190 @@
+//! Istio `networking.istio.io/v1` Gateway and VirtualService (istio mode, seed §2.2).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::ObjectMeta;
+
+pub const API_VERSION: &str = "networking.istio.io/v1";
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gateway {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: GatewaySpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    pub selector: BTreeMap<String, String>,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Server {
+    pub port: ServerPort,
+    pub hosts: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerPort {
+    pub number: u16,
+    pub name: String,
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    pub mode: &'static str,
+    pub credential_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualService {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: VirtualServiceSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    pub hosts: Vec<String>,
+    pub gateways: Vec<String>,
+    pub http: Vec<HttpRoute>,
+}
+
+/// One `http[]` entry. VirtualServices are first-match: the entries' order is the routing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<HttpMatchRequest>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteDestination>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<HttpRedirect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_response: Option<DirectResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<HttpRewrite>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatchRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<StringMatch>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, StringMatch>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub query_params: BTreeMap<String, StringMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<StringMatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StringMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDestination {
+    pub destination: Destination,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    pub host: String,
+    pub port: PortSelector,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortSelector {
+    pub number: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRedirect {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    pub redirect_code: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectResponse {
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRewrite {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri_regex_rewrite: Option<RegexRewrite>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Headers {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderOperations>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderOperations {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegexRewrite {
+    #[serde(rename = "match")]
+    pub match_: String,
+    pub rewrite: String,
+}
