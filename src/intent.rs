@@ -89,7 +89,7 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
             let mut cx = Cx::new(path);
             if let Some(docs) = parse_file(&mut cx, bytes) {
                 for doc in &docs {
-                    if let Some(intent) = spec::decode_intent(&mut cx, doc) {
+                    if let Some(intent) = spec::decode_intent(&mut cx, doc, &settings) {
                         intents.push(intent);
                     }
                 }
@@ -108,9 +108,9 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
         });
     }
 
-    if problems.is_empty() {
-        cross_check(&settings, &intents, &mut problems);
-    }
+    // Also when some files had problems: what the valid intents say about each other is
+    // reported in the same pass, so one round of fixes suffices.
+    cross_check(&settings, &intents, &mut problems);
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();
@@ -142,12 +142,14 @@ fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
             });
             // serde-saphyr's message embeds a snippet; the first line says what is wrong.
             let msg = e.to_string();
-            let first = msg
-                .lines()
-                .next()
-                .unwrap_or("invalid YAML")
-                .trim()
-                .to_owned();
+            let first = msg.lines().next().unwrap_or("invalid YAML").trim();
+            // Drop serde-saphyr's own "error: line L column C: " prefix; the location is
+            // already in the problem.
+            let first = match first.strip_prefix("error: line ") {
+                Some(rest) => rest.split_once(": ").map_or(rest, |(_, m)| m),
+                None => first,
+            }
+            .to_owned();
             cx.report(pos, "", format!("invalid YAML: {first}"));
             None
         }
@@ -163,16 +165,6 @@ fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Probl
         field: field.to_owned(),
         message,
     };
-
-    for i in intents {
-        if i.gateway.exposure.value == Exposure::OpenShiftRoute
-            && settings.platform != Platform::OpenShift
-        {
-            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
-                "OpenShiftRoute needs an OpenShift cluster, but {SETTINGS_FILE} says platform: kubernetes; valid here: LoadBalancer or ClusterIP (or set platform: openshift in {SETTINGS_FILE})"
-            )));
-        }
-    }
 
     // Duplicate intents.
     let mut by_name: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();

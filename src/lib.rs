@@ -13,3 +13,6 @@ pub mod gitsync;
 pub mod intent;
 pub mod model;
 pub mod render;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod test_helpers;

@@ -8,6 +8,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 
 use schema::Schemas;
+use serde_json::json;
 
 /// The schemas, or `None` (after the shared warning) when they are missing outside CI.
 fn schemas() -> Option<&'static Schemas> {
@@ -434,6 +435,64 @@ fn assert_valid_yaml_panics_with_the_problems() {
     schema::assert_valid_yaml(
         "bad route",
         &HTTP_ROUTE.replace("type: PathPrefix", "type: Prefix"),
+    );
+}
+
+#[test]
+fn conversion_rules() {
+    let open_api = json!({
+        "type": "object",
+        "description": "dropped",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-validations": [{"rule": "self.a != ''"}],
+                "anyOf": [{"properties": {"a": {"maxLength": 0}}}],
+                "properties": {
+                    "port": {"type": "string", "anyOf": null, "x-kubernetes-int-or-string": true},
+                    "legacy": {"type": "string", "anyOf": null},
+                    "flag": {"type": "boolean", "nullable": true},
+                    "mode": {"type": "string", "nullable": true, "enum": ["A"]},
+                    "opaque": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true,
+                        "properties": {"x": {"type": "string"}}
+                    },
+                    "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            }
+        }
+    });
+    let expected = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": {
+                "type": "object",
+                "additionalProperties": false,
+                // Value checks inside combinators stay open.
+                "anyOf": [{"properties": {"a": {"maxLength": 0}}}],
+                "properties": {
+                    "port": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+                    "legacy": {"type": "string"},
+                    "flag": {"type": ["boolean", "null"]},
+                    "mode": {"type": ["string", "null"], "enum": ["A", null]},
+                    "opaque": {"type": "object", "properties": {"x": {"type": "string"}}},
+                    "tags": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            }
+        }
+    });
+    let converted = schema::to_json_schema(open_api.as_object().unwrap());
+    assert_eq!(
+        converted,
+        expected,
+        "{}",
+        serde_json::to_string_pretty(&converted).unwrap()
     );
 }
 

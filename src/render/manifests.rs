@@ -112,7 +112,7 @@ fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
     let curl_host = host.replace("*.", "test.");
     let _ = writeln!(s, "From a pod in the mesh (the seed's verification):\n\n```sh");
     for (path, extra, expect) in samples(i) {
-        let _ = writeln!(s, "curl -s -I {extra}-H Host:{curl_host} {scheme}://{svc}.{gw_ns}.svc.cluster.local{port}{path}   # {expect}");
+        let _ = writeln!(s, "{}   # {expect}", curl(scheme, &curl_host, &format!("{svc}.{gw_ns}.svc.cluster.local"), &port, &path, &extra));
     }
     let _ = writeln!(s, "```\n");
     match i.gateway.exposure.value {
@@ -130,14 +130,26 @@ fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
                 let _ = writeln!(s, "INGRESS_PORT=$(kubectl get gtw {gw} -n {gw_ns} -o jsonpath='{{.spec.listeners[?(@.name==\"{listener}\")].port}}')");
             }
             let (path, extra, expect) = samples(i).into_iter().next().unwrap_or_default();
-            let _ = writeln!(s, "curl -s -I {extra}-H Host:{curl_host} {scheme}://$INGRESS_HOST:$INGRESS_PORT{path}   # {expect}\n```\n");
+            let _ = writeln!(s, "{}   # {expect}\n```\n", curl(scheme, &curl_host, "$INGRESS_HOST", ":$INGRESS_PORT", &path, &extra));
         }
         Exposure::OpenShiftRoute => {
             let _ = writeln!(s, "From outside the cluster, through the OpenShift router (Route in namespace `{gw_ns}`):\n\n```sh");
             let _ = writeln!(s, "INGRESS_HOST=$(oc get service router-default -n openshift-ingress -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS");
             let (path, extra, expect) = samples(i).into_iter().next().unwrap_or_default();
-            let _ = writeln!(s, "curl -s -I {extra}-H Host:{curl_host} {scheme}://$INGRESS_HOST{path}   # {expect}\n```\n");
+            let _ = writeln!(s, "{}   # {expect}\n```\n", curl(scheme, &curl_host, "$INGRESS_HOST", "", &path, &extra));
         }
+    }
+}
+
+/// A curl command for `host` sent to `addr`. Plain HTTP sets the Host header as the seed
+/// does; HTTPS must also send the host as SNI, so it connects to `addr` with `--connect-to`.
+fn curl(scheme: &str, host: &str, addr: &str, port: &str, path: &str, extra: &str) -> String {
+    if scheme == "https" {
+        let p = port.trim_start_matches(':');
+        let p = if p.is_empty() { "443" } else { p };
+        format!("curl -s -I {extra}--connect-to {host}:{p}:{addr}:{p} https://{host}:{p}{path}")
+    } else {
+        format!("curl -s -I {extra}-H Host:{host} http://{addr}{port}{path}")
     }
 }
 

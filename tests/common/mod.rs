@@ -1,0 +1,79 @@
+//! Shared test support: render a config committed to a real temporary Git repository, and
+//! compare against reviewed golden files.
+#![allow(dead_code)]
+
+pub mod schema;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tidegate::test_helpers::{TempRepo, files_under};
+use tidegate::{gitsync, intent, render};
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Commits the files of `config_dir` to a fresh repository and renders that commit.
+pub fn render_dir(config_dir: &Path) -> (TempRepo, render::Rendered) {
+    let mut repo = TempRepo::new();
+    repo.copy_dir(config_dir, "");
+    repo.commit("config under test");
+    let rendered = render_repo(repo.path(), None).unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
+    (repo, rendered)
+}
+
+pub fn render_repo(path: &Path, rev: Option<&str>) -> Result<render::Rendered, intent::Error> {
+    let tree = gitsync::read(path, rev).expect("read the repository");
+    let (config, model) = intent::load_and_expand(&tree)?;
+    Ok(render::render(&model, &config, &tree.source).expect("render"))
+}
+
+/// Commits one intent file (plus optional settings) and returns every problem reported.
+pub fn problems_of<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<intent::Problem> {
+    let mut repo = TempRepo::new();
+    for (path, text) in files {
+        repo.write(path, text.as_ref());
+    }
+    repo.commit("bad input");
+    let tree = gitsync::read(repo.path(), None).expect("read");
+    match intent::load_and_expand(&tree) {
+        Ok(_) => Vec::new(),
+        Err(intent::Error::Invalid(p)) => p,
+    }
+}
+
+/// Compares a render with `expected/`; `UPDATE_GOLDEN=1` rewrites it instead (then review
+/// the diff before committing).
+pub fn assert_golden(expected: &Path, rendered: &render::Rendered) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let _ = std::fs::remove_dir_all(expected);
+        render::write_dir(expected, rendered).expect("write golden");
+        return;
+    }
+    let want: BTreeMap<String, String> = files_under(expected)
+        .into_iter()
+        .map(|(p, b)| (p, String::from_utf8(b).expect("golden is UTF-8")))
+        .collect();
+    let mut diffs = Vec::new();
+    for (path, got) in &rendered.files {
+        match want.get(path) {
+            None => diffs.push(format!("{path}: rendered but not in the golden")),
+            Some(w) if w != got => diffs.push(format!("{path}: differs\n--- golden\n{w}\n--- rendered\n{got}")),
+            Some(_) => {}
+        }
+    }
+    for path in want.keys().filter(|p| !rendered.files.contains_key(*p)) {
+        diffs.push(format!("{path}: in the golden but not rendered"));
+    }
+    assert!(diffs.is_empty(), "{} differs from the render (UPDATE_GOLDEN=1 to accept):\n{}", expected.display(), diffs.join("\n"));
+}
+
+/// Validates every YAML file of a render against the CRD schemas.
+pub fn assert_schema_valid(label: &str, rendered: &render::Rendered) {
+    for (path, text) in &rendered.files {
+        if path.ends_with(".yaml") {
+            schema::assert_valid_yaml(&format!("{label}/{path}"), text);
+        }
+    }
+}
