@@ -12,9 +12,14 @@ fn main() -> anyhow::Result<()> {
     let repo = args.next().unwrap_or_else(|| "config-repo".into());
     let rev = args.next();
     let tree = tidegate::gitsync::read(repo.as_ref(), rev.as_deref())?;
-    let (config, model) = tidegate::intent::load_and_expand(&tree).context("the config is invalid")?;
+    let (config, model) =
+        tidegate::intent::load_and_expand(&tree).context("the config is invalid")?;
     let rendered = tidegate::render::render(&model, &config, &tree.source)?;
-    for (path, text) in rendered.files.iter().filter(|(p, _)| p.ends_with(".yaml") && p.contains('/')) {
+    for (path, text) in rendered
+        .files
+        .iter()
+        .filter(|(p, _)| p.ends_with(".yaml") && p.contains('/'))
+    {
         if !path.ends_with("/kustomization.yaml") {
             println!("---\n# {path}\n{text}");
         }

@@ -21,9 +21,11 @@ pub use output::write_dir;
 
 /// First line of every YAML file tidegate writes. A later render deletes stale files only
 /// if they start with it, so files a person put in the output directory are never removed.
-pub const YAML_MARKER: &str = "# Rendered by tidegate. Do not edit: the next render replaces this file.";
+pub const YAML_MARKER: &str =
+    "# Rendered by tidegate. Do not edit: the next render replaces this file.";
 /// First line of every README tidegate writes (same purpose as [`YAML_MARKER`]).
-pub const README_MARKER: &str = "<!-- Rendered by tidegate. Do not edit: the next render replaces this file. -->";
+pub const README_MARKER: &str =
+    "<!-- Rendered by tidegate. Do not edit: the next render replaces this file. -->";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

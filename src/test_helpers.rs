@@ -18,11 +18,18 @@ pub struct TempRepo {
 
 impl TempRepo {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("tidegate-repo-").tempdir().expect("create temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("tidegate-repo-")
+            .tempdir()
+            .expect("create temp dir");
         let repo = Repository::init(dir.path()).expect("git init");
         // Fixed branch name so tests do not depend on the machine's init.defaultBranch.
         repo.set_head("refs/heads/main").expect("set HEAD");
-        Self { dir, repo, clock: 1_700_000_000 }
+        Self {
+            dir,
+            repo,
+            clock: 1_700_000_000,
+        }
     }
 
     /// The work tree's root.
@@ -50,7 +57,11 @@ impl TempRepo {
     /// Copies a directory's files into the work tree under `dest` ("" for the root).
     pub fn copy_dir(&self, src: &Path, dest: &str) -> &Self {
         for (rel, bytes) in files_under(src) {
-            let target = if dest.is_empty() { rel } else { format!("{dest}/{rel}") };
+            let target = if dest.is_empty() {
+                rel
+            } else {
+                format!("{dest}/{rel}")
+            };
             self.write(&target, bytes);
         }
         self
@@ -59,16 +70,26 @@ impl TempRepo {
     /// Stages everything (additions, changes, removals) and commits; returns the commit id.
     pub fn commit(&mut self, message: &str) -> String {
         let mut index = self.repo.index().expect("index");
-        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("git add");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("git add");
         index.update_all(["*"], None).expect("git add -u");
         index.write().expect("write index");
         let tree_id = index.write_tree().expect("write tree");
         let tree = self.repo.find_tree(tree_id).expect("find tree");
-        let sig = Signature::new("tidegate test", "test@tidegate.invalid", &Time::new(self.clock, 0)).expect("signature");
+        let sig = Signature::new(
+            "tidegate test",
+            "test@tidegate.invalid",
+            &Time::new(self.clock, 0),
+        )
+        .expect("signature");
         self.clock += 60;
         let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let id = self.repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("commit");
+        let id = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("commit");
         id.to_string()
     }
 }
@@ -89,7 +110,11 @@ pub fn files_under(root: &Path) -> Vec<(String, Vec<u8>)> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read(&path).expect("read file")));
             }
         }

@@ -9,7 +9,9 @@ use common::problems_of;
 /// An intent with `spec` fields replaced by `body` (indented two spaces under `spec:`).
 fn intent(name: &str, ns: &str, body: impl AsRef<str>) -> String {
     let body = body.as_ref();
-    format!("apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{body}")
+    format!(
+        "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{body}"
+    )
 }
 
 const GOOD_SPEC: &str = "  mode: gateway-api\n  hostnames: [httpbin.example.com]\n  gateway: {name: httpbin-gateway, port: 80}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /headers}}]\n    backendRefs: [{name: httpbin, port: 8000}]\n";
@@ -22,7 +24,11 @@ fn messages<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<String> {
 fn assert_one<S: AsRef<str>>(files: &[(&str, S)], starts: &str, contains: &[&str]) {
     let m = messages(files);
     assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
-    assert!(m[0].starts_with(starts), "expected {starts:?}…, got {:?}", m[0]);
+    assert!(
+        m[0].starts_with(starts),
+        "expected {starts:?}…, got {:?}",
+        m[0]
+    );
     for c in contains {
         assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
     }
@@ -30,7 +36,10 @@ fn assert_one<S: AsRef<str>>(files: &[(&str, S)], starts: &str, contains: &[&str
 
 #[test]
 fn a_valid_intent_has_no_problems() {
-    assert_eq!(messages(&[("intents/a.yaml", intent("httpbin", "httpbin", GOOD_SPEC))]), Vec::<String>::new());
+    assert_eq!(
+        messages(&[("intents/a.yaml", intent("httpbin", "httpbin", GOOD_SPEC))]),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -55,22 +64,41 @@ fn bad_dns_names() {
 
 #[test]
 fn bad_hostnames() {
-    let spec = GOOD_SPEC.replace("[httpbin.example.com]", "[httpbin.example.com:8080, 10.1.2.3, \"a.*.com\"]");
+    let spec = GOOD_SPEC.replace(
+        "[httpbin.example.com]",
+        "[httpbin.example.com:8080, 10.1.2.3, \"a.*.com\"]",
+    );
     let m = messages(&[("intents/a.yaml", intent("httpbin", "httpbin", &spec))]);
     assert_eq!(m.len(), 3, "{m:#?}");
     assert!(m[0].starts_with("intents/a.yaml:6:15: spec.hostnames[0]: `httpbin.example.com:8080` is not a valid hostname"), "{}", m[0]);
     assert!(m[0].contains("with no port and no IP address"));
-    assert!(m[1].starts_with("intents/a.yaml:6:41: spec.hostnames[1]: `10.1.2.3`"), "{}", m[1]);
-    assert!(m[2].starts_with("intents/a.yaml:6:51: spec.hostnames[2]: `a.*.com`"), "{}", m[2]);
+    assert!(
+        m[1].starts_with("intents/a.yaml:6:41: spec.hostnames[1]: `10.1.2.3`"),
+        "{}",
+        m[1]
+    );
+    assert!(
+        m[2].starts_with("intents/a.yaml:6:51: spec.hostnames[2]: `a.*.com`"),
+        "{}",
+        m[2]
+    );
 }
 
 #[test]
 fn bad_ports() {
-    let spec = GOOD_SPEC.replace("port: 80}", "port: 0}").replace("port: 8000", "port: \"8000\"");
+    let spec = GOOD_SPEC
+        .replace("port: 80}", "port: 0}")
+        .replace("port: 8000", "port: \"8000\"");
     let m = messages(&[("intents/a.yaml", intent("httpbin", "httpbin", &spec))]);
     assert_eq!(m.len(), 2, "{m:#?}");
-    assert_eq!(m[0], "intents/a.yaml:7:42: spec.gateway.port: 0 is out of range; valid: an integer from 1 to 65535");
-    assert_eq!(m[1], "intents/a.yaml:10:41: spec.rules[0].backendRefs[0].port: expected an integer, found the string \"8000\"; write it without quotes");
+    assert_eq!(
+        m[0],
+        "intents/a.yaml:7:42: spec.gateway.port: 0 is out of range; valid: an integer from 1 to 65535"
+    );
+    assert_eq!(
+        m[1],
+        "intents/a.yaml:10:41: spec.rules[0].backendRefs[0].port: expected an integer, found the string \"8000\"; write it without quotes"
+    );
 }
 
 #[test]
@@ -96,17 +124,40 @@ fn a_waypoint_outside_ambient_mode() {
 #[test]
 fn openshift_route_on_plain_kubernetes() {
     let spec = GOOD_SPEC.replace("port: 80}", "port: 80, exposure: OpenShiftRoute}");
-    let files = [("tidegate.yaml", "platform: kubernetes\n".to_owned()), ("intents/a.yaml", intent("httpbin", "httpbin", &spec))];
-    assert_one(&files, "intents/a.yaml:7:56: spec.gateway.exposure: OpenShiftRoute needs an OpenShift cluster", &["valid here: LoadBalancer or ClusterIP", "platform: openshift"]);
+    let files = [
+        ("tidegate.yaml", "platform: kubernetes\n".to_owned()),
+        ("intents/a.yaml", intent("httpbin", "httpbin", &spec)),
+    ];
+    assert_one(
+        &files,
+        "intents/a.yaml:7:56: spec.gateway.exposure: OpenShiftRoute needs an OpenShift cluster",
+        &[
+            "valid here: LoadBalancer or ClusterIP",
+            "platform: openshift",
+        ],
+    );
     // The same intent is fine on OpenShift.
-    let files = [("tidegate.yaml", "platform: openshift\n".to_owned()), ("intents/a.yaml", intent("httpbin", "httpbin", &spec))];
+    let files = [
+        ("tidegate.yaml", "platform: openshift\n".to_owned()),
+        ("intents/a.yaml", intent("httpbin", "httpbin", &spec)),
+    ];
     assert_eq!(messages(&files), Vec::<String>::new());
 }
 
 #[test]
 fn two_intents_claiming_the_same_host_and_path_name_both_files() {
-    let a = intent("httpbin", "team-a", GOOD_SPEC.replace("port: 80}", "port: 80, namespace: ingress}"));
-    let b = intent("other", "team-b", GOOD_SPEC.replace("port: 80}", "port: 80, namespace: ingress}").replace("httpbin, port: 8000", "other, port: 80"));
+    let a = intent(
+        "httpbin",
+        "team-a",
+        GOOD_SPEC.replace("port: 80}", "port: 80, namespace: ingress}"),
+    );
+    let b = intent(
+        "other",
+        "team-b",
+        GOOD_SPEC
+            .replace("port: 80}", "port: 80, namespace: ingress}")
+            .replace("httpbin, port: 8000", "other, port: 80"),
+    );
     assert_one(
         &[("intents/a.yaml", a.clone()), ("intents/b.yaml", b.clone())],
         "intents/b.yaml:9:15: spec.rules: host httpbin.example.com PathPrefix /headers on gateway ingress/httpbin-gateway port 80 is also claimed by team-a/httpbin in intents/a.yaml:9:15",
@@ -114,13 +165,20 @@ fn two_intents_claiming_the_same_host_and_path_name_both_files() {
     );
     // Another path on the same host is fine.
     let b = b.replace("/headers", "/status");
-    assert_eq!(messages(&[("intents/a.yaml", a.clone()), ("intents/b.yaml", b.clone())]), Vec::<String>::new());
+    assert_eq!(
+        messages(&[("intents/a.yaml", a.clone()), ("intents/b.yaml", b.clone())]),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn duplicate_intent_names() {
     let a = intent("httpbin", "httpbin", GOOD_SPEC);
-    let b = intent("httpbin", "httpbin", GOOD_SPEC.replace("httpbin.example.com", "other.example.com"));
+    let b = intent(
+        "httpbin",
+        "httpbin",
+        GOOD_SPEC.replace("httpbin.example.com", "other.example.com"),
+    );
     assert_one(
         &[("intents/a.yaml", a.clone()), ("intents/b.yaml", b.clone())],
         "intents/b.yaml:1:1: metadata.name: intent httpbin/httpbin is defined twice: here and at intents/a.yaml:1:1",
@@ -130,7 +188,9 @@ fn duplicate_intent_names() {
 
 #[test]
 fn unknown_fields_get_a_did_you_mean() {
-    let spec = GOOD_SPEC.replace("  hostnames:", "  hostname:").replace("backendRefs:", "backendRef:");
+    let spec = GOOD_SPEC
+        .replace("  hostnames:", "  hostname:")
+        .replace("backendRefs:", "backendRef:");
     let m = messages(&[("intents/a.yaml", intent("httpbin", "httpbin", &spec))]);
     assert!(
         m.contains(&"intents/a.yaml:6:3: spec.hostname: unknown field `hostname`; did you mean `hostnames`? (valid fields: mode, hostnames, gateway, injection, waypoint, rules)".to_owned()),
@@ -152,26 +212,59 @@ fn a_rule_with_matches_but_no_backends_is_an_error() {
     );
     // Weight 0 everywhere is the same 500.
     let spec = GOOD_SPEC.replace("port: 8000}", "port: 8000, weight: 0}");
-    assert_one(&[("intents/a.yaml", intent("httpbin", "httpbin", &spec))], "intents/a.yaml:9:5: spec.rules[0]: this rule gives every backendRef weight 0", &["HTTP 500"]);
+    assert_one(
+        &[("intents/a.yaml", intent("httpbin", "httpbin", &spec))],
+        "intents/a.yaml:9:5: spec.rules[0]: this rule gives every backendRef weight 0",
+        &["HTTP 500"],
+    );
 }
 
 #[test]
 fn every_problem_of_every_file_is_reported() {
-    let a = intent("Bad", "httpbin", GOOD_SPEC.replace("port: 80}", "port: 99999}").replace("mode: gateway-api", "mode: gateway"));
+    let a = intent(
+        "Bad",
+        "httpbin",
+        GOOD_SPEC
+            .replace("port: 80}", "port: 99999}")
+            .replace("mode: gateway-api", "mode: gateway"),
+    );
     let b = "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: x, namespace: y\n";
     let c = intent("fine", "ok", GOOD_SPEC);
-    let m = messages(&[("intents/a.yaml", a.as_str()), ("intents/b.yaml", b), ("intents/c.yaml", c.as_str())]);
+    let m = messages(&[
+        ("intents/a.yaml", a.as_str()),
+        ("intents/b.yaml", b),
+        ("intents/c.yaml", c.as_str()),
+    ]);
     assert_eq!(m.len(), 4, "{m:#?}");
-    assert!(m[0].starts_with("intents/a.yaml:3:18: metadata.name: `Bad`"), "{}", m[0]);
+    assert!(
+        m[0].starts_with("intents/a.yaml:3:18: metadata.name: `Bad`"),
+        "{}",
+        m[0]
+    );
     assert!(m[1].starts_with("intents/a.yaml:5:9: spec.mode: `gateway` is not valid; did you mean `gateway-api`? (valid: istio, gateway-api, ambient)"), "{}", m[1]);
-    assert!(m[2].starts_with("intents/a.yaml:7:42: spec.gateway.port: 99999 is out of range"), "{}", m[2]);
-    assert!(m[3].starts_with("intents/b.yaml:") && m[3].contains("invalid YAML"), "{}", m[3]);
+    assert!(
+        m[2].starts_with("intents/a.yaml:7:42: spec.gateway.port: 99999 is out of range"),
+        "{}",
+        m[2]
+    );
+    assert!(
+        m[3].starts_with("intents/b.yaml:") && m[3].contains("invalid YAML"),
+        "{}",
+        m[3]
+    );
 }
 
 #[test]
 fn conflicting_namespace_labels() {
     let a = intent("a", "shared", GOOD_SPEC);
-    let b = intent("b", "shared", GOOD_SPEC.replace("mode: gateway-api", "mode: ambient").replace("httpbin.example.com", "b.example.com").replace("httpbin-gateway", "b-gateway"));
+    let b = intent(
+        "b",
+        "shared",
+        GOOD_SPEC
+            .replace("mode: gateway-api", "mode: ambient")
+            .replace("httpbin.example.com", "b.example.com")
+            .replace("httpbin-gateway", "b-gateway"),
+    );
     assert_one(
         &[("intents/a.yaml", a.clone()), ("intents/b.yaml", b.clone())],
         "intents/b.yaml:5:9: spec.mode: namespace shared would be labelled for ambient with waypoint waypoint here but for sidecar injection (istio-injection=enabled) by shared/a (intents/a.yaml:1:1)",
@@ -183,6 +276,13 @@ fn conflicting_namespace_labels() {
 fn non_utf8_and_wrong_api_version() {
     let m = messages(&[("intents/a.yaml", "\u{0}")]);
     assert_eq!(m.len(), 1, "{m:#?}");
-    let bytes_file = [("intents/b.yaml", intent("httpbin", "httpbin", GOOD_SPEC).replace("tidegate.io/v1alpha1", "tidegate.io/v2"))];
-    assert_one(&bytes_file, "intents/b.yaml:1:13: apiVersion: `tidegate.io/v2` is not supported; valid: tidegate.io/v1alpha1", &[]);
+    let bytes_file = [(
+        "intents/b.yaml",
+        intent("httpbin", "httpbin", GOOD_SPEC).replace("tidegate.io/v1alpha1", "tidegate.io/v2"),
+    )];
+    assert_one(
+        &bytes_file,
+        "intents/b.yaml:1:13: apiVersion: `tidegate.io/v2` is not supported; valid: tidegate.io/v1alpha1",
+        &[],
+    );
 }

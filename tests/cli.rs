@@ -10,11 +10,18 @@ use std::process::{Command, Output};
 use tidegate::test_helpers::{TempRepo, files_under};
 
 fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate")).args(args).output().expect("run tidegate")
+    Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .output()
+        .expect("run tidegate")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn arg(p: &Path) -> &str {
@@ -29,14 +36,23 @@ fn the_bundled_config_repo_is_valid_renders_and_matches_the_schemas() {
     let (_repo, rendered) = common::render_dir(&dir);
     common::assert_schema_valid("config-repo", &rendered);
     // One intent per mode, each in its own namespace.
-    for f in ["httpbin-istio/virtualservice-httpbin.yaml", "httpbin-istio/route-httpbin.yaml", "httpbin/httproute-httpbin-ingress.yaml", "httpbin-ambient/httproute-httpbin-waypoint-route.yaml"] {
+    for f in [
+        "httpbin-istio/virtualservice-httpbin.yaml",
+        "httpbin-istio/route-httpbin.yaml",
+        "httpbin/httproute-httpbin-ingress.yaml",
+        "httpbin-ambient/httproute-httpbin-waypoint-route.yaml",
+    ] {
         assert!(rendered.files.contains_key(f), "config-repo renders no {f}");
     }
     // And the command a newcomer runs first works on it in place (a subdirectory of this
     // project's repository, read at HEAD; or as plain files in an unpacked source tree).
     let out = tidegate(&["validate", "--repo", arg(&dir)]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("ok: ") && text(&out).contains("3 intent(s)"), "{}", text(&out));
+    assert!(
+        text(&out).contains("ok: ") && text(&out).contains("3 intent(s)"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -62,13 +78,21 @@ fn reads_commits_not_the_work_tree() {
     repo.write("intents/a.yaml", "not: [valid");
     let out = tidegate(&["validate", "--repo", arg(repo.path())]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains(&first[..12]), "names the commit: {}", text(&out));
+    assert!(
+        text(&out).contains(&first[..12]),
+        "names the commit: {}",
+        text(&out)
+    );
 
     // Committed, it is; and --rev still reads the older commit.
     let second = repo.commit("bad");
     let out = tidegate(&["validate", "--repo", arg(repo.path())]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains(&format!("commit {}", &second[..12])), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("commit {}", &second[..12])),
+        "{}",
+        text(&out)
+    );
     assert!(text(&out).contains("intents/a.yaml:1:"), "{}", text(&out));
     let out = tidegate(&["validate", "--repo", arg(repo.path()), "--rev", "HEAD~1"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -83,14 +107,26 @@ fn a_directory_inside_a_larger_repository_is_read_as_that_subtree() {
     // Outside the subtree: not read, even though it would be invalid as an intent.
     repo.write("intents/broken.yaml", "::");
     repo.commit("monorepo");
-    let out = tidegate(&["validate", "--repo", arg(&repo.path().join("deploy/ingress"))]);
+    let out = tidegate(&[
+        "validate",
+        "--repo",
+        arg(&repo.path().join("deploy/ingress")),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("deploy/ingress/ at commit"), "{}", text(&out));
+    assert!(
+        text(&out).contains("deploy/ingress/ at commit"),
+        "{}",
+        text(&out)
+    );
     // A subdirectory that exists only in the work tree is not in the commit.
     std::fs::create_dir_all(repo.path().join("uncommitted/intents")).unwrap();
     let out = tidegate(&["validate", "--repo", arg(&repo.path().join("uncommitted"))]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("uncommitted does not exist in commit"), "{}", text(&out));
+    assert!(
+        text(&out).contains("uncommitted does not exist in commit"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -100,10 +136,18 @@ fn a_plain_directory_is_read_as_files_and_said_so() {
     std::fs::write(dir.path().join("intents/a.yaml"), INTENT).unwrap();
     let out = tidegate(&["validate", "--repo", arg(dir.path())]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("not a Git repository: files read as they are"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a Git repository: files read as they are"),
+        "{}",
+        text(&out)
+    );
     let out = tidegate(&["validate", "--repo", arg(dir.path()), "--rev", "HEAD"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("not inside a Git repository, so --rev cannot be used"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not inside a Git repository, so --rev cannot be used"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -119,7 +163,13 @@ fn an_empty_repository_says_to_commit_first() {
 fn render_writes_only_on_success_and_removes_only_its_own_stale_files() {
     let mut repo = TempRepo::new();
     repo.write("intents/a.yaml", INTENT);
-    repo.write("intents/b.yaml", INTENT.replace("name: httpbin,", "name: other,").replace("httpbin.example.com", "other.example.com").replace("namespace: httpbin", "namespace: other"));
+    repo.write(
+        "intents/b.yaml",
+        INTENT
+            .replace("name: httpbin,", "name: other,")
+            .replace("httpbin.example.com", "other.example.com")
+            .replace("namespace: httpbin", "namespace: other"),
+    );
     repo.commit("two intents");
     let out_dir = tempfile::tempdir().unwrap();
     let out = out_dir.path();
@@ -130,7 +180,11 @@ fn render_writes_only_on_success_and_removes_only_its_own_stale_files() {
     let r = tidegate(&["render", "--repo", arg(repo.path()), "--out", arg(out)]);
     assert!(r.status.success(), "{}", text(&r));
     let first = files_under(out);
-    assert!(first.iter().any(|(p, _)| p == "other/httproute-other-ingress.yaml"));
+    assert!(
+        first
+            .iter()
+            .any(|(p, _)| p == "other/httproute-other-ingress.yaml")
+    );
 
     // Rendering the same commit again writes nothing.
     let r = tidegate(&["render", "--repo", arg(repo.path()), "--out", arg(out)]);
@@ -138,12 +192,23 @@ fn render_writes_only_on_success_and_removes_only_its_own_stale_files() {
     assert_eq!(files_under(out), first);
 
     // An invalid commit: non-zero exit, and the directory is exactly as it was.
-    repo.write("intents/b.yaml", "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\n");
+    repo.write(
+        "intents/b.yaml",
+        "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\n",
+    );
     repo.commit("break b");
     let r = tidegate(&["render", "--repo", arg(repo.path()), "--out", arg(out)]);
     assert_eq!(r.status.code(), Some(1), "{}", text(&r));
-    assert!(text(&r).contains("intents/b.yaml:1:1: metadata: missing required field `metadata`"), "{}", text(&r));
-    assert_eq!(files_under(out), first, "nothing may be written for an invalid commit");
+    assert!(
+        text(&r).contains("intents/b.yaml:1:1: metadata: missing required field `metadata`"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(
+        files_under(out),
+        first,
+        "nothing may be written for an invalid commit"
+    );
 
     // Removing intent b removes its rendered files, but not the person's files.
     repo.remove("intents/b.yaml");
@@ -151,29 +216,54 @@ fn render_writes_only_on_success_and_removes_only_its_own_stale_files() {
     let r = tidegate(&["render", "--repo", arg(repo.path()), "--out", arg(out)]);
     assert!(r.status.success(), "{}", text(&r));
     let now: Vec<String> = files_under(out).into_iter().map(|(p, _)| p).collect();
-    assert!(!now.iter().any(|p| p.starts_with("other/") && p != "other/notes.txt"), "{now:?}");
+    assert!(
+        !now.iter()
+            .any(|p| p.starts_with("other/") && p != "other/notes.txt"),
+        "{now:?}"
+    );
     assert!(now.contains(&"other/notes.txt".to_owned()), "{now:?}");
     assert!(now.contains(&"keep.yaml".to_owned()), "{now:?}");
-    assert!(now.contains(&"httpbin/httproute-httpbin-ingress.yaml".to_owned()), "{now:?}");
+    assert!(
+        now.contains(&"httpbin/httproute-httpbin-ingress.yaml".to_owned()),
+        "{now:?}"
+    );
     let top = std::fs::read_to_string(out.join("kustomization.yaml")).unwrap();
     assert!(!top.contains("- other"), "{top}");
 }
 
 #[test]
 fn rendered_directories_build_with_kubectl_kustomize() {
-    if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("kubectl not found: skipping the kustomize cross-check (the schema tests still ran)");
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "kubectl not found: skipping the kustomize cross-check (the schema tests still ran)"
+        );
         return;
     }
     let (_repo, rendered) = common::render_dir(&common::manifest_dir().join("config-repo"));
     let out = tempfile::tempdir().unwrap();
     tidegate::render::write_dir(out.path(), &rendered).unwrap();
-    let r = Command::new("kubectl").arg("kustomize").arg(out.path()).output().unwrap();
+    let r = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(out.path())
+        .output()
+        .unwrap();
     assert!(r.status.success(), "{}", text(&r));
     let built = String::from_utf8_lossy(&r.stdout);
     // kustomize puts Namespaces first; every object made it through.
-    assert!(built.starts_with("apiVersion: v1\nkind: Namespace"), "{built}");
+    assert!(
+        built.starts_with("apiVersion: v1\nkind: Namespace"),
+        "{built}"
+    );
     let docs = built.split("\n---\n").count();
-    let objects = rendered.files.keys().filter(|p| p.contains('/') && p.ends_with(".yaml") && !p.ends_with("kustomization.yaml")).count();
+    let objects = rendered
+        .files
+        .keys()
+        .filter(|p| p.contains('/') && p.ends_with(".yaml") && !p.ends_with("kustomization.yaml"))
+        .count();
     assert_eq!(docs, objects, "{built}");
 }

@@ -34,10 +34,20 @@ fn same_commit_renders_the_same_bytes() {
     for case in cases() {
         let (repo, first) = common::render_dir(&case.join("config"));
         let again = common::render_repo(repo.path(), None).expect("valid");
-        assert_eq!(first, again, "{}: two renders of one commit differ", case.display());
+        assert_eq!(
+            first,
+            again,
+            "{}: two renders of one commit differ",
+            case.display()
+        );
         // A second repository with the same files and clock gives the same commit id, so
         // even the READMEs (which name the commit) are identical.
         let (_, other) = common::render_dir(&case.join("config"));
-        assert_eq!(first, other, "{}: same content, different bytes", case.display());
+        assert_eq!(
+            first,
+            other,
+            "{}: same content, different bytes",
+            case.display()
+        );
     }
 }

@@ -43,9 +43,15 @@ fn yaml(text: &str) -> Value {
 
 /// Renders a golden case and returns the object of `file` (path in the output) as JSON.
 fn rendered(case: &str, file: &str) -> Value {
-    let dir = common::manifest_dir().join("tests/golden").join(case).join("config");
+    let dir = common::manifest_dir()
+        .join("tests/golden")
+        .join(case)
+        .join("config");
     let (_repo, out) = common::render_dir(&dir);
-    let text = out.files.get(file).unwrap_or_else(|| panic!("{case} renders no {file}: {:?}", out.files.keys()));
+    let text = out
+        .files
+        .get(file)
+        .unwrap_or_else(|| panic!("{case} renders no {file}: {:?}", out.files.keys()));
     yaml(text)
 }
 
@@ -70,7 +76,11 @@ fn section_2_2_istio_gateway_and_virtual_service() {
         "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: httpbin-gateway, namespace: httpbin}\n\
          spec:\n  selector: {istio: httpbin-gateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [httpbin.example.com]\n",
     );
-    assert_diff(&seed_gw, &rendered(case, "httpbin/istio-gateway-httpbin-gateway.yaml"), &[MANAGED]);
+    assert_diff(
+        &seed_gw,
+        &rendered(case, "httpbin/istio-gateway-httpbin-gateway.yaml"),
+        &[MANAGED],
+    );
 
     let seed_vs = yaml(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: httpbin, namespace: httpbin}\n\
@@ -81,14 +91,18 @@ fn section_2_2_istio_gateway_and_virtual_service() {
     // which the same rule in Gateway API (PathPrefix, whole segments) does not. tidegate
     // writes `exact /x` + `prefix /x/` so every mode routes a request the same way, longest
     // prefix first (Gateway API precedence; a VirtualService is first-match).
-    assert_diff(&seed_vs, &ours, &[
+    assert_diff(
+        &seed_vs,
+        &ours,
+        &[
             MANAGED,
             "-.spec.http[0].match[0].uri.prefix",
             "+.spec.http[0].match[0].uri.exact",
             "~.spec.http[0].match[1].uri.prefix",
             "+.spec.http[0].match[2]",
             "+.spec.http[0].match[3]",
-        ]);
+        ],
+    );
     assert_eq!(
         ours["spec"]["http"][0]["match"],
         json!([{"uri": {"exact": "/headers"}}, {"uri": {"prefix": "/headers/"}}, {"uri": {"exact": "/status"}}, {"uri": {"prefix": "/status/"}}])
@@ -96,8 +110,14 @@ fn section_2_2_istio_gateway_and_virtual_service() {
 
     // `oc label namespace httpbin istio-injection=enabled` (InPlace strategy). The
     // annotations keep Argo CD and Flux from ever pruning a namespace tidegate only labels.
-    let seed_ns = yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: httpbin, labels: {istio-injection: enabled}}\n");
-    assert_diff(&seed_ns, &rendered(case, "httpbin/namespace-httpbin.yaml"), &["+.metadata.annotations"]);
+    let seed_ns = yaml(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: httpbin, labels: {istio-injection: enabled}}\n",
+    );
+    assert_diff(
+        &seed_ns,
+        &rendered(case, "httpbin/namespace-httpbin.yaml"),
+        &["+.metadata.annotations"],
+    );
 
     // `oc patch service <gateway_name> … {"spec": {"type": "LoadBalancer"}}`, declared
     // instead of patched: the gateway's Service is rendered with its type.
@@ -113,7 +133,11 @@ fn section_2_3_1_openshift_route() {
         "apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {name: httpbin, namespace: httpbin}\n\
          spec:\n  host: httpbin.example.com\n  port: {targetPort: http2}\n  to: {kind: Service, name: httpbin-gateway, weight: 100}\n  wildcardPolicy: None\n",
     );
-    assert_diff(&seed_route, &rendered(case, "httpbin/route-httpbin.yaml"), &[MANAGED]);
+    assert_diff(
+        &seed_route,
+        &rendered(case, "httpbin/route-httpbin.yaml"),
+        &[MANAGED],
+    );
     // `oc patch service <gateway_name> … {"spec": {"type": "ClusterIP"}}`, and the port
     // the Route targets by name.
     let svc = rendered(case, "httpbin/service-httpbin-gateway.yaml");
@@ -145,7 +169,11 @@ const INGRESS_GATEWAY_DIFFS: &[&str] = &[
 #[test]
 fn section_2_4_gateway_api_sidecar_mode() {
     let case = "seed-2.4-gateway-api";
-    assert_diff(&yaml(SEED_INGRESS_GATEWAY), &rendered(case, "httpbin/gateway-httpbin-gateway.yaml"), INGRESS_GATEWAY_DIFFS);
+    assert_diff(
+        &yaml(SEED_INGRESS_GATEWAY),
+        &rendered(case, "httpbin/gateway-httpbin-gateway.yaml"),
+        INGRESS_GATEWAY_DIFFS,
+    );
 
     let seed_route = yaml(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: httpbin-ingress, namespace: httpbin}\n\
@@ -176,7 +204,10 @@ fn section_2_4_gateway_api_sidecar_mode() {
         json!([{"group": "", "kind": "Service", "name": "httpbin", "port": 8000, "weight": 1}])
     );
     let ns = rendered(case, "httpbin/namespace-httpbin.yaml");
-    assert_eq!(ns["metadata"]["labels"], json!({"istio-injection": "enabled"}));
+    assert_eq!(
+        ns["metadata"]["labels"],
+        json!({"istio-injection": "enabled"})
+    );
 }
 
 #[test]
@@ -190,9 +221,16 @@ fn section_2_6_ambient_mode_with_a_waypoint() {
     assert_diff(
         &seed_waypoint,
         &rendered(case, "httpbin/gateway-httpbin-waypoint.yaml"),
-        &["+.metadata.labels.app.kubernetes.io/managed-by", "+.spec.listeners[0].allowedRoutes"],
+        &[
+            "+.metadata.labels.app.kubernetes.io/managed-by",
+            "+.spec.listeners[0].allowedRoutes",
+        ],
     );
-    assert_diff(&yaml(SEED_INGRESS_GATEWAY), &rendered(case, "httpbin/gateway-httpbin-gateway.yaml"), INGRESS_GATEWAY_DIFFS);
+    assert_diff(
+        &yaml(SEED_INGRESS_GATEWAY),
+        &rendered(case, "httpbin/gateway-httpbin-gateway.yaml"),
+        INGRESS_GATEWAY_DIFFS,
+    );
 
     let seed_ingress = yaml(
         "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: httpbin-ingress, namespace: httpbin}\n\
@@ -253,8 +291,14 @@ fn the_seed_section_2_4_rules_are_rejected_with_the_reason() {
     let problems = common::problems_of(&[("intents/httpbin.yaml", intent)]);
     assert_eq!(problems.len(), 1, "{problems:#?}");
     let p = problems[0].to_string();
-    assert!(p.starts_with("intents/httpbin.yaml:9:5: spec.rules[0]: "), "{p}");
+    assert!(
+        p.starts_with("intents/httpbin.yaml:9:5: spec.rules[0]: "),
+        "{p}"
+    );
     assert!(p.contains("would get HTTP 500"), "{p}");
     assert!(p.contains("PathPrefix /status, PathPrefix /headers"), "{p}");
-    assert!(p.contains("spec.rules[1] holds backendRefs but no matches"), "{p}");
+    assert!(
+        p.contains("spec.rules[1] holds backendRefs but no matches"),
+        "{p}"
+    );
 }

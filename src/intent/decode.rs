@@ -287,10 +287,12 @@ fn join(parent: &str, key: &str) -> String {
 pub fn did_you_mean<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let lower = input.to_ascii_lowercase();
     // `Prefix` for `PathPrefix`: a clipped name is a likely slip too.
-    if lower.len() >= 4 {
-        if let Some(c) = candidates.iter().find(|c| c.to_ascii_lowercase().ends_with(&lower) || c.to_ascii_lowercase().starts_with(&lower)) {
-            return Some(c);
-        }
+    if lower.len() >= 4
+        && let Some(c) = candidates.iter().find(|c| {
+            c.to_ascii_lowercase().ends_with(&lower) || c.to_ascii_lowercase().starts_with(&lower)
+        })
+    {
+        return Some(c);
     }
     candidates
         .iter()
@@ -348,7 +350,10 @@ mod tests {
         assert_eq!(did_you_mean("hostname", &fields), Some("hostnames"));
         assert_eq!(did_you_mean("rulez", &fields), Some("rules"));
         assert_eq!(did_you_mean("backends", &fields), None);
-        assert_eq!(did_you_mean("Prefix", &["Exact", "PathPrefix"]), Some("PathPrefix"));
+        assert_eq!(
+            did_you_mean("Prefix", &["Exact", "PathPrefix"]),
+            Some("PathPrefix")
+        );
     }
 
     #[test]

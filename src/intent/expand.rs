@@ -404,8 +404,9 @@ fn gateway_api_gateway(
 ) -> gw::Gateway {
     // One listener per port and hostname: listener hostnames keep each intent's routes
     // isolated from other hosts on the same gateway.
-    let mut listeners: BTreeMap<(u16, String), (Protocol, Vec<String>, BTreeSet<String>)> =
-        BTreeMap::new();
+    // (port, hostname) → (protocol, certificate Secrets, namespaces of the intents using it)
+    type ListenerUse = (Protocol, Vec<String>, BTreeSet<String>);
+    let mut listeners: BTreeMap<(u16, String), ListenerUse> = BTreeMap::new();
     for i in users {
         for h in &i.hostnames {
             let entry = listeners

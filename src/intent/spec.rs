@@ -192,19 +192,17 @@ pub fn decode_settings(cx: &mut Cx<'_>, node: &Node) -> Settings {
             None => {}
         }
     }
-    if let Some(n) = o.get("gatewayClassName") {
-        if let Some(s) = cx.string(n, "gatewayClassName") {
-            if is_dns1123_subdomain(&s) {
-                settings.gateway_class_name = s;
-            } else {
-                cx.report(
-                    n.pos,
-                    "gatewayClassName",
-                    format!(
-                        "`{s}` is not a valid name; valid: a DNS-1123 subdomain such as `istio`"
-                    ),
-                );
-            }
+    if let Some(n) = o.get("gatewayClassName")
+        && let Some(s) = cx.string(n, "gatewayClassName")
+    {
+        if is_dns1123_subdomain(&s) {
+            settings.gateway_class_name = s;
+        } else {
+            cx.report(
+                n.pos,
+                "gatewayClassName",
+                format!("`{s}` is not a valid name; valid: a DNS-1123 subdomain such as `istio`"),
+            );
         }
     }
     if let Some(n) = o.get("injection") {
@@ -214,27 +212,25 @@ pub fn decode_settings(cx: &mut Cx<'_>, node: &Node) -> Settings {
 }
 
 fn check_api_version(cx: &mut Cx<'_>, o: &super::decode::Obj<'_>, kind: &str) {
-    if let Some(n) = o.get("apiVersion") {
-        if let Some(v) = cx.string(n, "apiVersion") {
-            if v != API_VERSION {
-                cx.report(
-                    n.pos,
-                    "apiVersion",
-                    format!("`{v}` is not supported; valid: {API_VERSION}"),
-                );
-            }
-        }
+    if let Some(n) = o.get("apiVersion")
+        && let Some(v) = cx.string(n, "apiVersion")
+        && v != API_VERSION
+    {
+        cx.report(
+            n.pos,
+            "apiVersion",
+            format!("`{v}` is not supported; valid: {API_VERSION}"),
+        );
     }
-    if let Some(n) = o.get("kind") {
-        if let Some(v) = cx.string(n, "kind") {
-            if v != kind {
-                cx.report(
-                    n.pos,
-                    "kind",
-                    format!("`{v}` is not valid here; valid: {kind}"),
-                );
-            }
-        }
+    if let Some(n) = o.get("kind")
+        && let Some(v) = cx.string(n, "kind")
+        && v != kind
+    {
+        cx.report(
+            n.pos,
+            "kind",
+            format!("`{v}` is not valid here; valid: {kind}"),
+        );
     }
 }
 
@@ -306,24 +302,23 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
         cx,
         "hostnames",
         "a list of DNS names such as [httpbin.example.com]",
-    ) {
-        if let Some(list) = cx.strings(n, "spec.hostnames") {
-            if list.is_empty() {
-                cx.report(
-                    n.pos,
-                    "spec.hostnames",
-                    "must list at least one hostname, such as httpbin.example.com",
-                );
-            }
-            for (i, (pos, h)) in list.into_iter().enumerate() {
-                let field = format!("spec.hostnames[{i}]");
-                if !is_gateway_hostname(&h) {
-                    cx.report(pos, &field, format!("`{h}` is not a valid hostname; valid: a lower-case DNS name such as httpbin.example.com, optionally starting with `*.`, with no port and no IP address"));
-                } else if hostnames.iter().any(|x: &At<String>| x.value == h) {
-                    cx.report(pos, &field, format!("`{h}` is listed twice"));
-                } else {
-                    hostnames.push(At { pos, value: h });
-                }
+    ) && let Some(list) = cx.strings(n, "spec.hostnames")
+    {
+        if list.is_empty() {
+            cx.report(
+                n.pos,
+                "spec.hostnames",
+                "must list at least one hostname, such as httpbin.example.com",
+            );
+        }
+        for (i, (pos, h)) in list.into_iter().enumerate() {
+            let field = format!("spec.hostnames[{i}]");
+            if !is_gateway_hostname(&h) {
+                cx.report(pos, &field, format!("`{h}` is not a valid hostname; valid: a lower-case DNS name such as httpbin.example.com, optionally starting with `*.`, with no port and no IP address"));
+            } else if hostnames.iter().any(|x: &At<String>| x.value == h) {
+                cx.report(pos, &field, format!("`{h}` is listed twice"));
+            } else {
+                hostnames.push(At { pos, value: h });
             }
         }
     }
@@ -361,41 +356,41 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
         cx,
         "rules",
         "a list of HTTPRoute rules with matches and backendRefs",
-    ) {
-        if let Some(items) = cx.list(n, "spec.rules") {
-            if items.is_empty() {
-                cx.report(
-                    n.pos,
-                    "spec.rules",
-                    "must have at least one rule with backendRefs",
-                );
-            }
-            for (i, item) in items.iter().enumerate() {
-                if let Some((rule, pos)) = decode_rule(cx, item, &format!("spec.rules[{i}]")) {
-                    rules.push(rule);
-                    rule_pos.push(pos);
-                }
-            }
-            check_rules_route_somewhere(cx, items, &rules, &rule_pos);
+    ) && let Some(items) = cx.list(n, "spec.rules")
+    {
+        if items.is_empty() {
+            cx.report(
+                n.pos,
+                "spec.rules",
+                "must have at least one rule with backendRefs",
+            );
         }
+        for (i, item) in items.iter().enumerate() {
+            if let Some((rule, pos)) = decode_rule(cx, item, &format!("spec.rules[{i}]")) {
+                rules.push(rule);
+                rule_pos.push(pos);
+            }
+        }
+        check_rules_route_somewhere(cx, items, &rules, &rule_pos);
     }
 
     // Mode-dependent fields.
-    if let (Some(mode), Some(w)) = (&mode, &waypoint) {
-        if mode.value != Mode::Ambient {
-            cx.report(w.pos, "spec.waypoint", format!("a waypoint is only used in ambient mode, but this intent has mode: {}; remove `waypoint` or set `mode: ambient`", mode.value.as_str()));
-        }
+    if let (Some(mode), Some(w)) = (&mode, &waypoint)
+        && mode.value != Mode::Ambient
+    {
+        cx.report(w.pos, "spec.waypoint", format!("a waypoint is only used in ambient mode, but this intent has mode: {}; remove `waypoint` or set `mode: ambient`", mode.value.as_str()));
     }
-    if let (Some(mode), Some(inj)) = (&mode, &injection) {
-        if mode.value == Mode::Ambient {
-            cx.report(inj.pos, "spec.injection", "sidecar injection does not apply in ambient mode (the namespace gets istio.io/dataplane-mode=ambient); remove `injection` or use mode istio or gateway-api");
-        }
+    if let (Some(mode), Some(inj)) = (&mode, &injection)
+        && mode.value == Mode::Ambient
+    {
+        cx.report(inj.pos, "spec.injection", "sidecar injection does not apply in ambient mode (the namespace gets istio.io/dataplane-mode=ambient); remove `injection` or use mode istio or gateway-api");
     }
 
-    if let Some(g) = &gateway {
-        if g.exposure.value == Exposure::OpenShiftRoute && settings.platform != Platform::OpenShift {
-            cx.report(g.exposure.pos, "spec.gateway.exposure", "OpenShiftRoute needs an OpenShift cluster, but tidegate.yaml says platform: kubernetes (the default); valid here: LoadBalancer or ClusterIP, or set `platform: openshift` in tidegate.yaml");
-        }
+    if let Some(g) = &gateway
+        && g.exposure.value == Exposure::OpenShiftRoute
+        && settings.platform != Platform::OpenShift
+    {
+        cx.report(g.exposure.pos, "spec.gateway.exposure", "OpenShiftRoute needs an OpenShift cluster, but tidegate.yaml says platform: kubernetes (the default); valid here: LoadBalancer or ClusterIP, or set `platform: openshift` in tidegate.yaml");
     }
 
     if cx.problems.len() > before {
@@ -511,31 +506,31 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
             }),
     };
     let mut certificate_refs = Vec::new();
-    if let Some(n) = g.get("tls") {
-        if let Some(t) = cx.object(n, "spec.gateway.tls", &["certificateRefs"]) {
-            if let Some(refs) = t.require(
-                cx,
-                "certificateRefs",
-                "a list such as [{name: httpbin-cert}] naming TLS Secrets",
-            ) {
-                if let Some(items) = cx.list(refs, "spec.gateway.tls.certificateRefs") {
-                    for (i, item) in items.iter().enumerate() {
-                        let field = format!("spec.gateway.tls.certificateRefs[{i}]");
-                        let Some(r) = cx.object(item, &field, &["name"]) else {
-                            continue;
-                        };
-                        if let Some(nn) =
-                            r.require(cx, "name", "the name of a kubernetes.io/tls Secret")
-                        {
-                            if let Some(s) = cx.string(nn, &r.field("name")) {
-                                if is_dns1123_subdomain(&s) {
-                                    certificate_refs.push(s);
-                                } else {
-                                    cx.report(nn.pos, &r.field("name"), format!("`{s}` is not a valid Secret name; valid: a DNS-1123 subdomain"));
-                                }
-                            }
-                        }
-                    }
+    if let Some(n) = g.get("tls")
+        && let Some(t) = cx.object(n, "spec.gateway.tls", &["certificateRefs"])
+        && let Some(refs) = t.require(
+            cx,
+            "certificateRefs",
+            "a list such as [{name: httpbin-cert}] naming TLS Secrets",
+        )
+        && let Some(items) = cx.list(refs, "spec.gateway.tls.certificateRefs")
+    {
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("spec.gateway.tls.certificateRefs[{i}]");
+            let Some(r) = cx.object(item, &field, &["name"]) else {
+                continue;
+            };
+            if let Some(nn) = r.require(cx, "name", "the name of a kubernetes.io/tls Secret")
+                && let Some(s) = cx.string(nn, &r.field("name"))
+            {
+                if is_dns1123_subdomain(&s) {
+                    certificate_refs.push(s);
+                } else {
+                    cx.report(
+                        nn.pos,
+                        &r.field("name"),
+                        format!("`{s}` is not a valid Secret name; valid: a DNS-1123 subdomain"),
+                    );
                 }
             }
         }
@@ -589,17 +584,17 @@ fn decode_rule(
         }
     }
     let mut rule = HttpRouteRule::default();
-    if let Some(n) = r.get("name") {
-        if let Some(s) = cx.string(n, &r.field("name")) {
-            if is_dns1123_label(&s) {
-                rule.name = Some(s);
-            } else {
-                cx.report(
-                    n.pos,
-                    &r.field("name"),
-                    format!("`{s}` is not a valid rule name; valid: a DNS-1123 label"),
-                );
-            }
+    if let Some(n) = r.get("name")
+        && let Some(s) = cx.string(n, &r.field("name"))
+    {
+        if is_dns1123_label(&s) {
+            rule.name = Some(s);
+        } else {
+            cx.report(
+                n.pos,
+                &r.field("name"),
+                format!("`{s}` is not a valid rule name; valid: a DNS-1123 label"),
+            );
         }
     }
     let mut match_pos = Vec::new();
@@ -625,49 +620,47 @@ fn decode_rule(
             }
         }
     }
-    if let Some(n) = r.get("filters") {
-        if let Some(items) = cx.list(n, &r.field("filters")) {
-            for (i, item) in items.iter().enumerate() {
-                let f = format!("{}[{i}]", r.field("filters"));
-                if let Some(filter) = decode_filter(cx, item, &f) {
-                    if rule.filters.iter().any(|x| x.type_ == filter.type_) {
-                        cx.report(item.pos, &f, format!("filter {:?} appears twice in this rule; valid: each filter type at most once", filter.type_));
-                    }
-                    rule.filters.push(filter);
+    if let Some(n) = r.get("filters")
+        && let Some(items) = cx.list(n, &r.field("filters"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{}[{i}]", r.field("filters"));
+            if let Some(filter) = decode_filter(cx, item, &f) {
+                if rule.filters.iter().any(|x| x.type_ == filter.type_) {
+                    cx.report(item.pos, &f, format!("filter {:?} appears twice in this rule; valid: each filter type at most once", filter.type_));
                 }
+                rule.filters.push(filter);
             }
         }
     }
-    if let Some(n) = r.get("backendRefs") {
-        if let Some(items) = cx.list(n, &r.field("backendRefs")) {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(b) =
-                    decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
-                {
-                    rule.backend_refs.push(b);
-                }
+    if let Some(n) = r.get("backendRefs")
+        && let Some(items) = cx.list(n, &r.field("backendRefs"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(b) = decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs"))) {
+                rule.backend_refs.push(b);
             }
         }
     }
-    if let Some(n) = r.get("timeouts") {
-        if let Some(t) = cx.object(n, &r.field("timeouts"), &["request", "backendRequest"]) {
-            let mut timeouts = HttpRouteTimeouts::default();
-            for (key, slot) in [
-                ("request", &mut timeouts.request),
-                ("backendRequest", &mut timeouts.backend_request),
-            ] {
-                if let Some(v) = t.get(key) {
-                    if let Some(s) = cx.string(v, &t.field(key)) {
-                        if is_duration(&s) {
-                            *slot = Some(s);
-                        } else {
-                            cx.report(v.pos, &t.field(key), format!("`{s}` is not a Gateway API duration; valid: digits with h, m, s or ms, such as 10s or 1m30s"));
-                        }
-                    }
+    if let Some(n) = r.get("timeouts")
+        && let Some(t) = cx.object(n, &r.field("timeouts"), &["request", "backendRequest"])
+    {
+        let mut timeouts = HttpRouteTimeouts::default();
+        for (key, slot) in [
+            ("request", &mut timeouts.request),
+            ("backendRequest", &mut timeouts.backend_request),
+        ] {
+            if let Some(v) = t.get(key)
+                && let Some(s) = cx.string(v, &t.field(key))
+            {
+                if is_duration(&s) {
+                    *slot = Some(s);
+                } else {
+                    cx.report(v.pos, &t.field(key), format!("`{s}` is not a Gateway API duration; valid: digits with h, m, s or ms, such as 10s or 1m30s"));
                 }
             }
-            rule.timeouts = Some(timeouts);
         }
+        rule.timeouts = Some(timeouts);
     }
 
     // Rules the Gateway API CRD enforces with CEL, checked here so the commit is rejected
@@ -762,56 +755,63 @@ fn decode_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteMa
     let before = cx.problems.len();
     let m = cx.object(node, field, &["path", "headers", "queryParams", "method"])?;
     let mut out = HttpRouteMatch::default();
-    if let Some(p) = m.get("path") {
-        if let Some(po) = cx.object(p, &m.field("path"), &["type", "value"]) {
-            let type_ = match po.get("type") {
-                None => PathMatchType::PathPrefix,
-                Some(t) => match cx
-                    .choice(
-                        t,
-                        &po.field("type"),
-                        &["Exact", "PathPrefix", "RegularExpression"],
-                    )
-                    .as_deref()
-                {
-                    Some("Exact") => PathMatchType::Exact,
-                    Some("RegularExpression") => PathMatchType::RegularExpression,
-                    _ => PathMatchType::PathPrefix,
-                },
-            };
-            let value = match po.get("value") {
-                None => "/".to_owned(),
-                Some(v) => cx.string(v, &po.field("value")).unwrap_or_default(),
-            };
-            let vpos = po.get("value").map_or(p.pos, |v| v.pos);
-            if type_ != PathMatchType::RegularExpression {
-                if !value.starts_with('/') {
-                    cx.report(vpos, &po.field("value"), format!("`{value}` does not start with `/`; valid: an absolute path such as /{}", value.trim_start_matches('/')));
-                } else if value.contains("//")
-                    || value.contains("/./")
-                    || value.contains("/../")
-                    || value.ends_with("/..")
-                    || value.ends_with("/.")
-                {
-                    cx.report(
-                        vpos,
-                        &po.field("value"),
-                        format!("`{value}` is not a normalized path (no `//`, `/./` or `/../`)"),
-                    );
-                } else if value.contains(['?', '#'])
-                    || value.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    cx.report(vpos, &po.field("value"), format!("`{value}` may not contain `?`, `#` or whitespace; match query parameters with queryParams"));
-                }
-            } else if value.is_empty() {
+    if let Some(p) = m.get("path")
+        && let Some(po) = cx.object(p, &m.field("path"), &["type", "value"])
+    {
+        let type_ = match po.get("type") {
+            None => PathMatchType::PathPrefix,
+            Some(t) => match cx
+                .choice(
+                    t,
+                    &po.field("type"),
+                    &["Exact", "PathPrefix", "RegularExpression"],
+                )
+                .as_deref()
+            {
+                Some("Exact") => PathMatchType::Exact,
+                Some("RegularExpression") => PathMatchType::RegularExpression,
+                _ => PathMatchType::PathPrefix,
+            },
+        };
+        let value = match po.get("value") {
+            None => "/".to_owned(),
+            Some(v) => cx.string(v, &po.field("value")).unwrap_or_default(),
+        };
+        let vpos = po.get("value").map_or(p.pos, |v| v.pos);
+        if type_ != PathMatchType::RegularExpression {
+            if !value.starts_with('/') {
                 cx.report(
                     vpos,
                     &po.field("value"),
-                    "a regular expression must not be empty",
+                    format!(
+                        "`{value}` does not start with `/`; valid: an absolute path such as /{}",
+                        value.trim_start_matches('/')
+                    ),
                 );
+            } else if value.contains("//")
+                || value.contains("/./")
+                || value.contains("/../")
+                || value.ends_with("/..")
+                || value.ends_with("/.")
+            {
+                cx.report(
+                    vpos,
+                    &po.field("value"),
+                    format!("`{value}` is not a normalized path (no `//`, `/./` or `/../`)"),
+                );
+            } else if value.contains(['?', '#'])
+                || value.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                cx.report(vpos, &po.field("value"), format!("`{value}` may not contain `?`, `#` or whitespace; match query parameters with queryParams"));
             }
-            out.path = HttpPathMatch { type_, value };
+        } else if value.is_empty() {
+            cx.report(
+                vpos,
+                &po.field("value"),
+                "a regular expression must not be empty",
+            );
         }
+        out.path = HttpPathMatch { type_, value };
     }
     for (key, slot) in [
         ("headers", &mut out.headers),
@@ -983,19 +983,17 @@ fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteF
             if let Some(n) = r.get("port") {
                 red.port = cx.int(n, &r.field("port"), 1, 65535).map(|p| p as u16);
             }
-            if let Some(n) = r.get("statusCode") {
-                if let Some(code) = cx.int(n, &r.field("statusCode"), 0, 999) {
-                    if [301, 302, 303, 307, 308].contains(&code) {
-                        red.status_code = code as u16;
-                    } else {
-                        cx.report(
-                            n.pos,
-                            &r.field("statusCode"),
-                            format!(
-                                "{code} is not a redirect status; valid: 301, 302, 303, 307, 308"
-                            ),
-                        );
-                    }
+            if let Some(n) = r.get("statusCode")
+                && let Some(code) = cx.int(n, &r.field("statusCode"), 0, 999)
+            {
+                if [301, 302, 303, 307, 308].contains(&code) {
+                    red.status_code = code as u16;
+                } else {
+                    cx.report(
+                        n.pos,
+                        &r.field("statusCode"),
+                        format!("{code} is not a redirect status; valid: 301, 302, 303, 307, 308"),
+                    );
                 }
             }
             out.request_redirect = Some(red);
@@ -1086,10 +1084,10 @@ fn decode_header_modifier(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<H
             }
         }
     }
-    if let Some(n) = h.get("remove") {
-        if let Some(list) = cx.strings(n, &h.field("remove")) {
-            out.remove = list.into_iter().map(|(_, s)| s).collect();
-        }
+    if let Some(n) = h.get("remove")
+        && let Some(list) = cx.strings(n, &h.field("remove"))
+    {
+        out.remove = list.into_iter().map(|(_, s)| s).collect();
     }
     Some(out)
 }
@@ -1116,16 +1114,15 @@ fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBacke
             "per-backend filters are not supported by tidegate yet; put the filters on the rule",
         );
     }
-    if let Some(n) = b.get("group") {
-        if let Some(g) = cx.string(n, &b.field("group")) {
-            if !g.is_empty() {
-                cx.report(
-                    n.pos,
-                    &b.field("group"),
-                    format!("`{g}` is not supported; valid: \"\" (the core group, for a Service)"),
-                );
-            }
-        }
+    if let Some(n) = b.get("group")
+        && let Some(g) = cx.string(n, &b.field("group"))
+        && !g.is_empty()
+    {
+        cx.report(
+            n.pos,
+            &b.field("group"),
+            format!("`{g}` is not supported; valid: \"\" (the core group, for a Service)"),
+        );
     }
     if let Some(n) = b.get("kind") {
         cx.choice(n, &b.field("kind"), &["Service"]);

@@ -24,7 +24,10 @@ struct Kustomization<'a> {
 }
 
 fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String> {
-    let body = serde_saphyr::to_string(value).map_err(|source| Error::Serialize { what: what.to_owned(), source })?;
+    let body = serde_saphyr::to_string(value).map_err(|source| Error::Serialize {
+        what: what.to_owned(),
+        source,
+    })?;
     Ok(format!("{YAML_MARKER}\n{body}"))
 }
 
@@ -44,8 +47,14 @@ pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendere
             kind: "Kustomization",
             resources: resources.iter().map(String::as_str).collect(),
         };
-        files.insert(format!("{ns}/kustomization.yaml"), to_yaml("kustomization", &k)?);
-        files.insert(format!("{ns}/README.md"), namespace_readme(ns, model, config, source));
+        files.insert(
+            format!("{ns}/kustomization.yaml"),
+            to_yaml("kustomization", &k)?,
+        );
+        files.insert(
+            format!("{ns}/README.md"),
+            namespace_readme(ns, model, config, source),
+        );
     }
     let top = Kustomization {
         api_version: "kustomize.config.k8s.io/v1beta1",
@@ -59,25 +68,51 @@ pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendere
 
 fn source_line(source: &Source) -> String {
     match source {
-        Source::Commit { sha, subject, prefix } => {
-            let dir = if prefix.is_empty() { String::new() } else { format!(" (directory `{prefix}/`)") };
+        Source::Commit {
+            sha,
+            subject,
+            prefix,
+        } => {
+            let dir = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!(" (directory `{prefix}/`)")
+            };
             format!("Rendered from commit `{sha}`{dir}: {subject}")
         }
-        Source::Directory(_) => "Rendered from a plain directory, not from a commit: do not sync this to a cluster.".to_owned(),
+        Source::Directory(_) => {
+            "Rendered from a plain directory, not from a commit: do not sync this to a cluster."
+                .to_owned()
+        }
     }
 }
 
 fn top_readme(model: &Model, config: &Config, source: &Source) -> String {
-    let mut s = format!("{README_MARKER}\n# Ingress manifests\n\n{}.\n\n", source_line(source));
-    let _ = writeln!(s, "{} intent(s) became {} object(s). Each directory is a namespace and a kustomization; `kubectl kustomize .` builds them all.\n", config.intents.len(), model.objects.len());
+    let mut s = format!(
+        "{README_MARKER}\n# Ingress manifests\n\n{}.\n\n",
+        source_line(source)
+    );
+    let _ = writeln!(
+        s,
+        "{} intent(s) became {} object(s). Each directory is a namespace and a kustomization; `kubectl kustomize .` builds them all.\n",
+        config.intents.len(),
+        model.objects.len()
+    );
     s.push_str("Namespaces are only labelled, never owned: they carry `Prune=false,Delete=false` (Argo CD) and `prune: disabled` (Flux), so removing an intent never deletes a namespace.\n\n");
     s.push_str("| namespace | objects |\n|---|---|\n");
     let mut counts: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for o in &model.objects {
-        counts.entry(o.namespace()).or_default().insert(format!("{} {}", o.kind(), o.meta().name));
+        counts
+            .entry(o.namespace())
+            .or_default()
+            .insert(format!("{} {}", o.kind(), o.meta().name));
     }
     for (ns, objs) in counts {
-        let _ = writeln!(s, "| [{ns}]({ns}/README.md) | {} |", objs.into_iter().collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "| [{ns}]({ns}/README.md) | {} |",
+            objs.into_iter().collect::<Vec<_>>().join(", ")
+        );
     }
     s
 }
@@ -85,12 +120,23 @@ fn top_readme(model: &Model, config: &Config, source: &Source) -> String {
 /// The README of one namespace directory: provenance, then for every intent whose routes
 /// live here the seed's curl checks, with the names this render actually produced.
 fn namespace_readme(ns: &str, model: &Model, config: &Config, source: &Source) -> String {
-    let mut s = format!("{README_MARKER}\n# Namespace `{ns}`\n\n{}.\n\n", source_line(source));
+    let mut s = format!(
+        "{README_MARKER}\n# Namespace `{ns}`\n\n{}.\n\n",
+        source_line(source)
+    );
     for i in config.intents.iter().filter(|i| i.namespace == ns) {
         intent_checks(&mut s, i, model);
     }
-    for i in config.intents.iter().filter(|i| i.namespace != ns && i.gateway_namespace() == ns) {
-        let _ = writeln!(s, "Gateway objects here serve intent `{}/{}`; its checks are in [../{}/README.md](../{}/README.md).\n", i.namespace, i.name, i.namespace, i.namespace);
+    for i in config
+        .intents
+        .iter()
+        .filter(|i| i.namespace != ns && i.gateway_namespace() == ns)
+    {
+        let _ = writeln!(
+            s,
+            "Gateway objects here serve intent `{}/{}`; its checks are in [../{}/README.md](../{}/README.md).\n",
+            i.namespace, i.name, i.namespace, i.namespace
+        );
     }
     s
 }
@@ -98,45 +144,108 @@ fn namespace_readme(ns: &str, model: &Model, config: &Config, source: &Source) -
 fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
     let gw_ns = i.gateway_namespace();
     let gw = &i.gateway.name;
-    let _ = writeln!(s, "## Intent `{}` ({} mode)\n", i.name, i.mode.value.as_str());
+    let _ = writeln!(
+        s,
+        "## Intent `{}` ({} mode)\n",
+        i.name,
+        i.mode.value.as_str()
+    );
     // Gateway API gateways get a Service `<name>-istio` from Istio; an injected (istio mode)
     // gateway's Service is the one rendered here, named like the gateway.
     let svc = match i.mode.value {
         Mode::Istio => gw.clone(),
         _ => format!("{gw}-istio"),
     };
-    let scheme = if i.gateway.protocol == crate::intent::Protocol::Https { "https" } else { "http" };
+    let scheme = if i.gateway.protocol == crate::intent::Protocol::Https {
+        "https"
+    } else {
+        "http"
+    };
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let port = if i.gateway.port == default_port { String::new() } else { format!(":{}", i.gateway.port) };
+    let port = if i.gateway.port == default_port {
+        String::new()
+    } else {
+        format!(":{}", i.gateway.port)
+    };
     let host = &i.hostnames[0].value;
     let curl_host = host.replace("*.", "test.");
-    let _ = writeln!(s, "From a pod in the mesh (the seed's verification):\n\n```sh");
+    let _ = writeln!(
+        s,
+        "From a pod in the mesh (the seed's verification):\n\n```sh"
+    );
     for (path, extra, expect) in samples(i) {
-        let _ = writeln!(s, "{}   # {expect}", curl(scheme, &curl_host, &format!("{svc}.{gw_ns}.svc.cluster.local"), &port, &path, &extra));
+        let _ = writeln!(
+            s,
+            "{}   # {expect}",
+            curl(
+                scheme,
+                &curl_host,
+                &format!("{svc}.{gw_ns}.svc.cluster.local"),
+                &port,
+                &path,
+                &extra
+            )
+        );
     }
     let _ = writeln!(s, "```\n");
     match i.gateway.exposure.value {
         Exposure::ClusterIP => {
-            let _ = writeln!(s, "The gateway's Service is ClusterIP: not reachable from outside the cluster (exposure: ClusterIP).\n");
+            let _ = writeln!(
+                s,
+                "The gateway's Service is ClusterIP: not reachable from outside the cluster (exposure: ClusterIP).\n"
+            );
         }
         Exposure::LoadBalancer => {
-            let _ = writeln!(s, "From outside the cluster, through the gateway's LoadBalancer Service:\n\n```sh");
+            let _ = writeln!(
+                s,
+                "From outside the cluster, through the gateway's LoadBalancer Service:\n\n```sh"
+            );
             if i.mode.value == Mode::Istio {
-                let _ = writeln!(s, "INGRESS_HOST=$(kubectl get service {svc} -n {gw_ns} -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS");
+                let _ = writeln!(
+                    s,
+                    "INGRESS_HOST=$(kubectl get service {svc} -n {gw_ns} -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS"
+                );
                 let _ = writeln!(s, "INGRESS_PORT={}", i.gateway.port);
             } else {
                 let listener = listener_name(model, i, host).unwrap_or_default();
-                let _ = writeln!(s, "INGRESS_HOST=$(kubectl get gtw {gw} -n {gw_ns} -o jsonpath='{{.status.addresses[0].value}}')");
-                let _ = writeln!(s, "INGRESS_PORT=$(kubectl get gtw {gw} -n {gw_ns} -o jsonpath='{{.spec.listeners[?(@.name==\"{listener}\")].port}}')");
+                let _ = writeln!(
+                    s,
+                    "INGRESS_HOST=$(kubectl get gtw {gw} -n {gw_ns} -o jsonpath='{{.status.addresses[0].value}}')"
+                );
+                let _ = writeln!(
+                    s,
+                    "INGRESS_PORT=$(kubectl get gtw {gw} -n {gw_ns} -o jsonpath='{{.spec.listeners[?(@.name==\"{listener}\")].port}}')"
+                );
             }
             let (path, extra, expect) = samples(i).into_iter().next().unwrap_or_default();
-            let _ = writeln!(s, "{}   # {expect}\n```\n", curl(scheme, &curl_host, "$INGRESS_HOST", ":$INGRESS_PORT", &path, &extra));
+            let _ = writeln!(
+                s,
+                "{}   # {expect}\n```\n",
+                curl(
+                    scheme,
+                    &curl_host,
+                    "$INGRESS_HOST",
+                    ":$INGRESS_PORT",
+                    &path,
+                    &extra
+                )
+            );
         }
         Exposure::OpenShiftRoute => {
-            let _ = writeln!(s, "From outside the cluster, through the OpenShift router (Route in namespace `{gw_ns}`):\n\n```sh");
-            let _ = writeln!(s, "INGRESS_HOST=$(oc get service router-default -n openshift-ingress -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS");
+            let _ = writeln!(
+                s,
+                "From outside the cluster, through the OpenShift router (Route in namespace `{gw_ns}`):\n\n```sh"
+            );
+            let _ = writeln!(
+                s,
+                "INGRESS_HOST=$(oc get service router-default -n openshift-ingress -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS"
+            );
             let (path, extra, expect) = samples(i).into_iter().next().unwrap_or_default();
-            let _ = writeln!(s, "{}   # {expect}\n```\n", curl(scheme, &curl_host, "$INGRESS_HOST", "", &path, &extra));
+            let _ = writeln!(
+                s,
+                "{}   # {expect}\n```\n",
+                curl(scheme, &curl_host, "$INGRESS_HOST", "", &path, &extra)
+            );
         }
     }
 }
@@ -155,12 +264,16 @@ fn curl(scheme: &str, host: &str, addr: &str, port: &str, path: &str, extra: &st
 
 fn listener_name(model: &Model, i: &Intent, host: &str) -> Option<String> {
     model.objects.iter().find_map(|o| match o {
-        Object::Gateway(g) if g.metadata.name == i.gateway.name && g.metadata.namespace.as_deref() == Some(i.gateway_namespace()) => g
-            .spec
-            .listeners
-            .iter()
-            .find(|l| l.port == i.gateway.port && l.hostname.as_deref() == Some(host))
-            .map(|l| l.name.clone()),
+        Object::Gateway(g)
+            if g.metadata.name == i.gateway.name
+                && g.metadata.namespace.as_deref() == Some(i.gateway_namespace()) =>
+        {
+            g.spec
+                .listeners
+                .iter()
+                .find(|l| l.port == i.gateway.port && l.hostname.as_deref() == Some(host))
+                .map(|l| l.name.clone())
+        }
         _ => None,
     })
 }
@@ -179,12 +292,16 @@ fn samples(i: &Intent) -> Vec<(String, String, String)> {
                 continue;
             }
             let mut extra = String::new();
-            if let Some(method) = &m.method {
-                if method != "HEAD" {
-                    let _ = write!(extra, "-X {method} ");
-                }
+            if let Some(method) = &m.method
+                && method != "HEAD"
+            {
+                let _ = write!(extra, "-X {method} ");
             }
-            if m.headers.iter().chain(&m.query_params).any(|h| h.type_ != crate::model::gateway_api::ValueMatchType::Exact) {
+            if m.headers
+                .iter()
+                .chain(&m.query_params)
+                .any(|h| h.type_ != crate::model::gateway_api::ValueMatchType::Exact)
+            {
                 continue;
             }
             for h in &m.headers {
@@ -192,15 +309,30 @@ fn samples(i: &Intent) -> Vec<(String, String, String)> {
             }
             let mut path = m.path.value.clone();
             if !m.query_params.is_empty() {
-                let q: Vec<String> = m.query_params.iter().map(|q| format!("{}={}", q.name, q.value)).collect();
+                let q: Vec<String> = m
+                    .query_params
+                    .iter()
+                    .map(|q| format!("{}={}", q.name, q.value))
+                    .collect();
                 path = format!("'{path}?{}'", q.join("&"));
             }
             out.push((path, extra, target.clone()));
         }
     }
     // A path no rule matches: the gateway itself answers 404.
-    if let Some(p) = ["/get", "/anything", "/tidegate-unmatched"].into_iter().find(|p| !i.rules.iter().any(|r| r.matches.iter().any(|m| path_matches(m, p)))) {
-        out.push((p.to_owned(), String::new(), "404 from the gateway: no rule matches".to_owned()));
+    if let Some(p) = ["/get", "/anything", "/tidegate-unmatched"]
+        .into_iter()
+        .find(|p| {
+            !i.rules
+                .iter()
+                .any(|r| r.matches.iter().any(|m| path_matches(m, p)))
+        })
+    {
+        out.push((
+            p.to_owned(),
+            String::new(),
+            "404 from the gateway: no rule matches".to_owned(),
+        ));
     }
     out
 }

@@ -15,7 +15,10 @@ pub struct WriteSummary {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_owned(), source }
+    move |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Writes `rendered` under `out`, removing stale files of earlier renders.
@@ -40,15 +43,20 @@ pub fn write_dir(out: &Path, rendered: &Rendered) -> Result<WriteSummary> {
     }
 
     for path in ours(out)? {
-        let rel = path.strip_prefix(out).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(out)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
         if !rendered.files.contains_key(&rel) {
             std::fs::remove_file(&path).map_err(io(&path))?;
             summary.removed.push(rel);
             // Drop the directory too if that left it empty (it was ours).
-            if let Some(parent) = path.parent() {
-                if parent != out && std::fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none()) {
-                    std::fs::remove_dir(parent).map_err(io(parent))?;
-                }
+            if let Some(parent) = path.parent()
+                && parent != out
+                && std::fs::read_dir(parent).is_ok_and(|mut d| d.next().is_none())
+            {
+                std::fs::remove_dir(parent).map_err(io(parent))?;
             }
         }
     }
@@ -77,7 +85,9 @@ fn ours(out: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn is_ours(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else { return false };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
     let first = text.lines().next().unwrap_or("");
     first == YAML_MARKER || first == README_MARKER
 }

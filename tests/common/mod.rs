@@ -19,7 +19,8 @@ pub fn render_dir(config_dir: &Path) -> (TempRepo, render::Rendered) {
     let mut repo = TempRepo::new();
     repo.copy_dir(config_dir, "");
     repo.commit("config under test");
-    let rendered = render_repo(repo.path(), None).unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
+    let rendered = render_repo(repo.path(), None)
+        .unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
     (repo, rendered)
 }
 
@@ -59,14 +60,21 @@ pub fn assert_golden(expected: &Path, rendered: &render::Rendered) {
     for (path, got) in &rendered.files {
         match want.get(path) {
             None => diffs.push(format!("{path}: rendered but not in the golden")),
-            Some(w) if w != got => diffs.push(format!("{path}: differs\n--- golden\n{w}\n--- rendered\n{got}")),
+            Some(w) if w != got => diffs.push(format!(
+                "{path}: differs\n--- golden\n{w}\n--- rendered\n{got}"
+            )),
             Some(_) => {}
         }
     }
     for path in want.keys().filter(|p| !rendered.files.contains_key(*p)) {
         diffs.push(format!("{path}: in the golden but not rendered"));
     }
-    assert!(diffs.is_empty(), "{} differs from the render (UPDATE_GOLDEN=1 to accept):\n{}", expected.display(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differs from the render (UPDATE_GOLDEN=1 to accept):\n{}",
+        expected.display(),
+        diffs.join("\n")
+    );
 }
 
 /// Validates every YAML file of a render against the CRD schemas.
