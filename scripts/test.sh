@@ -10,4 +10,11 @@ if [ -z "${TIDEGATE_CRDS_DIR:-}" ] && [ ! -d ../shared/crds ]; then
   echo "warning: ../shared/crds not found and TIDEGATE_CRDS_DIR unset: schema checks will be skipped (or fail under CI=true)" >&2
 fi
 
-cargo test --all-targets --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last often
+# for a binary without tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

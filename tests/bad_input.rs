@@ -286,3 +286,25 @@ fn non_utf8_and_wrong_api_version() {
         &[],
     );
 }
+
+#[test]
+fn labels_must_be_kubernetes_labels() {
+    let text = intent("httpbin", "httpbin", GOOD_SPEC).replace(
+        "metadata: {name: httpbin, namespace: httpbin}",
+        "metadata:\n  name: httpbin\n  namespace: httpbin\n  labels: {team: \"payments team\", \"-bad\": x}\n  annotations: {example.com/owner: \"anything goes: here\"}",
+    );
+    let m = messages(&[("intents/a.yaml", text)]);
+    assert_eq!(m.len(), 2, "{m:#?}");
+    assert!(
+        m[0].starts_with(
+            "intents/a.yaml:6:12: metadata.labels.team: `payments team` is not a valid label value"
+        ),
+        "{}",
+        m[0]
+    );
+    assert!(
+        m[1].starts_with("intents/a.yaml:6:35: metadata.labels.-bad: `-bad` is not a valid key"),
+        "{}",
+        m[1]
+    );
+}

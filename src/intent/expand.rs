@@ -138,7 +138,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
                                 &format!("{gw_name}-istio"),
                                 TargetPort::Name(target),
                             );
-                            out.push(route, i);
+                            out.push_own(route, i);
                         }
                     }
                 }
@@ -151,7 +151,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
     for i in &config.intents {
         match i.mode.value {
             Mode::Istio => match virtual_service(i) {
-                Ok(vs) => out.push(Object::VirtualService(vs), i),
+                Ok(vs) => out.push_own(Object::VirtualService(vs), i),
                 Err(mut p) => problems.append(&mut p),
             },
             Mode::GatewayApi => {
@@ -163,7 +163,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
                     i.hostnames.iter().map(|h| h.value.clone()).collect(),
                     i.rules.clone(),
                 );
-                out.push(route, i);
+                out.push_own(route, i);
             }
             Mode::Ambient => expand_ambient(&mut out, i, &listener_names, &mut problems),
         }
@@ -194,6 +194,19 @@ impl<'a> Out<'a> {
                 .insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         }
         self.objects.push((o, origin));
+    }
+
+    /// Like `push`, for an object that belongs to `origin` alone: it also gets the
+    /// intent's own labels and annotations.
+    fn push_own(&mut self, mut o: Object, origin: &'a Intent) {
+        let meta = meta_mut(&mut o);
+        for (k, v) in &origin.labels {
+            meta.labels.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &origin.annotations {
+            meta.annotations.insert(k.clone(), v.clone());
+        }
+        self.push(o, origin);
     }
 
     /// Two intents generating the same object (same kind, namespace and name) with different
@@ -340,7 +353,7 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
     if exposure == Exposure::OpenShiftRoute {
         for i in users {
             for h in &i.hostnames {
-                out.push(
+                out.push_own(
                     openshift_route(
                         i,
                         &h.value,
@@ -637,7 +650,7 @@ fn expand_ambient<'a>(
             .collect()
     };
     let parents = gateway_parents(i, listeners);
-    out.push(
+    out.push_own(
         http_route(
             i,
             &format!("{}-ingress", i.name),
@@ -664,7 +677,7 @@ fn expand_ambient<'a>(
             port: None,
         })
         .collect();
-    out.push(
+    out.push_own(
         http_route(
             i,
             &format!("{}-waypoint-route", i.name),

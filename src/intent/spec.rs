@@ -1,6 +1,8 @@
 //! The intent format (`tidegate.io/v1alpha1`, kind `Ingress`) and `tidegate.yaml`, decoded
 //! from the positioned tree. Field names are a contract with users: extend, never rename.
 
+use std::collections::BTreeMap;
+
 use super::decode::{Cx, is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
 use super::node::{Node, Pos};
 use crate::model::gateway_api::{
@@ -150,6 +152,10 @@ pub struct Intent {
     pub rules: Vec<HttpRouteRule>,
     /// Position of every rule and of every match in it, for conflict reports.
     pub rule_pos: Vec<(Pos, Vec<Pos>)>,
+    /// `metadata.labels` / `metadata.annotations`: copied onto the objects that belong to
+    /// this intent alone (its routes), not onto shared ones (gateways, namespaces).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Intent {
@@ -264,10 +270,9 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
     o.require(cx, "kind", "Ingress");
     check_api_version(cx, &o, "Ingress");
 
-    let (name, namespace) = match o.require(cx, "metadata", "a mapping with `name` and `namespace`")
-    {
+    let meta = match o.require(cx, "metadata", "a mapping with `name` and `namespace`") {
         Some(m) => decode_metadata(cx, m),
-        None => (None, None),
+        None => Metadata::default(),
     };
     let spec_node = o.require(
         cx,
@@ -399,8 +404,8 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
     Some(Intent {
         file: cx.file.to_owned(),
         pos: node.pos,
-        name: name?,
-        namespace: namespace?,
+        name: meta.name?,
+        namespace: meta.namespace?,
         mode: mode?,
         hostnames,
         gateway: gateway?,
@@ -408,16 +413,26 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
         waypoint,
         rules,
         rule_pos,
+        labels: meta.labels,
+        annotations: meta.annotations,
     })
 }
 
-fn decode_metadata(cx: &mut Cx<'_>, node: &Node) -> (Option<String>, Option<String>) {
+#[derive(Default)]
+struct Metadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+}
+
+fn decode_metadata(cx: &mut Cx<'_>, node: &Node) -> Metadata {
     let Some(m) = cx.object(
         node,
         "metadata",
         &["name", "namespace", "labels", "annotations"],
     ) else {
-        return (None, None);
+        return Metadata::default();
     };
     let name = m.require(cx, "name", "a DNS-1123 name such as httpbin").and_then(|n| {
         let s = cx.string(n, "metadata.name")?;
@@ -436,12 +451,45 @@ fn decode_metadata(cx: &mut Cx<'_>, node: &Node) -> (Option<String>, Option<Stri
         }
         Some(s)
     });
+    let mut out = Metadata {
+        name,
+        namespace,
+        ..Metadata::default()
+    };
     for key in ["labels", "annotations"] {
-        if let Some(n) = m.get(key) {
-            cx.string_map(n, &m.field(key));
+        let Some(n) = m.get(key) else { continue };
+        let field = m.field(key);
+        for (pos, k, v) in cx.string_map(n, &field).unwrap_or_default() {
+            if !is_qualified_key(&k) {
+                cx.report(pos, &format!("{field}.{k}"), format!("`{k}` is not a valid key; valid: an optional DNS prefix and `/`, then at most 63 letters, digits, `-`, `_` or `.`"));
+            } else if key == "labels" && !is_label_value(&v) {
+                cx.report(pos, &format!("{field}.{k}"), format!("`{v}` is not a valid label value; valid: at most 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit"));
+            } else if key == "labels" {
+                out.labels.insert(k, v);
+            } else {
+                out.annotations.insert(k, v);
+            }
         }
     }
-    (name, namespace)
+    out
+}
+
+/// A Kubernetes label or annotation key: `[prefix/]name`.
+fn is_qualified_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
