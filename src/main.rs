@@ -39,9 +39,56 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve a commit of the config repo over xDS (ADS, state-of-the-world and delta), with
+    /// an admin endpoint (/healthz, /readyz, /status).
+    Serve {
+        #[arg(long, default_value = "config-repo")]
+        repo: PathBuf,
+        /// Branch (or any revision) to serve; default HEAD.
+        #[arg(long)]
+        branch: Option<String>,
+        /// xDS (gRPC) listen address.
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Admin HTTP listen address (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:18001")]
+        admin: String,
+        /// Also write the manifests of the served commit here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Endpoints file (YAML, `<service>.<namespace>:<port>: [ip:port, …]`), watched for
+        /// changes. Without it, clusters resolve `<service>.<namespace>.svc.cluster.local`.
+        #[arg(long)]
+        endpoints: Option<PathBuf>,
+    },
+    /// Print an Envoy bootstrap (YAML) that subscribes a proxy to tidegate.
+    Bootstrap {
+        /// The gateway this proxy is: NAME.NAMESPACE (sent as node.cluster).
+        #[arg(long)]
+        proxy: String,
+        /// tidegate's xDS address.
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Use delta (incremental) ADS instead of state-of-the-world.
+        #[arg(long)]
+        delta: bool,
+        /// Address the proxy's listeners bind (default 0.0.0.0).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Envoy's own admin address.
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        envoy_admin: String,
+    },
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -88,6 +135,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 summary.unchanged,
                 summary.removed.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { repo, branch, xds, admin, out, endpoints } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let xds_listener = tokio::net::TcpListener::bind(&xds)
+                    .await
+                    .with_context(|| format!("binding xDS address {xds}"))?;
+                let admin_listener = tokio::net::TcpListener::bind(&admin)
+                    .await
+                    .with_context(|| format!("binding admin address {admin}"))?;
+                let opts = tidegate::app::ServeOptions { repo, rev: branch, out, endpoints };
+                let running = tidegate::app::start(opts, xds_listener, admin_listener).await?;
+                println!("xds: {}\nadmin: http://{}/status", running.xds, running.admin);
+                tokio::signal::ctrl_c().await?;
+                running.stop().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bootstrap { proxy, xds, delta, bind, envoy_admin } => {
+            let opts = tidegate::xds::bootstrap::Options { proxy, xds, delta, bind, admin: envoy_admin };
+            let value = tidegate::xds::bootstrap::bootstrap(&opts)?;
+            print!("{}", serde_saphyr::to_string(&value)?);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -23,6 +23,7 @@ pub enum Object {
     Service(core::Service),
     Gateway(gateway_api::Gateway),
     HttpRoute(gateway_api::HttpRoute),
+    ReferenceGrant(gateway_api::ReferenceGrant),
     IstioGateway(istio::Gateway),
     VirtualService(istio::VirtualService),
     Route(openshift::Route),
@@ -35,6 +36,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
+            Object::ReferenceGrant(o) => &o.metadata,
             Object::IstioGateway(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
             Object::Route(o) => &o.metadata,
@@ -45,6 +47,7 @@ impl Object {
         match self {
             Object::Namespace(_) | Object::Service(_) => "v1",
             Object::Gateway(_) | Object::HttpRoute(_) => gateway_api::API_VERSION,
+            Object::ReferenceGrant(_) => gateway_api::REFERENCE_GRANT_API_VERSION,
             Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
             Object::Route(_) => openshift::API_VERSION,
         }
@@ -56,6 +59,7 @@ impl Object {
             Object::Service(_) => "Service",
             Object::Gateway(_) | Object::IstioGateway(_) => "Gateway",
             Object::HttpRoute(_) => "HTTPRoute",
+            Object::ReferenceGrant(_) => "ReferenceGrant",
             Object::VirtualService(_) => "VirtualService",
             Object::Route(_) => "Route",
         }
@@ -74,6 +78,7 @@ impl Object {
             Object::Service(_) => "service",
             Object::Gateway(_) => "gateway",
             Object::HttpRoute(_) => "httproute",
+            Object::ReferenceGrant(_) => "referencegrant",
             Object::IstioGateway(_) => "istio-gateway",
             Object::VirtualService(_) => "virtualservice",
             Object::Route(_) => "route",

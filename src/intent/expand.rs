@@ -169,6 +169,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
         }
     }
 
+    reference_grants(&mut out, &config.intents);
     out.check_collisions(&mut problems);
     if problems.is_empty() {
         Ok(Model::new(
@@ -245,6 +246,7 @@ fn meta_mut(o: &mut Object) -> &mut ObjectMeta {
         Object::Service(x) => &mut x.metadata,
         Object::Gateway(x) => &mut x.metadata,
         Object::HttpRoute(x) => &mut x.metadata,
+        Object::ReferenceGrant(x) => &mut x.metadata,
         Object::IstioGateway(x) => &mut x.metadata,
         Object::VirtualService(x) => &mut x.metadata,
         Object::Route(x) => &mut x.metadata,
@@ -691,42 +693,6 @@ fn expand_ambient<'a>(
 
 // === istio mode: HTTPRoute rules as a first-match VirtualService ===
 
-/// Gateway API precedence of one match (smaller sorts first): Exact, then longer prefixes,
-/// then method, more headers, more query params. Regular expressions go after prefixes
-/// (their precedence is implementation-specific; Istio does the same).
-fn precedence(
-    m: &HttpRouteMatch,
-) -> (
-    u8,
-    std::cmp::Reverse<usize>,
-    bool,
-    std::cmp::Reverse<usize>,
-    std::cmp::Reverse<usize>,
-) {
-    let class = match m.path.type_ {
-        PathMatchType::Exact => 0,
-        PathMatchType::PathPrefix => 1,
-        PathMatchType::RegularExpression => 2,
-    };
-    let len = normalized_prefix(&m.path.value).len();
-    (
-        class,
-        std::cmp::Reverse(len),
-        m.method.is_none(),
-        std::cmp::Reverse(m.headers.len()),
-        std::cmp::Reverse(m.query_params.len()),
-    )
-}
-
-/// PathPrefix ignores a trailing `/`: `/status/` means the same as `/status`.
-fn normalized_prefix(p: &str) -> &str {
-    if p.len() > 1 {
-        p.trim_end_matches('/')
-    } else {
-        p
-    }
-}
-
 /// The VirtualService of an istio-mode intent. Its `http` entries are in Gateway API
 /// precedence order, and PathPrefix becomes `exact` + `prefix …/`, so the intent routes
 /// the same request to the same backend as in the Gateway API modes.
@@ -739,13 +705,13 @@ pub fn virtual_service(i: &Intent) -> Result<istio::VirtualService, Vec<Problem>
         }
     }
     // Stable: ties keep rule order, then match order, as the spec requires.
-    order.sort_by_key(|&(ri, mi)| precedence(&i.rules[ri].matches[mi]));
+    order.sort_by_key(|&(ri, mi)| i.rules[ri].matches[mi].precedence());
 
     let mut http: Vec<(usize, istio::HttpRoute)> = Vec::new();
     for (ri, mi) in order {
         let rule = &i.rules[ri];
         let m = &rule.matches[mi];
-        let prefix = normalized_prefix(&m.path.value);
+        let prefix = gw::normalized_prefix(&m.path.value);
         let variants: Vec<(Option<StringMatch>, bool)> = match m.path.type_ {
             PathMatchType::Exact => vec![(Some(StringMatch::Exact(m.path.value.clone())), true)],
             PathMatchType::RegularExpression => {
@@ -935,7 +901,7 @@ fn vs_action(
                     }
                     Some(p) => {
                         let to = p.replace_prefix_match.clone().unwrap_or_default();
-                        let to = normalized_prefix(&to).to_owned();
+                        let to = gw::normalized_prefix(&to).to_owned();
                         rw.uri = Some(if exact {
                             to
                         } else if to == "/" {
@@ -980,6 +946,52 @@ fn percentages(weights: &[u32]) -> Vec<u32> {
         out[i] += 1;
     }
     out
+}
+
+/// An HTTPRoute may send to a Service in another namespace only if that namespace grants
+/// it (a ReferenceGrant); without one, Gateway API answers those requests with 500. One
+/// grant per (Service namespace, route namespace), naming exactly the Services used.
+fn reference_grants<'a>(out: &mut Out<'a>, intents: &'a [Intent]) {
+    let mut grants: BTreeMap<(String, String), (BTreeSet<String>, &'a Intent)> = BTreeMap::new();
+    for i in intents.iter().filter(|i| i.mode.value == Mode::GatewayApi) {
+        for b in i.rules.iter().flat_map(|r| &r.backend_refs) {
+            if let Some(ns) = b.namespace.as_ref().filter(|ns| **ns != i.namespace) {
+                grants
+                    .entry((ns.clone(), i.namespace.clone()))
+                    .or_insert_with(|| (BTreeSet::new(), i))
+                    .0
+                    .insert(b.name.clone());
+            }
+        }
+    }
+    for ((to_ns, from_ns), (services, first)) in grants {
+        out.push(
+            Object::ReferenceGrant(gw::ReferenceGrant {
+                api_version: gw::REFERENCE_GRANT_API_VERSION,
+                kind: "ReferenceGrant",
+                metadata: ObjectMeta::namespaced(
+                    &format!("allow-httproutes-from-{from_ns}"),
+                    &to_ns,
+                ),
+                spec: gw::ReferenceGrantSpec {
+                    from: vec![gw::ReferenceGrantFrom {
+                        group: gw::GROUP.into(),
+                        kind: "HTTPRoute".into(),
+                        namespace: from_ns,
+                    }],
+                    to: services
+                        .into_iter()
+                        .map(|name| gw::ReferenceGrantTo {
+                            group: String::new(),
+                            kind: "Service".into(),
+                            name: Some(name),
+                        })
+                        .collect(),
+                },
+            }),
+            first,
+        );
+    }
 }
 
 #[cfg(test)]

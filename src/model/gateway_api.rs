@@ -2,6 +2,8 @@
 //! out explicitly: a reader of Git cannot rely on an API server to default them, and Argo CD
 //! shows routes OutOfSync forever when `group`, `kind` and `weight` are left implicit.
 
+use std::cmp::Reverse;
+
 use serde::Serialize;
 
 use super::ObjectMeta;
@@ -141,6 +143,39 @@ pub struct HttpRouteMatch {
     pub query_params: Vec<ValueMatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+}
+
+/// Sort key of a match in Gateway API precedence; smaller sorts first.
+pub type Precedence = (u8, Reverse<usize>, bool, Reverse<usize>, Reverse<usize>);
+
+impl HttpRouteMatch {
+    /// Gateway API precedence of one match: Exact, then longer prefixes, then method, more
+    /// headers, more query params. Regular expressions go after prefixes (their precedence
+    /// is implementation-specific; Istio does the same). Ties are broken by the caller
+    /// (route namespace/name, then rule and match order).
+    pub fn precedence(&self) -> Precedence {
+        let class = match self.path.type_ {
+            PathMatchType::Exact => 0,
+            PathMatchType::PathPrefix => 1,
+            PathMatchType::RegularExpression => 2,
+        };
+        (
+            class,
+            Reverse(normalized_prefix(&self.path.value).len()),
+            self.method.is_none(),
+            Reverse(self.headers.len()),
+            Reverse(self.query_params.len()),
+        )
+    }
+}
+
+/// PathPrefix ignores a trailing `/`: `/status/` means the same as `/status`.
+pub fn normalized_prefix(p: &str) -> &str {
+    if p.len() > 1 {
+        p.trim_end_matches('/')
+    } else {
+        p
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -284,4 +319,57 @@ pub struct HttpRouteTimeouts {
     pub request: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend_request: Option<String>,
+}
+
+/// The API version ReferenceGrants are written with: `v1beta1` is served by every Gateway
+/// API release (v1 only from v1.5), so the manifests apply on older clusters too.
+pub const REFERENCE_GRANT_API_VERSION: &str = "gateway.networking.k8s.io/v1beta1";
+
+/// Allows routes in other namespaces to reference objects in this one.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrant {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: ReferenceGrantSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantSpec {
+    pub from: Vec<ReferenceGrantFrom>,
+    pub to: Vec<ReferenceGrantTo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantFrom {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferenceGrantTo {
+    pub group: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ReferenceGrant {
+    /// Whether this grant lets an `HTTPRoute` in `from_ns` reference Service `name`.
+    pub fn allows_route_to_service(&self, from_ns: &str, name: &str) -> bool {
+        self.spec
+            .from
+            .iter()
+            .any(|f| f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns)
+            && self.spec.to.iter().any(|t| {
+                t.group.is_empty()
+                    && t.kind == "Service"
+                    && t.name.as_deref().is_none_or(|n| n == name)
+            })
+    }
 }

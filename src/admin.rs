@@ -1,0 +1,75 @@
+//! The admin endpoint (loopback by default): `/healthz`, `/readyz`, `/status`.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+use crate::xds::snapshot::{Origin, SnapshotReader};
+use crate::xds::status::{ProxyStatus, Registry};
+
+/// A commit that was not served, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub revision: String,
+    pub errors: Vec<String>,
+}
+
+pub struct AdminState {
+    pub snapshots: SnapshotReader,
+    pub registry: Arc<Registry>,
+    pub rejected: Mutex<Vec<Rejected>>,
+    /// Set once a first config is served.
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Serialize)]
+pub struct StatusPage {
+    pub served: Origin,
+    /// Proxy ids (`<gateway>.<namespace>`) the served config has.
+    pub gateways: Vec<String>,
+    pub rejected: Vec<Rejected>,
+    pub proxies: Vec<ProxyStatus>,
+}
+
+async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
+    let snapshot = s.snapshots.load();
+    Json(StatusPage {
+        served: snapshot.origin.clone(),
+        gateways: snapshot.proxy_ids().cloned().collect(),
+        rejected: s.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        proxies: s.registry.snapshot(),
+    })
+}
+
+async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, &'static str) {
+    if s.ready.load(std::sync::atomic::Ordering::Acquire) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no config served yet\n")
+    }
+}
+
+pub fn router(state: Arc<AdminState>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .with_state(state)
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

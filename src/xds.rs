@@ -1,0 +1,13 @@
+//! xDS: the model translated for Envoy, and served over ADS (state-of-the-world and delta).
+//!
+//! ```text
+//! model ─► translate (plan per proxy) ─► Snapshot (encoded once) ─► ArcSwap ─► ADS streams
+//! ```
+
+pub mod bootstrap;
+pub mod endpoints;
+pub mod server;
+pub mod snapshot;
+pub mod status;
+pub mod translate;
+pub mod type_url;

@@ -1,0 +1,142 @@
+//! `tidegate bootstrap`: the Envoy bootstrap that makes a proxy subscribe to tidegate.
+
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "--proxy {0:?} is not NAME.NAMESPACE (the gateway's name and namespace, both DNS-1123 labels)"
+    )]
+    Proxy(String),
+    #[error("--xds {0:?} is not HOST:PORT")]
+    Xds(String),
+    #[error("--admin {0:?} is not IP:PORT")]
+    Admin(String),
+    #[error("--bind {0:?} is not an IP address")]
+    Bind(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `<gateway>.<namespace>`.
+    pub proxy: String,
+    /// tidegate's xDS address, `host:port`.
+    pub xds: String,
+    /// Delta (incremental) ADS instead of state-of-the-world.
+    pub delta: bool,
+    /// Address the proxy's listeners bind (sent to tidegate in node metadata).
+    pub bind: Option<String>,
+    /// Envoy's own admin address.
+    pub admin: String,
+}
+
+/// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).
+pub fn bootstrap(o: &Options) -> Result<Value, Error> {
+    let (name, ns) = o
+        .proxy
+        .split_once('.')
+        .ok_or_else(|| Error::Proxy(o.proxy.clone()))?;
+    let label = crate::intent::decode::is_dns1123_label;
+    if !label(name) || !label(ns) {
+        return Err(Error::Proxy(o.proxy.clone()));
+    }
+    let (host, port) = o
+        .xds
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Xds(o.xds.clone()))?;
+    let port: u16 = port.parse().map_err(|_| Error::Xds(o.xds.clone()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let admin: std::net::SocketAddr = o.admin.parse().map_err(|_| Error::Admin(o.admin.clone()))?;
+    let mut metadata = serde_json::Map::new();
+    if let Some(bind) = &o.bind {
+        bind.parse::<std::net::IpAddr>()
+            .map_err(|_| Error::Bind(bind.clone()))?;
+        metadata.insert(super::server::BIND_METADATA_KEY.into(), json!(bind));
+    }
+    let ads = json!({"ads": {}, "resource_api_version": "V3"});
+    // An IP needs no resolution; a name is resolved by DNS (tidegate's Service in a cluster).
+    let cluster_type = if host.parse::<std::net::IpAddr>().is_ok() {
+        "STATIC"
+    } else {
+        "STRICT_DNS"
+    };
+    Ok(json!({
+        "node": {
+            "id": format!("{}~{}", o.proxy, o.bind.as_deref().unwrap_or("any")),
+            "cluster": o.proxy,
+            "metadata": metadata,
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": if o.delta { "DELTA_GRPC" } else { "GRPC" },
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "tidegate-xds"}}],
+            },
+            "cds_config": ads,
+            "lds_config": ads,
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": "tidegate-xds",
+                "type": cluster_type,
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}},
+                    },
+                },
+                "load_assignment": {
+                    "cluster_name": "tidegate-xds",
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
+                },
+            }],
+        },
+        "admin": {"address": {"socket_address": {"address": admin.ip().to_string(), "port_value": admin.port()}}},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_proxy_and_checks_its_arguments() {
+        let o = Options {
+            proxy: "gw.ns".into(),
+            xds: "127.0.0.1:18000".into(),
+            delta: true,
+            bind: Some("127.0.0.2".into()),
+            admin: "127.0.0.1:0".into(),
+        };
+        let b = bootstrap(&o).unwrap();
+        assert_eq!(b["node"]["cluster"], "gw.ns");
+        assert_eq!(b["node"]["metadata"]["tidegate.io/bind"], "127.0.0.2");
+        assert_eq!(
+            b["dynamic_resources"]["ads_config"]["api_type"],
+            "DELTA_GRPC"
+        );
+        assert!(matches!(
+            bootstrap(&Options {
+                proxy: "gw".into(),
+                ..o.clone()
+            }),
+            Err(Error::Proxy(_))
+        ));
+        assert!(matches!(
+            bootstrap(&Options {
+                xds: "nowhere".into(),
+                ..o.clone()
+            }),
+            Err(Error::Xds(_))
+        ));
+        assert!(matches!(
+            bootstrap(&Options {
+                bind: Some("x".into()),
+                ..o
+            }),
+            Err(Error::Bind(_))
+        ));
+    }
+}

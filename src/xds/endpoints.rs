@@ -1,0 +1,166 @@
+//! The endpoints file: where the Services that routes send to are, for proxies outside a
+//! cluster (and for tests). YAML keyed by `<service>.<namespace>:<port>`:
+//!
+//! ```yaml
+//! httpbin.httpbin:8000: ["127.0.0.1:18081", "127.0.0.1:18082"]   # addresses only
+//! reviews.bookinfo:9080: {vip: "10.96.0.10", addresses: ["127.0.0.1:18083"]}
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// One Service port's endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The Service's cluster IP, if known (waypoints select services by it).
+    pub vip: Option<IpAddr>,
+    pub addresses: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub entries: BTreeMap<String, Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawEntry {
+    List(Vec<String>),
+    Full {
+        #[serde(default)]
+        vip: Option<String>,
+        #[serde(default)]
+        addresses: Vec<String>,
+    },
+}
+
+impl Endpoints {
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| Error::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let raw: BTreeMap<String, RawEntry> = serde_saphyr::from_str(text).map_err(|e| {
+            format!(
+                "{}; valid: a mapping of `<service>.<namespace>:<port>` to a list of \"ip:port\" or {{vip, addresses}}",
+                e.to_string().lines().next().unwrap_or("invalid YAML")
+            )
+        })?;
+        let mut entries = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (key, value) in raw {
+            if !valid_key(&key) {
+                problems.push(format!("`{key}` is not a valid key; valid: <service>.<namespace>:<port>, such as httpbin.httpbin:8000"));
+                continue;
+            }
+            let (vip, addrs) = match value {
+                RawEntry::List(a) => (None, a),
+                RawEntry::Full { vip, addresses } => (vip, addresses),
+            };
+            let mut entry = Entry::default();
+            if let Some(v) = vip {
+                match v.parse() {
+                    Ok(ip) => entry.vip = Some(ip),
+                    Err(_) => problems.push(format!("{key}: vip `{v}` is not an IP address")),
+                }
+            }
+            for a in addrs {
+                match a.parse::<SocketAddr>() {
+                    Ok(sa) => entry.addresses.push(sa),
+                    Err(_) => problems.push(format!(
+                        "{key}: `{a}` is not an address; valid: ip:port such as 127.0.0.1:8080"
+                    )),
+                }
+            }
+            entries.insert(key, entry);
+        }
+        if problems.is_empty() {
+            Ok(Self { entries })
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Addresses of `<service>.<namespace>:<port>`; empty if unknown.
+    pub fn addresses(&self, key: &str) -> Vec<(String, u16)> {
+        self.entries
+            .get(key)
+            .map(|e| {
+                e.addresses
+                    .iter()
+                    .map(|a| (a.ip().to_string(), a.port()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn valid_key(key: &str) -> bool {
+    let Some((svc_ns, port)) = key.rsplit_once(':') else {
+        return false;
+    };
+    let Some((svc, ns)) = svc_ns.split_once('.') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+        && crate::intent::decode::is_dns1123_label(svc)
+        && crate::intent::decode::is_dns1123_label(ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_forms_parse() {
+        let e = Endpoints::parse(
+            "httpbin.httpbin:8000: [\"127.0.0.1:18081\", \"127.0.0.1:18082\"]\nreviews.bookinfo:9080: {vip: \"10.96.0.10\", addresses: [\"127.0.0.1:18083\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            e.addresses("httpbin.httpbin:8000"),
+            vec![("127.0.0.1".into(), 18081), ("127.0.0.1".into(), 18082)]
+        );
+        assert_eq!(
+            e.entries["reviews.bookinfo:9080"].vip,
+            Some("10.96.0.10".parse().unwrap())
+        );
+        assert!(e.addresses("nope.nope:1").is_empty());
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        let err =
+            Endpoints::parse("httpbin:8000: [\"x\"]\nok.ns:80: [\"localhost:80\"]\n").unwrap_err();
+        assert!(err.contains("`httpbin:8000` is not a valid key"), "{err}");
+        assert!(
+            err.contains("ok.ns:80: `localhost:80` is not an address"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! The ADS server: state-of-the-world and delta streams over one gRPC port.
+//!
+//! Protocol rules kept here (see the xDS protocol's "ACK/NACK and resource type instance
+//! version" and "How the client specifies what resources to return"):
+//! - a request whose `response_nonce` is not the last nonce sent for its type is stale and
+//!   ignored;
+//! - ACK and NACK are told apart by `error_detail`, never by version or nonce;
+//! - a NACKed version is not sent again on that stream until the snapshot changes
+//!   (resending would make the proxy and the server spin);
+//! - on a snapshot change, types go out in CDS → EDS → LDS → RDS order;
+//! - nothing the proxy already has (by version) is sent again, also after a reconnect.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    Resource as DeltaResource,
+};
+use envoy_types::pb::google::protobuf::value::Kind;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
+use super::status::{Nack, Registry, StreamHandle};
+use super::translate::envoy::Variant;
+use super::type_url::TypeUrl;
+
+/// Node metadata key with the address a proxy's listeners bind (`tidegate bootstrap --bind`).
+pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// Responses waiting for a slow proxy. Small: every response is the latest state of its
+/// type, so a proxy that does not read holds back the server only by this much.
+const SEND_BUFFER: usize = 8;
+
+#[derive(Clone)]
+pub struct Ads {
+    snapshots: SnapshotReader,
+    registry: Arc<Registry>,
+}
+
+impl Ads {
+    pub fn new(snapshots: SnapshotReader, registry: Arc<Registry>) -> Self {
+        Self {
+            snapshots,
+            registry,
+        }
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self)
+            // Route tables of large configs exceed tonic's 4 MiB default.
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+}
+
+/// Serves ADS on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    ads: Ads,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(ads.into_service())
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+// === who is asking ===
+
+struct Identity {
+    proxy: String,
+    variant: Variant,
+}
+
+fn identity(node: &Node) -> Identity {
+    let meta_str = |key: &str| {
+        node.metadata
+            .as_ref()
+            .and_then(|m| m.fields.get(key))
+            .and_then(|v| match &v.kind {
+                Some(Kind::StringValue(s)) => Some(s.clone()),
+                _ => None,
+            })
+    };
+    Identity {
+        proxy: node.cluster.clone(),
+        variant: Variant {
+            bind: meta_str(BIND_METADATA_KEY).filter(|s| !s.is_empty()),
+            // gRPC libraries name themselves in user_agent_name ("gRPC Python", "grpc-go").
+            proxyless: node.user_agent_name.to_ascii_lowercase().contains("grpc"),
+        },
+    }
+}
+
+fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Snapshot) {
+    let known: Vec<String> = snapshot.proxy_ids().cloned().collect();
+    handle.update(|s| {
+        s.node_id = node.id.clone();
+        s.proxy = ident.proxy.clone();
+        s.known = known.contains(&ident.proxy);
+        s.warnings.clear();
+        if ident.proxy.is_empty() {
+            s.warnings.push("node.cluster is empty: set it to <gateway>.<namespace> (tidegate bootstrap does); serving an empty config".into());
+        } else if !s.known {
+            s.warnings.push(format!(
+                "no gateway {} in {}: serving an empty config (known: {})",
+                ident.proxy,
+                snapshot.origin.revision,
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ));
+        }
+    });
+}
+
+fn refresh_warnings(
+    handle: &StreamHandle,
+    ident: &Identity,
+    snapshot: &Snapshot,
+    ps: &ProxySnapshot,
+) {
+    identify_known(handle, ident, snapshot);
+    handle.update(|s| {
+        s.warnings.retain(|w| !w.starts_with("config: "));
+        s.warnings
+            .extend(ps.warnings.iter().map(|w| format!("config: {w}")));
+    });
+}
+
+fn identify_known(handle: &StreamHandle, ident: &Identity, snapshot: &Snapshot) {
+    let known = snapshot.proxy_ids().any(|p| *p == ident.proxy);
+    handle.update(|s| s.known = known);
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(SEND_BUFFER);
+        let stream = SotwStream {
+            snapshots: self.snapshots.clone(),
+            handle: self.registry.open("sotw"),
+            tx,
+            ident: None,
+            nonce: 0,
+            types: BTreeMap::new(),
+        };
+        tokio::spawn(stream.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(SEND_BUFFER);
+        let stream = DeltaStream {
+            snapshots: self.snapshots.clone(),
+            handle: self.registry.open("delta"),
+            tx,
+            ident: None,
+            nonce: 0,
+            types: BTreeMap::new(),
+        };
+        tokio::spawn(stream.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+// === state of the world ===
+
+#[derive(Default)]
+struct SotwType {
+    /// Names asked for (RDS, EDS); LDS and CDS are always sent whole.
+    names: BTreeSet<String>,
+    last_nonce: Option<String>,
+    /// Version the proxy has or was last sent.
+    sent_version: Option<String>,
+    /// Names included in the last response (a new name must be answered).
+    sent_names: BTreeSet<String>,
+    /// Rejected by the proxy: not sent again until the snapshot has another version.
+    nacked_version: Option<String>,
+}
+
+struct SotwStream {
+    snapshots: SnapshotReader,
+    handle: StreamHandle,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    ident: Option<Identity>,
+    nonce: u64,
+    types: BTreeMap<TypeUrl, SotwType>,
+}
+
+impl SotwStream {
+    async fn run(mut self, mut requests: Streaming<DiscoveryRequest>) {
+        let mut changes = self.snapshots.changes();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                req = requests.message() => match req {
+                    Ok(Some(req)) => {
+                        if self.on_request(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Client closed or the connection broke: the stream is over.
+                    Ok(None) | Err(_) => return,
+                },
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if self.push_all().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn proxy(&self, snapshot: &Snapshot) -> Arc<ProxySnapshot> {
+        match &self.ident {
+            Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+            None => snapshot.proxy("", &Variant::default()),
+        }
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
+        let snapshot = self.snapshots.load();
+        if self.ident.is_none() {
+            let node = req.node.clone().unwrap_or_default();
+            let ident = identity(&node);
+            identify(&self.handle, &node, &ident, &snapshot);
+            self.ident = Some(ident);
+        }
+        let Some(t) = TypeUrl::parse(&req.type_url) else {
+            // Unknown or unsupported type: nothing to serve; ignoring it is what the
+            // protocol allows, and the proxy's other types are unaffected.
+            self.handle.update(|s| {
+                s.ignored_requests += 1;
+                let w = format!("requested unsupported type {:?}: ignored", req.type_url);
+                if !s.warnings.contains(&w) {
+                    s.warnings.push(w);
+                }
+            });
+            return Ok(());
+        };
+        let state = self.types.entry(t).or_default();
+        if !req.response_nonce.is_empty()
+            && state.last_nonce.as_deref() != Some(req.response_nonce.as_str())
+        {
+            self.handle.update(|s| s.ignored_requests += 1);
+            return Ok(());
+        }
+        if req.response_nonce.is_empty() {
+            // First request of this type (or after a reconnect): the proxy tells what it has.
+            state.sent_version = Some(req.version_info.clone()).filter(|v| !v.is_empty());
+        } else if let Some(err) = &req.error_detail {
+            state.nacked_version = state.sent_version.clone();
+            let nack = Nack {
+                version: state.sent_version.clone().unwrap_or_default(),
+                message: err.message.clone(),
+            };
+            tracing::warn!(proxy = %self.ident.as_ref().map_or("", |i| i.proxy.as_str()), type_url = t.short(), version = %nack.version, "proxy rejected config: {}", nack.message);
+            self.handle.update_type(t, |s| {
+                s.nacks += 1;
+                s.last_nack = Some(nack);
+            });
+            // The proxy keeps what it had before.
+            state.sent_version = Some(req.version_info.clone()).filter(|v| !v.is_empty());
+        } else {
+            self.handle
+                .update_type(t, |s| s.acked_version = Some(req.version_info.clone()));
+        }
+        state.names = req.resource_names.iter().cloned().collect();
+        self.push(t, &snapshot).await
+    }
+
+    async fn push_all(&mut self) -> Result<(), ()> {
+        let snapshot = self.snapshots.load();
+        for t in TypeUrl::ALL {
+            if self.types.contains_key(&t) {
+                self.push(t, &snapshot).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends type `t` if the proxy lacks its current version (or a newly asked-for name).
+    async fn push(&mut self, t: TypeUrl, snapshot: &Snapshot) -> Result<(), ()> {
+        let ps = self.proxy(snapshot);
+        if let Some(ident) = &self.ident {
+            refresh_warnings(&self.handle, ident, snapshot, &ps);
+        }
+        let res = ps.of(t);
+        let state = self.types.entry(t).or_default();
+        let names: BTreeSet<String> = if t.is_wildcard_type() {
+            res.resources.keys().cloned().collect()
+        } else {
+            state
+                .names
+                .iter()
+                .filter(|n| res.resources.contains_key(*n))
+                .cloned()
+                .collect()
+        };
+        let has_version = state.sent_version.as_deref() == Some(res.version.as_str());
+        // A first request that already names the current version (a reconnect after a
+        // restart, or to another replica) needs no answer: the proxy has exactly this.
+        let reconnected = has_version && state.last_nonce.is_none();
+        if reconnected {
+            state.sent_names = names.clone();
+        }
+        let up_to_date = has_version && names.is_subset(&state.sent_names);
+        let parked = state.nacked_version.as_deref() == Some(res.version.as_str());
+        if up_to_date || parked {
+            return Ok(());
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let response = DiscoveryResponse {
+            version_info: res.version.clone(),
+            resources: names.iter().map(|n| res.resources[n].any.clone()).collect(),
+            type_url: t.url(),
+            nonce: nonce.clone(),
+            ..DiscoveryResponse::default()
+        };
+        state.last_nonce = Some(nonce);
+        state.sent_version = Some(res.version.clone());
+        state.sent_names = names;
+        if state.nacked_version.as_deref() != Some(res.version.as_str()) {
+            state.nacked_version = None;
+        }
+        let version = res.version.clone();
+        self.handle.update_type(t, |s| {
+            s.sent_version = Some(version);
+            s.responses += 1;
+        });
+        self.tx.send(Ok(response)).await.map_err(|_| ())
+    }
+}
+
+// === delta ===
+
+#[derive(Default)]
+struct DeltaType {
+    wildcard: bool,
+    subscribed: BTreeSet<String>,
+    /// What the proxy has (or was sent): name → version.
+    has: BTreeMap<String, String>,
+    /// (name, version) pairs the proxy rejected: not sent again.
+    rejected: BTreeSet<(String, String)>,
+    /// Resources of each unacknowledged response, to know what a NACK rejected.
+    in_flight: BTreeMap<String, Vec<(String, String)>>,
+    /// Whether the proxy got any response for this type yet.
+    answered: bool,
+}
+
+struct DeltaStream {
+    snapshots: SnapshotReader,
+    handle: StreamHandle,
+    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    ident: Option<Identity>,
+    nonce: u64,
+    types: BTreeMap<TypeUrl, DeltaType>,
+}
+
+impl DeltaStream {
+    async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
+        let mut changes = self.snapshots.changes();
+        changes.mark_unchanged();
+        loop {
+            tokio::select! {
+                req = requests.message() => match req {
+                    Ok(Some(req)) => {
+                        if self.on_request(req).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) | Err(_) => return,
+                },
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let snapshot = self.snapshots.load();
+                    for t in TypeUrl::ALL {
+                        if self.types.contains_key(&t) && self.push(t, &snapshot, false).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), ()> {
+        let snapshot = self.snapshots.load();
+        if self.ident.is_none() {
+            let node = req.node.clone().unwrap_or_default();
+            let ident = identity(&node);
+            identify(&self.handle, &node, &ident, &snapshot);
+            self.ident = Some(ident);
+        }
+        let Some(t) = TypeUrl::parse(&req.type_url) else {
+            self.handle.update(|s| {
+                s.ignored_requests += 1;
+                let w = format!("requested unsupported type {:?}: ignored", req.type_url);
+                if !s.warnings.contains(&w) {
+                    s.warnings.push(w);
+                }
+            });
+            return Ok(());
+        };
+        let first = !self.types.contains_key(&t);
+        let state = self.types.entry(t).or_default();
+        if first {
+            // Legacy wildcard: a first request naming nothing asks for everything.
+            state.wildcard = req.resource_names_subscribe.is_empty()
+                || req.resource_names_subscribe.iter().any(|n| n == "*");
+            // After a reconnect the proxy says what it has; unchanged resources are not resent.
+            state.has = req
+                .initial_resource_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
+        for name in &req.resource_names_subscribe {
+            if name == "*" {
+                state.wildcard = true;
+            } else {
+                state.subscribed.insert(name.clone());
+            }
+        }
+        for name in &req.resource_names_unsubscribe {
+            if name == "*" {
+                state.wildcard = false;
+            } else {
+                state.subscribed.remove(name);
+                // Forget it, so that subscribing again sends it again.
+                state.has.remove(name);
+            }
+        }
+        if !req.response_nonce.is_empty() {
+            match state.in_flight.remove(&req.response_nonce) {
+                // Not a nonce of ours (or already answered): nothing to acknowledge.
+                None => self.handle.update(|s| s.ignored_requests += 1),
+                Some(sent) => {
+                    let version = snapshot_version(&self.snapshots.load(), self.ident.as_ref(), t);
+                    if let Some(err) = &req.error_detail {
+                        state.rejected.extend(sent);
+                        let nack = Nack {
+                            version,
+                            message: err.message.clone(),
+                        };
+                        tracing::warn!(proxy = %self.ident.as_ref().map_or("", |i| i.proxy.as_str()), type_url = t.short(), "proxy rejected config: {}", nack.message);
+                        self.handle.update_type(t, |s| {
+                            s.nacks += 1;
+                            s.last_nack = Some(nack);
+                        });
+                    } else {
+                        self.handle
+                            .update_type(t, |s| s.acked_version = s.sent_version.clone());
+                    }
+                }
+            }
+        }
+        let initial = first && req.initial_resource_versions.is_empty();
+        self.push(t, &snapshot, initial).await
+    }
+
+    /// Sends what changed for type `t`: new or changed resources, and removals. `always`
+    /// answers even when nothing changed (a proxy's first request must get a response).
+    async fn push(&mut self, t: TypeUrl, snapshot: &Snapshot, always: bool) -> Result<(), ()> {
+        let ps = match &self.ident {
+            Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+            None => snapshot.proxy("", &Variant::default()),
+        };
+        if let Some(ident) = &self.ident {
+            refresh_warnings(&self.handle, ident, snapshot, &ps);
+        }
+        let res = ps.of(t);
+        let state = self.types.entry(t).or_default();
+        let wanted = |name: &String| state.wildcard || state.subscribed.contains(name);
+
+        let mut resources = Vec::new();
+        for (name, r) in res.resources.iter().filter(|(n, _)| wanted(n)) {
+            let current = state.has.get(name);
+            if current != Some(&r.version)
+                && !state.rejected.contains(&(name.clone(), r.version.clone()))
+            {
+                resources.push(r.clone());
+            }
+        }
+        let removed: Vec<String> = state
+            .has
+            .keys()
+            .filter(|n| !res.resources.contains_key(*n))
+            .cloned()
+            .collect();
+        let must_answer = always && !state.answered;
+        if resources.is_empty() && removed.is_empty() && !must_answer {
+            return Ok(());
+        }
+        for r in &resources {
+            state.has.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            state.has.remove(n);
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        state.in_flight.insert(
+            nonce.clone(),
+            resources
+                .iter()
+                .map(|r| (r.name.clone(), r.version.clone()))
+                .collect(),
+        );
+        state.answered = true;
+        let response = DeltaDiscoveryResponse {
+            system_version_info: res.version.clone(),
+            resources: resources
+                .iter()
+                .map(|r| DeltaResource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.any.clone()),
+                    ..DeltaResource::default()
+                })
+                .collect(),
+            type_url: t.url(),
+            removed_resources: removed,
+            nonce,
+            ..DeltaDiscoveryResponse::default()
+        };
+        let version = res.version.clone();
+        self.handle.update_type(t, |s| {
+            s.sent_version = Some(version);
+            s.responses += 1;
+        });
+        self.tx.send(Ok(response)).await.map_err(|_| ())
+    }
+}
+
+fn snapshot_version(snapshot: &Snapshot, ident: Option<&Identity>, t: TypeUrl) -> String {
+    let ps = match ident {
+        Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+        None => snapshot.proxy("", &Variant::default()),
+    };
+    ps.of(t).version.clone()
+}

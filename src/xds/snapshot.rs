@@ -1,0 +1,298 @@
+//! Immutable snapshots of everything served, published lock-free.
+//!
+//! A [`Snapshot`] holds, for every proxy, its resources already encoded (each resource once
+//! per snapshot; identical resources of different proxies share one allocation) with
+//! content-derived versions: the same config always has the same versions, across restarts
+//! and replicas, so a reconnecting proxy is not pushed what it has.
+//!
+//! One [`SnapshotWriter`] publishes through `ArcSwap`; any number of [`SnapshotReader`]s
+//! load the current snapshot without locking and wait for the next on a `watch` channel.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::endpoints::Endpoints;
+use super::translate::envoy::{self, Variant};
+use super::translate::plan::ProxyPlan;
+use super::type_url::TypeUrl;
+
+/// One encoded resource.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: String,
+    /// First 16 hex digits of the SHA-256 of the encoded message.
+    pub version: String,
+    pub any: Any,
+}
+
+impl Resource {
+    fn new<T: Message + Name>(name: &str, message: &T) -> Self {
+        let any = envoy::any(message);
+        Self {
+            name: name.to_owned(),
+            version: short_hash(&any.value),
+            any,
+        }
+    }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    hex::encode(&digest[..8])
+}
+
+/// The resources of one type for one proxy, and their combined (SotW) version.
+#[derive(Debug, Default)]
+pub struct TypeResources {
+    pub version: String,
+    pub resources: BTreeMap<String, Arc<Resource>>,
+}
+
+impl TypeResources {
+    fn new(resources: BTreeMap<String, Arc<Resource>>) -> Self {
+        let mut h = Sha256::new();
+        for (name, r) in &resources {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(r.version.as_bytes());
+            h.update([0]);
+        }
+        Self {
+            version: hex::encode(&h.finalize()[..8]),
+            resources,
+        }
+    }
+}
+
+/// Everything one proxy is served.
+#[derive(Debug, Default)]
+pub struct ProxySnapshot {
+    /// False when no gateway of the model has this id: the proxy gets an empty config.
+    pub known: bool,
+    pub warnings: Vec<String>,
+    /// Indexed by [`TypeUrl::index`].
+    pub types: [TypeResources; 4],
+}
+
+impl ProxySnapshot {
+    pub fn of(&self, t: TypeUrl) -> &TypeResources {
+        &self.types[t.index()]
+    }
+}
+
+/// What the served config came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Origin {
+    /// The commit (or a label for a plain directory).
+    pub revision: String,
+    /// Human description of the source.
+    pub source: String,
+}
+
+/// Deduplicates identical encoded resources across proxies.
+#[derive(Default)]
+struct Interner(HashMap<(String, String, String), Arc<Resource>>);
+
+impl Interner {
+    fn get<T: Message + Name>(&mut self, name: &str, m: &T) -> Arc<Resource> {
+        let r = Resource::new(name, m);
+        self.0
+            .entry((T::type_url(), r.name.clone(), r.version.clone()))
+            .or_insert_with(|| Arc::new(r))
+            .clone()
+    }
+}
+
+pub struct Snapshot {
+    pub origin: Origin,
+    plans: BTreeMap<String, Arc<ProxyPlan>>,
+    endpoints: Option<Arc<Endpoints>>,
+    proxies: BTreeMap<String, Arc<ProxySnapshot>>,
+    /// Proxies that asked for a non-default variant (bind address, proxyless), built on
+    /// first use and kept for the life of the snapshot.
+    variants: Mutex<HashMap<(String, Variant), Arc<ProxySnapshot>>>,
+    empty: Arc<ProxySnapshot>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("origin", &self.origin)
+            .field("proxies", &self.proxies.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Encodes every proxy's resources.
+    pub fn build(
+        origin: Origin,
+        plans: BTreeMap<String, ProxyPlan>,
+        endpoints: Option<Arc<Endpoints>>,
+    ) -> Self {
+        let plans: BTreeMap<String, Arc<ProxyPlan>> =
+            plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let mut interner = Interner::default();
+        let proxies = plans
+            .iter()
+            .map(|(id, plan)| {
+                (
+                    id.clone(),
+                    Arc::new(encode(
+                        plan,
+                        endpoints.as_deref(),
+                        &Variant::default(),
+                        &mut interner,
+                    )),
+                )
+            })
+            .collect();
+        Self {
+            origin,
+            plans,
+            endpoints,
+            proxies,
+            variants: Mutex::new(HashMap::new()),
+            empty: Arc::new(ProxySnapshot::default()),
+        }
+    }
+
+    /// The same config with other endpoints: only EDS resources change.
+    pub fn with_endpoints(&self, endpoints: Option<Arc<Endpoints>>) -> Self {
+        let plans = self
+            .plans
+            .iter()
+            .map(|(k, v)| (k.clone(), ProxyPlan::clone(v)))
+            .collect();
+        Self::build(self.origin.clone(), plans, endpoints)
+    }
+
+    pub fn endpoints(&self) -> Option<&Arc<Endpoints>> {
+        self.endpoints.as_ref()
+    }
+
+    /// Ids of the proxies the model describes.
+    pub fn proxy_ids(&self) -> impl Iterator<Item = &String> {
+        self.proxies.keys()
+    }
+
+    /// What proxy `id` is served, shaped for `variant`; an empty config if unknown.
+    pub fn proxy(&self, id: &str, variant: &Variant) -> Arc<ProxySnapshot> {
+        let Some(plan) = self.plans.get(id) else {
+            return self.empty.clone();
+        };
+        if *variant == Variant::default() {
+            return self.proxies[id].clone();
+        }
+        let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
+        variants
+            .entry((id.to_owned(), variant.clone()))
+            .or_insert_with(|| {
+                Arc::new(encode(
+                    plan,
+                    self.endpoints.as_deref(),
+                    variant,
+                    &mut Interner::default(),
+                ))
+            })
+            .clone()
+    }
+}
+
+fn encode(
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+    variant: &Variant,
+    interner: &mut Interner,
+) -> ProxySnapshot {
+    let (listeners, routes) = envoy::listeners_and_routes(plan, variant);
+    let (clusters, loads) = envoy::clusters(&plan.backends(), endpoints);
+    let mut types: [TypeResources; 4] = Default::default();
+    types[TypeUrl::Cluster.index()] = TypeResources::new(
+        clusters
+            .iter()
+            .map(|(n, m)| (n.clone(), interner.get(n, m)))
+            .collect(),
+    );
+    types[TypeUrl::Endpoint.index()] = TypeResources::new(
+        loads
+            .iter()
+            .map(|(n, m)| (n.clone(), interner.get(n, m)))
+            .collect(),
+    );
+    types[TypeUrl::Listener.index()] = TypeResources::new(
+        listeners
+            .iter()
+            .map(|(n, m)| (n.clone(), interner.get(n, m)))
+            .collect(),
+    );
+    types[TypeUrl::Route.index()] = TypeResources::new(
+        routes
+            .iter()
+            .map(|(n, m)| (n.clone(), interner.get(n, m)))
+            .collect(),
+    );
+    ProxySnapshot {
+        known: true,
+        warnings: plan.warnings.clone(),
+        types,
+    }
+}
+
+// === publication ===
+
+/// The only writer of the served snapshot. Not `Clone`: one task owns publication.
+pub struct SnapshotWriter {
+    cell: Arc<ArcSwap<Snapshot>>,
+    tx: watch::Sender<u64>,
+}
+
+/// A cheap, cloneable handle for reading the current snapshot and waiting for the next.
+#[derive(Clone)]
+pub struct SnapshotReader {
+    cell: Arc<ArcSwap<Snapshot>>,
+    rx: watch::Receiver<u64>,
+}
+
+pub fn channel(initial: Snapshot) -> (SnapshotWriter, SnapshotReader) {
+    let cell = Arc::new(ArcSwap::from_pointee(initial));
+    let (tx, rx) = watch::channel(0);
+    (
+        SnapshotWriter {
+            cell: cell.clone(),
+            tx,
+        },
+        SnapshotReader { cell, rx },
+    )
+}
+
+impl SnapshotWriter {
+    /// Makes `snapshot` the served one and wakes every stream.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.cell.store(Arc::new(snapshot));
+        // ArcSwap does not notify; the generation counter does. Waiters compare versions,
+        // so a skipped generation (two publishes before they run) loses nothing.
+        self.tx.send_modify(|g| *g += 1);
+    }
+
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.cell.load_full()
+    }
+}
+
+impl SnapshotReader {
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.cell.load_full()
+    }
+
+    /// A receiver that changes on every publish.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.rx.clone()
+    }
+}

@@ -1,0 +1,469 @@
+//! A proxy plan → Envoy xDS resources (Listener, RouteConfiguration, Cluster,
+//! ClusterLoadAssignment).
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    self as core, Address, AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue,
+    HeaderValueOption, SocketAddress,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{
+    ApiListener, Filter, FilterChain, Listener, filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    self as route, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+};
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    self as hcm, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
+};
+use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use prost::{Message, Name};
+
+use super::plan::{
+    Action, Backend, HeaderOps, PathMatch, PathRewrite, ProxyPlan, RoutePlan, StrMatch,
+};
+use crate::xds::endpoints::Endpoints;
+
+/// How the resources of one proxy are shaped for the client that asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Variant {
+    /// Address the listeners bind (`0.0.0.0` when unset).
+    pub bind: Option<String>,
+    /// A proxyless gRPC client: it gets `api_listener`s named `<host>:<port>` instead of
+    /// socket listeners (gRFC A27).
+    pub proxyless: bool,
+}
+
+/// All resources of one proxy, by type, each `name → message`.
+#[derive(Debug, Default)]
+pub struct Resources {
+    pub listeners: BTreeMap<String, Listener>,
+    pub routes: BTreeMap<String, RouteConfiguration>,
+    pub clusters: BTreeMap<String, Cluster>,
+    pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+}
+
+pub fn any<T: Message + Name>(m: &T) -> Any {
+    Any {
+        type_url: T::type_url(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..ConfigSource::default()
+    }
+}
+
+fn route_config_name(port: u16) -> String {
+    format!("http.{port}")
+}
+
+fn http_connection_manager(port: u16) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: route_config_name(port),
+        codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(Rds {
+            config_source: Some(ads()),
+            route_config_name: route_config_name(port),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                &Router::default(),
+            ))),
+            ..HttpFilter::default()
+        }],
+        ..HttpConnectionManager::default()
+    }
+}
+
+/// Listeners and routes of a plan (clusters and endpoints come from [`clusters`]).
+pub fn listeners_and_routes(
+    plan: &ProxyPlan,
+    variant: &Variant,
+) -> (
+    BTreeMap<String, Listener>,
+    BTreeMap<String, RouteConfiguration>,
+) {
+    let mut listeners = BTreeMap::new();
+    let mut routes = BTreeMap::new();
+    for (port, l) in &plan.listeners {
+        let rc_name = route_config_name(*port);
+        if variant.proxyless {
+            for v in &l.vhosts {
+                for d in v.domains.iter().filter(|d| !d.contains('*')) {
+                    let name = format!("{d}:{port}");
+                    listeners.insert(
+                        name.clone(),
+                        Listener {
+                            name,
+                            api_listener: Some(ApiListener {
+                                api_listener: Some(any(&http_connection_manager(*port))),
+                            }),
+                            ..Listener::default()
+                        },
+                    );
+                }
+            }
+        } else {
+            let name = format!("http.{port}");
+            listeners.insert(
+                name.clone(),
+                Listener {
+                    name,
+                    address: Some(socket_address(
+                        variant.bind.as_deref().unwrap_or("0.0.0.0"),
+                        *port,
+                    )),
+                    filter_chains: vec![FilterChain {
+                        filters: vec![Filter {
+                            name: "envoy.filters.network.http_connection_manager".into(),
+                            config_type: Some(filter::ConfigType::TypedConfig(any(
+                                &http_connection_manager(*port),
+                            ))),
+                        }],
+                        ..FilterChain::default()
+                    }],
+                    ..Listener::default()
+                },
+            );
+        }
+        let mut vhosts: Vec<VirtualHost> = l
+            .vhosts
+            .iter()
+            .map(|v| VirtualHost {
+                name: v.name.clone(),
+                // `host:port` too, for clients that match the authority with its port
+                // (proxyless gRPC); Envoy ignores the port (see below).
+                domains: v
+                    .domains
+                    .iter()
+                    .flat_map(|d| {
+                        if d == "*" {
+                            vec![d.clone()]
+                        } else {
+                            vec![d.clone(), format!("{d}:{port}")]
+                        }
+                    })
+                    .collect(),
+                routes: v.routes.iter().map(envoy_route).collect(),
+                ..VirtualHost::default()
+            })
+            .collect();
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        routes.insert(
+            rc_name.clone(),
+            RouteConfiguration {
+                name: rc_name,
+                virtual_hosts: vhosts,
+                // Gateway API: "MUST ignore any port value specified in the HTTP Host
+                // header while performing a match"; the Host is forwarded unmodified.
+                ignore_port_in_host_matching: !variant.proxyless,
+                ..RouteConfiguration::default()
+            },
+        );
+    }
+    (listeners, routes)
+}
+
+fn socket_address(ip: &str, port: u16) -> Address {
+    Address {
+        address: Some(core::address::Address::SocketAddress(SocketAddress {
+            address: ip.to_owned(),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(
+                port,
+            ))),
+            ..SocketAddress::default()
+        })),
+    }
+}
+
+fn string_matcher(m: &StrMatch) -> StringMatcher {
+    use string_matcher::MatchPattern;
+    StringMatcher {
+        match_pattern: Some(match m {
+            StrMatch::Exact(v) => MatchPattern::Exact(v.clone()),
+            StrMatch::Prefix(v) => MatchPattern::Prefix(v.clone()),
+            StrMatch::Regex(v) => MatchPattern::SafeRegex(regex(v)),
+        }),
+        ..StringMatcher::default()
+    }
+}
+
+fn regex(r: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: r.to_owned(),
+        ..RegexMatcher::default()
+    }
+}
+
+fn header_options(ops: &HeaderOps) -> Vec<HeaderValueOption> {
+    use core::header_value_option::HeaderAppendAction;
+    let one = |(k, v): &(String, String), action: HeaderAppendAction| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: k.to_ascii_lowercase(),
+            value: v.clone(),
+            ..HeaderValue::default()
+        }),
+        append_action: action as i32,
+        ..HeaderValueOption::default()
+    };
+    ops.set
+        .iter()
+        .map(|h| one(h, HeaderAppendAction::OverwriteIfExistsOrAdd))
+        .chain(
+            ops.add
+                .iter()
+                .map(|h| one(h, HeaderAppendAction::AppendIfExistsOrAdd)),
+        )
+        .collect()
+}
+
+fn envoy_route(r: &RoutePlan) -> Route {
+    use route::route_match::PathSpecifier;
+    let path_specifier = match &r.path {
+        PathMatch::Exact(p) => PathSpecifier::Path(p.clone()),
+        PathMatch::Prefix(p) => PathSpecifier::Prefix(p.clone()),
+        PathMatch::SegmentPrefix(p) => PathSpecifier::PathSeparatedPrefix(p.clone()),
+        PathMatch::Regex(p) => PathSpecifier::SafeRegex(regex(p)),
+    };
+    let mut headers: Vec<HeaderMatcher> = r
+        .headers
+        .iter()
+        .map(|(name, m)| HeaderMatcher {
+            name: name.clone(),
+            header_match_specifier: Some(route::header_matcher::HeaderMatchSpecifier::StringMatch(
+                string_matcher(m),
+            )),
+            ..HeaderMatcher::default()
+        })
+        .collect();
+    if let Some(method) = &r.method {
+        headers.push(HeaderMatcher {
+            name: ":method".into(),
+            header_match_specifier: Some(route::header_matcher::HeaderMatchSpecifier::StringMatch(
+                string_matcher(&StrMatch::Exact(method.clone())),
+            )),
+            ..HeaderMatcher::default()
+        });
+    }
+    let query_parameters = r
+        .query
+        .iter()
+        .map(|(name, m)| QueryParameterMatcher {
+            name: name.clone(),
+            query_parameter_match_specifier: Some(
+                route::query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(
+                    string_matcher(m),
+                ),
+            ),
+        })
+        .collect();
+
+    let action = match &r.action {
+        Action::Status(status) => route::route::Action::DirectResponse(DirectResponseAction {
+            status: u32::from(*status),
+            ..DirectResponseAction::default()
+        }),
+        Action::Redirect(red) => {
+            use route::redirect_action::{
+                PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier,
+            };
+            let code = match red.status {
+                301 => RedirectResponseCode::MovedPermanently,
+                303 => RedirectResponseCode::SeeOther,
+                307 => RedirectResponseCode::TemporaryRedirect,
+                308 => RedirectResponseCode::PermanentRedirect,
+                _ => RedirectResponseCode::Found,
+            };
+            route::route::Action::Redirect(RedirectAction {
+                scheme_rewrite_specifier: red
+                    .scheme
+                    .clone()
+                    .map(SchemeRewriteSpecifier::SchemeRedirect),
+                host_redirect: red.host.clone().unwrap_or_default(),
+                port_redirect: red.port.map(u32::from).unwrap_or_default(),
+                path_rewrite_specifier: red.path.as_ref().map(|p| match p {
+                    PathRewrite::Full(full) => PathRewriteSpecifier::PathRedirect(full.clone()),
+                    PathRewrite::Prefix(prefix) => {
+                        PathRewriteSpecifier::PrefixRewrite(prefix.clone())
+                    }
+                    PathRewrite::Regex {
+                        pattern,
+                        substitution,
+                    } => PathRewriteSpecifier::RegexRewrite(RegexMatchAndSubstitute {
+                        pattern: Some(regex(pattern)),
+                        substitution: substitution.clone(),
+                    }),
+                }),
+                response_code: code as i32,
+                ..RedirectAction::default()
+            })
+        }
+        Action::Forward(f) => {
+            use route::route_action::{
+                ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier,
+            };
+            let cluster_specifier = if f.backends.len() == 1 {
+                ClusterSpecifier::Cluster(f.backends[0].0.cluster_name())
+            } else {
+                ClusterSpecifier::WeightedClusters(WeightedCluster {
+                    clusters: f
+                        .backends
+                        .iter()
+                        .map(|(b, w)| route::weighted_cluster::ClusterWeight {
+                            name: b.cluster_name(),
+                            weight: Some(UInt32Value { value: *w }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..WeightedCluster::default()
+                })
+            };
+            let mut action = RouteAction {
+                cluster_specifier: Some(cluster_specifier),
+                // A backend that does not exist (or is not permitted) answers 500, as
+                // Gateway API requires, instead of Envoy's default 503.
+                cluster_not_found_response_code: ClusterNotFoundResponseCode::InternalServerError
+                    as i32,
+                timeout: f.timeout_ms.map(|ms| Duration {
+                    seconds: (ms / 1000) as i64,
+                    nanos: ((ms % 1000) * 1_000_000) as i32,
+                }),
+                host_rewrite_specifier: f
+                    .host_rewrite
+                    .clone()
+                    .map(HostRewriteSpecifier::HostRewriteLiteral),
+                ..RouteAction::default()
+            };
+            match &f.path_rewrite {
+                None => {}
+                Some(PathRewrite::Prefix(p)) => action.prefix_rewrite = p.clone(),
+                Some(PathRewrite::Full(full)) => {
+                    action.regex_rewrite = Some(RegexMatchAndSubstitute {
+                        pattern: Some(regex("^/.*$")),
+                        substitution: full.clone(),
+                    })
+                }
+                Some(PathRewrite::Regex {
+                    pattern,
+                    substitution,
+                }) => {
+                    action.regex_rewrite = Some(RegexMatchAndSubstitute {
+                        pattern: Some(regex(pattern)),
+                        substitution: substitution.clone(),
+                    })
+                }
+            }
+            route::route::Action::Route(action)
+        }
+    };
+    Route {
+        name: r.name.clone(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(path_specifier),
+            headers,
+            query_parameters,
+            ..RouteMatch::default()
+        }),
+        action: Some(action),
+        request_headers_to_add: header_options(&r.request_headers),
+        request_headers_to_remove: r
+            .request_headers
+            .remove
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        response_headers_to_add: header_options(&r.response_headers),
+        response_headers_to_remove: r
+            .response_headers
+            .remove
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        ..Route::default()
+    }
+}
+
+/// Clusters for every backend of a plan. With an endpoints file, every cluster is EDS
+/// (a Service missing from the file has no endpoints), so a change of the file is an EDS
+/// push only; without one, clusters resolve the Service's DNS name (in a cluster).
+pub fn clusters(
+    backends: &[Backend],
+    endpoints: Option<&Endpoints>,
+) -> (
+    BTreeMap<String, Cluster>,
+    BTreeMap<String, ClusterLoadAssignment>,
+) {
+    let mut clusters = BTreeMap::new();
+    let mut loads = BTreeMap::new();
+    for b in backends {
+        let name = b.cluster_name();
+        let mut c = Cluster {
+            name: name.clone(),
+            connect_timeout: Some(Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+            ..Cluster::default()
+        };
+        match endpoints {
+            Some(eps) => {
+                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+                    cluster::cluster::DiscoveryType::Eds as i32,
+                ));
+                c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
+                    eds_config: Some(ads()),
+                    service_name: String::new(),
+                });
+                loads.insert(
+                    name.clone(),
+                    load_assignment(&name, eps.addresses(&b.endpoints_key())),
+                );
+            }
+            None => {
+                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+                    cluster::cluster::DiscoveryType::StrictDns as i32,
+                ));
+                c.load_assignment = Some(load_assignment(&name, vec![(b.dns_name(), b.port)]));
+            }
+        }
+        clusters.insert(name, c);
+    }
+    (clusters, loads)
+}
+
+pub fn load_assignment(cluster: &str, addresses: Vec<(String, u16)>) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_owned(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: addresses
+                .into_iter()
+                .map(|(ip, port)| LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(socket_address(&ip, port)),
+                        ..Endpoint::default()
+                    })),
+                    ..LbEndpoint::default()
+                })
+                .collect(),
+            ..LocalityLbEndpoints::default()
+        }],
+        ..ClusterLoadAssignment::default()
+    }
+}

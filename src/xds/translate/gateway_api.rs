@@ -1,0 +1,424 @@
+//! Gateway API `Gateway` + `HTTPRoute` → a proxy plan, following the spec's rules:
+//! attachment by parentRef (sectionName, port, allowedRoutes), listener ∩ route hostnames,
+//! match precedence, PathPrefix on whole segments, 500 for rules without usable backends.
+
+use std::collections::BTreeMap;
+
+use super::plan::{
+    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    RoutePlan, StrMatch, VhostPlan,
+};
+use crate::model::Object;
+use crate::model::gateway_api::{
+    self as gw, FilterType, HttpRoute, HttpRouteMatch, HttpRouteRule, Listener, PathMatchType,
+    PathModifierType, ReferenceGrant, ValueMatchType, normalized_prefix,
+};
+
+/// The plan of the proxy that implements `gateway`.
+pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
+    let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
+    let mut plan = ProxyPlan::default();
+    let grants: Vec<&ReferenceGrant> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::ReferenceGrant(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    let routes: Vec<&HttpRoute> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::HttpRoute(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+
+    // (port, domain) → (listener specificity, routes with their sort keys).
+    type Entry = (Specificity, Vec<(SortKey, RoutePlan)>);
+    let mut vhosts: BTreeMap<(u16, String), Entry> = BTreeMap::new();
+    let mut ports: BTreeMap<u16, ()> = BTreeMap::new();
+
+    for listener in &gateway.spec.listeners {
+        match listener.protocol.as_str() {
+            "HTTP" => {}
+            "HTTPS" => {
+                plan.warnings.push(format!(
+                    "listener {} (HTTPS, port {}) is not served: TLS certificates are not served over xDS yet",
+                    listener.name, listener.port
+                ));
+                continue;
+            }
+            other => {
+                plan.warnings.push(format!(
+                    "listener {} has protocol {other}, which gateway proxies do not serve",
+                    listener.name
+                ));
+                continue;
+            }
+        }
+        ports.insert(listener.port, ());
+        for route in &routes {
+            let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
+            if !attaches(route, route_ns, gateway, gw_ns, listener) {
+                continue;
+            }
+            for domain in intersect(listener.hostname.as_deref(), &route.spec.hostnames) {
+                let entry = vhosts
+                    .entry((listener.port, domain.clone()))
+                    .or_insert_with(|| (specificity(listener.hostname.as_deref()), Vec::new()));
+                let spec = specificity(listener.hostname.as_deref());
+                // A more specific listener owns the domain: its routes only (isolation).
+                if spec < entry.0 {
+                    *entry = (spec, Vec::new());
+                } else if spec > entry.0 {
+                    continue;
+                }
+                for (ri, rule) in route.spec.rules.iter().enumerate() {
+                    for (mi, m) in rule.matches.iter().enumerate() {
+                        let key = (
+                            m.precedence(),
+                            route_ns.to_owned(),
+                            route.metadata.name.clone(),
+                            ri,
+                            mi,
+                        );
+                        let name = format!(
+                            "httproute/{route_ns}/{}/rule/{ri}/match/{mi}",
+                            route.metadata.name
+                        );
+                        entry
+                            .1
+                            .push((key, route_plan(name, m, rule, route_ns, listener, &grants)));
+                    }
+                }
+            }
+        }
+    }
+
+    for port in ports.keys() {
+        plan.listeners.insert(
+            *port,
+            ListenerPlan {
+                port: *port,
+                vhosts: Vec::new(),
+            },
+        );
+    }
+    for ((port, domain), (_, mut routes)) in vhosts {
+        // Precedence, then namespace/name of the route (Git has no creation time, the
+        // spec's first tie-breaker; namespace/name is its second), then rule and match order.
+        routes.sort_by(|a, b| a.0.cmp(&b.0));
+        let listener = plan.listeners.get_mut(&port).expect("listener planned");
+        listener.vhosts.push(VhostPlan {
+            name: format!("{domain}:{port}"),
+            domains: vec![domain],
+            routes: routes.into_iter().map(|(_, r)| r).collect(),
+        });
+    }
+    plan
+}
+
+type SortKey = (gw::Precedence, String, String, usize, usize);
+
+/// Lower is more specific: exact hostname, then wildcards with more labels, then none.
+type Specificity = (u8, std::cmp::Reverse<usize>);
+
+fn specificity(hostname: Option<&str>) -> Specificity {
+    match hostname {
+        Some(h) if !h.starts_with('*') => (0, std::cmp::Reverse(0)),
+        Some(h) => (1, std::cmp::Reverse(h.split('.').count())),
+        None => (2, std::cmp::Reverse(0)),
+    }
+}
+
+/// Whether `route` attaches to `listener` of `gateway` (Gateway API §ParentReference).
+fn attaches(
+    route: &HttpRoute,
+    route_ns: &str,
+    gateway: &gw::Gateway,
+    gw_ns: &str,
+    listener: &Listener,
+) -> bool {
+    let parent_matches = route.spec.parent_refs.iter().any(|p| {
+        p.group == gw::GROUP
+            && p.kind == "Gateway"
+            && p.name == gateway.metadata.name
+            && p.namespace.as_deref().unwrap_or(route_ns) == gw_ns
+            && p.section_name.as_deref().is_none_or(|s| s == listener.name)
+            && p.port.is_none_or(|port| port == listener.port)
+    });
+    if !parent_matches {
+        return false;
+    }
+    let allowed = listener.allowed_routes.as_ref().map(|a| &a.namespaces);
+    match allowed.map(|n| n.from) {
+        None | Some("Same") => route_ns == gw_ns,
+        Some("All") => true,
+        Some("Selector") => allowed.and_then(|n| n.selector.as_ref()).is_some_and(|s| {
+            s.match_expressions.iter().all(|e| {
+                e.key == "kubernetes.io/metadata.name"
+                    && e.operator == "In"
+                    && e.values.iter().any(|v| v == route_ns)
+            })
+        }),
+        Some(_) => false,
+    }
+}
+
+/// The hostnames a route serves on a listener: the intersection, each as the more specific
+/// of the pair. `*` when neither side restricts.
+pub fn intersect(listener: Option<&str>, route: &[String]) -> Vec<String> {
+    let Some(l) = listener else {
+        return if route.is_empty() {
+            vec!["*".into()]
+        } else {
+            route.to_vec()
+        };
+    };
+    if route.is_empty() {
+        return vec![l.to_owned()];
+    }
+    let mut out: Vec<String> = route
+        .iter()
+        .filter_map(|r| {
+            if host_within(r, l) {
+                Some(r.clone())
+            } else if host_within(l, r) {
+                Some(l.to_owned())
+            } else {
+                None
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether every name `inner` matches is also matched by `outer`.
+fn host_within(inner: &str, outer: &str) -> bool {
+    if inner == outer {
+        return true;
+    }
+    match outer.strip_prefix("*.") {
+        // `*.example.com` covers `a.example.com`, `a.b.example.com` and `*.a.example.com`,
+        // but not `example.com`.
+        Some(suffix) => inner
+            .trim_start_matches("*.")
+            .ends_with(&format!(".{suffix}")),
+        None => false,
+    }
+}
+
+fn route_plan(
+    name: String,
+    m: &HttpRouteMatch,
+    rule: &HttpRouteRule,
+    route_ns: &str,
+    listener: &Listener,
+    grants: &[&ReferenceGrant],
+) -> RoutePlan {
+    let path = match m.path.type_ {
+        PathMatchType::Exact => PathMatch::Exact(m.path.value.clone()),
+        PathMatchType::RegularExpression => PathMatch::Regex(m.path.value.clone()),
+        PathMatchType::PathPrefix => match normalized_prefix(&m.path.value) {
+            "/" => PathMatch::Prefix("/".into()),
+            p => PathMatch::SegmentPrefix(p.to_owned()),
+        },
+    };
+    let value = |t: ValueMatchType, v: &str| match t {
+        ValueMatchType::Exact => StrMatch::Exact(v.to_owned()),
+        ValueMatchType::RegularExpression => StrMatch::Regex(v.to_owned()),
+    };
+    let mut plan = RoutePlan {
+        name,
+        headers: m
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), value(h.type_, &h.value)))
+            .collect(),
+        query: m
+            .query_params
+            .iter()
+            .map(|q| (q.name.clone(), value(q.type_, &q.value)))
+            .collect(),
+        method: m.method.clone(),
+        action: Action::Status(500),
+        request_headers: HeaderOps::default(),
+        response_headers: HeaderOps::default(),
+        path: path.clone(),
+    };
+
+    let mut forward = Forward::default();
+    for b in rule.backend_refs.iter().filter(|b| b.weight > 0) {
+        let ns = b.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
+        let permitted = ns == route_ns
+            || grants.iter().any(|g| {
+                g.metadata.namespace.as_deref() == Some(&ns)
+                    && g.allows_route_to_service(route_ns, &b.name)
+            });
+        let backend = Backend {
+            service: b.name.clone(),
+            namespace: ns,
+            port: b.port,
+        };
+        // An unpermitted backend keeps its share of the traffic, which gets 500 (the
+        // cluster does not exist; see `cluster_not_found_response_code`).
+        let backend = if permitted {
+            backend
+        } else {
+            Backend {
+                service: "tidegate-ref-not-permitted".into(),
+                ..backend
+            }
+        };
+        forward.backends.push((backend, b.weight));
+    }
+    if let Some(t) = &rule.timeouts {
+        forward.timeout_ms = t
+            .request
+            .as_deref()
+            .or(t.backend_request.as_deref())
+            .and_then(duration_ms);
+    }
+    let mut redirect = None;
+    for f in &rule.filters {
+        match f.type_ {
+            FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
+                let hm = f
+                    .request_header_modifier
+                    .as_ref()
+                    .or(f.response_header_modifier.as_ref())
+                    .cloned()
+                    .unwrap_or_default();
+                let ops = HeaderOps {
+                    set: hm.set.into_iter().map(|h| (h.name, h.value)).collect(),
+                    add: hm.add.into_iter().map(|h| (h.name, h.value)).collect(),
+                    remove: hm.remove,
+                };
+                if f.type_ == FilterType::RequestHeaderModifier {
+                    plan.request_headers = ops;
+                } else {
+                    plan.response_headers = ops;
+                }
+            }
+            FilterType::UrlRewrite => {
+                let r = f.url_rewrite.clone().unwrap_or_default();
+                forward.host_rewrite = r.hostname;
+                forward.path_rewrite = r.path.as_ref().and_then(|p| path_rewrite(p, &path));
+            }
+            FilterType::RequestRedirect => {
+                let r = f.request_redirect.clone().unwrap_or_default();
+                // Envoy drops the request's port when it rewrites the host and keeps it when
+                // it rewrites the scheme; Gateway API wants the scheme's default port, or
+                // else the listener's. Setting the port explicitly gives that every time.
+                let port = r.port.or(match r.scheme.as_deref() {
+                    Some("https") => Some(443),
+                    Some("http") => Some(80),
+                    _ if listener.port == 80 => None,
+                    _ => Some(listener.port),
+                });
+                redirect = Some(Redirect {
+                    scheme: r.scheme,
+                    host: r.hostname,
+                    port,
+                    path: r.path.as_ref().and_then(|p| path_rewrite(p, &path)),
+                    status: r.status_code,
+                });
+            }
+        }
+    }
+    plan.action = match redirect {
+        Some(r) => Action::Redirect(r),
+        None if forward.backends.is_empty() => Action::Status(500),
+        None => Action::Forward(forward),
+    };
+    plan
+}
+
+fn path_rewrite(p: &gw::PathModifier, matched: &PathMatch) -> Option<PathRewrite> {
+    match p.type_ {
+        PathModifierType::ReplaceFullPath => p.replace_full_path.clone().map(PathRewrite::Full),
+        PathModifierType::ReplacePrefixMatch => {
+            let to = p.replace_prefix_match.clone().unwrap_or_default();
+            // `""` and `/` both strip the prefix; Envoy's prefix_rewrite "" would do nothing.
+            let to = if to.is_empty() {
+                "/".to_owned()
+            } else {
+                normalized_prefix(&to).to_owned()
+            };
+            Some(match matched {
+                // Matching `/` means every path starts with the prefix: insert after it.
+                PathMatch::Prefix(p) if p == "/" && to != "/" => PathRewrite::Regex {
+                    pattern: "^/".into(),
+                    substitution: format!("{to}/"),
+                },
+                _ => PathRewrite::Prefix(to),
+            })
+        }
+    }
+}
+
+/// Gateway API / Istio duration (`1h2m3s4ms`, also `1.5s` for Istio) in milliseconds.
+pub fn duration_ms(s: &str) -> Option<u64> {
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (1.0, 2)
+        } else if rest.starts_with('s') {
+            (1000.0, 1)
+        } else if rest.starts_with('m') {
+            (60_000.0, 1)
+        } else if rest.starts_with('h') {
+            (3_600_000.0, 1)
+        } else {
+            return None;
+        };
+        total += value * unit;
+        rest = &rest[len..];
+    }
+    Some(total as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_intersection() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(intersect(None, &[]), v(&["*"]));
+        assert_eq!(intersect(Some("a.example.com"), &[]), v(&["a.example.com"]));
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["a.example.com", "other.org"])),
+            v(&["a.example.com"])
+        );
+        assert_eq!(
+            intersect(Some("very.specific.com"), &v(&["*.specific.com"])),
+            v(&["very.specific.com"])
+        );
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["example.com"])),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            intersect(Some("*.example.com"), &v(&["*.a.example.com"])),
+            v(&["*.a.example.com"])
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_ms("5s"), Some(5000));
+        assert_eq!(duration_ms("1m30s"), Some(90_000));
+        assert_eq!(duration_ms("250ms"), Some(250));
+        assert_eq!(duration_ms("1.5s"), Some(1500));
+        assert_eq!(duration_ms("x"), None);
+    }
+}

@@ -1,0 +1,225 @@
+//! Istio `Gateway` + `VirtualService` → a proxy plan. A VirtualService is first-match: its
+//! `http` entries keep their order, one Envoy route per `match` entry; several
+//! VirtualServices for one host are concatenated by namespace/name (standing in for
+//! Istio's creation-time order, which Git does not have).
+
+use std::collections::BTreeMap;
+
+use super::gateway_api::duration_ms;
+use super::plan::{
+    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    RoutePlan, StrMatch, VhostPlan,
+};
+use crate::model::Object;
+use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
+
+pub fn plan(objects: &[Object], gateway: &istio::Gateway) -> ProxyPlan {
+    let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
+    let gw_name = &gateway.metadata.name;
+    let mut plan = ProxyPlan::default();
+
+    let mut services: Vec<&VirtualService> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::VirtualService(v) => Some(v),
+            _ => None,
+        })
+        .filter(|vs| {
+            let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
+            vs.spec.gateways.iter().any(|g| match g.split_once('/') {
+                Some((ns, name)) => ns == gw_ns && name == gw_name,
+                None => vs_ns == gw_ns && g == gw_name,
+            })
+        })
+        .collect();
+    services.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+
+    // (port, host) → routes, in order.
+    let mut vhosts: BTreeMap<(u16, String), Vec<RoutePlan>> = BTreeMap::new();
+    for server in &gateway.spec.servers {
+        if server.port.protocol != "HTTP" {
+            plan.warnings.push(format!(
+                "server {} ({}, port {}) is not served: only HTTP servers are served over xDS yet",
+                server.port.name, server.port.protocol, server.port.number
+            ));
+            continue;
+        }
+        let port = server.port.number;
+        plan.listeners.entry(port).or_insert(ListenerPlan {
+            port,
+            vhosts: Vec::new(),
+        });
+        for vs in &services {
+            let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
+            for host in &vs.spec.hosts {
+                if !server
+                    .hosts
+                    .iter()
+                    .any(|h| server_host_admits(h, gw_ns, vs_ns, host))
+                {
+                    continue;
+                }
+                let routes = vhosts.entry((port, host.clone())).or_default();
+                for (hi, http) in vs.spec.http.iter().enumerate() {
+                    let matches: Vec<Option<&HttpMatchRequest>> = if http.match_.is_empty() {
+                        vec![None]
+                    } else {
+                        http.match_.iter().map(Some).collect()
+                    };
+                    for (mi, m) in matches.into_iter().enumerate() {
+                        let name = format!(
+                            "virtualservice/{vs_ns}/{}/http/{hi}/match/{mi}",
+                            vs.metadata.name
+                        );
+                        routes.push(route_plan(name, m, http, vs_ns, port));
+                    }
+                }
+            }
+        }
+    }
+    for ((port, host), routes) in vhosts {
+        if let Some(l) = plan.listeners.get_mut(&port) {
+            l.vhosts.push(VhostPlan {
+                name: format!("{host}:{port}"),
+                domains: vec![host],
+                routes,
+            });
+        }
+    }
+    plan
+}
+
+/// Whether a server host entry (`host`, `*`, `*.example.com`, `ns/host`, `*/host`, `./host`)
+/// exposes `host` to a VirtualService in `vs_ns`.
+fn server_host_admits(entry: &str, gw_ns: &str, vs_ns: &str, host: &str) -> bool {
+    let (ns, pattern) = entry.split_once('/').unwrap_or(("*", entry));
+    let ns_ok = ns == "*" || ns == vs_ns || (ns == "." && vs_ns == gw_ns);
+    let host_ok = pattern == "*"
+        || pattern == host
+        || pattern.strip_prefix("*.").is_some_and(|suffix| {
+            host.trim_start_matches("*.")
+                .ends_with(&format!(".{suffix}"))
+        });
+    ns_ok && host_ok
+}
+
+fn str_match(m: &StringMatch) -> StrMatch {
+    match m {
+        StringMatch::Exact(v) => StrMatch::Exact(v.clone()),
+        StringMatch::Prefix(v) => StrMatch::Prefix(v.clone()),
+        StringMatch::Regex(v) => StrMatch::Regex(v.clone()),
+    }
+}
+
+/// `httpbin` (VirtualService namespace), `httpbin.ns`, `httpbin.ns.svc.cluster.local`.
+fn backend(host: &str, vs_ns: &str, port: u16) -> Backend {
+    let host = host.trim_end_matches(".svc.cluster.local");
+    let (service, namespace) = host.split_once('.').unwrap_or((host, vs_ns));
+    Backend {
+        service: service.to_owned(),
+        namespace: namespace.to_owned(),
+        port,
+    }
+}
+
+fn ops(h: Option<&istio::HeaderOperations>) -> HeaderOps {
+    let Some(h) = h else {
+        return HeaderOps::default();
+    };
+    HeaderOps {
+        set: h.set.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        add: h.add.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        remove: h.remove.clone(),
+    }
+}
+
+fn route_plan(
+    name: String,
+    m: Option<&HttpMatchRequest>,
+    http: &istio::HttpRoute,
+    vs_ns: &str,
+    listener_port: u16,
+) -> RoutePlan {
+    let path = match m.and_then(|m| m.uri.as_ref()) {
+        None => PathMatch::Prefix("/".into()),
+        Some(StringMatch::Exact(p)) => PathMatch::Exact(p.clone()),
+        Some(StringMatch::Prefix(p)) => PathMatch::Prefix(p.clone()),
+        Some(StringMatch::Regex(p)) => PathMatch::Regex(p.clone()),
+    };
+    let headers = http.headers.as_ref();
+    let mut plan = RoutePlan {
+        name,
+        headers: m
+            .map(|m| {
+                m.headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), str_match(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        query: m
+            .map(|m| {
+                m.query_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), str_match(v)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        method: m.and_then(|m| m.method.as_ref()).map(|s| match s {
+            StringMatch::Exact(v) | StringMatch::Prefix(v) | StringMatch::Regex(v) => v.clone(),
+        }),
+        action: Action::Status(500),
+        request_headers: ops(headers.and_then(|h| h.request.as_ref())),
+        response_headers: ops(headers.and_then(|h| h.response.as_ref())),
+        path: path.clone(),
+    };
+    if let Some(d) = &http.direct_response {
+        plan.action = Action::Status(d.status);
+    } else if let Some(r) = &http.redirect {
+        plan.action = Action::Redirect(Redirect {
+            scheme: r.scheme.clone(),
+            host: r.authority.clone(),
+            port: r.port.or(match r.scheme.as_deref() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ if listener_port == 80 => None,
+                _ => Some(listener_port),
+            }),
+            path: r.uri.clone().map(PathRewrite::Full),
+            status: r.redirect_code,
+        });
+    } else if !http.route.is_empty() {
+        let mut f = Forward {
+            backends: http
+                .route
+                .iter()
+                .map(|d| {
+                    (
+                        backend(&d.destination.host, vs_ns, d.destination.port.number),
+                        d.weight.unwrap_or(100),
+                    )
+                })
+                .filter(|(_, w)| *w > 0)
+                .collect(),
+            timeout_ms: http.timeout.as_deref().and_then(duration_ms),
+            ..Forward::default()
+        };
+        if let Some(rw) = &http.rewrite {
+            f.host_rewrite = rw.authority.clone();
+            // `rewrite.uri` replaces the matched prefix, or the whole path of an exact match.
+            f.path_rewrite = match (&rw.uri, &rw.uri_regex_rewrite, &path) {
+                (Some(u), _, PathMatch::Exact(_)) => Some(PathRewrite::Full(u.clone())),
+                (Some(u), _, _) => Some(PathRewrite::Prefix(u.clone())),
+                (None, Some(r), _) => Some(PathRewrite::Regex {
+                    pattern: r.match_.clone(),
+                    substitution: r.rewrite.clone(),
+                }),
+                (None, None, _) => None,
+            };
+        }
+        plan.action = Action::Forward(f);
+    }
+    plan
+}

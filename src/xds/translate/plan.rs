@@ -1,0 +1,152 @@
+//! The routing plan of one proxy: listeners, virtual hosts and routes in Envoy's terms but
+//! without protobuf. Both Gateway API objects and Istio Gateway + VirtualService become a
+//! plan, and one emitter (`envoy.rs`) turns any plan into xDS resources, so the two APIs
+//! cannot drift apart in how a route is expressed to Envoy.
+
+use std::collections::BTreeMap;
+
+/// A Kubernetes Service port a route sends to; names a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Backend {
+    pub service: String,
+    pub namespace: String,
+    pub port: u16,
+}
+
+impl Backend {
+    /// `<svc>.<ns>.svc.cluster.local:<port>`: the cluster (and EDS) name.
+    pub fn cluster_name(&self) -> String {
+        format!(
+            "{}.{}.svc.cluster.local:{}",
+            self.service, self.namespace, self.port
+        )
+    }
+
+    /// `<svc>.<ns>:<port>`: the key of the endpoints file.
+    pub fn endpoints_key(&self) -> String {
+        format!("{}.{}:{}", self.service, self.namespace, self.port)
+    }
+
+    pub fn dns_name(&self) -> String {
+        format!("{}.{}.svc.cluster.local", self.service, self.namespace)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProxyPlan {
+    /// By port.
+    pub listeners: BTreeMap<u16, ListenerPlan>,
+    /// Why parts of the model were not served to this proxy (shown in /status).
+    pub warnings: Vec<String>,
+}
+
+impl ProxyPlan {
+    pub fn backends(&self) -> Vec<Backend> {
+        let mut out: Vec<Backend> = self
+            .listeners
+            .values()
+            .flat_map(|l| l.vhosts.iter())
+            .flat_map(|v| v.routes.iter())
+            .flat_map(|r| match &r.action {
+                Action::Forward(f) => f.backends.iter().map(|(b, _)| b.clone()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListenerPlan {
+    pub port: u16,
+    /// Virtual hosts in any order: Envoy picks by domain specificity, not by order.
+    pub vhosts: Vec<VhostPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct VhostPlan {
+    pub name: String,
+    pub domains: Vec<String>,
+    /// In match order: Envoy takes the first route that matches.
+    pub routes: Vec<RoutePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutePlan {
+    /// Where the route came from, e.g. `httproute/ns/name/rule/0/match/1`; Envoy shows it
+    /// in config dumps and access logs.
+    pub name: String,
+    pub path: PathMatch,
+    pub headers: Vec<(String, StrMatch)>,
+    pub query: Vec<(String, StrMatch)>,
+    pub method: Option<String>,
+    pub action: Action,
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    /// String prefix (VirtualService `prefix`, and Gateway API `PathPrefix /`).
+    Prefix(String),
+    /// Whole path segments (Gateway API `PathPrefix` other than `/`), no trailing slash.
+    SegmentPrefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderOps {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Forward(Forward),
+    Redirect(Redirect),
+    /// A fixed status, e.g. 500 for a rule that has no usable backend.
+    Status(u16),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Forward {
+    /// Weighted backends; weight 0 entries are dropped before this point.
+    pub backends: Vec<(Backend, u32)>,
+    /// Request timeout in milliseconds (`None`: Envoy's default; `Some(0)`: disabled).
+    pub timeout_ms: Option<u64>,
+    pub host_rewrite: Option<String>,
+    pub path_rewrite: Option<PathRewrite>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathRewrite {
+    /// Replace the matched prefix.
+    Prefix(String),
+    /// Replace the whole path (query kept).
+    Full(String),
+    /// Regex substitution over the path.
+    Regex {
+        pattern: String,
+        substitution: String,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<PathRewrite>,
+    pub status: u16,
+}
