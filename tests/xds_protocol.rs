@@ -18,7 +18,12 @@ const QUIET: Duration = Duration::from_millis(400);
 const SOON: Duration = Duration::from_secs(5);
 
 fn urls() -> [String; 4] {
-    [Cluster::type_url(), ClusterLoadAssignment::type_url(), Listener::type_url(), RouteConfiguration::type_url()]
+    [
+        Cluster::type_url(),
+        ClusterLoadAssignment::type_url(),
+        Listener::type_url(),
+        RouteConfiguration::type_url(),
+    ]
 }
 
 struct Fixture {
@@ -30,13 +35,21 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let mut repo = TempRepo::new();
-    repo.write("intents/httpbin.yaml", common::httpbin_intent("gateway-api", 18080));
+    repo.write(
+        "intents/httpbin.yaml",
+        common::httpbin_intent("gateway-api", 18080),
+    );
     repo.commit("httpbin");
     let dir = tempfile::tempdir().unwrap();
     let endpoints = dir.path().join("endpoints.yaml");
     std::fs::write(&endpoints, "httpbin.httpbin:8000: [\"127.0.0.1:9\"]\n").unwrap();
     let server = common::start_server(repo.path(), Some(&endpoints)).await;
-    Fixture { repo, _dir: dir, endpoints, server }
+    Fixture {
+        repo,
+        _dir: dir,
+        endpoints,
+        server,
+    }
 }
 
 #[tokio::test]
@@ -52,29 +65,39 @@ async fn sotw_serves_each_type_once_and_ignores_stale_nonces() {
     assert_eq!(cluster.name, "httpbin.httpbin.svc.cluster.local:8000");
     c.ack(&clusters, &[]).await;
 
-    c.subscribe(&eds, &["httpbin.httpbin.svc.cluster.local:8000"], "").await;
+    c.subscribe(&eds, &["httpbin.httpbin.svc.cluster.local:8000"], "")
+        .await;
     let eps = c.recv(SOON).await.expect("EDS response");
     assert_eq!(eps.resources.len(), 1);
-    c.ack(&eps, &["httpbin.httpbin.svc.cluster.local:8000"]).await;
+    c.ack(&eps, &["httpbin.httpbin.svc.cluster.local:8000"])
+        .await;
 
     c.subscribe(&lds, &[], "").await;
     let listeners = c.recv(SOON).await.expect("LDS response");
-    assert_eq!(Listener::decode_any(&listeners.resources[0]).name, "http.18080");
+    assert_eq!(
+        Listener::decode_any(&listeners.resources[0]).name,
+        "http.18080"
+    );
     c.ack(&listeners, &[]).await;
     c.subscribe(&rds, &["http.18080"], "").await;
     let routes = c.recv(SOON).await.expect("RDS response");
     c.ack(&routes, &["http.18080"]).await;
 
     // Everything acknowledged: nothing more is sent.
-    assert!(c.recv(QUIET).await.is_none(), "nothing changed, nothing may be sent");
+    assert!(
+        c.recv(QUIET).await.is_none(),
+        "nothing changed, nothing may be sent"
+    );
 
     // A request with a nonce the server never sent is stale: ignored, not answered.
-    c.send(envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
-        type_url: cds.clone(),
-        response_nonce: "garbage".into(),
-        version_info: "whatever".into(),
-        ..Default::default()
-    })
+    c.send(
+        envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest {
+            type_url: cds.clone(),
+            response_nonce: "garbage".into(),
+            version_info: "whatever".into(),
+            ..Default::default()
+        },
+    )
     .await;
     assert!(c.recv(QUIET).await.is_none());
     let st = common::status(f.server.admin).await;
@@ -83,7 +106,10 @@ async fn sotw_serves_each_type_once_and_ignores_stale_nonces() {
     assert_eq!(p["known"], true);
     for t in ["CDS", "EDS", "LDS", "RDS"] {
         assert_eq!(p["types"][t]["responses"], 1, "{t}: {st:#}");
-        assert_eq!(p["types"][t]["acked_version"], p["types"][t]["sent_version"], "{t}: {st:#}");
+        assert_eq!(
+            p["types"][t]["acked_version"], p["types"][t]["sent_version"],
+            "{t}: {st:#}"
+        );
     }
     assert_eq!(c.log.len(), 4);
 }
@@ -97,21 +123,33 @@ async fn a_nacked_version_is_not_resent_until_the_config_changes() {
     let first = c.recv(SOON).await.expect("CDS");
     c.nack(&first, "", "pretend the cluster is invalid").await;
     // go-control-plane would resend the rejected version at once, forever.
-    assert!(c.recv(Duration::from_secs(1)).await.is_none(), "a NACKed version must not be resent");
+    assert!(
+        c.recv(Duration::from_secs(1)).await.is_none(),
+        "a NACKed version must not be resent"
+    );
     let st = common::status(f.server.admin).await;
     let cds_status = &st["proxies"][0]["types"]["CDS"];
     assert_eq!(cds_status["responses"], 1, "{st:#}");
     assert_eq!(cds_status["nacks"], 1);
-    assert_eq!(cds_status["last_nack"]["message"], "pretend the cluster is invalid");
+    assert_eq!(
+        cds_status["last_nack"]["message"],
+        "pretend the cluster is invalid"
+    );
     assert_eq!(cds_status["last_nack"]["version"], first.version_info);
 
     // A new commit changes the clusters: that version is sent, and can be ACKed.
-    f.repo.write("intents/httpbin.yaml", common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"));
+    f.repo.write(
+        "intents/httpbin.yaml",
+        common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"),
+    );
     let sha = f.repo.commit("new backend port");
     f.server.reload(&sha).await.unwrap();
     let second = c.recv(SOON).await.expect("the new version");
     assert_ne!(second.version_info, first.version_info);
-    assert_eq!(Cluster::decode_any(&second.resources[0]).name, "httpbin.httpbin.svc.cluster.local:8001");
+    assert_eq!(
+        Cluster::decode_any(&second.resources[0]).name,
+        "httpbin.httpbin.svc.cluster.local:8001"
+    );
     c.ack(&second, &[]).await;
     assert!(c.recv(QUIET).await.is_none());
 }
@@ -126,10 +164,16 @@ async fn a_reconnecting_proxy_that_has_the_current_version_gets_nothing() {
     drop(c);
     let mut again = SotwClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
     again.subscribe(&cds, &[], &r.version_info).await;
-    assert!(again.recv(QUIET).await.is_none(), "versions are derived from content: no needless push");
+    assert!(
+        again.recv(QUIET).await.is_none(),
+        "versions are derived from content: no needless push"
+    );
     let mut stale = SotwClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
     stale.subscribe(&cds, &[], "some-old-version").await;
-    assert_eq!(stale.recv(SOON).await.expect("CDS").version_info, r.version_info);
+    assert_eq!(
+        stale.recv(SOON).await.expect("CDS").version_info,
+        r.version_info
+    );
 }
 
 #[tokio::test]
@@ -155,14 +199,26 @@ async fn unknown_types_are_ignored_and_the_stream_keeps_working() {
     let f = fixture().await;
     let [cds, ..] = urls();
     let mut c = SotwClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
-    c.subscribe("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret", &["x"], "").await;
+    c.subscribe(
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        &["x"],
+        "",
+    )
+    .await;
     assert!(c.recv(QUIET).await.is_none());
     c.subscribe("not a type url", &[], "").await;
     c.subscribe(&cds, &[], "").await;
     assert_eq!(c.recv(SOON).await.expect("CDS still served").type_url, cds);
     let st = common::status(f.server.admin).await;
     assert_eq!(st["proxies"][0]["ignored_requests"], 2, "{st:#}");
-    assert!(st["proxies"][0]["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("unsupported type")), "{st:#}");
+    assert!(
+        st["proxies"][0]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("unsupported type")),
+        "{st:#}"
+    );
 }
 
 #[tokio::test]
@@ -170,14 +226,26 @@ async fn an_endpoints_change_pushes_eds_only() {
     let f = fixture().await;
     let [cds, eds, lds, rds] = urls();
     let mut c = SotwClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
-    for (t, names) in [(&cds, vec![]), (&eds, vec!["httpbin.httpbin.svc.cluster.local:8000"]), (&lds, vec![]), (&rds, vec!["http.18080"])] {
+    for (t, names) in [
+        (&cds, vec![]),
+        (&eds, vec!["httpbin.httpbin.svc.cluster.local:8000"]),
+        (&lds, vec![]),
+        (&rds, vec!["http.18080"]),
+    ] {
         c.subscribe(t, &names, "").await;
         let r = c.recv(SOON).await.expect("response");
         c.ack(&r, &names).await;
     }
     assert!(c.recv(QUIET).await.is_none());
-    std::fs::write(&f.endpoints, "httpbin.httpbin:8000: [\"127.0.0.1:10\", \"127.0.0.1:11\"]\n").unwrap();
-    let r = c.recv(SOON).await.expect("an EDS push after the file changed");
+    std::fs::write(
+        &f.endpoints,
+        "httpbin.httpbin:8000: [\"127.0.0.1:10\", \"127.0.0.1:11\"]\n",
+    )
+    .unwrap();
+    let r = c
+        .recv(SOON)
+        .await
+        .expect("an EDS push after the file changed");
     assert_eq!(r.type_url, eds);
     let cla = ClusterLoadAssignment::decode_any(&r.resources[0]);
     assert_eq!(cla.endpoints[0].lb_endpoints.len(), 2);
@@ -190,7 +258,11 @@ async fn delta_sends_only_what_the_proxy_lacks() {
     let mut f = fixture().await;
     let [cds, eds, ..] = urls();
     let mut c = DeltaClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
-    c.send(DeltaDiscoveryRequest { type_url: cds.clone(), ..Default::default() }).await;
+    c.send(DeltaDiscoveryRequest {
+        type_url: cds.clone(),
+        ..Default::default()
+    })
+    .await;
     let r = c.recv(SOON).await.expect("CDS");
     assert_eq!(r.resources.len(), 1);
     assert!(r.removed_resources.is_empty());
@@ -208,22 +280,36 @@ async fn delta_sends_only_what_the_proxy_lacks() {
         ..Default::default()
     })
     .await;
-    assert!(c.recv(QUIET).await.is_none(), "the proxy already has this version");
+    assert!(
+        c.recv(QUIET).await.is_none(),
+        "the proxy already has this version"
+    );
 
     // Explicit subscriptions: EDS for one name.
-    c.send(DeltaDiscoveryRequest { type_url: eds.clone(), resource_names_subscribe: vec![name.clone()], ..Default::default() }).await;
+    c.send(DeltaDiscoveryRequest {
+        type_url: eds.clone(),
+        resource_names_subscribe: vec![name.clone()],
+        ..Default::default()
+    })
+    .await;
     let e = c.recv(SOON).await.expect("EDS");
     assert_eq!(e.resources[0].name, name);
     c.ack(&e).await;
 
     // A commit renames the backend port: the new cluster comes, the old one is removed.
-    f.repo.write("intents/httpbin.yaml", common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"));
+    f.repo.write(
+        "intents/httpbin.yaml",
+        common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"),
+    );
     let sha = f.repo.commit("port 8001");
     f.server.reload(&sha).await.unwrap();
     let r = c.recv(SOON).await.expect("CDS change");
     assert_eq!(r.type_url, cds);
     assert_eq!(r.resources.len(), 1);
-    assert_eq!(r.resources[0].name, "httpbin.httpbin.svc.cluster.local:8001");
+    assert_eq!(
+        r.resources[0].name,
+        "httpbin.httpbin.svc.cluster.local:8001"
+    );
     assert_eq!(r.removed_resources, vec![name.clone()]);
     c.ack(&r).await;
     // EDS: the subscribed name is gone.
@@ -235,7 +321,10 @@ async fn delta_sends_only_what_the_proxy_lacks() {
     c.nack(&e, "rejected").await;
     assert!(c.recv(QUIET).await.is_none());
     let st = common::status(f.server.admin).await;
-    assert_eq!(st["proxies"][0]["types"]["EDS"]["last_nack"]["message"], "rejected", "{st:#}");
+    assert_eq!(
+        st["proxies"][0]["types"]["EDS"]["last_nack"]["message"], "rejected",
+        "{st:#}"
+    );
 }
 
 /// Decoding helper: `Any` → message.

@@ -858,6 +858,8 @@ fn decode_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteMa
                 &po.field("value"),
                 "a regular expression must not be empty",
             );
+        } else if let Err(e) = check_regex(&value) {
+            cx.report(vpos, &po.field("value"), e);
         }
         out.path = HttpPathMatch { type_, value };
     }
@@ -897,6 +899,12 @@ fn decode_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteMa
             let value = h
                 .require(cx, "value", "the value to match")
                 .and_then(|v| cx.string(v, &h.field("value")));
+            if let (Some(ValueMatchType::RegularExpression), Some(v)) = (type_, &value)
+                && let Err(e) = check_regex(v)
+            {
+                let pos = h.get("value").map_or(item.pos, |n| n.pos);
+                cx.report(pos, &h.field("value"), e);
+            }
             if let (Some(type_), Some(name), Some(value)) = (type_, name, value) {
                 // Header names compare case-insensitively: a repeat is a mistake.
                 let dup = slot.iter().any(|x: &ValueMatch| {
@@ -1246,6 +1254,26 @@ pub fn is_duration(s: &str) -> bool {
         parts += 1;
     }
     (1..=4).contains(&parts)
+}
+
+/// Envoy compiles regular expressions with RE2; one it cannot compile makes the proxy
+/// reject the whole route table. RE2 and Rust's `regex` share a syntax (no backreferences,
+/// no look-around), so the `regex` parser catches those before a commit is accepted.
+fn check_regex(re: &str) -> Result<(), String> {
+    regex_syntax::Parser::new()
+        .parse(re)
+        .map(|_| ())
+        .map_err(|e| {
+            let detail = e.to_string();
+            let last = detail
+                .lines()
+                .rfind(|l| !l.trim().is_empty())
+                .unwrap_or("invalid")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_owned();
+            format!("`{re}` is not a valid RE2 regular expression ({last})")
+        })
 }
 
 #[cfg(test)]

@@ -88,15 +88,28 @@ pub fn assert_schema_valid(label: &str, rendered: &render::Rendered) {
 
 /// Starts `tidegate serve` in-process on loopback ports chosen by the OS.
 pub async fn start_server(repo: &Path, endpoints: Option<&Path>) -> tidegate::app::Running {
-    let xds = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind xds");
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-    let opts = tidegate::app::ServeOptions { repo: repo.to_owned(), rev: None, out: None, endpoints: endpoints.map(Path::to_owned) };
-    tidegate::app::start(opts, xds, admin).await.expect("start server")
+    let xds = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind xds");
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let opts = tidegate::app::ServeOptions {
+        repo: repo.to_owned(),
+        rev: None,
+        out: None,
+        endpoints: endpoints.map(Path::to_owned),
+    };
+    tidegate::app::start(opts, xds, admin)
+        .await
+        .expect("start server")
 }
 
 /// `/status` of a running server, as JSON.
 pub async fn status(admin: std::net::SocketAddr) -> serde_json::Value {
-    let r = tidegate::test_helpers::http_get(admin, "localhost", "/status").await.expect("GET /status");
+    let r = tidegate::test_helpers::http_get(admin, "localhost", "/status")
+        .await
+        .expect("GET /status");
     assert_eq!(r.status, 200, "{}", r.body);
     serde_json::from_str(&r.body).expect("status is JSON")
 }

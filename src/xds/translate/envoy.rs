@@ -161,7 +161,7 @@ pub fn listeners_and_routes(
                         }
                     })
                     .collect(),
-                routes: v.routes.iter().map(envoy_route).collect(),
+                routes: v.routes.iter().map(|r| envoy_route(r, variant)).collect(),
                 ..VirtualHost::default()
             })
             .collect();
@@ -234,11 +234,14 @@ fn header_options(ops: &HeaderOps) -> Vec<HeaderValueOption> {
         .collect()
 }
 
-fn envoy_route(r: &RoutePlan) -> Route {
+fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
     use route::route_match::PathSpecifier;
     let path_specifier = match &r.path {
         PathMatch::Exact(p) => PathSpecifier::Path(p.clone()),
         PathMatch::Prefix(p) => PathSpecifier::Prefix(p.clone()),
+        // gRPC clients know only prefix, path and regex matches (gRFC A28). A gRPC path is
+        // always `/service/method`, so `/x/` covers every request `/x` would.
+        PathMatch::SegmentPrefix(p) if variant.proxyless => PathSpecifier::Prefix(format!("{p}/")),
         PathMatch::SegmentPrefix(p) => PathSpecifier::PathSeparatedPrefix(p.clone()),
         PathMatch::Regex(p) => PathSpecifier::SafeRegex(regex(p)),
     };
@@ -462,6 +465,10 @@ pub fn load_assignment(cluster: &str, addresses: Vec<(String, u16)>) -> ClusterL
                     ..LbEndpoint::default()
                 })
                 .collect(),
+            // gRPC ignores endpoints without a locality and a locality weight (gRFC A27);
+            // Envoy does not mind them.
+            locality: Some(core::Locality::default()),
+            load_balancing_weight: Some(UInt32Value { value: 1 }),
             ..LocalityLbEndpoints::default()
         }],
         ..ClusterLoadAssignment::default()
