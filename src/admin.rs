@@ -23,7 +23,10 @@ pub struct Rejected {
 pub struct AdminState {
     pub snapshots: SnapshotReader,
     pub registry: Arc<Registry>,
+    /// Newest first.
     pub rejected: Mutex<Vec<Rejected>>,
+    /// Why the repository cannot be read right now (unreachable remote, vanished branch).
+    pub source_error: Mutex<Option<String>>,
     /// Set once a first config is served.
     pub ready: std::sync::atomic::AtomicBool,
 }
@@ -34,6 +37,7 @@ pub struct StatusPage {
     /// Proxy ids (`<gateway>.<namespace>`) the served config has.
     pub gateways: Vec<String>,
     pub rejected: Vec<Rejected>,
+    pub source_error: Option<String>,
     pub proxies: Vec<ProxyStatus>,
 }
 
@@ -43,6 +47,11 @@ async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
         served: snapshot.origin.clone(),
         gateways: snapshot.proxy_ids().cloned().collect(),
         rejected: s.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        source_error: s
+            .source_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         proxies: s.registry.snapshot(),
     })
 }

@@ -1,52 +1,63 @@
-//! `tidegate serve`: wiring of config source → snapshot → xDS and admin servers.
+//! `tidegate serve`: the loop users live in. Every new head of the followed branch is
+//! read, validated, expanded, rendered and translated; then the snapshot is published and
+//! the manifests are written. All or nothing: an invalid commit is rejected whole and the
+//! last good one keeps being served.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::admin::AdminState;
+use crate::admin::{AdminState, Rejected};
+use crate::gitsync::push::{self, Pushed, SourceCommit};
+use crate::gitsync::source::RepoSource;
+use crate::gitsync::{self, Source};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::server::Ads;
 use crate::xds::snapshot::{self, Origin, Snapshot, SnapshotWriter};
 use crate::xds::status::Registry;
-use crate::{gitsync, intent, render, xds};
+use crate::{intent, render, xds};
+
+/// How long to let a burst of ref updates settle before reading.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+/// Longest wait between retries after a failure (unreachable remote, vanished repository).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Rejected commits kept for `/status`.
+const KEEP_REJECTED: usize = 20;
 
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    pub repo: PathBuf,
-    /// Branch (or any revision) to serve; default HEAD.
-    pub rev: Option<String>,
+    /// A path (work tree, directory in one, bare repository) or a URL.
+    pub repo: String,
+    /// Branch to follow; default HEAD.
+    pub branch: Option<String>,
+    /// Write the manifests of every served commit here.
     pub out: Option<PathBuf>,
+    /// Commit the manifests of every served commit to this branch.
+    pub push_branch: Option<String>,
     pub endpoints: Option<PathBuf>,
+    /// Safety poll for local repositories (events can be lost), `ls-remote` interval for
+    /// remotes.
+    pub poll_interval: Duration,
+    /// Where a remote is mirrored.
+    pub mirror_dir: Option<PathBuf>,
 }
 
-/// Reads and translates one commit into a snapshot.
-pub fn load_snapshot(
-    repo: &Path,
-    rev: Option<&str>,
-    endpoints: Option<Arc<Endpoints>>,
-    out: Option<&Path>,
-) -> anyhow::Result<Snapshot> {
-    let tree = gitsync::read(repo, rev)?;
-    let (config, model) =
-        intent::load_and_expand(&tree).with_context(|| format!("{} rejected", tree.source))?;
-    if let Some(out) = out {
-        let rendered = render::render(&model, &config, &tree.source)?;
-        render::write_dir(out, &rendered)?;
+impl ServeOptions {
+    pub fn new(repo: impl Into<String>) -> Self {
+        Self {
+            repo: repo.into(),
+            branch: None,
+            out: None,
+            push_branch: None,
+            endpoints: None,
+            poll_interval: Duration::from_secs(30),
+            mirror_dir: None,
+        }
     }
-    let origin = Origin {
-        revision: tree.source.revision().to_owned(),
-        source: tree.source.to_string(),
-    };
-    Ok(Snapshot::build(
-        origin,
-        xds::translate::plans(&model),
-        endpoints,
-    ))
 }
 
 /// A running server: its bound addresses and a way to stop it.
@@ -54,39 +65,54 @@ pub struct Running {
     pub xds: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub state: Arc<AdminState>,
-    opts: ServeOptions,
-    /// Publication is serialized (the endpoints watcher and reloads both publish); readers
-    /// never take this lock.
-    writer: Arc<tokio::sync::Mutex<SnapshotWriter>>,
+    /// Publication is serialized (the sync loop and the endpoints watcher both publish);
+    /// readers never take this lock.
+    writer: Arc<Mutex<SnapshotWriter>>,
+    trigger: mpsc::Sender<()>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Serves `rev` of the repository from now on (with the current endpoints).
-    pub async fn reload(&self, rev: &str) -> anyhow::Result<()> {
-        let writer = self.writer.lock().await;
-        let eps = writer.current().endpoints().cloned();
-        let (repo, rev, out) = (
-            self.opts.repo.clone(),
-            rev.to_owned(),
-            self.opts.out.clone(),
-        );
-        let snap = tokio::task::spawn_blocking(move || {
-            load_snapshot(&repo, Some(&rev), eps, out.as_deref())
-        })
-        .await??;
-        writer.publish(snap);
-        Ok(())
-    }
-
-    /// Serves `snapshot` from now on.
+    /// Serves `snapshot` from now on (tests use it to serve hand-made configs).
     pub async fn publish(&self, snapshot: Snapshot) {
         self.writer.lock().await.publish(snapshot);
     }
 
     pub async fn current(&self) -> Arc<Snapshot> {
         self.writer.lock().await.current()
+    }
+
+    /// Asks the sync loop to look at the repository now.
+    pub fn sync_now(&self) {
+        let _ = self.trigger.try_send(());
+    }
+
+    /// Waits until commit `sha` is served (or rejected: then returns its errors).
+    pub async fn wait_served(&self, sha: &str, timeout: Duration) -> Result<(), Vec<String>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.current().await.origin.revision == sha {
+                return Ok(());
+            }
+            if let Some(r) = self
+                .state
+                .rejected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|r| r.revision == sha)
+            {
+                return Err(r.errors.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(vec![format!(
+                    "{sha} not served within {timeout:?}; serving {}",
+                    self.current().await.origin.revision
+                )]);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn stop(self) {
@@ -97,34 +123,41 @@ impl Running {
     }
 }
 
-/// Starts serving on the given listeners (tests bind port 0).
+/// Starts serving on the given listeners (tests bind port 0). Config problems never stop
+/// the server: they are reported in `/status`, and it serves what it can (at first, an
+/// empty config; `/readyz` says when a commit is served).
 pub async fn start(
     opts: ServeOptions,
     xds_listener: TcpListener,
     admin_listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    if let (Some(b), Some(p)) = (&opts.branch, &opts.push_branch)
+        && b == p
+    {
+        anyhow::bail!(
+            "--push-branch {p} is the branch being served: the rendered branch must be another one"
+        );
+    }
     let endpoints = match &opts.endpoints {
         Some(p) => Some(Arc::new(Endpoints::load(p)?)),
         None => None,
     };
-    let repo = opts.repo.clone();
-    let rev = opts.rev.clone();
-    let out = opts.out.clone();
-    let eps = endpoints.clone();
-    // git2 and file IO are blocking: keep them off the async workers.
-    let first = tokio::task::spawn_blocking(move || {
-        load_snapshot(&repo, rev.as_deref(), eps, out.as_deref())
-    })
-    .await??;
-    tracing::info!(source = %first.origin.source, gateways = ?first.proxy_ids().collect::<Vec<_>>(), "serving");
-
-    let (writer, reader) = snapshot::channel(first);
+    let empty = Snapshot::build(
+        Origin {
+            revision: String::new(),
+            source: "nothing yet".into(),
+        },
+        Default::default(),
+        endpoints,
+    );
+    let (writer, reader) = snapshot::channel(empty);
     let registry = Registry::new();
     let state = Arc::new(AdminState {
         snapshots: reader.clone(),
         registry: registry.clone(),
         rejected: Default::default(),
-        ready: true.into(),
+        source_error: Default::default(),
+        ready: false.into(),
     });
     let (stop, stopped) = watch::channel(false);
     let shutdown = move || {
@@ -150,31 +183,324 @@ pub async fn start(
             tracing::error!("admin server failed: {e}");
         }
     }));
-    let writer = Arc::new(tokio::sync::Mutex::new(writer));
+    let writer = Arc::new(Mutex::new(writer));
     if let Some(path) = opts.endpoints.clone() {
-        let s3 = shutdown();
-        tasks.push(tokio::spawn(watch_endpoints(path, writer.clone(), s3)));
+        tasks.push(tokio::spawn(watch_endpoints(
+            path,
+            writer.clone(),
+            shutdown(),
+        )));
     }
+
+    let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone());
+    let (trigger, triggers) = mpsc::channel(1);
+    // Watching is best effort (a remote has nothing to watch): the poll is the backstop.
+    let watcher = watch_refs(&source, trigger.clone());
+    let sync = Sync {
+        source,
+        opts: opts.clone(),
+        writer: writer.clone(),
+        state: state.clone(),
+        cache: intent::Cache::default(),
+        _watcher: watcher,
+    };
+    tasks.push(tokio::spawn(sync.run(triggers, shutdown())));
     Ok(Running {
         xds: xds_addr,
         admin: admin_addr,
         state,
-        opts,
         writer,
+        trigger,
         stop,
         tasks,
     })
+}
+
+/// Watches the repository's refs; every event only means "re-resolve the ref now" (a
+/// `gc` rewrites refs without moving them, a fetch writes many objects).
+fn watch_refs(
+    source: &RepoSource,
+    trigger: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let paths = match source.watch_paths() {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) => return None,
+        Err(e) => {
+            tracing::warn!("not watching {}: {e}; polling only", source.describe());
+            return None;
+        }
+    };
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev
+            && ev.paths.iter().any(|p| {
+                let s = p.to_string_lossy();
+                !(s.contains("/objects/")
+                    || s.contains("/logs/")
+                    || s.ends_with("/index")
+                    || s.ends_with("/index.lock"))
+            })
+        {
+            let _ = trigger.try_send(());
+        }
+    })
+    .map_err(|e| tracing::warn!("cannot watch {}: {e}; polling only", source.describe()))
+    .ok()?;
+    for (i, p) in paths.iter().enumerate() {
+        // The git dir itself non-recursively (HEAD, packed-refs); refs/ recursively.
+        let mode = if i == 0 {
+            RecursiveMode::NonRecursive
+        } else {
+            RecursiveMode::Recursive
+        };
+        if let Err(e) = watcher.watch(p, mode) {
+            tracing::warn!("cannot watch {}: {e}", p.display());
+        }
+    }
+    Some(watcher)
+}
+
+struct Sync {
+    source: RepoSource,
+    opts: ServeOptions,
+    writer: Arc<Mutex<SnapshotWriter>>,
+    state: Arc<AdminState>,
+    cache: intent::Cache,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// The result of processing one commit, computed off the async workers.
+struct Built {
+    snapshot: Snapshot,
+    rendered: render::Rendered,
+    tree_source: Source,
+}
+
+impl Sync {
+    async fn run(
+        mut self,
+        mut triggers: mpsc::Receiver<()>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut last: Option<String> = None;
+        let mut failures = 0u32;
+        loop {
+            let wait = match self.step(&mut last).await {
+                Ok(()) => {
+                    failures = 0;
+                    self.opts.poll_interval
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Exponential backoff from one second, capped; the log says why.
+                    let backoff = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF);
+                    tracing::warn!(
+                        "{}: {e}; retrying in {backoff:?}, still serving the last good commit",
+                        self.source.describe()
+                    );
+                    *self
+                        .state
+                        .source_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    backoff.min(self.opts.poll_interval)
+                }
+            };
+            // Jitter: replicas polling one remote do not stay in lockstep.
+            let jitter = Duration::from_millis(
+                u64::from(std::process::id() % 97) * wait.as_millis().min(10_000) as u64 / 970,
+            );
+            tokio::select! {
+                _ = &mut shutdown => return,
+                t = triggers.recv() => {
+                    if t.is_none() {
+                        return;
+                    }
+                    tokio::time::sleep(DEBOUNCE).await;
+                    while triggers.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(wait + jitter) => {}
+            }
+        }
+    }
+
+    /// Looks at the head once; processes it if it moved.
+    async fn step(&mut self, last: &mut Option<String>) -> Result<(), String> {
+        let source = self.source.clone();
+        let sha = tokio::task::spawn_blocking(move || source.resolve())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        *self
+            .state
+            .source_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        if last.as_deref() == Some(sha.as_str()) {
+            return Ok(());
+        }
+        *last = Some(sha.clone());
+        let eps = self.writer.lock().await.current().endpoints().cloned();
+        let source = self.source.clone();
+        let mut cache = std::mem::take(&mut self.cache);
+        let (built, cache) = tokio::task::spawn_blocking(move || {
+            let r = build(&source, &sha, eps, &mut cache);
+            (r, cache)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        self.cache = cache;
+        match built {
+            Ok(b) => {
+                self.serve(b).await;
+                Ok(())
+            }
+            Err(BuildError::Rejected { revision, errors }) => {
+                tracing::error!(
+                    "commit {revision} rejected ({} problem(s)); still serving {}",
+                    errors.len(),
+                    self.writer.lock().await.current().origin.revision
+                );
+                for e in &errors {
+                    tracing::error!("  {e}");
+                }
+                let mut rejected = self
+                    .state
+                    .rejected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                rejected.insert(0, Rejected { revision, errors });
+                rejected.truncate(KEEP_REJECTED);
+                Ok(())
+            }
+            Err(BuildError::Source(e)) => {
+                // Could not read the commit: try again on the next round.
+                *last = None;
+                Err(e)
+            }
+        }
+    }
+
+    async fn serve(&mut self, b: Built) {
+        let origin = b.snapshot.origin.clone();
+        self.writer.lock().await.publish(b.snapshot);
+        self.state.ready.store(true, Ordering::Release);
+        tracing::info!(commit = %origin.revision, "serving {}", origin.source);
+        if let Some(out) = self.opts.out.clone() {
+            let rendered = b.rendered.clone();
+            match tokio::task::spawn_blocking(move || render::write_dir(&out, &rendered)).await {
+                Ok(Ok(s)) => tracing::info!(
+                    written = s.written.len(),
+                    removed = s.removed.len(),
+                    "manifests written"
+                ),
+                Ok(Err(e)) => tracing::error!("writing manifests: {e}"),
+                Err(e) => tracing::error!("writing manifests: {e}"),
+            }
+        }
+        if let (
+            Some(branch),
+            Source::Commit {
+                sha, subject, time, ..
+            },
+        ) = (self.opts.push_branch.clone(), b.tree_source)
+        {
+            let source = self.source.clone();
+            let files = b.rendered.files;
+            let result = tokio::task::spawn_blocking(move || {
+                push::push_rendered(
+                    &source,
+                    &branch,
+                    &files,
+                    &SourceCommit {
+                        sha: &sha,
+                        subject: &subject,
+                        time,
+                    },
+                )
+            })
+            .await;
+            match result {
+                Ok(Ok(Pushed::Committed(id))) => {
+                    tracing::info!(commit = %id, "rendered branch updated")
+                }
+                Ok(Ok(Pushed::Unchanged)) => {
+                    tracing::info!("render unchanged: no commit on the rendered branch")
+                }
+                Ok(Err(e)) => tracing::error!("pushing the rendered branch: {e}"),
+                Err(e) => tracing::error!("pushing the rendered branch: {e}"),
+            }
+        }
+    }
+}
+
+enum BuildError {
+    Rejected {
+        revision: String,
+        errors: Vec<String>,
+    },
+    Source(String),
+}
+
+/// Reads, validates, expands, renders and translates commit `sha` (blocking).
+fn build(
+    source: &RepoSource,
+    sha: &str,
+    endpoints: Option<Arc<Endpoints>>,
+    cache: &mut intent::Cache,
+) -> Result<Built, BuildError> {
+    let tree = source
+        .read(sha, &|path, id| cache.knows(path, id))
+        .map_err(|e| BuildError::Source(e.to_string()))?;
+    let (config, model) = intent::load_and_expand_cached(&tree, cache).map_err(|e| match e {
+        intent::Error::Invalid(problems) => BuildError::Rejected {
+            revision: sha.to_owned(),
+            errors: problems.iter().map(ToString::to_string).collect(),
+        },
+    })?;
+    let rendered = render::render(&model, &config, &tree.source)
+        .map_err(|e| BuildError::Source(e.to_string()))?;
+    let origin = Origin {
+        revision: tree.source.revision().to_owned(),
+        source: tree.source.to_string(),
+    };
+    let snapshot = Snapshot::build(origin, xds::translate::plans(&model), endpoints);
+    Ok(Built {
+        snapshot,
+        rendered,
+        tree_source: tree.source,
+    })
+}
+
+/// Reads and translates one commit of a local repository into a snapshot (no watching).
+pub fn load_snapshot(
+    repo: &Path,
+    rev: Option<&str>,
+    endpoints: Option<Arc<Endpoints>>,
+) -> anyhow::Result<Snapshot> {
+    let tree = gitsync::read(repo, rev)?;
+    let (_, model) = intent::load_and_expand(&tree)?;
+    let origin = Origin {
+        revision: tree.source.revision().to_owned(),
+        source: tree.source.to_string(),
+    };
+    Ok(Snapshot::build(
+        origin,
+        xds::translate::plans(&model),
+        endpoints,
+    ))
 }
 
 /// Watches the endpoints file; a change republishes the snapshot with new endpoints (only
 /// EDS resources differ, so only EDS is pushed). A broken file keeps the last good one.
 async fn watch_endpoints(
     path: PathBuf,
-    writer: Arc<tokio::sync::Mutex<SnapshotWriter>>,
+    writer: Arc<Mutex<SnapshotWriter>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (tx, mut rx) = mpsc::channel::<()>(1);
     // Watch the directory: editors and `mv` replace the file, which a file watch misses.
     let dir = path
         .parent()

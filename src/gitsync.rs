@@ -4,11 +4,15 @@
 //! always maps to a commit, and uncommitted edits cannot leak out. A plain directory outside
 //! any repository is accepted too (read as files, and reported as such), for trying things.
 
+pub mod push;
+pub mod source;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
+use sha2::Digest as _;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,6 +38,9 @@ pub enum Error {
         "{0} has no commits yet: commit the config first (intents are read from commits, never from uncommitted files)"
     )]
     NoCommits(PathBuf),
+    /// A remote could not be listed, fetched or pushed to.
+    #[error("{0}")]
+    Remote(String),
     /// The config directory is absent from the commit.
     #[error("{prefix} does not exist in commit {commit} (is it committed?)")]
     MissingPath { prefix: String, commit: String },
@@ -51,6 +58,8 @@ pub enum Source {
         subject: String,
         /// The config's directory inside the repository ("" for the root).
         prefix: String,
+        /// Committer time, seconds since the epoch.
+        time: i64,
     },
     /// Files read from a directory that is not in a Git repository.
     Directory(PathBuf),
@@ -73,6 +82,7 @@ impl fmt::Display for Source {
                 sha,
                 subject,
                 prefix,
+                ..
             } if prefix.is_empty() => {
                 write!(f, "commit {} ({subject})", &sha[..12.min(sha.len())])
             }
@@ -80,6 +90,7 @@ impl fmt::Display for Source {
                 sha,
                 subject,
                 prefix,
+                ..
             } => {
                 write!(
                     f,
@@ -100,6 +111,10 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tree {
     pub source: Source,
+    /// Content id of every file read: the Git blob id (or a SHA-256 for a plain
+    /// directory). Two files with the same id have the same content.
+    pub ids: BTreeMap<String, String>,
+    /// Contents, for every file in `ids` except those the caller said it already knows.
     pub files: BTreeMap<String, Vec<u8>>,
     /// Entries skipped on purpose (symlinks, submodules), with the reason.
     pub skipped: Vec<String>,
@@ -151,6 +166,17 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
 
 /// Reads `prefix` of the commit that `rev` names in `repo`.
 pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
+    read_commit_with(repo, rev, prefix, &|_, _| false)
+}
+
+/// Like [`read_commit`], but blobs for which `known(path, id)` is true are not read (their
+/// id is still listed): a caller that cached what a blob says need not load it again.
+pub fn read_commit_with(
+    repo: &Repository,
+    rev: &str,
+    prefix: &str,
+    known: &dyn Fn(&str, &str) -> bool,
+) -> Result<Tree> {
     let git = |what: String| move |source| Error::Git { what, source };
     if rev == "HEAD"
         && repo
@@ -185,6 +211,7 @@ pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
     }
 
     let mut files = BTreeMap::new();
+    let mut ids = BTreeMap::new();
     let mut skipped = Vec::new();
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
@@ -201,8 +228,14 @@ pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
                     skipped.push(format!("{path}: symlink, not followed"));
                     return TreeWalkResult::Ok;
                 }
+                let id = entry.id().to_string();
+                if known(&path, &id) {
+                    ids.insert(path, id);
+                    return TreeWalkResult::Ok;
+                }
                 match repo.find_blob(entry.id()) {
                     Ok(blob) => {
+                        ids.insert(path.clone(), id);
                         files.insert(path, blob.content().to_vec());
                         TreeWalkResult::Ok
                     }
@@ -232,7 +265,9 @@ pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
             sha,
             subject,
             prefix,
+            time: commit.time().seconds(),
         },
+        ids,
         files,
         skipped,
     })
@@ -283,8 +318,18 @@ fn read_dir(root: &Path) -> Result<Tree> {
             }
         }
     }
+    let ids = files
+        .iter()
+        .map(|(p, b)| {
+            (
+                p.clone(),
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(b))),
+            )
+        })
+        .collect();
     Ok(Tree {
         source: Source::Directory(root.to_owned()),
+        ids,
         files,
         skipped,
     })

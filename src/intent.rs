@@ -54,6 +54,40 @@ pub struct Config {
 
 /// Decodes and validates every intent in `tree`.
 pub fn load(tree: &Tree) -> Result<Config, Error> {
+    load_cached(tree, &mut Cache::default())
+}
+
+/// What one intent file says, decoded once per (path, content).
+#[derive(Debug, Default)]
+struct FileResult {
+    intents: Vec<Intent>,
+    problems: Vec<Problem>,
+}
+
+/// Decoded intent files by (path, blob id): an unchanged file is not parsed again, and
+/// with [`Cache::knows`] not even read from Git.
+#[derive(Debug, Default)]
+pub struct Cache {
+    files: std::collections::HashMap<(String, String), std::sync::Arc<FileResult>>,
+}
+
+impl Cache {
+    /// Whether the file `path` with content id `id` is decoded already.
+    pub fn knows(&self, path: &str, id: &str) -> bool {
+        self.files.contains_key(&(path.to_owned(), id.to_owned()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Like [`load`], reusing (and updating) `cache`. Files not in `tree` leave the cache.
+pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
 
@@ -77,7 +111,8 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
 
     let mut intents = Vec::new();
     let mut saw_intent_file = false;
-    for (path, bytes) in &tree.files {
+    let mut live = std::collections::HashSet::new();
+    for (path, id) in &tree.ids {
         if let Some(rest) = path.strip_prefix(INTENTS_DIR) {
             if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
                 warnings.push(format!(
@@ -86,20 +121,34 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
                 continue;
             }
             saw_intent_file = true;
-            let mut cx = Cx::new(path);
-            if let Some(docs) = parse_file(&mut cx, bytes) {
-                for doc in &docs {
-                    if let Some(intent) = spec::decode_intent(&mut cx, doc, &settings) {
-                        intents.push(intent);
-                    }
+            let key = (path.clone(), id.clone());
+            let result = match (cache.files.get(&key), tree.files.get(path)) {
+                (Some(r), _) => r.clone(),
+                (None, Some(bytes)) => {
+                    let r = std::sync::Arc::new(decode_file(path, bytes));
+                    cache.files.insert(key.clone(), r.clone());
+                    r
                 }
-            }
-            problems.append(&mut cx.problems);
+                // The caller skipped reading a blob it did not have cached: a bug.
+                (None, None) => std::sync::Arc::new(FileResult {
+                    problems: vec![Problem {
+                        file: path.clone(),
+                        pos: Pos::default(),
+                        field: String::new(),
+                        message: "internal error: file content not read".into(),
+                    }],
+                    ..FileResult::default()
+                }),
+            };
+            live.insert(key);
+            intents.extend(result.intents.iter().cloned());
+            problems.extend(result.problems.iter().cloned());
         } else if path.starts_with("resources/") {
             warnings.push(format!("{path}: plain Gateway API / Istio objects in resources/ are not read yet; the file was ignored"));
         }
     }
-    if !saw_intent_file && !tree.files.contains_key(SETTINGS_FILE) {
+    cache.files.retain(|k, _| live.contains(k));
+    if !saw_intent_file && !tree.ids.contains_key(SETTINGS_FILE) {
         problems.push(Problem {
             file: String::new(),
             pos: Pos::default(),
@@ -122,6 +171,22 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
         intents,
         warnings,
     })
+}
+
+fn decode_file(path: &str, bytes: &[u8]) -> FileResult {
+    let mut cx = Cx::new(path);
+    let mut intents = Vec::new();
+    if let Some(docs) = parse_file(&mut cx, bytes) {
+        for doc in &docs {
+            if let Some(intent) = spec::decode_intent(&mut cx, doc) {
+                intents.push(intent);
+            }
+        }
+    }
+    FileResult {
+        intents,
+        problems: cx.problems,
+    }
 }
 
 fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
@@ -165,6 +230,14 @@ fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Probl
         field: field.to_owned(),
         message,
     };
+
+    for i in intents {
+        if i.gateway.exposure.value == Exposure::OpenShiftRoute
+            && settings.platform != Platform::OpenShift
+        {
+            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", "OpenShiftRoute needs an OpenShift cluster, but tidegate.yaml says platform: kubernetes (the default); valid here: LoadBalancer or ClusterIP, or set `platform: openshift` in tidegate.yaml".to_owned()));
+        }
+    }
 
     // Duplicate intents.
     let mut by_name: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();
@@ -261,7 +334,15 @@ fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Probl
 /// The whole pipeline of one commit: decode, validate, expand. Either every intent of the
 /// tree makes it into the model, or the commit is rejected with every problem found.
 pub fn load_and_expand(tree: &Tree) -> Result<(Config, crate::model::Model), Error> {
-    let config = load(tree)?;
+    load_and_expand_cached(tree, &mut Cache::default())
+}
+
+/// [`load_and_expand`] with a decode cache kept between commits.
+pub fn load_and_expand_cached(
+    tree: &Tree,
+    cache: &mut Cache,
+) -> Result<(Config, crate::model::Model), Error> {
+    let config = load_cached(tree, cache)?;
     let model = expand::expand(&config).map_err(Error::Invalid)?;
     Ok((config, model))
 }

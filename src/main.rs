@@ -42,9 +42,11 @@ enum Command {
     /// Serve a commit of the config repo over xDS (ADS, state-of-the-world and delta), with
     /// an admin endpoint (/healthz, /readyz, /status).
     Serve {
+        /// The config repo: a path (a work tree, a directory in one, a bare repository) or
+        /// a URL (`file://`, `https://`, `ssh://`, `git@host:path`), mirrored and polled.
         #[arg(long, default_value = "config-repo")]
-        repo: PathBuf,
-        /// Branch (or any revision) to serve; default HEAD.
+        repo: String,
+        /// Branch to follow; default HEAD. Every new head is served.
         #[arg(long)]
         branch: Option<String>,
         /// xDS (gRPC) listen address.
@@ -53,9 +55,20 @@ enum Command {
         /// Admin HTTP listen address (keep it on loopback).
         #[arg(long, default_value = "127.0.0.1:18001")]
         admin: String,
-        /// Also write the manifests of the served commit here.
-        #[arg(long)]
+        /// Write the manifests of every served commit here.
+        #[arg(long, conflicts_with = "push_branch")]
         out: Option<PathBuf>,
+        /// Commit the manifests of every served commit to this branch of the repository
+        /// (one commit per changed render, with a `Source-Commit:` trailer).
+        #[arg(long)]
+        push_branch: Option<String>,
+        /// Seconds between polls: a safety net for a local repository (its refs are
+        /// watched), the `ls-remote` interval for a URL.
+        #[arg(long, default_value_t = 30)]
+        poll_interval: u64,
+        /// Where a remote repository is mirrored (default: under the system temp dir).
+        #[arg(long)]
+        mirror_dir: Option<PathBuf>,
         /// Endpoints file (YAML, `<service>.<namespace>:<port>: [ip:port, …]`), watched for
         /// changes. Without it, clusters resolve `<service>.<namespace>.svc.cluster.local`.
         #[arg(long)]
@@ -143,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             xds,
             admin,
             out,
+            push_branch,
+            poll_interval,
+            mirror_dir,
             endpoints,
         } => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -155,9 +171,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("binding admin address {admin}"))?;
                 let opts = tidegate::app::ServeOptions {
                     repo,
-                    rev: branch,
+                    branch,
                     out,
+                    push_branch,
                     endpoints,
+                    poll_interval: std::time::Duration::from_secs(poll_interval.max(1)),
+                    mirror_dir,
                 };
                 let running = tidegate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(

@@ -302,9 +302,21 @@ fn serve_prints_its_addresses_and_answers_health_checks() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (health, ready, status) = rt.block_on(async {
         let get = |p: &'static str| tidegate::test_helpers::http_get(admin, "localhost", p);
+        // Ready once the first commit is served (it is read in the background).
+        let ready = tidegate::test_helpers::eventually(
+            "/readyz",
+            std::time::Duration::from_secs(10),
+            || async {
+                match get("/readyz").await {
+                    Some(r) if r.status == 200 => Ok(r),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
         (
             get("/healthz").await.unwrap(),
-            get("/readyz").await.unwrap(),
+            ready,
             get("/status").await.unwrap(),
         )
     });

@@ -179,9 +179,49 @@ async fn a_new_commit_takes_effect_without_restarting_envoy() {
     );
     s.repo.write("intents/httpbin.yaml", intent);
     let sha = s.repo.commit("expose /get");
-    s.server.reload(&sha).await.unwrap();
+    s.server
+        .wait_served(&sha, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
     let r = s.wait_for("httpbin.example.com", "/get", 200).await;
     assert_eq!(r.echo().unwrap()["path"], "/get");
+
+    // An invalid commit: Envoy keeps the old behaviour, /status names the file and line.
+    s.repo.write("intents/extra.yaml", "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: extra, namespace: httpbin}\nspec:\n  mode: gateway-api\n  hostnames: [httpbin.example.com]\n  gateway: {name: httpbin-gateway, port: 70000}\n  rules: []\n");
+    s.repo.write(
+        "intents/httpbin.yaml",
+        common::httpbin_intent("gateway-api", s.port),
+    );
+    let bad = s.repo.commit("bad: port out of range, and /get dropped");
+    let errors = s
+        .server
+        .wait_served(&bad, Duration::from_secs(10))
+        .await
+        .expect_err("rejected");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .starts_with("intents/extra.yaml:7:42: spec.gateway.port: 70000 is out of range")),
+        "{errors:#?}"
+    );
+    let st = common::status(s.server.admin).await;
+    assert_eq!(st["served"]["revision"], sha.as_str());
+    assert_eq!(st["rejected"][0]["revision"], bad.as_str());
+    assert_eq!(
+        s.get("httpbin.example.com", "/get").await.unwrap().status,
+        200,
+        "nothing of the bad commit reached Envoy"
+    );
+
+    // The fix is served.
+    s.repo.remove("intents/extra.yaml");
+    let fixed = s.repo.commit("fix");
+    s.server
+        .wait_served(&fixed, Duration::from_secs(10))
+        .await
+        .unwrap();
+    s.wait_for("httpbin.example.com", "/get", 404).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +298,10 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
         ),
     );
     let sha = s.repo.commit("expose /get");
-    s.server.reload(&sha).await.unwrap();
+    s.server
+        .wait_served(&sha, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
     s.wait_for("httpbin.example.com", "/get", 200).await;
     eventually("the good routes ACKed", Duration::from_secs(20), || async {
         let st = common::status(s.server.admin).await;

@@ -143,7 +143,10 @@ async fn a_nacked_version_is_not_resent_until_the_config_changes() {
         common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"),
     );
     let sha = f.repo.commit("new backend port");
-    f.server.reload(&sha).await.unwrap();
+    f.server
+        .wait_served(&sha, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
     let second = c.recv(SOON).await.expect("the new version");
     assert_ne!(second.version_info, first.version_info);
     assert_eq!(
@@ -302,7 +305,10 @@ async fn delta_sends_only_what_the_proxy_lacks() {
         common::httpbin_intent("gateway-api", 18080).replace("port: 8000", "port: 8001"),
     );
     let sha = f.repo.commit("port 8001");
-    f.server.reload(&sha).await.unwrap();
+    f.server
+        .wait_served(&sha, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
     let r = c.recv(SOON).await.expect("CDS change");
     assert_eq!(r.type_url, cds);
     assert_eq!(r.resources.len(), 1);

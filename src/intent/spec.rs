@@ -261,7 +261,7 @@ fn decode_injection(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Option<
 
 /// Decodes one intent document. Returns `None` if it is too broken to use; the problems are
 /// in `cx` either way.
-pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Option<Intent> {
+pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
     let before = cx.problems.len();
     let o = cx.object(node, "", &["apiVersion", "kind", "metadata", "spec"])?;
     if o.require(cx, "apiVersion", API_VERSION).is_some() {
@@ -389,13 +389,6 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node, settings: &Settings) -> Optio
         && mode.value == Mode::Ambient
     {
         cx.report(inj.pos, "spec.injection", "sidecar injection does not apply in ambient mode (the namespace gets istio.io/dataplane-mode=ambient); remove `injection` or use mode istio or gateway-api");
-    }
-
-    if let Some(g) = &gateway
-        && g.exposure.value == Exposure::OpenShiftRoute
-        && settings.platform != Platform::OpenShift
-    {
-        cx.report(g.exposure.pos, "spec.gateway.exposure", "OpenShiftRoute needs an OpenShift cluster, but tidegate.yaml says platform: kubernetes (the default); valid here: LoadBalancer or ClusterIP, or set `platform: openshift` in tidegate.yaml");
     }
 
     if cx.problems.len() > before {

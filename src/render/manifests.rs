@@ -72,6 +72,7 @@ fn source_line(source: &Source) -> String {
             sha,
             subject,
             prefix,
+            ..
         } => {
             let dir = if prefix.is_empty() {
                 String::new()

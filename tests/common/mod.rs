@@ -86,23 +86,40 @@ pub fn assert_schema_valid(label: &str, rendered: &render::Rendered) {
     }
 }
 
-/// Starts `tidegate serve` in-process on loopback ports chosen by the OS.
+/// Starts `tidegate serve` in-process on loopback ports chosen by the OS, and waits until
+/// it serves the repository's current commit.
 pub async fn start_server(repo: &Path, endpoints: Option<&Path>) -> tidegate::app::Running {
+    let mut opts = tidegate::app::ServeOptions::new(repo.to_string_lossy());
+    opts.endpoints = endpoints.map(Path::to_owned);
+    start_with(opts).await
+}
+
+/// Starts a server with `opts` and waits until it serves its first commit.
+pub async fn start_with(opts: tidegate::app::ServeOptions) -> tidegate::app::Running {
     let xds = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind xds");
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind admin");
-    let opts = tidegate::app::ServeOptions {
-        repo: repo.to_owned(),
-        rev: None,
-        out: None,
-        endpoints: endpoints.map(Path::to_owned),
-    };
-    tidegate::app::start(opts, xds, admin)
+    let running = tidegate::app::start(opts, xds, admin)
         .await
-        .expect("start server")
+        .expect("start server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !running
+        .state
+        .ready
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no commit served: {:?} {:?}",
+            running.state.source_error.lock().unwrap(),
+            running.state.rejected.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    running
 }
 
 /// `/status` of a running server, as JSON.

@@ -1,0 +1,238 @@
+//! Where the config comes from, and how to know it changed: a repository on this machine
+//! (read in place), or a remote URL (mirrored into a private bare repository with the
+//! `git` CLI, which brings credential helpers, SSH config and proxies for free).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use git2::Repository;
+
+use super::{Error, Result, Tree};
+
+/// How long a `git ls-remote` or `git fetch` may take (Flux's default Git timeout).
+const GIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// A repository on this machine: a work tree, a directory inside one, or a bare one.
+    Local { path: PathBuf },
+    /// A remote, mirrored into `mirror` (a bare repository private to tidegate).
+    Remote { url: String, mirror: PathBuf },
+}
+
+#[derive(Clone, Debug)]
+pub struct RepoSource {
+    pub location: Location,
+    /// The branch to follow; `None` follows `HEAD`.
+    pub branch: Option<String>,
+}
+
+/// `scheme://…` or scp-like `user@host:path`.
+pub fn is_url(repo: &str) -> bool {
+    repo.contains("://") || (repo.contains('@') && repo.contains(':') && !Path::new(repo).exists())
+}
+
+impl RepoSource {
+    /// `repo` is a path or a URL; `mirror_dir` is where a remote is mirrored (default: a
+    /// directory under the system temp dir named after the URL).
+    pub fn new(repo: &str, branch: Option<String>, mirror_dir: Option<PathBuf>) -> Self {
+        let location = if is_url(repo) {
+            let mirror = mirror_dir.unwrap_or_else(|| {
+                use sha2::Digest as _;
+                let h = hex::encode(&sha2::Sha256::digest(repo.as_bytes())[..8]);
+                std::env::temp_dir().join(format!("tidegate-mirror-{h}"))
+            });
+            Location::Remote {
+                url: repo.to_owned(),
+                mirror,
+            }
+        } else {
+            Location::Local {
+                path: PathBuf::from(repo),
+            }
+        };
+        Self { location, branch }
+    }
+
+    fn refname(&self) -> String {
+        match &self.branch {
+            Some(b) => format!("refs/heads/{b}"),
+            None => "HEAD".to_owned(),
+        }
+    }
+
+    /// A short description for logs and status.
+    pub fn describe(&self) -> String {
+        let what = match &self.location {
+            Location::Local { path } => path.display().to_string(),
+            Location::Remote { url, .. } => url.clone(),
+        };
+        format!("{what} ({})", self.branch.as_deref().unwrap_or("HEAD"))
+    }
+
+    /// The local repository to read objects from, and the config's directory in it.
+    pub fn open(&self) -> Result<(Repository, String)> {
+        match &self.location {
+            Location::Local { path } => {
+                let abs = path.canonicalize().map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let repo = Repository::discover(&abs).map_err(|source| Error::Git {
+                    what: format!("opening the repository at {}", abs.display()),
+                    source,
+                })?;
+                let prefix = match repo.workdir() {
+                    Some(wd) => {
+                        let wd = wd.canonicalize().map_err(|source| Error::Io {
+                            path: wd.to_owned(),
+                            source,
+                        })?;
+                        abs.strip_prefix(&wd)
+                            .map(|p| p.to_string_lossy().replace('\\', "/"))
+                            .unwrap_or_default()
+                    }
+                    None => String::new(),
+                };
+                Ok((repo, prefix))
+            }
+            Location::Remote { mirror, .. } => {
+                let repo = match Repository::open_bare(mirror) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        std::fs::create_dir_all(mirror).map_err(|source| Error::Io {
+                            path: mirror.clone(),
+                            source,
+                        })?;
+                        Repository::init_bare(mirror).map_err(|source| Error::Git {
+                            what: format!("creating the mirror {}", mirror.display()),
+                            source,
+                        })?
+                    }
+                };
+                Ok((repo, String::new()))
+            }
+        }
+    }
+
+    /// The commit the followed ref points at now (blocking). For a remote, the commit is
+    /// fetched into the mirror if it is not there yet, and only then.
+    pub fn resolve(&self) -> Result<String> {
+        match &self.location {
+            Location::Local { .. } => {
+                let (repo, _) = self.open()?;
+                let refname = self.refname();
+                if refname == "HEAD"
+                    && repo
+                        .head()
+                        .is_err_and(|e| e.code() == git2::ErrorCode::UnbornBranch)
+                {
+                    return Err(Error::NoCommits(repo.path().to_owned()));
+                }
+                let commit = repo
+                    .revparse_single(&refname)
+                    .and_then(|o| o.peel_to_commit())
+                    .map_err(|source| Error::Git {
+                        what: format!("resolving {refname}"),
+                        source,
+                    })?;
+                Ok(commit.id().to_string())
+            }
+            Location::Remote { url, mirror } => {
+                let refname = self.refname();
+                let out = run_git(None, &["ls-remote", "--exit-code", url, &refname])?;
+                let sha = out
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once('\t')
+                            .filter(|(_, r)| *r == refname)
+                            .map(|(s, _)| s.to_owned())
+                    })
+                    .ok_or_else(|| Error::Remote(format!("{url} has no {refname}")))?;
+                let (repo, _) = self.open()?;
+                let have = git2::Oid::from_str(&sha)
+                    .ok()
+                    .is_some_and(|oid| repo.find_commit(oid).is_ok());
+                if !have {
+                    let spec = format!("+{refname}:refs/tidegate/head");
+                    run_git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
+                }
+                Ok(sha)
+            }
+        }
+    }
+
+    /// Reads the config at commit `sha` (blocking), skipping blobs `known` says are cached.
+    pub fn read(&self, sha: &str, known: &dyn Fn(&str, &str) -> bool) -> Result<Tree> {
+        let (repo, prefix) = self.open()?;
+        super::read_commit_with(&repo, sha, &prefix, known)
+    }
+
+    /// Files whose change means "the ref may have moved" (local repositories only).
+    pub fn watch_paths(&self) -> Result<Vec<PathBuf>> {
+        match &self.location {
+            Location::Remote { .. } => Ok(Vec::new()),
+            Location::Local { .. } => {
+                let (repo, _) = self.open()?;
+                // HEAD and packed-refs live in the git dir; loose refs under the common dir
+                // (the same directory except in a linked worktree).
+                let mut paths = vec![repo.path().to_owned()];
+                let refs = repo.commondir().join("refs");
+                if refs.exists() {
+                    paths.push(refs);
+                }
+                if repo.commondir() != repo.path() {
+                    paths.push(repo.commondir().to_owned());
+                }
+                Ok(paths)
+            }
+        }
+    }
+}
+
+/// Runs `git` with a timeout and no prompts; returns stdout.
+pub fn run_git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("git");
+    if let Some(d) = dir {
+        cmd.arg("-C").arg(d);
+    }
+    let mut child = cmd
+        .args(args)
+        // Never wait for a password on a terminal nobody watches.
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Remote(format!("cannot run git: {e}")))?;
+    let deadline = Instant::now() + GIT_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Remote(format!(
+                    "git {} timed out after {GIT_TIMEOUT:?}",
+                    args.join(" ")
+                )));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(Error::Remote(format!("waiting for git: {e}"))),
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Remote(format!("reading git output: {e}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(Error::Remote(format!(
+            "git {} failed: {}",
+            args.join(" "),
+            err.trim()
+        )))
+    }
+}
