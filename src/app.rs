@@ -160,6 +160,7 @@ pub async fn start(
         ready: false.into(),
     });
     let (stop, stopped) = watch::channel(false);
+    let streams_stop = stopped.clone();
     let shutdown = move || {
         let mut rx = stopped.clone();
         async move {
@@ -169,7 +170,7 @@ pub async fn start(
     let xds_addr = xds_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let mut tasks = Vec::new();
-    let ads = Ads::new(reader, registry);
+    let ads = Ads::new(reader, registry, streams_stop);
     let s1 = shutdown();
     tasks.push(tokio::spawn(async move {
         if let Err(e) = xds::server::serve(xds_listener, ads, s1).await {

@@ -48,13 +48,21 @@ const SEND_BUFFER: usize = 8;
 pub struct Ads {
     snapshots: SnapshotReader,
     registry: Arc<Registry>,
+    /// Flips to true on shutdown: open streams end, so a graceful stop does not wait for
+    /// proxies that never hang up.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Ads {
-    pub fn new(snapshots: SnapshotReader, registry: Arc<Registry>) -> Self {
+    pub fn new(
+        snapshots: SnapshotReader,
+        registry: Arc<Registry>,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             snapshots,
             registry,
+            stopping,
         }
     }
 
@@ -162,7 +170,10 @@ impl AggregatedDiscoveryService for Ads {
             nonce: 0,
             types: BTreeMap::new(),
         };
-        tokio::spawn(stream.run(request.into_inner()));
+        tokio::spawn(until_stopped(
+            self.stopping.clone(),
+            stream.run(request.into_inner()),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -179,8 +190,22 @@ impl AggregatedDiscoveryService for Ads {
             nonce: 0,
             types: BTreeMap::new(),
         };
-        tokio::spawn(stream.run(request.into_inner()));
+        tokio::spawn(until_stopped(
+            self.stopping.clone(),
+            stream.run(request.into_inner()),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Runs a stream until it ends or the server stops (dropping the stream closes the RPC).
+async fn until_stopped(
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stream: impl Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = stopping.wait_for(|s| *s) => {}
+        _ = stream => {}
     }
 }
 
