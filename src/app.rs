@@ -151,13 +151,15 @@ pub async fn start(
         endpoints,
     );
     let (writer, reader) = snapshot::channel(empty);
-    let registry = Registry::new();
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let registry = Registry::with_metrics(metrics.clone());
     let state = Arc::new(AdminState {
         snapshots: reader.clone(),
         registry: registry.clone(),
         rejected: Default::default(),
         source_error: Default::default(),
         ready: false.into(),
+        metrics: metrics.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let streams_stop = stopped.clone();
@@ -294,6 +296,7 @@ impl Sync {
                 }
                 Err(e) => {
                     failures += 1;
+                    self.state.metrics.source_errors.inc();
                     // Exponential backoff from one second, capped; the log says why.
                     let backoff = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF);
                     tracing::warn!(
@@ -345,8 +348,9 @@ impl Sync {
         let eps = self.writer.lock().await.current().endpoints().cloned();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
+        let metrics = self.state.metrics.clone();
         let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(&source, &sha, eps, &mut cache);
+            let r = build(&source, &sha, eps, &mut cache, &metrics);
             (r, cache)
         })
         .await
@@ -371,6 +375,7 @@ impl Sync {
                     .rejected
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
+                self.state.metrics.rejected_commits.inc();
                 rejected.insert(0, Rejected { revision, errors });
                 rejected.truncate(KEEP_REJECTED);
                 Ok(())
@@ -387,6 +392,17 @@ impl Sync {
         let origin = b.snapshot.origin.clone();
         self.writer.lock().await.publish(b.snapshot);
         self.state.ready.store(true, Ordering::Release);
+        self.state.metrics.served_commits.inc();
+        if let Source::Commit { time, .. } = &b.tree_source {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            self.state
+                .metrics
+                .commit_lag_seconds
+                .observe((now - *time as f64).max(0.0));
+        }
         tracing::info!(commit = %origin.revision, "serving {}", origin.source);
         if let Some(out) = self.opts.out.clone() {
             let rendered = b.rendered.clone();
@@ -450,23 +466,36 @@ fn build(
     sha: &str,
     endpoints: Option<Arc<Endpoints>>,
     cache: &mut intent::Cache,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<Built, BuildError> {
+    let timer = |stage: &str, since: std::time::Instant| {
+        metrics.stage(stage).observe(since.elapsed().as_secs_f64())
+    };
+    let t = std::time::Instant::now();
     let tree = source
         .read(sha, &|path, id| cache.knows(path, id))
         .map_err(|e| BuildError::Source(e.to_string()))?;
-    let (config, model) = intent::load_and_expand_cached(&tree, cache).map_err(|e| match e {
+    timer("read", t);
+    let t = std::time::Instant::now();
+    let loaded = intent::load_and_expand_cached(&tree, cache);
+    timer("validate", t);
+    let (config, model) = loaded.map_err(|e| match e {
         intent::Error::Invalid(problems) => BuildError::Rejected {
             revision: sha.to_owned(),
             errors: problems.iter().map(ToString::to_string).collect(),
         },
     })?;
+    let t = std::time::Instant::now();
     let rendered = render::render(&model, &config, &tree.source)
         .map_err(|e| BuildError::Source(e.to_string()))?;
+    timer("render", t);
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),
     };
+    let t = std::time::Instant::now();
     let snapshot = Snapshot::build(origin, xds::translate::plans(&model), endpoints);
+    timer("translate", t);
     Ok(Built {
         snapshot,
         rendered,

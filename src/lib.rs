@@ -14,8 +14,10 @@
 
 pub mod admin;
 pub mod app;
+pub mod cli;
 pub mod gitsync;
 pub mod intent;
+pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod xds;

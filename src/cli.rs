@@ -1,0 +1,361 @@
+//! The `tidegate` command line: parsing and printing; the work is in the other modules.
+//! In the library (not the binary) so tests can check that documented invocations, such
+//! as the container args in `examples/deploy/`, parse.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::{gitsync, intent, render};
+
+/// tidegate: ingress intents committed to Git become Kubernetes manifests and Envoy xDS.
+#[derive(Parser, Debug)]
+#[command(name = "tidegate", version, about)]
+pub struct Cli {
+    /// Log format: human-readable text, or JSON lines for log collectors.
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check the intents of a commit; print every problem with file, line and field.
+    Validate {
+        /// The config repo: a directory in a Git repository (read at --rev), or a plain
+        /// directory outside any repository (read as files).
+        #[arg(long, default_value = "config-repo")]
+        repo: PathBuf,
+        /// The commit to read (any revision Git understands); default HEAD.
+        #[arg(long)]
+        rev: Option<String>,
+    },
+    /// Render the manifests of a commit into a directory (one directory per namespace).
+    Render {
+        #[arg(long, default_value = "config-repo")]
+        repo: PathBuf,
+        #[arg(long)]
+        rev: Option<String>,
+        /// Output directory. Stale files of earlier renders are removed; other files are
+        /// left alone. Nothing is written when the commit is invalid.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Serve a commit of the config repo over xDS (ADS, state-of-the-world and delta), with
+    /// an admin endpoint (/healthz, /readyz, /status).
+    Serve {
+        /// The config repo: a path (a work tree, a directory in one, a bare repository) or
+        /// a URL (`file://`, `https://`, `ssh://`, `git@host:path`), mirrored and polled.
+        #[arg(long, default_value = "config-repo")]
+        repo: String,
+        /// Branch to follow; default HEAD. Every new head is served.
+        #[arg(long)]
+        branch: Option<String>,
+        /// xDS (gRPC) listen address.
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Admin HTTP listen address (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:18001")]
+        admin: String,
+        /// Write the manifests of every served commit here.
+        #[arg(long, conflicts_with = "push_branch")]
+        out: Option<PathBuf>,
+        /// Commit the manifests of every served commit to this branch of the repository
+        /// (one commit per changed render, with a `Source-Commit:` trailer).
+        #[arg(long)]
+        push_branch: Option<String>,
+        /// Seconds between polls: a safety net for a local repository (its refs are
+        /// watched), the `ls-remote` interval for a URL.
+        #[arg(long, default_value_t = 30)]
+        poll_interval: u64,
+        /// Where a remote repository is mirrored (default: under the system temp dir).
+        #[arg(long)]
+        mirror_dir: Option<PathBuf>,
+        /// Endpoints file (YAML, `<service>.<namespace>:<port>: [ip:port, …]`), watched for
+        /// changes. Without it, clusters resolve `<service>.<namespace>.svc.cluster.local`.
+        #[arg(long)]
+        endpoints: Option<PathBuf>,
+    },
+    /// Show every connected proxy and where it stands per resource type (SYNCED, STALE,
+    /// NACKED, NOT SENT), like `istioctl proxy-status`.
+    Status {
+        /// The admin address of a running `tidegate serve`.
+        #[arg(long, default_value = "127.0.0.1:18001")]
+        admin: String,
+        /// Print the raw JSON of /status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an Envoy bootstrap (YAML) that subscribes a proxy to tidegate.
+    Bootstrap {
+        /// The gateway this proxy is: NAME.NAMESPACE (sent as node.cluster).
+        #[arg(long)]
+        proxy: String,
+        /// tidegate's xDS address.
+        #[arg(long, default_value = "127.0.0.1:18000")]
+        xds: String,
+        /// Use delta (incremental) ADS instead of state-of-the-world.
+        #[arg(long)]
+        delta: bool,
+        /// Address the proxy's listeners bind (default 0.0.0.0).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Envoy's own admin address.
+        #[arg(long, default_value = "127.0.0.1:15000")]
+        envoy_admin: String,
+    },
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate { repo, rev } => {
+            let tree = read(&repo, rev.as_deref())?;
+            match intent::load_and_expand(&tree) {
+                Ok((config, model)) => {
+                    warn(&tree, &config);
+                    println!(
+                        "ok: {}: {} intent(s), {} object(s)",
+                        tree.source,
+                        config.intents.len(),
+                        model.objects.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Ok(rejected(&tree, &e)),
+            }
+        }
+        Command::Render { repo, rev, out } => {
+            let tree = read(&repo, rev.as_deref())?;
+            let (config, model) = match intent::load_and_expand(&tree) {
+                Ok(x) => x,
+                Err(e) => return Ok(rejected(&tree, &e)),
+            };
+            warn(&tree, &config);
+            let rendered = render::render(&model, &config, &tree.source)?;
+            let summary = render::write_dir(&out, &rendered)
+                .with_context(|| format!("writing manifests to {}", out.display()))?;
+            println!(
+                "rendered {} to {}: {} file(s) written, {} unchanged, {} removed",
+                tree.source,
+                out.display(),
+                summary.written.len(),
+                summary.unchanged,
+                summary.removed.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            repo,
+            branch,
+            xds,
+            admin,
+            out,
+            push_branch,
+            poll_interval,
+            mirror_dir,
+            endpoints,
+        } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(async move {
+                let xds_listener = tokio::net::TcpListener::bind(&xds)
+                    .await
+                    .with_context(|| format!("binding xDS address {xds}"))?;
+                let admin_listener = tokio::net::TcpListener::bind(&admin)
+                    .await
+                    .with_context(|| format!("binding admin address {admin}"))?;
+                let opts = crate::app::ServeOptions {
+                    repo,
+                    branch,
+                    out,
+                    push_branch,
+                    endpoints,
+                    poll_interval: std::time::Duration::from_secs(poll_interval.max(1)),
+                    mirror_dir,
+                };
+                let running = crate::app::start(opts, xds_listener, admin_listener).await?;
+                println!(
+                    "xds: {}\nadmin: http://{}/status",
+                    running.xds, running.admin
+                );
+                tokio::signal::ctrl_c().await?;
+                running.stop().await;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { admin, json } => {
+            let body = http_get(&admin, "/status").with_context(|| {
+                format!("asking {admin} for /status (is tidegate serve running there?)")
+            })?;
+            if json {
+                println!("{body}");
+            } else {
+                let page: serde_json::Value =
+                    serde_json::from_str(&body).context("/status is not JSON")?;
+                print!("{}", status_table(&page));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bootstrap {
+            proxy,
+            xds,
+            delta,
+            bind,
+            envoy_admin,
+        } => {
+            let opts = crate::xds::bootstrap::Options {
+                proxy,
+                xds,
+                delta,
+                bind,
+                admin: envoy_admin,
+            };
+            let value = crate::xds::bootstrap::bootstrap(&opts)?;
+            print!("{}", serde_saphyr::to_string(&value)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read(repo: &std::path::Path, rev: Option<&str>) -> anyhow::Result<gitsync::Tree> {
+    let tree = gitsync::read(repo, rev)?;
+    if let gitsync::Source::Directory(_) = tree.source {
+        eprintln!("note: {}", tree.source);
+    }
+    Ok(tree)
+}
+
+fn warn(tree: &gitsync::Tree, config: &intent::Config) {
+    for w in tree.skipped.iter().chain(&config.warnings) {
+        eprintln!("warning: {w}");
+    }
+}
+
+fn rejected(tree: &gitsync::Tree, e: &intent::Error) -> ExitCode {
+    eprintln!("error: {} rejected: {e}", tree.source);
+    ExitCode::FAILURE
+}
+
+/// A plain HTTP/1.1 GET (the admin endpoint is on loopback; no TLS, no redirects).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(
+        sock,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    sock.read_to_string(&mut raw)?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "{}",
+        head.lines().next().unwrap_or(head)
+    );
+    Ok(body.to_owned())
+}
+
+/// `tidegate status` output: the served commit, rejections, then one row per proxy.
+pub fn status_table(page: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "served: {}",
+        page["served"]["source"].as_str().unwrap_or("-")
+    );
+    if let Some(err) = page["source_error"].as_str() {
+        let _ = writeln!(out, "source error: {err}");
+    }
+    if let Some(r) = page["rejected"].as_array().and_then(|r| r.first()) {
+        let _ = writeln!(
+            out,
+            "last rejected: {} ({} problem(s)), first: {}",
+            r["revision"].as_str().unwrap_or("-"),
+            r["errors"].as_array().map_or(0, Vec::len),
+            r["errors"][0].as_str().unwrap_or("-")
+        );
+    }
+    let types = ["CDS", "EDS", "LDS", "RDS"];
+    let _ = writeln!(
+        out,
+        "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9}",
+        "PROXY", "NODE", "PROTO", types[0], types[1], types[2], types[3]
+    );
+    let mut details = String::new();
+    for p in page["proxies"].as_array().into_iter().flatten() {
+        let proxy = p["proxy"].as_str().unwrap_or("");
+        let proxy = if p["known"].as_bool() == Some(false) {
+            format!("{proxy} (unknown)")
+        } else {
+            proxy.to_owned()
+        };
+        let state = |t: &str| {
+            p["types"][t]["state"]
+                .as_str()
+                .unwrap_or("NOT_SENT")
+                .replace('_', " ")
+        };
+        let _ = writeln!(
+            out,
+            "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9}",
+            proxy,
+            p["node_id"].as_str().unwrap_or(""),
+            p["protocol"].as_str().unwrap_or(""),
+            state("CDS"),
+            state("EDS"),
+            state("LDS"),
+            state("RDS")
+        );
+        for t in types {
+            let ts = &p["types"][t];
+            if let Some(n) = ts["last_nack"].as_object() {
+                let _ = writeln!(
+                    details,
+                    "  {} {t}: rejected version {}: {}",
+                    p["node_id"].as_str().unwrap_or(""),
+                    n["version"].as_str().unwrap_or(""),
+                    n["message"].as_str().unwrap_or("")
+                );
+            }
+        }
+        for w in p["warnings"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                details,
+                "  {}: {}",
+                p["node_id"].as_str().unwrap_or(""),
+                w.as_str().unwrap_or("")
+            );
+        }
+    }
+    out.push_str(&details);
+    out
+}

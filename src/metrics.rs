@@ -1,0 +1,132 @@
+//! Prometheus metrics, served at `/metrics` on the admin endpoint.
+//!
+//! One [`Metrics`] per server (not a global), so several servers in one process (tests)
+//! count separately.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    /// `sotw` or `delta`.
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// `CDS`, `EDS`, `LDS`, `RDS`.
+    pub r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// `read`, `validate`, `render`, `translate`.
+    pub stage: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 100 µs … ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connected: Family<ProtocolLabel, Gauge>,
+    pub pushes: Family<TypeLabel, Counter>,
+    pub nacks: Family<TypeLabel, Counter>,
+    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
+    pub commit_lag_seconds: Histogram,
+    pub served_commits: Counter,
+    pub rejected_commits: Counter,
+    pub source_errors: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tidegate");
+        let connected = Family::<ProtocolLabel, Gauge>::default();
+        registry.register(
+            "connected_proxies",
+            "ADS streams open now",
+            connected.clone(),
+        );
+        let pushes = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_pushes",
+            "Discovery responses sent, by resource type",
+            pushes.clone(),
+        );
+        let nacks = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_nacks",
+            "Responses a proxy rejected, by resource type",
+            nacks.clone(),
+        );
+        let stage_seconds =
+            Family::<StageLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                seconds_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "build_stage_seconds",
+            "Time to read, validate, render and translate a commit",
+            stage_seconds.clone(),
+        );
+        let commit_lag_seconds = seconds_histogram();
+        registry.register(
+            "commit_lag_seconds",
+            "From a commit's committer time to its config being served",
+            commit_lag_seconds.clone(),
+        );
+        let served_commits = Counter::default();
+        registry.register("served_commits", "Commits served", served_commits.clone());
+        let rejected_commits = Counter::default();
+        registry.register(
+            "rejected_commits",
+            "Commits rejected as invalid",
+            rejected_commits.clone(),
+        );
+        let source_errors = Counter::default();
+        registry.register(
+            "source_errors",
+            "Failures to read the repository (unreachable remote, missing branch)",
+            source_errors.clone(),
+        );
+        Self {
+            registry,
+            connected,
+            pushes,
+            nacks,
+            stage_seconds,
+            commit_lag_seconds,
+            served_commits,
+            rejected_commits,
+            source_errors,
+        }
+    }
+
+    pub fn stage(&self, stage: &str) -> Histogram {
+        self.stage_seconds
+            .get_or_create(&StageLabel {
+                stage: stage.to_owned(),
+            })
+            .clone()
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

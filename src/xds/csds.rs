@@ -1,0 +1,144 @@
+//! CSDS (`envoy.service.status.v3.ClientStatusDiscoveryService`): what every connected
+//! proxy has been served and whether it accepted it, for standard tooling
+//! (`istioctl`-style proxy status, Envoy Gateway's `egctl`, gRPC's CSDS clients).
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::admin::v3::UpdateFailureState;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::{
+    ClientStatusDiscoveryService, ClientStatusDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::status::v3::{
+    ClientConfig, ClientConfigStatus, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::snapshot::SnapshotReader;
+use super::status::{Registry, SyncState};
+use super::type_url::TypeUrl;
+
+#[derive(Clone)]
+pub struct Csds {
+    snapshots: SnapshotReader,
+    registry: Arc<Registry>,
+}
+
+impl Csds {
+    pub fn new(snapshots: SnapshotReader, registry: Arc<Registry>) -> Self {
+        Self {
+            snapshots,
+            registry,
+        }
+    }
+
+    pub fn into_service(self) -> ClientStatusDiscoveryServiceServer<Self> {
+        ClientStatusDiscoveryServiceServer::new(self).max_encoding_message_size(64 << 20)
+    }
+
+    /// The status of every connected proxy the request's node matchers select (all when
+    /// there are none; node id matchers with exact, prefix or suffix patterns).
+    pub fn status(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
+        let snapshot = self.snapshots.load();
+        let selected = |id: &str| {
+            req.node_matchers.is_empty()
+                || req.node_matchers.iter().any(|m| {
+                    m.node_id.as_ref().is_none_or(|sm| match &sm.match_pattern {
+                        Some(MatchPattern::Exact(e)) => id == e,
+                        Some(MatchPattern::Prefix(p)) => id.starts_with(p.as_str()),
+                        Some(MatchPattern::Suffix(s)) => id.ends_with(s.as_str()),
+                        Some(MatchPattern::Contains(c)) => id.contains(c.as_str()),
+                        _ => true,
+                    })
+                })
+        };
+        let config = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .filter(|p| selected(&p.node_id))
+            .map(|p| {
+                let served = snapshot.proxy(&p.proxy, &p.variant);
+                let mut generic = Vec::new();
+                for t in TypeUrl::ALL {
+                    let Some(ts) = p.types.get(t.short()) else {
+                        continue;
+                    };
+                    let (config_status, client_status) = match ts.state {
+                        SyncState::Synced => {
+                            (ConfigStatus::Synced, ClientConfigStatus::ClientAcked)
+                        }
+                        SyncState::Stale => {
+                            (ConfigStatus::Stale, ClientConfigStatus::ClientRequested)
+                        }
+                        SyncState::Nacked => {
+                            (ConfigStatus::Error, ClientConfigStatus::ClientNacked)
+                        }
+                        SyncState::NotSent => {
+                            (ConfigStatus::NotSent, ClientConfigStatus::ClientRequested)
+                        }
+                    };
+                    for (name, r) in &served.of(t).resources {
+                        generic.push(GenericXdsConfig {
+                            type_url: t.url(),
+                            name: name.clone(),
+                            version_info: r.version.clone(),
+                            xds_config: (!req.exclude_resource_contents).then(|| r.any.clone()),
+                            config_status: config_status as i32,
+                            client_status: client_status as i32,
+                            error_state: ts
+                                .last_nack
+                                .as_ref()
+                                .filter(|_| ts.state == SyncState::Nacked)
+                                .map(|n| UpdateFailureState {
+                                    details: n.message.clone(),
+                                    version_info: n.version.clone(),
+                                    ..UpdateFailureState::default()
+                                }),
+                            ..GenericXdsConfig::default()
+                        });
+                    }
+                }
+                ClientConfig {
+                    node: Some(Node {
+                        id: p.node_id.clone(),
+                        cluster: p.proxy.clone(),
+                        ..Node::default()
+                    }),
+                    generic_xds_configs: generic,
+                    ..ClientConfig::default()
+                }
+            })
+            .collect();
+        ClientStatusResponse { config }
+    }
+}
+
+type CsdsStream = Pin<Box<dyn Stream<Item = Result<ClientStatusResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ClientStatusDiscoveryService for Csds {
+    type StreamClientStatusStream = CsdsStream;
+
+    async fn stream_client_status(
+        &self,
+        request: Request<Streaming<ClientStatusRequest>>,
+    ) -> Result<Response<CsdsStream>, Status> {
+        let this = self.clone();
+        let answers = request
+            .into_inner()
+            .map(move |req| req.map(|r| this.status(&r)));
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn fetch_client_status(
+        &self,
+        request: Request<ClientStatusRequest>,
+    ) -> Result<Response<ClientStatusResponse>, Status> {
+        Ok(Response::new(self.status(request.get_ref())))
+    }
+}
