@@ -112,6 +112,10 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
     let mut intents = Vec::new();
     let mut saw_intent_file = false;
     let mut live = std::collections::HashSet::new();
+    // A large first render (thousands of files) takes a while: say how far it got.
+    let to_decode = tree.files.keys().filter(|p| p.starts_with(INTENTS_DIR)).count();
+    let mut decoded = 0usize;
+    let mut last_report = std::time::Instant::now();
     for (path, id) in &tree.ids {
         if let Some(rest) = path.strip_prefix(INTENTS_DIR) {
             if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
@@ -126,6 +130,11 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
                 (Some(r), _) => r.clone(),
                 (None, Some(bytes)) => {
                     let r = std::sync::Arc::new(decode_file(path, bytes));
+                    decoded += 1;
+                    if last_report.elapsed() > std::time::Duration::from_secs(2) {
+                        tracing::info!("decoding intents: {decoded}/{to_decode} files");
+                        last_report = std::time::Instant::now();
+                    }
                     cache.files.insert(key.clone(), r.clone());
                     r
                 }
