@@ -146,6 +146,7 @@ pub async fn start(
         Origin {
             revision: String::new(),
             source: "nothing yet".into(),
+            warnings: Vec::new(),
         },
         Default::default(),
         endpoints,
@@ -492,6 +493,7 @@ fn build(
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),
+        warnings: config.warnings.clone(),
     };
     let t = std::time::Instant::now();
     let snapshot = Snapshot::build(origin, xds::translate::plans(&model), endpoints);
@@ -514,6 +516,7 @@ pub fn load_snapshot(
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),
+        warnings: Vec::new(),
     };
     Ok(Snapshot::build(
         origin,

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 use sha2::Digest as _;
 
+pub use crate::intent::node::limits::MAX_FILE_BYTES;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `--repo` does not exist or cannot be read.
@@ -116,8 +118,11 @@ pub struct Tree {
     pub ids: BTreeMap<String, String>,
     /// Contents, for every file in `ids` except those the caller said it already knows.
     pub files: BTreeMap<String, Vec<u8>>,
-    /// Entries skipped on purpose (symlinks, submodules), with the reason.
+    /// Entries skipped on purpose (symlinks and submodules are ignored, not followed),
+    /// with the reason.
     pub skipped: Vec<String>,
+    /// Files over [`MAX_FILE_BYTES`], not read: path → size.
+    pub too_large: BTreeMap<String, u64>,
 }
 
 /// Only these parts of a config repo are read; anything else (READMEs, CI files) is not ours.
@@ -213,6 +218,8 @@ pub fn read_commit_with(
     let mut files = BTreeMap::new();
     let mut ids = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut too_large = BTreeMap::new();
+    let odb = repo.odb().ok();
     let mut failure = None;
     tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
         let Ok(name) = entry.name() else {
@@ -231,6 +238,14 @@ pub fn read_commit_with(
                 let id = entry.id().to_string();
                 if known(&path, &id) {
                     ids.insert(path, id);
+                    return TreeWalkResult::Ok;
+                }
+                // The size comes from the object header: an oversized blob is never
+                // inflated into memory.
+                if let Ok((size, _)) = odb.as_ref().map_or(Err(()), |o| o.read_header(entry.id()).map_err(|_| ()))
+                    && size as u64 > MAX_FILE_BYTES
+                {
+                    too_large.insert(path, size as u64);
                     return TreeWalkResult::Ok;
                 }
                 match repo.find_blob(entry.id()) {
@@ -270,12 +285,14 @@ pub fn read_commit_with(
         ids,
         files,
         skipped,
+        too_large,
     })
 }
 
 fn read_dir(root: &Path) -> Result<Tree> {
     let mut files = BTreeMap::new();
     let mut skipped = Vec::new();
+    let mut too_large = BTreeMap::new();
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
@@ -310,6 +327,11 @@ fn read_dir(root: &Path) -> Result<Tree> {
                     stack.push(p);
                 }
             } else if wanted(&rel) {
+                let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                if len > MAX_FILE_BYTES {
+                    too_large.insert(rel, len);
+                    continue;
+                }
                 let bytes = std::fs::read(&p).map_err(|source| Error::Io {
                     path: p.clone(),
                     source,
@@ -332,5 +354,6 @@ fn read_dir(root: &Path) -> Result<Tree> {
         ids,
         files,
         skipped,
+        too_large,
     })
 }

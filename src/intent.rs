@@ -157,6 +157,25 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
         }
     }
     cache.files.retain(|k, _| live.contains(k));
+    for (path, size) in &tree.too_large {
+        problems.push(Problem {
+            file: path.clone(),
+            pos: Pos::default(),
+            field: String::new(),
+            message: format!("the file is {size} bytes; the limit is {} bytes (split it into several files)", node::limits::MAX_FILE_BYTES),
+        });
+    }
+    for s in &tree.skipped {
+        warnings.push(s.clone());
+    }
+    if intents.len() > node::limits::MAX_INTENTS {
+        problems.push(Problem {
+            file: String::new(),
+            pos: Pos::default(),
+            field: String::new(),
+            message: format!("{} intents in one commit; the limit is {}", intents.len(), node::limits::MAX_INTENTS),
+        });
+    }
     if !saw_intent_file && !tree.ids.contains_key(SETTINGS_FILE) {
         problems.push(Problem {
             file: String::new(),
@@ -224,7 +243,10 @@ fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
                 None => first,
             }
             .to_owned();
-            cx.report(pos, "", format!("invalid YAML: {first}"));
+            match node::explain_limit(&first) {
+                Some(limit) => cx.report(pos, "", limit),
+                None => cx.report(pos, "", format!("invalid YAML: {first}")),
+            }
             None
         }
     }

@@ -306,6 +306,7 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
         Origin {
             revision: "bad".into(),
             source: "a deliberately invalid route".into(),
+            ..Origin::default()
         },
         plans,
         good.endpoints().cloned(),

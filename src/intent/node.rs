@@ -56,10 +56,51 @@ impl Node {
     }
 }
 
+/// Limits on one file, far above any real intent file, far below what hurts the server.
+/// Aliases count every time they are used, so an alias bomb hits `MAX_NODES`.
+pub mod limits {
+    /// Bytes in one file (checked before it is even read from Git).
+    pub const MAX_FILE_BYTES: u64 = 1 << 20;
+    pub const MAX_DOCUMENTS: usize = 1_000;
+    pub const MAX_NODES: usize = 100_000;
+    pub const MAX_DEPTH: usize = 32;
+    pub const MAX_ALIASES: usize = 1_000;
+    /// Intents in one commit.
+    pub const MAX_INTENTS: usize = 50_000;
+}
+
 /// Parses one file's worth of YAML documents. Empty documents (a lone `---`) are dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, serde_saphyr::Error> {
-    let docs: Vec<Option<Node>> = serde_saphyr::from_multiple(text)?;
+    // Both structs are non-exhaustive: start from the defaults and set what matters.
+    let mut budget = serde_saphyr::budget::Budget::default();
+    budget.max_documents = limits::MAX_DOCUMENTS;
+    budget.max_nodes = limits::MAX_NODES;
+    budget.max_depth = limits::MAX_DEPTH;
+    budget.max_aliases = limits::MAX_ALIASES;
+    budget.max_anchors = limits::MAX_ALIASES;
+    budget.max_total_scalar_bytes = limits::MAX_FILE_BYTES as usize;
+    let mut options = serde_saphyr::options::Options::default();
+    options.budget = Some(budget);
+    let docs: Vec<Option<Node>> = serde_saphyr::from_multiple_with_options(text, options)?;
     Ok(docs.into_iter().flatten().collect())
+}
+
+/// A reader's explanation of a parse error that comes from a limit.
+pub fn explain_limit(message: &str) -> Option<String> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("nodes") && m.contains("budget") {
+        Some(format!("the file expands to more than {} YAML nodes (anchors and aliases count every time they are used); split it or drop the aliases", limits::MAX_NODES))
+    } else if m.contains("recursion limit") || (m.contains("budget") && m.contains("depth")) {
+        Some(format!("the YAML is nested deeper than {} levels", limits::MAX_DEPTH))
+    } else if m.contains("budget") && m.contains("documents") {
+        Some(format!("more than {} YAML documents in one file; split it", limits::MAX_DOCUMENTS))
+    } else if m.contains("budget") && (m.contains("alias") || m.contains("anchor")) {
+        Some(format!("more than {} YAML anchors or aliases in one file", limits::MAX_ALIASES))
+    } else if m.contains("budget") {
+        Some(format!("the file exceeds a YAML parsing limit ({})", message.trim()))
+    } else {
+        None
+    }
 }
 
 // === impl Deserialize for Node ===

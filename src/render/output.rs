@@ -26,6 +26,14 @@ pub fn write_dir(out: &Path, rendered: &Rendered) -> Result<WriteSummary> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     let mut summary = WriteSummary::default();
 
+    for rel in rendered.files.keys() {
+        // Names are validated as DNS labels long before this point; this is the last line
+        // of defence against a path that would leave the output directory.
+        let safe = std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !safe {
+            return Err(Error::Io { path: out.join(rel), source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "refusing to write outside the output directory") });
+        }
+    }
     for (rel, contents) in &rendered.files {
         let path = out.join(rel);
         if std::fs::read(&path).is_ok_and(|old| old == contents.as_bytes()) {

@@ -93,6 +93,9 @@ pub struct Origin {
     pub revision: String,
     /// Human description of the source.
     pub source: String,
+    /// What was ignored in that commit (symlinks, submodules, unread directories).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Deduplicates identical encoded resources across proxies.
