@@ -351,6 +351,8 @@ impl SotwStream {
         let reconnected = has_version && state.last_nonce.is_none();
         if reconnected {
             state.sent_names = names.clone();
+            // The proxy is in sync without a response: say so in the status.
+            self.handle.in_sync(t, &res.version);
         }
         let up_to_date = has_version && names.is_subset(&state.sent_names);
         let parked = state.nacked_version.as_deref() == Some(res.version.as_str());
@@ -499,7 +501,16 @@ impl DeltaStream {
             }
         }
         let initial = first && req.initial_resource_versions.is_empty();
-        self.push(t, &snapshot, initial).await
+        self.push(t, &snapshot, initial).await?;
+        // A reconnecting proxy that has everything is in sync without a response.
+        if first && !initial {
+            let res_version = snapshot_version(&snapshot, self.ident.as_ref(), t);
+            let state = self.types.entry(t).or_default();
+            if !state.answered {
+                self.handle.in_sync(t, &res_version);
+            }
+        }
+        Ok(())
     }
 
     /// Sends what changed for type `t`: new or changed resources, and removals. `always`

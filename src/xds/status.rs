@@ -185,6 +185,14 @@ impl StreamHandle {
         });
     }
 
+    /// The proxy already has `version` (it said so on reconnecting): nothing was sent.
+    pub fn in_sync(&self, t: TypeUrl, version: &str) {
+        self.update_type(t, |s| {
+            s.sent_version = Some(version.to_owned());
+            s.acked_version = Some(version.to_owned());
+        });
+    }
+
     pub fn nacked(&self, t: TypeUrl, nack: Nack) {
         self.registry
             .metrics
