@@ -119,6 +119,7 @@ async fn run(proxies: usize, rounds: usize, with_envoy: bool) -> (Vec<Duration>,
                 delta: false,
                 bind: Some("127.0.0.1".into()),
                 admin: admin.clone(),
+                tls: None,
             })
             .unwrap();
             Some(Envoy::start(

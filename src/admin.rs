@@ -40,6 +40,8 @@ pub struct StatusPage {
     pub rejected: Vec<Rejected>,
     pub source_error: Option<String>,
     pub proxies: Vec<ProxyStatus>,
+    /// Recently refused xDS streams (client certificate vs. claimed gateway).
+    pub denied: Vec<String>,
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
@@ -54,6 +56,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
         proxies: s.registry.snapshot(),
+        denied: s.registry.denied(),
     })
 }
 

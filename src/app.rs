@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub poll_interval: Duration,
     /// Where a remote is mirrored.
     pub mirror_dir: Option<PathBuf>,
+    /// xDS over TLS with required client certificates.
+    pub tls: Option<xds::server::TlsFiles>,
 }
 
 impl ServeOptions {
@@ -56,6 +58,7 @@ impl ServeOptions {
             endpoints: None,
             poll_interval: Duration::from_secs(30),
             mirror_dir: None,
+            tls: None,
         }
     }
 }
@@ -174,9 +177,13 @@ pub async fn start(
     let admin_addr = admin_listener.local_addr()?;
     let mut tasks = Vec::new();
     let ads = Ads::new(reader, registry, streams_stop);
+    let tls = match &opts.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let s1 = shutdown();
     tasks.push(tokio::spawn(async move {
-        if let Err(e) = xds::server::serve(xds_listener, ads, s1).await {
+        if let Err(e) = xds::server::serve(xds_listener, ads, tls, s1).await {
             tracing::error!("xDS server failed: {e}");
         }
     }));

@@ -74,6 +74,20 @@ pub enum Command {
         /// Where a remote repository is mirrored (default: under the system temp dir).
         #[arg(long)]
         mirror_dir: Option<PathBuf>,
+        /// Serve xDS over TLS with this certificate (PEM); needs --tls-key and
+        /// --tls-client-ca. Proxies must then present a client certificate naming the
+        /// gateway they claim (SPIFFE URI or DNS SAN).
+        #[arg(long, requires_all = ["tls_key", "tls_client_ca"])]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// CA (PEM) that signs the proxies' client certificates.
+        #[arg(long, requires = "tls_cert")]
+        tls_client_ca: Option<PathBuf>,
+        /// Allow plaintext xDS on a non-loopback address (anyone who can connect gets any
+        /// gateway's config).
+        #[arg(long)]
+        allow_plaintext: bool,
         /// Endpoints file (YAML, `<service>.<namespace>:<port>: [ip:port, …]`), watched for
         /// changes. Without it, clusters resolve `<service>.<namespace>.svc.cluster.local`.
         #[arg(long)]
@@ -106,6 +120,18 @@ pub enum Command {
         /// Envoy's own admin address.
         #[arg(long, default_value = "127.0.0.1:15000")]
         envoy_admin: String,
+        /// xDS over TLS: the proxy's client certificate (PEM file path, read by Envoy);
+        /// needs --tls-key and --tls-ca.
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<String>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<String>,
+        /// CA (PEM file path) of tidegate's server certificate.
+        #[arg(long, requires = "tls_cert")]
+        tls_ca: Option<String>,
+        /// Name tidegate's certificate must carry (default: the --xds host).
+        #[arg(long, requires = "tls_cert")]
+        tls_server_name: Option<String>,
     },
 }
 
@@ -179,7 +205,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             poll_interval,
             mirror_dir,
             endpoints,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            allow_plaintext,
         } => {
+            let tls = match (tls_cert, tls_key, tls_client_ca) {
+                (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                _ => None,
+            };
+            let loopback = xds
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback())
+                || xds.starts_with("localhost:");
+            if tls.is_none() && !loopback && !allow_plaintext {
+                anyhow::bail!(
+                    "refusing plaintext xDS on {xds}: anyone who can connect would get any gateway's config; use --tls-cert/--tls-key/--tls-client-ca, or --allow-plaintext"
+                );
+            }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
                 let xds_listener = tokio::net::TcpListener::bind(&xds)
@@ -196,6 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     endpoints,
                     poll_interval: std::time::Duration::from_secs(poll_interval.max(1)),
                     mirror_dir,
+                    tls,
                 };
                 let running = crate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(
@@ -227,13 +275,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             delta,
             bind,
             envoy_admin,
+            tls_cert,
+            tls_key,
+            tls_ca,
+            tls_server_name,
         } => {
+            let tls = match (tls_cert, tls_key, tls_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(crate::xds::bootstrap::ClientTls {
+                    cert,
+                    key,
+                    ca,
+                    server_name: tls_server_name,
+                }),
+                _ => None,
+            };
             let opts = crate::xds::bootstrap::Options {
                 proxy,
                 xds,
                 delta,
                 bind,
                 admin: envoy_admin,
+                tls,
             };
             let value = crate::xds::bootstrap::bootstrap(&opts)?;
             print!("{}", serde_saphyr::to_string(&value)?);

@@ -242,7 +242,9 @@ pub fn read_commit_with(
                 }
                 // The size comes from the object header: an oversized blob is never
                 // inflated into memory.
-                if let Ok((size, _)) = odb.as_ref().map_or(Err(()), |o| o.read_header(entry.id()).map_err(|_| ()))
+                if let Ok((size, _)) = odb
+                    .as_ref()
+                    .map_or(Err(()), |o| o.read_header(entry.id()).map_err(|_| ()))
                     && size as u64 > MAX_FILE_BYTES
                 {
                     too_large.insert(path, size as u64);

@@ -113,7 +113,11 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
     let mut saw_intent_file = false;
     let mut live = std::collections::HashSet::new();
     // A large first render (thousands of files) takes a while: say how far it got.
-    let to_decode = tree.files.keys().filter(|p| p.starts_with(INTENTS_DIR)).count();
+    let to_decode = tree
+        .files
+        .keys()
+        .filter(|p| p.starts_with(INTENTS_DIR))
+        .count();
     let mut decoded = 0usize;
     let mut last_report = std::time::Instant::now();
     for (path, id) in &tree.ids {
@@ -162,7 +166,10 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
             file: path.clone(),
             pos: Pos::default(),
             field: String::new(),
-            message: format!("the file is {size} bytes; the limit is {} bytes (split it into several files)", node::limits::MAX_FILE_BYTES),
+            message: format!(
+                "the file is {size} bytes; the limit is {} bytes (split it into several files)",
+                node::limits::MAX_FILE_BYTES
+            ),
         });
     }
     for s in &tree.skipped {
@@ -173,7 +180,11 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
             file: String::new(),
             pos: Pos::default(),
             field: String::new(),
-            message: format!("{} intents in one commit; the limit is {}", intents.len(), node::limits::MAX_INTENTS),
+            message: format!(
+                "{} intents in one commit; the limit is {}",
+                intents.len(),
+                node::limits::MAX_INTENTS
+            ),
         });
     }
     if !saw_intent_file && !tree.ids.contains_key(SETTINGS_FILE) {

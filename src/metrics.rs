@@ -43,6 +43,7 @@ pub struct Metrics {
     pub served_commits: Counter,
     pub rejected_commits: Counter,
     pub source_errors: Counter,
+    pub denied: Counter,
 }
 
 impl Default for Metrics {
@@ -101,6 +102,12 @@ impl Metrics {
             "Failures to read the repository (unreachable remote, missing branch)",
             source_errors.clone(),
         );
+        let denied = Counter::default();
+        registry.register(
+            "xds_denied",
+            "xDS streams refused: the client certificate does not name the claimed gateway",
+            denied.clone(),
+        );
         Self {
             registry,
             connected,
@@ -111,6 +118,7 @@ impl Metrics {
             served_commits,
             rejected_commits,
             source_errors,
+            denied,
         }
     }
 

@@ -182,7 +182,11 @@ impl Envoy {
             .arg(&config)
             // Several Envoys run side by side in tests: no shared-memory hot restart.
             .arg("--disable-hot-restart")
-            .args(["--log-level", "warn", "--log-path"])
+            .args([
+                "--log-level",
+                &std::env::var("TEST_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+                "--log-path",
+            ])
             .arg(&log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -7,6 +7,7 @@
 pub mod bootstrap;
 pub mod csds;
 pub mod endpoints;
+pub mod identity;
 pub mod server;
 pub mod snapshot;
 pub mod status;

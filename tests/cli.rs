@@ -374,15 +374,36 @@ fn logs_can_be_json_lines() {
     repo.write("intents/a.yaml", INTENT);
     repo.commit("one");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(["--log-format", "json", "serve", "--repo", arg(repo.path()), "--xds", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--repo",
+            arg(repo.path()),
+            "--xds",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let line = BufReader::new(child.stderr.take().unwrap()).lines().next().unwrap().unwrap();
+    let line = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
-    let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let log: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     assert_eq!(log["level"], "INFO", "{line}");
-    assert!(log["fields"]["message"].as_str().unwrap().starts_with("serving commit "), "{line}");
+    assert!(
+        log["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("serving commit "),
+        "{line}"
+    );
 }

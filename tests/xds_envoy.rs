@@ -50,6 +50,7 @@ async fn setup(mode: &str, delta: bool) -> Option<Setup> {
         delta,
         bind: Some("127.0.0.1".into()),
         admin: admin.to_string(),
+        tls: None,
     })
     .unwrap();
     let envoy = Envoy::start(&binary, &serde_json::to_string(&boot).unwrap(), admin);

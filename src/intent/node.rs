@@ -89,15 +89,30 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, serde_saphyr::Error> {
 pub fn explain_limit(message: &str) -> Option<String> {
     let m = message.to_ascii_lowercase();
     if m.contains("nodes") && m.contains("budget") {
-        Some(format!("the file expands to more than {} YAML nodes (anchors and aliases count every time they are used); split it or drop the aliases", limits::MAX_NODES))
+        Some(format!(
+            "the file expands to more than {} YAML nodes (anchors and aliases count every time they are used); split it or drop the aliases",
+            limits::MAX_NODES
+        ))
     } else if m.contains("recursion limit") || (m.contains("budget") && m.contains("depth")) {
-        Some(format!("the YAML is nested deeper than {} levels", limits::MAX_DEPTH))
+        Some(format!(
+            "the YAML is nested deeper than {} levels",
+            limits::MAX_DEPTH
+        ))
     } else if m.contains("budget") && m.contains("documents") {
-        Some(format!("more than {} YAML documents in one file; split it", limits::MAX_DOCUMENTS))
+        Some(format!(
+            "more than {} YAML documents in one file; split it",
+            limits::MAX_DOCUMENTS
+        ))
     } else if m.contains("budget") && (m.contains("alias") || m.contains("anchor")) {
-        Some(format!("more than {} YAML anchors or aliases in one file", limits::MAX_ALIASES))
+        Some(format!(
+            "more than {} YAML anchors or aliases in one file",
+            limits::MAX_ALIASES
+        ))
     } else if m.contains("budget") {
-        Some(format!("the file exceeds a YAML parsing limit ({})", message.trim()))
+        Some(format!(
+            "the file exceeds a YAML parsing limit ({})",
+            message.trim()
+        ))
     } else {
         None
     }

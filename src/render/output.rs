@@ -29,9 +29,17 @@ pub fn write_dir(out: &Path, rendered: &Rendered) -> Result<WriteSummary> {
     for rel in rendered.files.keys() {
         // Names are validated as DNS labels long before this point; this is the last line
         // of defence against a path that would leave the output directory.
-        let safe = std::path::Path::new(rel).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        let safe = std::path::Path::new(rel)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
         if !safe {
-            return Err(Error::Io { path: out.join(rel), source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "refusing to write outside the output directory") });
+            return Err(Error::Io {
+                path: out.join(rel),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "refusing to write outside the output directory",
+                ),
+            });
         }
     }
     for (rel, contents) in &rendered.files {

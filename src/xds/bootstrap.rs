@@ -28,6 +28,18 @@ pub struct Options {
     pub bind: Option<String>,
     /// Envoy's own admin address.
     pub admin: String,
+    /// xDS over TLS: the proxy's client certificate, key, and the CA of tidegate's
+    /// certificate (file paths, read by Envoy).
+    pub tls: Option<ClientTls>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
+    /// The name tidegate's certificate is checked against (default: the --xds host).
+    pub server_name: Option<String>,
 }
 
 /// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).
@@ -60,6 +72,39 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
     } else {
         "STRICT_DNS"
     };
+    let mut cluster = json!({
+        "name": "tidegate-xds",
+        "type": cluster_type,
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        },
+        "load_assignment": {
+            "cluster_name": "tidegate-xds",
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
+        },
+    });
+    if let Some(tls) = &o.tls {
+        let sni = tls.server_name.clone().unwrap_or_else(|| host.to_owned());
+        cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": sni,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "tls_certificates": [{"certificate_chain": {"filename": tls.cert}, "private_key": {"filename": tls.key}}],
+                    "validation_context": {
+                        "trusted_ca": {"filename": tls.ca},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": sni}}],
+                    },
+                },
+            },
+        });
+    }
     Ok(json!({
         "node": {
             "id": format!("{}~{}", o.proxy, o.bind.as_deref().unwrap_or("any")),
@@ -76,23 +121,7 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
             "cds_config": ads,
             "lds_config": ads,
         },
-        "static_resources": {
-            "clusters": [{
-                "name": "tidegate-xds",
-                "type": cluster_type,
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
-                    },
-                },
-                "load_assignment": {
-                    "cluster_name": "tidegate-xds",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
-                },
-            }],
-        },
+        "static_resources": {"clusters": [cluster]},
         "admin": {"address": {"socket_address": {"address": admin.ip().to_string(), "port_value": admin.port()}}},
     }))
 }
@@ -109,6 +138,7 @@ mod tests {
             delta: true,
             bind: Some("127.0.0.2".into()),
             admin: "127.0.0.1:0".into(),
+            tls: None,
         };
         let b = bootstrap(&o).unwrap();
         assert_eq!(b["node"]["cluster"], "gw.ns");

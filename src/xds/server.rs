@@ -30,6 +30,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::identity::San;
 use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
 use super::status::{Nack, Registry, StreamHandle};
 use super::translate::envoy::Variant;
@@ -74,21 +75,80 @@ impl Ads {
     }
 }
 
-/// Serves ADS (and CSDS) on `listener` until `shutdown` completes.
+/// Serves ADS (and CSDS) on `listener` until `shutdown` completes; with `tls`, only to
+/// clients presenting a certificate the configured CA signed.
 pub async fn serve(
     listener: TcpListener,
     ads: Ads,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let csds = super::csds::Csds::new(ads.snapshots.clone(), ads.registry.clone());
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(ads.into_service())
         .add_service(csds.into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
 }
 
+/// Certificate files for xDS over TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// The CA that signs proxies' client certificates (client certificates are required).
+    pub client_ca: std::path::PathBuf,
+}
+
+impl TlsFiles {
+    pub fn server_config(&self) -> std::io::Result<tonic::transport::ServerTlsConfig> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let read = |p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+        };
+        Ok(ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?))
+            .client_ca_root(Certificate::from_pem(read(&self.client_ca)?))
+            .client_auth_optional(false))
+    }
+}
+
 // === who is asking ===
+
+fn peer_sans<T>(request: &Request<T>) -> Option<Vec<San>> {
+    let certs = request.peer_certs()?;
+    Some(
+        certs
+            .first()
+            .map(|c| super::identity::sans(c.as_ref()))
+            .unwrap_or_default(),
+    )
+}
+
+/// With TLS, a proxy may only claim the gateway its certificate names.
+fn deny(peer: Option<&[San]>, ident: &Identity, handle: &StreamHandle) -> Option<Status> {
+    let sans = peer?;
+    if super::identity::allowed(&ident.proxy, sans) {
+        return None;
+    }
+    let names = sans
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = format!(
+        "certificate [{names}] may not receive the config of {:?}",
+        ident.proxy
+    );
+    tracing::warn!("refused an xDS stream: {message}");
+    handle.denied(&message);
+    Some(Status::permission_denied(message))
+}
 
 struct Identity {
     proxy: String,
@@ -166,6 +226,7 @@ impl AggregatedDiscoveryService for Ads {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = SotwStream {
+            peer: peer_sans(&request),
             snapshots: self.snapshots.clone(),
             handle: self.registry.open("sotw"),
             tx,
@@ -186,6 +247,7 @@ impl AggregatedDiscoveryService for Ads {
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = DeltaStream {
+            peer: peer_sans(&request),
             snapshots: self.snapshots.clone(),
             handle: self.registry.open("delta"),
             tx,
@@ -228,6 +290,8 @@ struct SotwType {
 }
 
 struct SotwStream {
+    /// SANs of the client certificate; `None` on a plaintext connection.
+    peer: Option<Vec<San>>,
     snapshots: SnapshotReader,
     handle: StreamHandle,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
@@ -276,6 +340,10 @@ impl SotwStream {
             let node = req.node.clone().unwrap_or_default();
             let ident = identity(&node);
             identify(&self.handle, &node, &ident, &snapshot);
+            if let Some(denied) = deny(self.peer.as_deref(), &ident, &self.handle) {
+                let _ = self.tx.send(Err(denied)).await;
+                return Err(());
+            }
             self.ident = Some(ident);
         }
         let Some(t) = TypeUrl::parse(&req.type_url) else {
@@ -396,6 +464,8 @@ struct DeltaType {
 }
 
 struct DeltaStream {
+    /// SANs of the client certificate; `None` on a plaintext connection.
+    peer: Option<Vec<San>>,
     snapshots: SnapshotReader,
     handle: StreamHandle,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
@@ -439,6 +509,10 @@ impl DeltaStream {
             let node = req.node.clone().unwrap_or_default();
             let ident = identity(&node);
             identify(&self.handle, &node, &ident, &snapshot);
+            if let Some(denied) = deny(self.peer.as_deref(), &ident, &self.handle) {
+                let _ = self.tx.send(Err(denied)).await;
+                return Err(());
+            }
             self.ident = Some(ident);
         }
         let Some(t) = TypeUrl::parse(&req.type_url) else {

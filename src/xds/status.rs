@@ -94,6 +94,8 @@ pub struct ProxyStatus {
 pub struct Registry {
     next: AtomicU64,
     streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// The latest refused streams (certificate did not match the claimed gateway).
+    denied: Mutex<std::collections::VecDeque<String>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -129,6 +131,16 @@ impl Registry {
             protocol,
             registry: self.clone(),
         }
+    }
+
+    /// The latest refused streams, newest first.
+    pub fn denied(&self) -> Vec<String> {
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// A copy of every stream's status, by stream number.
@@ -183,6 +195,18 @@ impl StreamHandle {
         self.update_type(t, |s| {
             s.acked_version = version.or_else(|| s.sent_version.clone())
         });
+    }
+
+    /// The stream was refused: remember why (a few, for /status) and count it.
+    pub fn denied(&self, message: &str) {
+        self.registry.metrics.denied.inc();
+        let mut d = self
+            .registry
+            .denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        d.push_front(format!("{} ({}): {message}", self.id, self.protocol));
+        d.truncate(20);
     }
 
     /// The proxy already has `version` (it said so on reconnecting): nothing was sent.
