@@ -120,6 +120,7 @@ async fn hostile_commits_are_rejected_and_the_last_good_one_keeps_serving() {
     let again = repo.commit("valid again");
     server.wait_served(&again, WAIT).await.unwrap();
     let grown = rss_kib().saturating_sub(before);
+    eprintln!("RSS before the hostile commits {before} KiB, grown by {grown} KiB");
     assert!(
         grown < 200 * 1024,
         "resident memory grew by {grown} KiB over the hostile commits"

@@ -95,8 +95,9 @@ pub fn push_rendered(
     let refname = format!("refs/heads/{branch}");
     let (repo, _) = src.open()?;
     let digest = digest(files);
-    // A few rounds: each lost race re-reads the tip and tries on top of it.
-    for _ in 0..5 {
+    // Each lost race (the ref moved, or another writer holds its lock) re-reads the tip
+    // and tries again on top of it, after a short, growing pause.
+    for attempt in 0..20u64 {
         let tip = match &src.location {
             Location::Local { .. } => repo.refname_to_id(&refname).ok(),
             Location::Remote { url, mirror } => {
@@ -163,6 +164,7 @@ pub fn push_rendered(
             branch,
             "the rendered branch moved meanwhile: retrying on its new tip"
         );
+        std::thread::sleep(std::time::Duration::from_millis(5 * (attempt + 1)));
     }
     Err(Error::Remote(format!(
         "could not update {refname}: it kept moving"

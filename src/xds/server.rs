@@ -382,7 +382,15 @@ impl SotwStream {
             self.handle.acked(t, Some(req.version_info.clone()));
         }
         state.names = req.resource_names.iter().cloned().collect();
-        self.push(t, &snapshot).await
+        // Every subscribed type, in CDS → EDS → LDS → RDS order, not just `t`: if the
+        // snapshot changed since the last push, answering `t` alone first could hand the
+        // proxy endpoints or routes for clusters it has not been told about yet.
+        for u in TypeUrl::ALL {
+            if self.types.contains_key(&u) {
+                self.push(u, &snapshot).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn push_all(&mut self) -> Result<(), ()> {
@@ -575,7 +583,18 @@ impl DeltaStream {
             }
         }
         let initial = first && req.initial_resource_versions.is_empty();
+        // All subscribed types in order, for the same reason as in state-of-the-world.
+        for u in TypeUrl::ALL {
+            if u != t && u < t && self.types.contains_key(&u) {
+                self.push(u, &snapshot, false).await?;
+            }
+        }
         self.push(t, &snapshot, initial).await?;
+        for u in TypeUrl::ALL {
+            if u > t && self.types.contains_key(&u) {
+                self.push(u, &snapshot, false).await?;
+            }
+        }
         // A reconnecting proxy that has everything is in sync without a response.
         if first && !initial {
             let res_version = snapshot_version(&snapshot, self.ident.as_ref(), t);
