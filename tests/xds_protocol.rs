@@ -385,3 +385,27 @@ impl<T: prost::Message + Default + Name> DecodeAny for T {
         T::decode(any.value.as_slice()).expect("decode")
     }
 }
+
+#[tokio::test]
+async fn an_ambient_gateway_says_its_waypoint_is_bypassed() {
+    let mut repo = TempRepo::new();
+    repo.write(
+        "intents/httpbin.yaml",
+        common::httpbin_intent("ambient", 18080),
+    );
+    repo.commit("ambient");
+    let server = common::start_server(repo.path(), None).await;
+    let [cds, ..] = urls();
+    let mut c = SotwClient::connect(server.xds, node("httpbin-gateway.httpbin")).await;
+    c.subscribe(&cds, &[], "").await;
+    assert!(c.recv(SOON).await.is_some());
+    let st = common::status(server.admin).await;
+    let warnings = st["proxies"][0]["warnings"].as_array().unwrap();
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("httpbin.httpbin:8000 is reached through its waypoint")),
+        "{st:#}"
+    );
+}

@@ -115,6 +115,31 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
         });
     }
+    // Services whose namespace sends ingress traffic through a waypoint: in a cluster the
+    // waypoint applies the L7 rules; this proxy cannot reach a waypoint over HBONE yet, so
+    // it sends straight to the Service and the waypoint's rules do not apply. Say so.
+    let via_waypoint: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Namespace(n)
+                if n.metadata
+                    .labels
+                    .get("istio.io/ingress-use-waypoint")
+                    .is_some_and(|v| v == "true") =>
+            {
+                Some(n.metadata.name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    for b in plan.backends() {
+        if via_waypoint.contains(&b.namespace.as_str()) {
+            plan.warnings.push(format!(
+                "{}.{}:{} is reached through its waypoint in ambient mode; this proxy sends to it directly (HBONE to waypoints is not served yet), so the waypoint's rules are not applied here",
+                b.service, b.namespace, b.port
+            ));
+        }
+    }
     plan
 }
 
