@@ -154,19 +154,24 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
             });
         }
     };
-    let prefix = match repo.workdir() {
-        Some(wd) => {
-            let wd = wd.canonicalize().map_err(|source| Error::Io {
-                path: wd.to_owned(),
-                source,
-            })?;
-            abs.strip_prefix(&wd)
-                .map(|p| p.to_string_lossy().replace('\\', "/"))
-                .unwrap_or_default()
-        }
-        None => String::new(),
-    };
+    let prefix = prefix_in(&repo, &abs)?;
     read_commit(&repo, rev.unwrap_or("HEAD"), &prefix)
+}
+
+/// Where `abs` (canonical) is inside `repo`'s work tree, `/`-separated; "" for the root or
+/// a bare repository.
+pub fn prefix_in(repo: &Repository, abs: &Path) -> Result<String> {
+    let Some(wd) = repo.workdir() else {
+        return Ok(String::new());
+    };
+    let wd = wd.canonicalize().map_err(|source| Error::Io {
+        path: wd.to_owned(),
+        source,
+    })?;
+    Ok(abs
+        .strip_prefix(&wd)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_default())
 }
 
 /// Reads `prefix` of the commit that `rev` names in `repo`.

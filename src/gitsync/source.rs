@@ -83,18 +83,7 @@ impl RepoSource {
                     what: format!("opening the repository at {}", abs.display()),
                     source,
                 })?;
-                let prefix = match repo.workdir() {
-                    Some(wd) => {
-                        let wd = wd.canonicalize().map_err(|source| Error::Io {
-                            path: wd.to_owned(),
-                            source,
-                        })?;
-                        abs.strip_prefix(&wd)
-                            .map(|p| p.to_string_lossy().replace('\\', "/"))
-                            .unwrap_or_default()
-                    }
-                    None => String::new(),
-                };
+                let prefix = super::prefix_in(&repo, &abs)?;
                 Ok((repo, prefix))
             }
             Location::Remote { mirror, .. } => {

@@ -839,12 +839,7 @@ fn vs_action(
     for f in &rule.filters {
         match f.type_ {
             FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
-                let hm = f
-                    .request_header_modifier
-                    .as_ref()
-                    .or(f.response_header_modifier.as_ref())
-                    .cloned()
-                    .unwrap_or_default();
+                let hm = f.header_modifier();
                 let ops = istio::HeaderOperations {
                     set: hm.set.into_iter().map(|h| (h.name, h.value)).collect(),
                     add: hm.add.into_iter().map(|h| (h.name, h.value)).collect(),

@@ -233,6 +233,17 @@ pub struct HttpRouteFilter {
     pub url_rewrite: Option<UrlRewrite>,
 }
 
+impl HttpRouteFilter {
+    /// The header changes of a `RequestHeaderModifier` or `ResponseHeaderModifier`.
+    pub fn header_modifier(&self) -> HeaderModifier {
+        self.request_header_modifier
+            .as_ref()
+            .or(self.response_header_modifier.as_ref())
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum FilterType {
     RequestHeaderModifier,

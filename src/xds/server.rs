@@ -274,6 +274,42 @@ async fn until_stopped(
     }
 }
 
+/// What every request goes through first, in both protocols: on the stream's first
+/// request, learn who the proxy is and check its certificate (a refusal ends the stream);
+/// then the type. `Ok(None)`: an unknown or unsupported type, ignored as the protocol
+/// allows (the proxy's other types are unaffected) and noted in the status.
+async fn admit<T>(
+    ident: &mut Option<Identity>,
+    peer: Option<&[San]>,
+    handle: &StreamHandle,
+    tx: &mpsc::Sender<Result<T, Status>>,
+    node: Option<&Node>,
+    type_url: &str,
+    snapshot: &Snapshot,
+) -> Result<Option<TypeUrl>, ()> {
+    if ident.is_none() {
+        let node = node.cloned().unwrap_or_default();
+        let id = identity(&node);
+        identify(handle, &node, &id, snapshot);
+        if let Some(denied) = deny(peer, &id, handle) {
+            let _ = tx.send(Err(denied)).await;
+            return Err(());
+        }
+        *ident = Some(id);
+    }
+    let t = TypeUrl::parse(type_url);
+    if t.is_none() {
+        handle.update(|s| {
+            s.ignored_requests += 1;
+            let w = format!("requested unsupported type {type_url:?}: ignored");
+            if !s.warnings.contains(&w) {
+                s.warnings.push(w);
+            }
+        });
+    }
+    Ok(t)
+}
+
 // === state of the world ===
 
 #[derive(Default)]
@@ -336,26 +372,17 @@ impl SotwStream {
 
     async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), ()> {
         let snapshot = self.snapshots.load();
-        if self.ident.is_none() {
-            let node = req.node.clone().unwrap_or_default();
-            let ident = identity(&node);
-            identify(&self.handle, &node, &ident, &snapshot);
-            if let Some(denied) = deny(self.peer.as_deref(), &ident, &self.handle) {
-                let _ = self.tx.send(Err(denied)).await;
-                return Err(());
-            }
-            self.ident = Some(ident);
-        }
-        let Some(t) = TypeUrl::parse(&req.type_url) else {
-            // Unknown or unsupported type: nothing to serve; ignoring it is what the
-            // protocol allows, and the proxy's other types are unaffected.
-            self.handle.update(|s| {
-                s.ignored_requests += 1;
-                let w = format!("requested unsupported type {:?}: ignored", req.type_url);
-                if !s.warnings.contains(&w) {
-                    s.warnings.push(w);
-                }
-            });
+        let Some(t) = admit(
+            &mut self.ident,
+            self.peer.as_deref(),
+            &self.handle,
+            &self.tx,
+            req.node.as_ref(),
+            &req.type_url,
+            &snapshot,
+        )
+        .await?
+        else {
             return Ok(());
         };
         let state = self.types.entry(t).or_default();
@@ -513,24 +540,17 @@ impl DeltaStream {
 
     async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), ()> {
         let snapshot = self.snapshots.load();
-        if self.ident.is_none() {
-            let node = req.node.clone().unwrap_or_default();
-            let ident = identity(&node);
-            identify(&self.handle, &node, &ident, &snapshot);
-            if let Some(denied) = deny(self.peer.as_deref(), &ident, &self.handle) {
-                let _ = self.tx.send(Err(denied)).await;
-                return Err(());
-            }
-            self.ident = Some(ident);
-        }
-        let Some(t) = TypeUrl::parse(&req.type_url) else {
-            self.handle.update(|s| {
-                s.ignored_requests += 1;
-                let w = format!("requested unsupported type {:?}: ignored", req.type_url);
-                if !s.warnings.contains(&w) {
-                    s.warnings.push(w);
-                }
-            });
+        let Some(t) = admit(
+            &mut self.ident,
+            self.peer.as_deref(),
+            &self.handle,
+            &self.tx,
+            req.node.as_ref(),
+            &req.type_url,
+            &snapshot,
+        )
+        .await?
+        else {
             return Ok(());
         };
         let first = !self.types.contains_key(&t);
