@@ -25,11 +25,20 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
             _ => None,
         })
         .collect();
+    // Only routes naming this gateway: checking every route against every listener of
+    // every gateway made translation quadratic (1.5 s at 10,000 intents on 100 gateways).
     let routes: Vec<&HttpRoute> = objects
         .iter()
         .filter_map(|o| match o {
             Object::HttpRoute(r) => Some(r),
             _ => None,
+        })
+        .filter(|r| {
+            let route_ns = r.metadata.namespace.as_deref().unwrap_or_default();
+            r.spec.parent_refs.iter().any(|p| {
+                p.name == gateway.metadata.name
+                    && p.namespace.as_deref().unwrap_or(route_ns) == gw_ns
+            })
         })
         .collect();
 
