@@ -41,25 +41,52 @@ fuzz_target!(|data: &[u8]| {
     ids.insert("intents/fuzz.yaml".to_owned(), "fuzz".to_owned());
     files.insert("intents/fuzz.yaml".to_owned(), intent.to_vec());
     if let Some(settings) = settings {
-        ids.insert(tidegate::intent::SETTINGS_FILE.to_owned(), "settings".to_owned());
-        files.insert(tidegate::intent::SETTINGS_FILE.to_owned(), settings.to_vec());
+        ids.insert(
+            tidegate::intent::SETTINGS_FILE.to_owned(),
+            "settings".to_owned(),
+        );
+        files.insert(
+            tidegate::intent::SETTINGS_FILE.to_owned(),
+            settings.to_vec(),
+        );
     }
     let tree = Tree {
         source: Source::Directory(PathBuf::from("fuzz")),
         ids,
         files,
         skipped: vec![],
+        too_large: BTreeMap::new(),
     };
 
-    let Ok((config, model)) = tidegate::intent::load_and_expand(&tree) else {
-        return;
+    // TIDEGATE_FUZZ_DEBUG=1 says how far each input got (for a seed or a finding run alone).
+    let debug = std::env::var_os("TIDEGATE_FUZZ_DEBUG").is_some();
+    let (config, model) = match tidegate::intent::load_and_expand(&tree) {
+        Ok(ok) => ok,
+        Err(e) => {
+            if debug {
+                let first = e.to_string();
+                let first: String = first.lines().take(2).collect::<Vec<_>>().join(" / ");
+                eprintln!("rejected: {}", first.chars().take(300).collect::<String>());
+            }
+            return;
+        }
     };
-    tidegate::render::render(&model, &config, &tree.source)
+    let rendered = tidegate::render::render(&model, &config, &tree.source)
         .expect("rendering a valid model must not fail");
     let plans = tidegate::xds::translate::plans(&model);
+    let proxies = plans.len();
     let _snapshot = tidegate::xds::snapshot::Snapshot::build(
         tidegate::xds::snapshot::Origin::default(),
         plans,
         None,
     );
+    if debug {
+        eprintln!(
+            "accepted: {} intents, {} objects, {} rendered files, {} proxies",
+            config.intents.len(),
+            model.objects.len(),
+            rendered.files.len(),
+            proxies
+        );
+    }
 });
