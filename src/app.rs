@@ -12,9 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::admin::{AdminState, Rejected};
+use crate::gitsync::Source;
 use crate::gitsync::push::{self, Pushed, SourceCommit};
 use crate::gitsync::source::RepoSource;
-use crate::gitsync::{self, Source};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::server::Ads;
 use crate::xds::snapshot::{self, Origin, Snapshot, SnapshotWriter};
@@ -510,26 +510,6 @@ fn build(
         rendered,
         tree_source: tree.source,
     })
-}
-
-/// Reads and translates one commit of a local repository into a snapshot (no watching).
-pub fn load_snapshot(
-    repo: &Path,
-    rev: Option<&str>,
-    endpoints: Option<Arc<Endpoints>>,
-) -> anyhow::Result<Snapshot> {
-    let tree = gitsync::read(repo, rev)?;
-    let (_, model) = intent::load_and_expand(&tree)?;
-    let origin = Origin {
-        revision: tree.source.revision().to_owned(),
-        source: tree.source.to_string(),
-        warnings: Vec::new(),
-    };
-    Ok(Snapshot::build(
-        origin,
-        xds::translate::plans(&model),
-        endpoints,
-    ))
 }
 
 /// Watches the endpoints file; a change republishes the snapshot with new endpoints (only

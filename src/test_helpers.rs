@@ -171,7 +171,8 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Starts Envoy with `bootstrap` (YAML); `None` when Envoy is not installed (outside CI).
+    /// Starts `binary` (see [`envoy_binary`]) with `bootstrap` (YAML or JSON); `admin` is
+    /// the admin address the bootstrap names, kept for the test's use.
     pub fn start(binary: &Path, bootstrap: &str, admin: SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("bootstrap.yaml");
