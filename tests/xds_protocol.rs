@@ -409,3 +409,70 @@ async fn an_ambient_gateway_says_its_waypoint_is_bypassed() {
         "{st:#}"
     );
 }
+
+#[tokio::test]
+async fn the_per_type_services_serve_the_same_config() {
+    use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::route::v3::route_discovery_service_client::RouteDiscoveryServiceClient;
+    let f = fixture().await;
+    let [cds, _, _, rds] = urls();
+    let mut client = ClusterDiscoveryServiceClient::connect(format!("http://{}", f.server.xds))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: Some(node("httpbin-gateway.httpbin")),
+        type_url: cds.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut stream = client
+        .stream_clusters(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = tokio::time::timeout(SOON, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        Cluster::decode_any(&r.resources[0]).name,
+        "httpbin.httpbin.svc.cluster.local:8000"
+    );
+
+    let mut client = RouteDiscoveryServiceClient::connect(format!("http://{}", f.server.xds))
+        .await
+        .unwrap();
+    let (tx2, rx) = tokio::sync::mpsc::channel(4);
+    tx2.send(DiscoveryRequest {
+        node: Some(node("httpbin-gateway.httpbin")),
+        type_url: rds,
+        resource_names: vec!["http.18080".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut stream = client
+        .stream_routes(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = tokio::time::timeout(SOON, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        RouteConfiguration::decode_any(&r.resources[0]).name,
+        "http.18080"
+    );
+    let fetch = client
+        .fetch_routes(DiscoveryRequest::default())
+        .await
+        .expect_err("fetch is not offered");
+    assert_eq!(fetch.code(), tonic::Code::Unimplemented);
+    drop((tx, tx2));
+}

@@ -75,7 +75,8 @@ impl Ads {
     }
 }
 
-/// Serves ADS (and CSDS) on `listener` until `shutdown` completes; with `tls`, only to
+/// Serves ADS, the per-type CDS/EDS/LDS/RDS services and CSDS on `listener` until
+/// `shutdown` completes; with `tls`, only to
 /// clients presenting a certificate the configured CA signed.
 pub async fn serve(
     listener: TcpListener,
@@ -88,7 +89,28 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    use envoy_types::pb::envoy::service::{cluster, endpoint, listener, route};
     builder
+        .add_service(
+            cluster::v3::cluster_discovery_service_server::ClusterDiscoveryServiceServer::new(
+                ads.clone(),
+            ),
+        )
+        .add_service(
+            endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer::new(
+                ads.clone(),
+            ),
+        )
+        .add_service(
+            listener::v3::listener_discovery_service_server::ListenerDiscoveryServiceServer::new(
+                ads.clone(),
+            ),
+        )
+        .add_service(
+            route::v3::route_discovery_service_server::RouteDiscoveryServiceServer::new(
+                ads.clone(),
+            ),
+        )
         .add_service(ads.into_service())
         .add_service(csds.into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
@@ -215,15 +237,13 @@ fn identify_known(handle: &StreamHandle, ident: &Identity, snapshot: &Snapshot) 
     handle.update(|s| s.known = known);
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Ads {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
+impl Ads {
+    /// A state-of-the-world stream: ADS, or one resource type's own service (the stream
+    /// serves whatever types it is asked for either way).
+    fn open_sotw(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+    ) -> ResponseStream<DiscoveryResponse> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = SotwStream {
             peer: peer_sans(&request),
@@ -238,13 +258,14 @@ impl AggregatedDiscoveryService for Ads {
             self.stopping.clone(),
             stream.run(request.into_inner()),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 
-    async fn delta_aggregated_resources(
+    /// A delta stream (ADS or per type).
+    fn open_delta(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+    ) -> ResponseStream<DeltaDiscoveryResponse> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = DeltaStream {
             peer: peer_sans(&request),
@@ -259,9 +280,102 @@ impl AggregatedDiscoveryService for Ads {
             self.stopping.clone(),
             stream.run(request.into_inner()),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Box::pin(ReceiverStream::new(rx))
     }
 }
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.open_sotw(request)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.open_delta(request)))
+    }
+}
+
+/// The per-type discovery services (CDS, EDS, LDS, RDS over their own gRPC services, for
+/// proxies configured without ADS). Same streams as ADS; `fetch` (REST-like polling) is
+/// not offered.
+macro_rules! per_type_service {
+    ($module:ident, $server:ident :: $trait:ident, $stream_ty:ident, $delta_ty:ident, $stream_fn:ident, $delta_fn:ident, $fetch_fn:ident) => {
+        #[tonic::async_trait]
+        impl envoy_types::pb::envoy::service::$module::v3::$server::$trait for Ads {
+            type $stream_ty = ResponseStream<DiscoveryResponse>;
+            type $delta_ty = ResponseStream<DeltaDiscoveryResponse>;
+
+            async fn $stream_fn(
+                &self,
+                request: Request<Streaming<DiscoveryRequest>>,
+            ) -> Result<Response<Self::$stream_ty>, Status> {
+                Ok(Response::new(self.open_sotw(request)))
+            }
+
+            async fn $delta_fn(
+                &self,
+                request: Request<Streaming<DeltaDiscoveryRequest>>,
+            ) -> Result<Response<Self::$delta_ty>, Status> {
+                Ok(Response::new(self.open_delta(request)))
+            }
+
+            async fn $fetch_fn(
+                &self,
+                _request: Request<DiscoveryRequest>,
+            ) -> Result<Response<DiscoveryResponse>, Status> {
+                Err(Status::unimplemented(
+                    "fetch is not served: use a stream (ADS or this service's stream)",
+                ))
+            }
+        }
+    };
+}
+
+per_type_service!(
+    cluster,
+    cluster_discovery_service_server::ClusterDiscoveryService,
+    StreamClustersStream,
+    DeltaClustersStream,
+    stream_clusters,
+    delta_clusters,
+    fetch_clusters
+);
+per_type_service!(
+    endpoint,
+    endpoint_discovery_service_server::EndpointDiscoveryService,
+    StreamEndpointsStream,
+    DeltaEndpointsStream,
+    stream_endpoints,
+    delta_endpoints,
+    fetch_endpoints
+);
+per_type_service!(
+    listener,
+    listener_discovery_service_server::ListenerDiscoveryService,
+    StreamListenersStream,
+    DeltaListenersStream,
+    stream_listeners,
+    delta_listeners,
+    fetch_listeners
+);
+per_type_service!(
+    route,
+    route_discovery_service_server::RouteDiscoveryService,
+    StreamRoutesStream,
+    DeltaRoutesStream,
+    stream_routes,
+    delta_routes,
+    fetch_routes
+);
 
 /// Runs a stream until it ends or the server stops (dropping the stream closes the RPC).
 async fn until_stopped(
