@@ -256,7 +256,7 @@ impl Ads {
         };
         tokio::spawn(until_stopped(
             self.stopping.clone(),
-            stream.run(request.into_inner()),
+            drive(stream, request.into_inner()),
         ));
         Box::pin(ReceiverStream::new(rx))
     }
@@ -278,7 +278,7 @@ impl Ads {
         };
         tokio::spawn(until_stopped(
             self.stopping.clone(),
-            stream.run(request.into_inner()),
+            drive(stream, request.into_inner()),
         ));
         Box::pin(ReceiverStream::new(rx))
     }
@@ -424,6 +424,69 @@ async fn admit<T>(
     Ok(t)
 }
 
+/// What the two protocols' streams have in common, so one loop drives both.
+trait ProtocolStream: Send {
+    type Request: prost::Message + Default + Send + 'static;
+    fn snapshots(&self) -> &SnapshotReader;
+    fn on_request(&mut self, req: Self::Request) -> impl Future<Output = Result<(), ()>> + Send;
+    /// The snapshot changed: push what the proxy lacks, in CDS → EDS → LDS → RDS order.
+    fn on_change(&mut self) -> impl Future<Output = Result<(), ()>> + Send;
+}
+
+/// Runs a stream: requests as they come, pushes on every snapshot change, until the
+/// client goes away (or a send fails).
+async fn drive<S: ProtocolStream>(mut stream: S, mut requests: Streaming<S::Request>) {
+    let mut changes = stream.snapshots().changes();
+    changes.mark_unchanged();
+    loop {
+        tokio::select! {
+            req = requests.message() => match req {
+                Ok(Some(req)) => {
+                    if stream.on_request(req).await.is_err() {
+                        return;
+                    }
+                }
+                // Client closed or the connection broke: the stream is over.
+                Ok(None) | Err(_) => return,
+            },
+            changed = changes.changed() => {
+                if changed.is_err() || stream.on_change().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl ProtocolStream for SotwStream {
+    type Request = DiscoveryRequest;
+    fn snapshots(&self) -> &SnapshotReader {
+        &self.snapshots
+    }
+    fn on_request(&mut self, req: DiscoveryRequest) -> impl Future<Output = Result<(), ()>> + Send {
+        SotwStream::on_request(self, req)
+    }
+    fn on_change(&mut self) -> impl Future<Output = Result<(), ()>> + Send {
+        self.push_all()
+    }
+}
+
+impl ProtocolStream for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    fn snapshots(&self) -> &SnapshotReader {
+        &self.snapshots
+    }
+    fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+    ) -> impl Future<Output = Result<(), ()>> + Send {
+        DeltaStream::on_request(self, req)
+    }
+    fn on_change(&mut self) -> impl Future<Output = Result<(), ()>> + Send {
+        self.push_all()
+    }
+}
+
 // === state of the world ===
 
 #[derive(Default)]
@@ -451,32 +514,6 @@ struct SotwStream {
 }
 
 impl SotwStream {
-    async fn run(mut self, mut requests: Streaming<DiscoveryRequest>) {
-        let mut changes = self.snapshots.changes();
-        changes.mark_unchanged();
-        loop {
-            tokio::select! {
-                req = requests.message() => match req {
-                    Ok(Some(req)) => {
-                        if self.on_request(req).await.is_err() {
-                            return;
-                        }
-                    }
-                    // Client closed or the connection broke: the stream is over.
-                    Ok(None) | Err(_) => return,
-                },
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    if self.push_all().await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
     fn proxy(&self, snapshot: &Snapshot) -> Arc<ProxySnapshot> {
         match &self.ident {
             Some(i) => snapshot.proxy(&i.proxy, &i.variant),
@@ -624,32 +661,15 @@ struct DeltaStream {
 }
 
 impl DeltaStream {
-    async fn run(mut self, mut requests: Streaming<DeltaDiscoveryRequest>) {
-        let mut changes = self.snapshots.changes();
-        changes.mark_unchanged();
-        loop {
-            tokio::select! {
-                req = requests.message() => match req {
-                    Ok(Some(req)) => {
-                        if self.on_request(req).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) | Err(_) => return,
-                },
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let snapshot = self.snapshots.load();
-                    for t in TypeUrl::ALL {
-                        if self.types.contains_key(&t) && self.push(t, &snapshot, false).await.is_err() {
-                            return;
-                        }
-                    }
-                }
+    /// Pushes every subscribed type, in order, after a snapshot change.
+    async fn push_all(&mut self) -> Result<(), ()> {
+        let snapshot = self.snapshots.load();
+        for t in TypeUrl::ALL {
+            if self.types.contains_key(&t) {
+                self.push(t, &snapshot, false).await?;
             }
         }
+        Ok(())
     }
 
     async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), ()> {
