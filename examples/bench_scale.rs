@@ -42,7 +42,7 @@ fn run(src: &RepoSource, sha: &str, cache: &mut tidegate::intent::Cache) -> Time
     let snapshot = tidegate::xds::snapshot::Snapshot::build(
         Default::default(),
         tidegate::xds::translate::plans(&model),
-        None,
+        Default::default(),
     );
     let translate = t.elapsed();
     std::hint::black_box((rendered, snapshot));

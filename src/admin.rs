@@ -42,6 +42,10 @@ pub struct StatusPage {
     pub proxies: Vec<ProxyStatus>,
     /// Recently refused xDS streams (client certificate vs. claimed gateway).
     pub denied: Vec<String>,
+    /// What `serve --certs` loaded (names and certificate facts, never keys) and the files
+    /// it could not use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certs: Option<crate::xds::certs::CertsStatus>,
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
@@ -57,6 +61,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
             .clone(),
         proxies: s.registry.snapshot(),
         denied: s.registry.denied(),
+        certs: snapshot.inputs().certs.as_ref().map(|c| c.status()),
     })
 }
 

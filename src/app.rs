@@ -15,9 +15,10 @@ use crate::admin::{AdminState, Rejected};
 use crate::gitsync::Source;
 use crate::gitsync::push::{self, Pushed, SourceCommit};
 use crate::gitsync::source::RepoSource;
+use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::server::Ads;
-use crate::xds::snapshot::{self, Origin, Snapshot, SnapshotWriter};
+use crate::xds::snapshot::{self, Inputs, Origin, Snapshot, SnapshotWriter};
 use crate::xds::status::Registry;
 use crate::{intent, render, xds};
 
@@ -39,6 +40,8 @@ pub struct ServeOptions {
     /// Commit the manifests of every served commit to this branch.
     pub push_branch: Option<String>,
     pub endpoints: Option<PathBuf>,
+    /// Certificates served over SDS (mesh identities, HTTPS listener Secrets).
+    pub certs: Option<PathBuf>,
     /// Safety poll for local repositories (events can be lost), `ls-remote` interval for
     /// remotes.
     pub poll_interval: Duration,
@@ -56,6 +59,7 @@ impl ServeOptions {
             out: None,
             push_branch: None,
             endpoints: None,
+            certs: None,
             poll_interval: Duration::from_secs(30),
             mirror_dir: None,
             tls: None,
@@ -145,6 +149,16 @@ pub async fn start(
         Some(p) => Some(Arc::new(Endpoints::load(p)?)),
         None => None,
     };
+    let certs = match &opts.certs {
+        Some(dir) => {
+            let c = Certs::load(dir)?;
+            for p in &c.problems {
+                tracing::warn!("certificates: {p}");
+            }
+            Some(Arc::new(c))
+        }
+        None => None,
+    };
     let empty = Snapshot::build(
         Origin {
             revision: String::new(),
@@ -152,7 +166,7 @@ pub async fn start(
             warnings: Vec::new(),
         },
         Default::default(),
-        endpoints,
+        Inputs { endpoints, certs },
     );
     let (writer, reader) = snapshot::channel(empty);
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -201,6 +215,9 @@ pub async fn start(
             writer.clone(),
             shutdown(),
         )));
+    }
+    if let Some(dir) = opts.certs.clone() {
+        tasks.push(tokio::spawn(watch_certs(dir, writer.clone(), shutdown())));
     }
 
     let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone());
@@ -353,12 +370,12 @@ impl Sync {
             return Ok(());
         }
         *last = Some(sha.clone());
-        let eps = self.writer.lock().await.current().endpoints().cloned();
+        let inputs = self.writer.lock().await.current().inputs().clone();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
         let metrics = self.state.metrics.clone();
         let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(&source, &sha, eps, &mut cache, &metrics);
+            let r = build(&source, &sha, inputs, &mut cache, &metrics);
             (r, cache)
         })
         .await
@@ -472,7 +489,7 @@ enum BuildError {
 fn build(
     source: &RepoSource,
     sha: &str,
-    endpoints: Option<Arc<Endpoints>>,
+    inputs: Inputs,
     cache: &mut intent::Cache,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Built, BuildError> {
@@ -503,7 +520,7 @@ fn build(
         warnings: config.warnings.clone(),
     };
     let t = std::time::Instant::now();
-    let snapshot = Snapshot::build(origin, xds::translate::plans(&model), endpoints);
+    let snapshot = Snapshot::build(origin, xds::translate::plans(&model), inputs);
     timer("translate", t);
     Ok(Built {
         snapshot,
@@ -565,10 +582,87 @@ async fn watch_endpoints(
                         let current = writer.current();
                         if current.endpoints().map(|e| e.as_ref()) != Some(&eps) {
                             tracing::info!(file = %path.display(), services = eps.entries.len(), "endpoints changed");
-                            writer.publish(current.with_endpoints(Some(Arc::new(eps))));
+                            let inputs = Inputs {
+                                endpoints: Some(Arc::new(eps)),
+                                ..current.inputs().clone()
+                            };
+                            writer.publish(current.with_inputs(inputs));
                         }
                     }
                     Err(e) => tracing::warn!("keeping the previous endpoints: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Watches the certificates directory; a change republishes the snapshot with the new
+/// certificates, so only the SDS secrets (and what their presence decides) change: Envoy
+/// rotates them without a restart. Problems (a missing or unparsable file) are logged and
+/// listed in `/status`; what needs that file is left out with a warning.
+async fn watch_certs(
+    dir: PathBuf,
+    writer: Arc<Mutex<SnapshotWriter>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if ev.is_ok() {
+            let _ = tx.try_send(());
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("cannot watch {}: {e}", dir.display());
+            return;
+        }
+    };
+    // Recursive: pairs live two levels down, and Secret volumes swap a `..data` symlink.
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
+        tracing::error!("cannot watch {}: {e}", dir.display());
+        return;
+    }
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            got = rx.recv() => {
+                if got.is_none() {
+                    return;
+                }
+                // A rotation writes a certificate and a key: let both land before reading.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                while rx.try_recv().is_ok() {}
+                let previous = writer.lock().await.current().inputs().certs.clone();
+                let loaded = {
+                    let dir = dir.clone();
+                    tokio::task::spawn_blocking(move || Certs::reload(&dir, previous.as_deref()))
+                        .await
+                };
+                match loaded {
+                    Ok(Ok(certs)) => {
+                        let writer = writer.lock().await;
+                        let current = writer.current();
+                        if current.inputs().certs.as_deref() != Some(&certs) {
+                            for p in &certs.problems {
+                                tracing::warn!("certificates: {p}");
+                            }
+                            tracing::info!(
+                                dir = %dir.display(),
+                                identities = certs.identities.len(),
+                                secrets = certs.secrets.len(),
+                                "certificates changed"
+                            );
+                            let inputs = Inputs {
+                                certs: Some(Arc::new(certs)),
+                                ..current.inputs().clone()
+                            };
+                            writer.publish(current.with_inputs(inputs));
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!("keeping the previous certificates: {e}"),
+                    Err(e) => tracing::warn!("keeping the previous certificates: {e}"),
                 }
             }
         }

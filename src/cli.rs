@@ -92,6 +92,12 @@ pub enum Command {
         /// changes. Without it, clusters resolve `<service>.<namespace>.svc.cluster.local`.
         #[arg(long)]
         endpoints: Option<PathBuf>,
+        /// Certificates served to proxies over SDS, watched for changes (rotation needs no
+        /// restart): `mesh/ca.crt` and `mesh/<namespace>/<proxy>/tls.{crt,key}` for HBONE
+        /// (ambient mode), `secrets/<namespace>/<name>/tls.{crt,key}` for HTTPS listeners'
+        /// certificateRefs.
+        #[arg(long)]
+        certs: Option<PathBuf>,
     },
     /// Show every connected proxy and where it stands per resource type (SYNCED, STALE,
     /// NACKED, NOT SENT), like `istioctl proxy-status`.
@@ -205,6 +211,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             poll_interval,
             mirror_dir,
             endpoints,
+            certs,
             tls_cert,
             tls_key,
             tls_client_ca,
@@ -241,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     out,
                     push_branch,
                     endpoints,
+                    certs,
                     poll_interval: std::time::Duration::from_secs(poll_interval.max(1)),
                     mirror_dir,
                     tls,
@@ -366,11 +374,11 @@ pub fn status_table(page: &serde_json::Value) -> String {
             r["errors"][0].as_str().unwrap_or("-")
         );
     }
-    let types = ["CDS", "EDS", "LDS", "RDS"];
+    let types = ["CDS", "EDS", "LDS", "RDS", "SDS"];
     let _ = writeln!(
         out,
-        "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9}",
-        "PROXY", "NODE", "PROTO", types[0], types[1], types[2], types[3]
+        "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
+        "PROXY", "NODE", "PROTO", types[0], types[1], types[2], types[3], types[4]
     );
     let mut details = String::new();
     for p in page["proxies"].as_array().into_iter().flatten() {
@@ -386,16 +394,23 @@ pub fn status_table(page: &serde_json::Value) -> String {
                 .unwrap_or("NOT_SENT")
                 .replace('_', " ")
         };
+        // Only proxies with TLS listeners or mesh tunnels ask for secrets.
+        let sds = if p["types"]["SDS"].is_null() {
+            "-".to_owned()
+        } else {
+            state("SDS")
+        };
         let _ = writeln!(
             out,
-            "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9}",
+            "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
             proxy,
             p["node_id"].as_str().unwrap_or(""),
             p["protocol"].as_str().unwrap_or(""),
             state("CDS"),
             state("EDS"),
             state("LDS"),
-            state("RDS")
+            state("RDS"),
+            sds
         );
         for t in types {
             let ts = &p["types"][t];

@@ -5,6 +5,7 @@
 //! ```
 
 pub mod bootstrap;
+pub mod certs;
 pub mod csds;
 pub mod endpoints;
 pub mod identity;

@@ -50,7 +50,7 @@ fn pipeline(data: &[u8]) {
     tidegate::xds::snapshot::Snapshot::build(
         tidegate::xds::snapshot::Origin::default(),
         plans,
-        None,
+        Default::default(),
     );
 }
 

@@ -6,76 +6,17 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use prost::Name;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+use common::pki::{Pki, dns, uri};
 use tidegate::test_helpers::ads::node;
 use tidegate::test_helpers::{TempRepo, free_port};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // Distinct subject names: BoringSSL (Envoy) takes a leaf whose issuer equals its
-        // subject for self-signed.
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "tidegate test CA");
-        let ca = params.self_signed(&key).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-        Self {
-            dir,
-            ca_pem: ca.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate with `sans`; returns (cert path, key path, cert PEM, key PEM).
-    fn issue(&self, name: &str, sans: Vec<SanType>) -> (PathBuf, PathBuf, String, String) {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = sans;
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            self.dir.path().join(format!("{name}.pem")),
-            self.dir.path().join(format!("{name}-key.pem")),
-        );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
-        (c, k, cert.pem(), key.serialize_pem())
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-}
-
-fn dns(s: &str) -> SanType {
-    SanType::DnsName(s.try_into().unwrap())
-}
-
-fn uri(s: &str) -> SanType {
-    SanType::URI(s.try_into().unwrap())
-}
 
 async fn tls_server(pki: &Pki, repo: &Path) -> tidegate::app::Running {
     let (cert, key, ..) = pki.issue("server", vec![dns("localhost")]);

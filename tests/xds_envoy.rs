@@ -310,7 +310,7 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
             ..Origin::default()
         },
         plans,
-        good.endpoints().cloned(),
+        good.inputs().clone(),
     );
     s.server.publish(bad).await;
 

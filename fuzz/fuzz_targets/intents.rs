@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     let _snapshot = tidegate::xds::snapshot::Snapshot::build(
         tidegate::xds::snapshot::Origin::default(),
         plans,
-        None,
+        Default::default(),
     );
     if debug {
         eprintln!(

@@ -122,6 +122,15 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
             "lds_config": ads,
         },
         "static_resources": {"clusters": [cluster]},
+        // Ambient mode: waypoints route tunnelled connections, and gateways open HBONE
+        // tunnels, through internal listeners served over LDS; Envoy needs this extension
+        // at boot to accept them (it is inert otherwise).
+        "bootstrap_extensions": [{
+            "name": "envoy.bootstrap.internal_listener",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.bootstrap.internal_listener.v3.InternalListener",
+            },
+        }],
         "admin": {"address": {"socket_address": {"address": admin.ip().to_string(), "port_value": admin.port()}}},
     }))
 }
@@ -143,6 +152,10 @@ mod tests {
         let b = bootstrap(&o).unwrap();
         assert_eq!(b["node"]["cluster"], "gw.ns");
         assert_eq!(b["node"]["metadata"]["tidegate.io/bind"], "127.0.0.2");
+        assert_eq!(
+            b["bootstrap_extensions"][0]["name"],
+            "envoy.bootstrap.internal_listener"
+        );
         assert_eq!(
             b["dynamic_resources"]["ads_config"]["api_type"],
             "DELTA_GRPC"

@@ -87,7 +87,13 @@ impl Csds {
                             type_url: t.url(),
                             name: name.clone(),
                             version_info: r.version.clone(),
-                            xds_config: (!req.exclude_resource_contents).then(|| r.any.clone()),
+                            xds_config: (!req.exclude_resource_contents).then(|| {
+                                if t == TypeUrl::Secret {
+                                    redacted(&r.any)
+                                } else {
+                                    r.any.clone()
+                                }
+                            }),
                             config_status: config_status as i32,
                             client_status: client_status as i32,
                             error_state: ts
@@ -141,4 +147,25 @@ impl ClientStatusDiscoveryService for Csds {
     ) -> Result<Response<ClientStatusResponse>, Status> {
         Ok(Response::new(self.status(request.get_ref())))
     }
+}
+
+/// A Secret with its private key replaced, as Envoy's own config dump shows it: CSDS
+/// answers anyone with a valid client certificate, and keys must not leave through it.
+fn redacted(any: &envoy_types::pb::google::protobuf::Any) -> envoy_types::pb::google::protobuf::Any {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+    use prost::Message;
+    let Ok(mut s) = Secret::decode(any.value.as_slice()) else {
+        return envoy_types::pb::google::protobuf::Any {
+            type_url: any.type_url.clone(),
+            value: Vec::new(),
+        };
+    };
+    if let Some(secret::Type::TlsCertificate(t)) = s.r#type.as_mut() {
+        t.private_key = Some(DataSource {
+            specifier: Some(Specifier::InlineString("[redacted]".into())),
+            ..DataSource::default()
+        });
+    }
+    crate::xds::translate::envoy::any(&s)
 }

@@ -17,6 +17,7 @@ use prost::{Message, Name};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use super::certs::Certs;
 use super::endpoints::Endpoints;
 use super::translate::envoy::{self, Variant};
 use super::translate::plan::ProxyPlan;
@@ -77,7 +78,7 @@ pub struct ProxySnapshot {
     pub known: bool,
     pub warnings: Vec<String>,
     /// Indexed by [`TypeUrl::index`].
-    pub types: [TypeResources; 4],
+    pub types: [TypeResources; 5],
 }
 
 impl ProxySnapshot {
@@ -112,10 +113,17 @@ impl Interner {
     }
 }
 
+/// What the served config is built from besides the commit: files given to `serve`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Inputs {
+    pub endpoints: Option<Arc<Endpoints>>,
+    pub certs: Option<Arc<Certs>>,
+}
+
 pub struct Snapshot {
     pub origin: Origin,
     plans: BTreeMap<String, Arc<ProxyPlan>>,
-    endpoints: Option<Arc<Endpoints>>,
+    inputs: Inputs,
     proxies: BTreeMap<String, Arc<ProxySnapshot>>,
     /// Proxies that asked for a non-default variant (bind address, proxyless), built on
     /// first use and kept for the life of the snapshot.
@@ -137,7 +145,7 @@ impl Snapshot {
     pub fn build(
         origin: Origin,
         plans: BTreeMap<String, ProxyPlan>,
-        endpoints: Option<Arc<Endpoints>>,
+        inputs: Inputs,
     ) -> Self {
         let plans: BTreeMap<String, Arc<ProxyPlan>> =
             plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
@@ -148,8 +156,9 @@ impl Snapshot {
                 (
                     id.clone(),
                     Arc::new(encode(
+                        id,
                         plan,
-                        endpoints.as_deref(),
+                        &inputs,
                         &Variant::default(),
                         &mut interner,
                     )),
@@ -159,25 +168,30 @@ impl Snapshot {
         Self {
             origin,
             plans,
-            endpoints,
+            inputs,
             proxies,
             variants: Mutex::new(HashMap::new()),
             empty: Arc::new(ProxySnapshot::default()),
         }
     }
 
-    /// The same config with other endpoints: only EDS resources change.
-    pub fn with_endpoints(&self, endpoints: Option<Arc<Endpoints>>) -> Self {
+    /// The same config with other inputs (endpoints, certificates): only the resources
+    /// that depend on them change.
+    pub fn with_inputs(&self, inputs: Inputs) -> Self {
         let plans = self
             .plans
             .iter()
             .map(|(k, v)| (k.clone(), ProxyPlan::clone(v)))
             .collect();
-        Self::build(self.origin.clone(), plans, endpoints)
+        Self::build(self.origin.clone(), plans, inputs)
+    }
+
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
     }
 
     pub fn endpoints(&self) -> Option<&Arc<Endpoints>> {
-        self.endpoints.as_ref()
+        self.inputs.endpoints.as_ref()
     }
 
     /// Ids of the proxies the model describes.
@@ -198,8 +212,9 @@ impl Snapshot {
             .entry((id.to_owned(), variant.clone()))
             .or_insert_with(|| {
                 Arc::new(encode(
+                    id,
                     plan,
-                    self.endpoints.as_deref(),
+                    &self.inputs,
                     variant,
                     &mut Interner::default(),
                 ))
@@ -209,41 +224,40 @@ impl Snapshot {
 }
 
 fn encode(
+    id: &str,
     plan: &ProxyPlan,
-    endpoints: Option<&Endpoints>,
+    inputs: &Inputs,
     variant: &Variant,
     interner: &mut Interner,
 ) -> ProxySnapshot {
-    let (listeners, routes) = envoy::listeners_and_routes(plan, variant);
-    let (clusters, loads) = envoy::clusters(&plan.backends(), endpoints);
-    let mut types: [TypeResources; 4] = Default::default();
-    types[TypeUrl::Cluster.index()] = TypeResources::new(
-        clusters
-            .iter()
-            .map(|(n, m)| (n.clone(), interner.get(n, m)))
-            .collect(),
+    let (res, extra) = envoy::resources(
+        id,
+        plan,
+        inputs.endpoints.as_deref(),
+        inputs.certs.as_deref(),
+        variant,
     );
-    types[TypeUrl::Endpoint.index()] = TypeResources::new(
-        loads
-            .iter()
-            .map(|(n, m)| (n.clone(), interner.get(n, m)))
-            .collect(),
-    );
-    types[TypeUrl::Listener.index()] = TypeResources::new(
-        listeners
-            .iter()
-            .map(|(n, m)| (n.clone(), interner.get(n, m)))
-            .collect(),
-    );
-    types[TypeUrl::Route.index()] = TypeResources::new(
-        routes
-            .iter()
-            .map(|(n, m)| (n.clone(), interner.get(n, m)))
-            .collect(),
-    );
+    fn typed<T: Message + Name>(
+        m: &BTreeMap<String, T>,
+        interner: &mut Interner,
+    ) -> TypeResources {
+        TypeResources::new(
+            m.iter()
+                .map(|(n, m)| (n.clone(), interner.get(n, m)))
+                .collect(),
+        )
+    }
+    let mut types: [TypeResources; 5] = Default::default();
+    types[TypeUrl::Secret.index()] = typed(&res.secrets, interner);
+    types[TypeUrl::Cluster.index()] = typed(&res.clusters, interner);
+    types[TypeUrl::Endpoint.index()] = typed(&res.endpoints, interner);
+    types[TypeUrl::Listener.index()] = typed(&res.listeners, interner);
+    types[TypeUrl::Route.index()] = typed(&res.routes, interner);
+    let mut warnings = plan.warnings.clone();
+    warnings.extend(extra);
     ProxySnapshot {
         known: true,
-        warnings: plan.warnings.clone(),
+        warnings,
         types,
     }
 }

@@ -3,6 +3,7 @@
 pub mod envoy;
 pub mod gateway_api;
 pub mod istio;
+pub mod mesh;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -10,8 +11,7 @@ use std::collections::BTreeMap;
 use crate::model::{Model, Object};
 use plan::ProxyPlan;
 
-/// The gateway class whose Gateways are waypoints (served in ambient mode, not here).
-const WAYPOINT_CLASS: &str = "istio-waypoint";
+use mesh::WAYPOINT_CLASS;
 
 /// Every proxy the model describes, by its node id `<gateway>.<namespace>`.
 pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
@@ -21,6 +21,10 @@ pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
             Object::Gateway(g) if g.spec.gateway_class_name != WAYPOINT_CLASS => (
                 proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
                 gateway_api::plan(&model.objects, g),
+            ),
+            Object::Gateway(g) => (
+                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
+                mesh::plan(&model.objects, g),
             ),
             Object::IstioGateway(g) => (
                 proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),

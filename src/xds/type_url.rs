@@ -4,12 +4,15 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use prost::Name;
 
-/// Order matters: CDS before EDS before LDS before RDS, so a proxy never holds a route to a
+/// Order matters: SDS, then CDS before EDS before LDS before RDS, so a proxy never holds a route to a
 /// cluster it has not been told about (xDS "make before break").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TypeUrl {
+    /// First: a rotated certificate reaches the proxy before anything that needs it.
+    Secret,
     Cluster,
     Endpoint,
     Listener,
@@ -17,7 +20,8 @@ pub enum TypeUrl {
 }
 
 impl TypeUrl {
-    pub const ALL: [TypeUrl; 4] = [
+    pub const ALL: [TypeUrl; 5] = [
+        TypeUrl::Secret,
         TypeUrl::Cluster,
         TypeUrl::Endpoint,
         TypeUrl::Listener,
@@ -30,6 +34,7 @@ impl TypeUrl {
 
     pub fn url(self) -> String {
         match self {
+            TypeUrl::Secret => Secret::type_url(),
             TypeUrl::Cluster => Cluster::type_url(),
             TypeUrl::Endpoint => ClusterLoadAssignment::type_url(),
             TypeUrl::Listener => Listener::type_url(),
@@ -44,6 +49,7 @@ impl TypeUrl {
     /// Short name for status output.
     pub fn short(self) -> &'static str {
         match self {
+            TypeUrl::Secret => "SDS",
             TypeUrl::Cluster => "CDS",
             TypeUrl::Endpoint => "EDS",
             TypeUrl::Listener => "LDS",

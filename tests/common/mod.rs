@@ -2,6 +2,7 @@
 //! compare against reviewed golden files.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod schema;
 
 use std::collections::BTreeMap;

@@ -11,8 +11,15 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::listener::v3::{
-    ApiListener, Filter, FilterChain, Listener, filter,
+    ApiListener, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
+    listener_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    TlsCertificate, secret,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     self as route, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
@@ -29,8 +36,10 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::{Message, Name};
 
 use super::plan::{
-    Action, Backend, HeaderOps, PathMatch, PathRewrite, ProxyPlan, RoutePlan, StrMatch,
+    Action, Backend, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, RoutePlan,
+    StrMatch, TlsPlan,
 };
+use crate::xds::certs::{Certs, KeyPair};
 use crate::xds::endpoints::Endpoints;
 
 /// How the resources of one proxy are shaped for the client that asked.
@@ -50,6 +59,92 @@ pub struct Resources {
     pub routes: BTreeMap<String, RouteConfiguration>,
     pub clusters: BTreeMap<String, Cluster>,
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// Everything proxy `id` is served, with the warnings of what could not be.
+pub fn resources(
+    id: &str,
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+    variant: &Variant,
+) -> (Resources, Vec<String>) {
+    let mut warnings = Vec::new();
+    let (listeners, routes) = listeners_and_routes(plan, variant, certs, &mut warnings);
+    let mut res = Resources {
+        listeners,
+        routes,
+        ..Resources::default()
+    };
+    let mut backends = plan.backends();
+    let mut mesh = super::mesh::waypoint(
+        id,
+        plan,
+        endpoints,
+        certs,
+        variant,
+        &mut res,
+        &mut backends,
+        &mut warnings,
+    );
+    backends.sort();
+    backends.dedup();
+    let (clusters, loads) = clusters(&backends, endpoints);
+    res.clusters.extend(clusters);
+    res.endpoints.extend(loads);
+    mesh |= super::mesh::tunnels(id, plan, endpoints, certs, &mut res, &mut warnings);
+
+    // SDS: the Secrets the listeners and clusters above name, and nothing else.
+    let Some(certs) = certs else {
+        return (res, warnings);
+    };
+    let tls_pair = |p: &KeyPair| {
+        secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline_bytes(&p.chain_pem)),
+            private_key: Some(inline_bytes(p.key.pem())),
+            ..TlsCertificate::default()
+        })
+    };
+    let mut secrets: Vec<(String, secret::Type)> = Vec::new();
+    if mesh {
+        if let Some(p) = certs.identities.get(id) {
+            secrets.push((MESH_IDENTITY.into(), tls_pair(p)));
+        }
+        if let Some(ca) = &certs.mesh_ca {
+            secrets.push((
+                MESH_CA.into(),
+                secret::Type::ValidationContext(CertificateValidationContext {
+                    trusted_ca: Some(inline_bytes(ca)),
+                    ..CertificateValidationContext::default()
+                }),
+            ));
+        }
+    }
+    if !variant.proxyless {
+        for t in plan.listeners.values().flat_map(|l| l.tls.iter()) {
+            if let Some(p) = certs.secrets.get(&t.secret) {
+                secrets.push((secret_name(&t.secret.0, &t.secret.1), tls_pair(p)));
+            }
+        }
+    }
+    for (name, t) in secrets {
+        res.secrets.insert(
+            name.clone(),
+            Secret {
+                name,
+                r#type: Some(t),
+            },
+        );
+    }
+    (res, warnings)
+}
+
+fn inline_bytes(b: &[u8]) -> core::DataSource {
+    core::DataSource {
+        specifier: Some(core::data_source::Specifier::InlineBytes(b.to_vec())),
+        ..core::DataSource::default()
+    }
 }
 
 pub fn any<T: Message + Name>(m: &T) -> Any {
@@ -69,33 +164,127 @@ fn ads() -> ConfigSource {
     }
 }
 
-fn route_config_name(port: u16) -> String {
-    format!("http.{port}")
+/// The listener and route configuration name of a port: `http.<port>`, or `https.<port>`
+/// when it terminates TLS.
+fn route_config_name(listener: &ListenerPlan) -> String {
+    if listener.tls.is_empty() {
+        format!("http.{}", listener.port)
+    } else {
+        format!("https.{}", listener.port)
+    }
 }
 
-fn http_connection_manager(port: u16) -> HttpConnectionManager {
+pub(super) fn router_filter() -> HttpFilter {
+    HttpFilter {
+        name: "envoy.filters.http.router".into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Router::default(),
+        ))),
+        ..HttpFilter::default()
+    }
+}
+
+/// An HTTP connection manager whose routes come over RDS as `route_config_name`.
+pub(super) fn http_connection_manager(route_config_name: &str) -> HttpConnectionManager {
     HttpConnectionManager {
-        stat_prefix: route_config_name(port),
+        stat_prefix: route_config_name.to_owned(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
-            route_config_name: route_config_name(port),
+            route_config_name: route_config_name.to_owned(),
         })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
-                &Router::default(),
-            ))),
-            ..HttpFilter::default()
-        }],
+        http_filters: vec![router_filter()],
         ..HttpConnectionManager::default()
     }
+}
+
+pub(super) fn network_filter<T: Message + Name>(name: &str, m: &T) -> Filter {
+    Filter {
+        name: name.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(m))),
+    }
+}
+
+pub(super) fn transport_socket<T: Message + Name>(name: &str, m: &T) -> TransportSocket {
+    TransportSocket {
+        name: name.into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(any(m))),
+    }
+}
+
+/// SDS secret names. Each proxy's `mesh-identity` is its own certificate.
+pub const MESH_IDENTITY: &str = "mesh-identity";
+pub const MESH_CA: &str = "mesh-ca";
+
+/// The SDS name of a TLS Secret (what `certificateRefs` / `credentialName` name).
+pub fn secret_name(namespace: &str, name: &str) -> String {
+    format!("kubernetes://{namespace}/{name}")
+}
+
+pub(super) fn sds(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_owned(),
+        sds_config: Some(ads()),
+    }
+}
+
+/// The TLS Secret an HTTPS listener's chain serves, if it is in `--certs`.
+fn listener_chain(
+    listener: &ListenerPlan,
+    t: &TlsPlan,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
+) -> Option<FilterChain> {
+    let (ns, name) = &t.secret;
+    let Some(certs) = certs else {
+        warnings.push(format!(
+            "HTTPS on port {} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)",
+            listener.port
+        ));
+        return None;
+    };
+    if !certs.secrets.contains_key(&t.secret) {
+        warnings.push(format!(
+            "HTTPS on port {} for {} is not served: {}",
+            listener.port,
+            if t.server_names.is_empty() {
+                "any host".to_owned()
+            } else {
+                t.server_names.join(", ")
+            },
+            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
+        ));
+        return None;
+    }
+    let tls = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            tls_certificate_sds_secret_configs: vec![sds(&secret_name(ns, name))],
+            ..CommonTlsContext::default()
+        }),
+        ..DownstreamTlsContext::default()
+    };
+    Some(FilterChain {
+        name: format!("{}/{ns}/{name}", t.server_names.join(",")),
+        filter_chain_match: (!t.server_names.is_empty()).then(|| FilterChainMatch {
+            server_names: t.server_names.clone(),
+            ..FilterChainMatch::default()
+        }),
+        transport_socket: Some(transport_socket("envoy.transport_sockets.tls", &tls)),
+        filters: vec![network_filter(
+            "envoy.filters.network.http_connection_manager",
+            &http_connection_manager(&route_config_name(listener)),
+        )],
+        ..FilterChain::default()
+    })
 }
 
 /// Listeners and routes of a plan (clusters and endpoints come from [`clusters`]).
 pub fn listeners_and_routes(
     plan: &ProxyPlan,
     variant: &Variant,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
 ) -> (
     BTreeMap<String, Listener>,
     BTreeMap<String, RouteConfiguration>,
@@ -103,7 +292,7 @@ pub fn listeners_and_routes(
     let mut listeners = BTreeMap::new();
     let mut routes = BTreeMap::new();
     for (port, l) in &plan.listeners {
-        let rc_name = route_config_name(*port);
+        let rc_name = route_config_name(l);
         if variant.proxyless {
             for v in &l.vhosts {
                 for d in v.domains.iter().filter(|d| !d.contains('*')) {
@@ -113,7 +302,7 @@ pub fn listeners_and_routes(
                         Listener {
                             name,
                             api_listener: Some(ApiListener {
-                                api_listener: Some(any(&http_connection_manager(*port))),
+                                api_listener: Some(any(&http_connection_manager(&rc_name))),
                             }),
                             ..Listener::default()
                         },
@@ -121,24 +310,47 @@ pub fn listeners_and_routes(
                 }
             }
         } else {
-            let name = format!("http.{port}");
+            let (filter_chains, listener_filters) = if l.tls.is_empty() {
+                (
+                    vec![FilterChain {
+                        filters: vec![network_filter(
+                            "envoy.filters.network.http_connection_manager",
+                            &http_connection_manager(&rc_name),
+                        )],
+                        ..FilterChain::default()
+                    }],
+                    Vec::new(),
+                )
+            } else {
+                let chains: Vec<FilterChain> = l
+                    .tls
+                    .iter()
+                    .filter_map(|t| listener_chain(l, t, certs, warnings))
+                    .collect();
+                // SNI is read before a chain is chosen; Envoy no longer adds the TLS
+                // inspector by itself.
+                let inspector = ListenerFilter {
+                    name: "envoy.filters.listener.tls_inspector".into(),
+                    config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                        &TlsInspector::default(),
+                    ))),
+                    ..ListenerFilter::default()
+                };
+                (chains, vec![inspector])
+            };
+            if filter_chains.is_empty() {
+                continue;
+            }
             listeners.insert(
-                name.clone(),
+                rc_name.clone(),
                 Listener {
-                    name,
+                    name: rc_name.clone(),
                     address: Some(socket_address(
                         variant.bind.as_deref().unwrap_or("0.0.0.0"),
                         *port,
                     )),
-                    filter_chains: vec![FilterChain {
-                        filters: vec![Filter {
-                            name: "envoy.filters.network.http_connection_manager".into(),
-                            config_type: Some(filter::ConfigType::TypedConfig(any(
-                                &http_connection_manager(*port),
-                            ))),
-                        }],
-                        ..FilterChain::default()
-                    }],
+                    filter_chains,
+                    listener_filters,
                     ..Listener::default()
                 },
             );
@@ -181,7 +393,7 @@ pub fn listeners_and_routes(
     (listeners, routes)
 }
 
-fn socket_address(ip: &str, port: u16) -> Address {
+pub(super) fn socket_address(ip: &str, port: u16) -> Address {
     Address {
         address: Some(core::address::Address::SocketAddress(SocketAddress {
             address: ip.to_owned(),
@@ -234,7 +446,7 @@ fn header_options(ops: &HeaderOps) -> Vec<HeaderValueOption> {
         .collect()
 }
 
-fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
+pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
     use route::route_match::PathSpecifier;
     let path_specifier = match &r.path {
         PathMatch::Exact(p) => PathSpecifier::Path(p.clone()),

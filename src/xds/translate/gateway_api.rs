@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    Action, Backend, Forward, HeaderOps, ListenerPlan, TlsPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
     RoutePlan, StrMatch, VhostPlan,
 };
 use crate::model::Object;
@@ -45,17 +45,39 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
     // (port, domain) → (listener specificity, routes with their sort keys).
     type Entry = (Specificity, Vec<(SortKey, RoutePlan)>);
     let mut vhosts: BTreeMap<(u16, String), Entry> = BTreeMap::new();
-    let mut ports: BTreeMap<u16, ()> = BTreeMap::new();
+    // port → (protocol, certificates); HTTP and HTTPS cannot share a port.
+    let mut ports: BTreeMap<u16, (&str, Vec<TlsPlan>)> = BTreeMap::new();
 
     for listener in &gateway.spec.listeners {
-        match listener.protocol.as_str() {
+        let protocol = listener.protocol.as_str();
+        let mut tls = Vec::new();
+        match protocol {
             "HTTP" => {}
             "HTTPS" => {
-                plan.warnings.push(format!(
-                    "listener {} (HTTPS, port {}) is not served: TLS certificates are not served over xDS yet",
-                    listener.name, listener.port
-                ));
-                continue;
+                let Some(t) = listener.tls.as_ref().filter(|t| t.mode == "Terminate") else {
+                    plan.warnings.push(format!(
+                        "listener {} (HTTPS, port {}) is not served: only TLS mode Terminate with certificateRefs is served",
+                        listener.name, listener.port
+                    ));
+                    continue;
+                };
+                for r in &t.certificate_refs {
+                    let ns = r.namespace.as_deref().unwrap_or(gw_ns);
+                    if r.kind != "Secret" || ns != gw_ns {
+                        plan.warnings.push(format!(
+                            "listener {}: certificateRef {}/{} is not served: only Secrets in the Gateway's namespace are",
+                            listener.name, ns, r.name
+                        ));
+                        continue;
+                    }
+                    tls.push(TlsPlan {
+                        server_names: listener.hostname.iter().cloned().collect(),
+                        secret: (ns.to_owned(), r.name.clone()),
+                    });
+                }
+                if tls.is_empty() {
+                    continue;
+                }
             }
             other => {
                 plan.warnings.push(format!(
@@ -65,7 +87,16 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
                 continue;
             }
         }
-        ports.insert(listener.port, ());
+        let entry = ports.entry(listener.port).or_insert((protocol, Vec::new()));
+        if entry.0 != protocol {
+            plan.warnings.push(format!(
+                "listener {} ({protocol}, port {}) is not served: port {} already serves {}",
+                listener.name, listener.port, listener.port, entry.0
+            ));
+            continue;
+        }
+        // Only the first certificate of a listener is served (Envoy picks one per chain).
+        entry.1.extend(tls.into_iter().take(1));
         for route in &routes {
             let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
             if !attaches(route, route_ns, gateway, gw_ns, listener) {
@@ -97,18 +128,21 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
                         );
                         entry
                             .1
-                            .push((key, route_plan(name, m, rule, route_ns, listener, &grants)));
+                            .push((key, route_plan(name, m, rule, route_ns, listener.port, &grants)));
                     }
                 }
             }
         }
     }
 
-    for port in ports.keys() {
+    for (port, (_, mut tls)) in ports {
+        tls.sort();
+        tls.dedup();
         plan.listeners.insert(
-            *port,
+            port,
             ListenerPlan {
-                port: *port,
+                port,
+                tls,
                 vhosts: Vec::new(),
             },
         );
@@ -124,28 +158,13 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
         });
     }
-    // Services whose namespace sends ingress traffic through a waypoint: in a cluster the
-    // waypoint applies the L7 rules; this proxy cannot reach a waypoint over HBONE yet, so
-    // it sends straight to the Service and the waypoint's rules do not apply. Say so.
-    let via_waypoint: Vec<&str> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::Namespace(n)
-                if n.metadata
-                    .labels
-                    .get("istio.io/ingress-use-waypoint")
-                    .is_some_and(|v| v == "true") =>
-            {
-                Some(n.metadata.name.as_str())
-            }
-            _ => None,
-        })
-        .collect();
-    for b in plan.backends() {
-        if via_waypoint.contains(&b.namespace.as_str()) {
+    plan.via_waypoint = super::mesh::ingress_waypoints(objects, &plan.backends());
+    for (b, w) in &plan.via_waypoint {
+        if !w.exists {
             plan.warnings.push(format!(
-                "{}.{}:{} is reached through its waypoint in ambient mode; this proxy sends to it directly (HBONE to waypoints is not served yet), so the waypoint's rules are not applied here",
-                b.service, b.namespace, b.port
+                "{}: its namespace sends ingress traffic through waypoint {}, which is not in the repository; requests to it fail (503) rather than skip the waypoint's rules",
+                b.endpoints_key(),
+                w.proxy_id()
             ));
         }
     }
@@ -244,12 +263,13 @@ fn host_within(inner: &str, outer: &str) -> bool {
     }
 }
 
-fn route_plan(
+/// One match of a rule as a route; `port` is the listener's (Service's, in a waypoint).
+pub(super) fn route_plan(
     name: String,
     m: &HttpRouteMatch,
     rule: &HttpRouteRule,
     route_ns: &str,
-    listener: &Listener,
+    port: u16,
     grants: &[&ReferenceGrant],
 ) -> RoutePlan {
     let path = match m.path.type_ {
@@ -344,8 +364,8 @@ fn route_plan(
                 let port = r.port.or(match r.scheme.as_deref() {
                     Some("https") => Some(443),
                     Some("http") => Some(80),
-                    _ if listener.port == 80 => None,
-                    _ => Some(listener.port),
+                    _ if port == 80 => None,
+                    _ => Some(port),
                 });
                 redirect = Some(Redirect {
                     scheme: r.scheme,

