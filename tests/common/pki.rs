@@ -64,7 +64,6 @@ pub fn uri(s: &str) -> SanType {
     SanType::URI(s.try_into().unwrap())
 }
 
-
 impl Pki {
     /// Writes a certificate and key for `sans` as `<dir>/tls.crt` and `<dir>/tls.key` (the
     /// layout of `serve --certs`); returns the certificate PEM.

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::core::v3::{
     self as core, Address, AggregatedConfigSource, ApiVersion, ConfigSource, HeaderValue,
     HeaderValueOption, SocketAddress,
@@ -11,23 +12,22 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::config::core::v3::TransportSocket;
 use envoy_types::pb::envoy::config::listener::v3::{
     ApiListener, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter,
     listener_filter,
-};
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
-    TlsCertificate, secret,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     self as route, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     self as hcm, HttpConnectionManager, HttpFilter, Rds,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
+    TlsCertificate, secret,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
@@ -78,16 +78,9 @@ pub fn resources(
         ..Resources::default()
     };
     let mut backends = plan.backends();
-    let mut mesh = super::mesh::waypoint(
-        id,
-        plan,
-        endpoints,
-        certs,
-        variant,
-        &mut res,
-        &mut backends,
-        &mut warnings,
-    );
+    let (mut mesh, extra) =
+        super::mesh::waypoint(id, plan, endpoints, certs, variant, &mut res, &mut warnings);
+    backends.extend(extra);
     backends.sort();
     backends.dedup();
     let (clusters, loads) = clusters(&backends, endpoints);

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, TlsPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
-    RoutePlan, StrMatch, VhostPlan,
+    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
 use crate::model::Object;
 use crate::model::gateway_api::{
@@ -126,9 +126,10 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
                             "httproute/{route_ns}/{}/rule/{ri}/match/{mi}",
                             route.metadata.name
                         );
-                        entry
-                            .1
-                            .push((key, route_plan(name, m, rule, route_ns, listener.port, &grants)));
+                        entry.1.push((
+                            key,
+                            route_plan(name, m, rule, route_ns, listener.port, &grants),
+                        ));
                     }
                 }
             }

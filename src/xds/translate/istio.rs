@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::gateway_api::duration_ms;
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, TlsPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
-    RoutePlan, StrMatch, VhostPlan,
+    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
+    RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
 use crate::model::Object;
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};

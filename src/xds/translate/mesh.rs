@@ -42,9 +42,7 @@ use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::Ori
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     self as hcm, HttpConnectionManager, HttpFilter,
 };
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
-    TcpProxy, tcp_proxy,
-};
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::internal_upstream::v3::InternalUpstreamTransport;
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -110,7 +108,10 @@ fn waypoint_exists(objects: &[Object], name: &str, ns: &str) -> bool {
 
 /// Which of a gateway's backends go through their waypoint: those whose namespace uses a
 /// waypoint and asks ingress traffic to use it (Istio's `ingress-use-waypoint`).
-pub fn ingress_waypoints(objects: &[Object], backends: &[Backend]) -> BTreeMap<Backend, WaypointRef> {
+pub fn ingress_waypoints(
+    objects: &[Object],
+    backends: &[Backend],
+) -> BTreeMap<Backend, WaypointRef> {
     let mut out = BTreeMap::new();
     for b in backends {
         if let Some((name, ns, true)) = namespace_waypoint(objects, &b.namespace) {
@@ -136,7 +137,8 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
     let mut wp = WaypointPlan::default();
     for o in objects {
         if let Object::Namespace(n) = o
-            && namespace_waypoint(objects, &n.metadata.name).is_some_and(|(w, wns, _)| w == name && wns == ns)
+            && namespace_waypoint(objects, &n.metadata.name)
+                .is_some_and(|(w, wns, _)| w == name && wns == ns)
         {
             wp.namespaces.push(n.metadata.name.clone());
         }
@@ -160,8 +162,8 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
         .collect();
     // (service, namespace) → (precedence key, port, route)
     type Keyed = (gw::Precedence, String, String, usize, usize);
-    let mut routes: BTreeMap<(String, String), Vec<(Keyed, Option<u16>, RoutePlan)>> =
-        BTreeMap::new();
+    type KeyedRoutes = Vec<(Keyed, Option<u16>, RoutePlan)>;
+    let mut routes: BTreeMap<(String, String), KeyedRoutes> = BTreeMap::new();
     for o in objects {
         let Object::HttpRoute(r) = o else { continue };
         let route_ns = r.metadata.namespace.as_deref().unwrap_or("default");
@@ -169,18 +171,37 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
             let (svc, svc_ns, port) = p;
             // The waypoint applies routes of its bound Services that live in the Service's
             // namespace or its own (Istio's rule).
-            if !wp.namespaces.iter().any(|n| n == svc_ns) || (route_ns != svc_ns && route_ns != ns) {
+            if !wp.namespaces.iter().any(|n| n == svc_ns) || (route_ns != svc_ns && route_ns != ns)
+            {
                 continue;
             }
-            let entry = routes.entry((svc.to_owned(), svc_ns.to_owned())).or_default();
+            let entry = routes
+                .entry((svc.to_owned(), svc_ns.to_owned()))
+                .or_default();
             for (ri, rule) in r.spec.rules.iter().enumerate() {
                 for (mi, m) in rule.matches.iter().enumerate() {
-                    let key = (m.precedence(), route_ns.to_owned(), r.metadata.name.clone(), ri, mi);
-                    let route_name = format!("httproute/{route_ns}/{}/rule/{ri}/match/{mi}", r.metadata.name);
+                    let key = (
+                        m.precedence(),
+                        route_ns.to_owned(),
+                        r.metadata.name.clone(),
+                        ri,
+                        mi,
+                    );
+                    let route_name = format!(
+                        "httproute/{route_ns}/{}/rule/{ri}/match/{mi}",
+                        r.metadata.name
+                    );
                     entry.push((
                         key,
                         port,
-                        super::gateway_api::route_plan(route_name, m, rule, route_ns, port.unwrap_or(80), &grants),
+                        super::gateway_api::route_plan(
+                            route_name,
+                            m,
+                            rule,
+                            route_ns,
+                            port.unwrap_or(80),
+                            &grants,
+                        ),
                     ));
                 }
             }
@@ -188,7 +209,8 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
     }
     for (k, mut v) in routes {
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        wp.routes.insert(k, v.into_iter().map(|(_, p, r)| (p, r)).collect());
+        wp.routes
+            .insert(k, v.into_iter().map(|(_, p, r)| (p, r)).collect());
     }
     if wp.namespaces.is_empty() {
         plan.warnings.push(format!(
@@ -200,12 +222,21 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
 }
 
 /// The Services an HTTPRoute names as parents: (name, namespace, port).
-fn service_parents<'a>(r: &'a HttpRoute, route_ns: &'a str) -> Vec<(&'a str, &'a str, Option<u16>)> {
+fn service_parents<'a>(
+    r: &'a HttpRoute,
+    route_ns: &'a str,
+) -> Vec<(&'a str, &'a str, Option<u16>)> {
     r.spec
         .parent_refs
         .iter()
         .filter(|p| p.group.is_empty() && p.kind == "Service")
-        .map(|p| (p.name.as_str(), p.namespace.as_deref().unwrap_or(route_ns), p.port))
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.namespace.as_deref().unwrap_or(route_ns),
+                p.port,
+            )
+        })
         .collect()
 }
 
@@ -217,7 +248,10 @@ fn static_cluster(name: &str, address: Address) -> Cluster {
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
             cluster::cluster::DiscoveryType::Static as i32,
         )),
-        connect_timeout: Some(Duration { seconds: 5, nanos: 0 }),
+        connect_timeout: Some(Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_owned(),
             endpoints: vec![LocalityLbEndpoints {
@@ -244,7 +278,10 @@ fn closed_cluster(name: &str) -> Cluster {
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
             cluster::cluster::DiscoveryType::Static as i32,
         )),
-        connect_timeout: Some(Duration { seconds: 5, nanos: 0 }),
+        connect_timeout: Some(Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_owned(),
             ..ClusterLoadAssignment::default()
@@ -258,14 +295,16 @@ fn internal_cluster(name: &str, listener: &str) -> Cluster {
     let mut c = static_cluster(
         name,
         Address {
-            address: Some(core::address::Address::EnvoyInternalAddress(EnvoyInternalAddress {
-                address_name_specifier: Some(
-                    core::envoy_internal_address::AddressNameSpecifier::ServerListenerName(
-                        listener.to_owned(),
+            address: Some(core::address::Address::EnvoyInternalAddress(
+                EnvoyInternalAddress {
+                    address_name_specifier: Some(
+                        core::envoy_internal_address::AddressNameSpecifier::ServerListenerName(
+                            listener.to_owned(),
+                        ),
                     ),
-                ),
-                ..EnvoyInternalAddress::default()
-            })),
+                    ..EnvoyInternalAddress::default()
+                },
+            )),
         },
     );
     c.transport_socket = Some(transport_socket(
@@ -324,9 +363,9 @@ fn mesh_tls(peer: StringMatcher) -> CommonTlsContext {
 /// Whether `id` has what mesh TLS needs; a warning naming what is missing if not.
 fn mesh_certs_missing(id: &str, certs: Option<&Certs>) -> Option<String> {
     let Some(certs) = certs else {
-        return Some(format!(
-            "mesh certificates are needed and `serve --certs DIR` is not set (DIR/mesh/ca.crt, DIR/mesh/<namespace>/<proxy>/tls.crt and tls.key)"
-        ));
+        return Some(
+            "mesh certificates are needed and `serve --certs DIR` is not set (DIR/mesh/ca.crt, DIR/mesh/<namespace>/<proxy>/tls.crt and tls.key)".into(),
+        );
     };
     let (name, ns) = id.split_once('.').unwrap_or((id, "default"));
     if certs.mesh_ca.is_none() {
@@ -384,14 +423,17 @@ pub fn tunnels(
         };
         waypoints.insert(w);
         let tunnel = format!("hbone-tunnel|{}", b.endpoints_key());
-        res.clusters.insert(name.clone(), internal_cluster(&name, &tunnel));
+        res.clusters
+            .insert(name.clone(), internal_cluster(&name, &tunnel));
         let mut l = internal_listener(&tunnel);
         l.filter_chains = vec![FilterChain {
             filters: vec![network_filter(
                 "envoy.filters.network.tcp_proxy",
                 &TcpProxy {
                     stat_prefix: tunnel.clone(),
-                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(hbone_cluster_name(w))),
+                    cluster_specifier: Some(tcp_proxy::ClusterSpecifier::Cluster(
+                        hbone_cluster_name(w),
+                    )),
                     tunneling_config: Some(tcp_proxy::TunnelingConfig {
                         hostname: std::net::SocketAddr::new(vip, b.port).to_string(),
                         ..tcp_proxy::TunnelingConfig::default()
@@ -406,7 +448,9 @@ pub fn tunnels(
     for w in &waypoints {
         // The waypoint's Service port 15008, resolved like any backend.
         let (mut clusters, loads) = super::envoy::clusters(&[w.hbone_backend()], endpoints);
-        let Some((_, mut c)) = clusters.pop_first() else { continue };
+        let Some((_, mut c)) = clusters.pop_first() else {
+            continue;
+        };
         let name = hbone_cluster_name(w);
         c.name = name.clone();
         if let Some(cfg) = c.eds_cluster_config.as_mut() {
@@ -466,8 +510,8 @@ fn hbone_cluster_name(w: &WaypointRef) -> String {
     format!("hbone|{}", w.proxy_id())
 }
 
-/// A waypoint's listeners, routes and the backends its routes need (added to `backends`).
-/// Returns whether mesh certificates are used.
+/// A waypoint's listeners and routes. Returns whether mesh certificates are used, and the
+/// backends its default (pass-through) routes need beside the plan's.
 pub fn waypoint(
     id: &str,
     plan: &ProxyPlan,
@@ -475,34 +519,40 @@ pub fn waypoint(
     certs: Option<&Certs>,
     variant: &Variant,
     res: &mut Resources,
-    backends: &mut Vec<Backend>,
     warnings: &mut Vec<String>,
-) -> bool {
+) -> (bool, Vec<Backend>) {
+    let mut backends = Vec::new();
     let Some(wp) = &plan.waypoint else {
-        return false;
+        return (false, backends);
     };
     if variant.proxyless {
         warnings.push("a waypoint is not served to proxyless clients".into());
-        return false;
+        return (false, backends);
     }
     if let Some(m) = mesh_certs_missing(id, certs) {
         warnings.push(format!("waypoint {id} is not served: {m}"));
-        return false;
+        return (false, backends);
     }
     let Some(endpoints) = endpoints else {
         warnings.push(format!(
             "waypoint {id} is not served: it selects Services by address, and without `serve --endpoints FILE` it knows none"
         ));
-        return false;
+        return (false, backends);
     };
     // Every Service port of the bound namespaces that has a VIP: one filter chain each.
     let own = format!("{id}:{HBONE_PORT}");
     let mut chains = Vec::new();
     let mut served: BTreeSet<(String, String)> = BTreeSet::new();
     for (key, entry) in &endpoints.entries {
-        let Some((svc_ns, port)) = key.rsplit_once(':') else { continue };
-        let Some((svc, ns)) = svc_ns.split_once('.') else { continue };
-        let Ok(port) = port.parse::<u16>() else { continue };
+        let Some((svc_ns, port)) = key.rsplit_once(':') else {
+            continue;
+        };
+        let Some((svc, ns)) = svc_ns.split_once('.') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
         if !wp.namespaces.iter().any(|n| n == ns) || *key == own {
             continue;
         }
@@ -523,7 +573,12 @@ pub fn waypoint(
         let mut routes: Vec<&RoutePlan> = wp
             .routes
             .get(&(svc.to_owned(), ns.to_owned()))
-            .map(|v| v.iter().filter(|(p, _)| p.is_none_or(|p| p == port)).map(|(_, r)| r).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(p, _)| p.is_none_or(|p| p == port))
+                    .map(|(_, r)| r)
+                    .collect()
+            })
             .unwrap_or_default();
         // A Service with no route of its own is passed through, as Istio's waypoint does.
         let default_route;
@@ -613,15 +668,17 @@ pub fn waypoint(
     };
     let filter_state = |key: &str, format: &str| FilterStateValue {
         key: Some(filter_state_value::Key::ObjectKey(key.into())),
-        value: Some(filter_state_value::Value::FormatString(SubstitutionFormatString {
-            format: Some(substitution_format_string::Format::TextFormatSource(
-                core::DataSource {
-                    specifier: Some(core::data_source::Specifier::InlineString(format.into())),
-                    ..core::DataSource::default()
-                },
-            )),
-            ..SubstitutionFormatString::default()
-        })),
+        value: Some(filter_state_value::Value::FormatString(
+            SubstitutionFormatString {
+                format: Some(substitution_format_string::Format::TextFormatSource(
+                    core::DataSource {
+                        specifier: Some(core::data_source::Specifier::InlineString(format.into())),
+                        ..core::DataSource::default()
+                    },
+                )),
+                ..SubstitutionFormatString::default()
+            },
+        )),
         shared_with_upstream: filter_state_value::SharedWithUpstream::Once as i32,
         ..FilterStateValue::default()
     };
@@ -647,15 +704,19 @@ pub fn waypoint(
                     routes: vec![route::Route {
                         name: "connect".into(),
                         r#match: Some(RouteMatch {
-                            path_specifier: Some(route::route_match::PathSpecifier::ConnectMatcher(
-                                route::route_match::ConnectMatcher::default(),
-                            )),
+                            path_specifier: Some(
+                                route::route_match::PathSpecifier::ConnectMatcher(
+                                    route::route_match::ConnectMatcher::default(),
+                                ),
+                            ),
                             ..RouteMatch::default()
                         }),
                         action: Some(route::route::Action::Route(route::RouteAction {
-                            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
-                                MAIN_INTERNAL.into(),
-                            )),
+                            cluster_specifier: Some(
+                                route::route_action::ClusterSpecifier::Cluster(
+                                    MAIN_INTERNAL.into(),
+                                ),
+                            ),
                             upgrade_configs: vec![route::route_action::UpgradeConfig {
                                 upgrade_type: "CONNECT".into(),
                                 connect_config: Some(
@@ -675,17 +736,22 @@ pub fn waypoint(
         http_filters: vec![
             HttpFilter {
                 name: "connect_authority".into(),
-                config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(&SetFilterState {
-                    on_request_headers: vec![
-                        // The CONNECT authority becomes the internal listener's destination.
-                        filter_state("envoy.filters.listener.original_dst.local_ip", "%REQ(:AUTHORITY)%"),
-                        filter_state(
-                            "envoy.filters.listener.original_dst.remote_ip",
-                            "%DOWNSTREAM_REMOTE_ADDRESS%",
-                        ),
-                    ],
-                    ..SetFilterState::default()
-                }))),
+                config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+                    &SetFilterState {
+                        on_request_headers: vec![
+                            // The CONNECT authority becomes the internal listener's destination.
+                            filter_state(
+                                "envoy.filters.listener.original_dst.local_ip",
+                                "%REQ(:AUTHORITY)%",
+                            ),
+                            filter_state(
+                                "envoy.filters.listener.original_dst.remote_ip",
+                                "%DOWNSTREAM_REMOTE_ADDRESS%",
+                            ),
+                        ],
+                        ..SetFilterState::default()
+                    },
+                ))),
                 ..HttpFilter::default()
             },
             router_filter(),
@@ -702,18 +768,29 @@ pub fn waypoint(
             )),
             filter_chains: vec![FilterChain {
                 name: CONNECT_TERMINATE.into(),
-                transport_socket: Some(transport_socket("envoy.transport_sockets.tls", &terminate_tls)),
-                filters: vec![network_filter("envoy.filters.network.http_connection_manager", &connect_hcm)],
+                transport_socket: Some(transport_socket(
+                    "envoy.transport_sockets.tls",
+                    &terminate_tls,
+                )),
+                filters: vec![network_filter(
+                    "envoy.filters.network.http_connection_manager",
+                    &connect_hcm,
+                )],
                 ..FilterChain::default()
             }],
             ..Listener::default()
         },
     );
-    res.clusters.insert(MAIN_INTERNAL.into(), internal_cluster(MAIN_INTERNAL, MAIN_INTERNAL));
+    res.clusters.insert(
+        MAIN_INTERNAL.into(),
+        internal_cluster(MAIN_INTERNAL, MAIN_INTERNAL),
+    );
     let mut main = internal_listener(MAIN_INTERNAL);
     main.listener_filters = vec![ListenerFilter {
         name: "envoy.filters.listener.original_dst".into(),
-        config_type: Some(listener_filter::ConfigType::TypedConfig(any(&OriginalDst::default()))),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+            &OriginalDst::default(),
+        ))),
         ..ListenerFilter::default()
     }];
     // No default chain: a tunnel to an address no Service has is closed.
@@ -721,5 +798,5 @@ pub fn waypoint(
     if !main.filter_chains.is_empty() {
         res.listeners.insert(MAIN_INTERNAL.into(), main);
     }
-    true
+    (true, backends)
 }

@@ -72,6 +72,9 @@ impl WaypointRef {
 /// The port waypoints terminate HBONE on (fixed by Istio's ambient mode).
 pub const HBONE_PORT: u16 = 15008;
 
+/// Routes of one Service, each with the port it is limited to (`None`: every port).
+pub type ServiceRoutes = Vec<(Option<u16>, RoutePlan)>;
+
 /// What a waypoint serves: the L7 rules of the Services bound to it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WaypointPlan {
@@ -79,7 +82,7 @@ pub struct WaypointPlan {
     pub namespaces: Vec<String>,
     /// Routes of the HTTPRoutes whose parent is a Service, by (service, namespace), each
     /// with the Service port it is limited to (`None`: every port), in match order.
-    pub routes: BTreeMap<(String, String), Vec<(Option<u16>, RoutePlan)>>,
+    pub routes: BTreeMap<(String, String), ServiceRoutes>,
 }
 
 impl ProxyPlan {
