@@ -4,6 +4,8 @@
 //! commits have a fixed author, committer and clock, so the same files committed in the
 //! same order give the same commit ids on every run: golden files may name them.
 
+pub mod pki;
+
 use std::path::{Path, PathBuf};
 
 use git2::{Repository, Signature, Time};

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pki::{Pki, dns, uri};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tidegate::test_helpers::pki::{Pki, dns, uri};
 use tidegate::test_helpers::{EchoServer, Envoy, TempRepo, eventually, free_port, http_get};
 use tidegate::xds::bootstrap::{Options, bootstrap};
 use tokio_rustls::rustls;
@@ -792,6 +792,13 @@ fn broken_and_missing_certificate_files_are_problems_not_failures() {
     };
     use tidegate::xds::type_url::TypeUrl;
     let (p, w) = served_from(&https("good"), |_| {}, inputs.clone(), "web-gateway.web");
+    assert!(w.is_empty(), "{w:?}");
+    assert_eq!(names(&p, TypeUrl::Listener), ["https.8443"]);
+    assert_eq!(names(&p, TypeUrl::Secret), ["kubernetes://web/good"]);
+    // The same in istio mode: an Istio Gateway server with tls.mode SIMPLE and a
+    // credentialName.
+    let istio = https("good").replace("mode: gateway-api", "mode: istio");
+    let (p, w) = served_from(&istio, |_| {}, inputs.clone(), "web-gateway.web");
     assert!(w.is_empty(), "{w:?}");
     assert_eq!(names(&p, TypeUrl::Listener), ["https.8443"]);
     assert_eq!(names(&p, TypeUrl::Secret), ["kubernetes://web/good"]);

@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::pki::{Pki, dns, uri};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use prost::Name;
 use tidegate::test_helpers::ads::node;
+use tidegate::test_helpers::pki::{Pki, dns, uri};
 use tidegate::test_helpers::{TempRepo, free_port};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 

@@ -2,7 +2,6 @@
 //! compare against reviewed golden files.
 #![allow(dead_code)]
 
-pub mod pki;
 pub mod schema;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! A throwaway CA for tests: certificates for xDS over TLS, mesh identities (SPIFFE URIs)
+//! A throwaway CA for tests and benchmarks: certificates for xDS over TLS, mesh identities (SPIFFE URIs)
 //! and HTTPS listeners.
 
 use std::path::{Path, PathBuf};
