@@ -77,3 +77,9 @@ impl Pki {
         cert
     }
 }
+
+impl Default for Pki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
