@@ -14,3 +14,4 @@ pub mod snapshot;
 pub mod status;
 pub mod translate;
 pub mod type_url;
+pub mod wire;

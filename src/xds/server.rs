@@ -12,13 +12,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
     Resource as DeltaResource,
@@ -26,20 +22,18 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::value::Kind;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Status, Streaming};
 
 use super::identity::San;
 use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
 use super::status::{Nack, Registry, StreamHandle};
 use super::translate::envoy::Variant;
 use super::type_url::TypeUrl;
+use super::wire::{Outgoing, frame};
 
 /// Node metadata key with the address a proxy's listeners bind (`tidegate bootstrap --bind`).
 pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// Responses waiting for a slow proxy. Small: every response is the latest state of its
 /// type, so a proxy that does not read holds back the server only by this much.
@@ -66,13 +60,6 @@ impl Ads {
             stopping,
         }
     }
-
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
-            // Route tables of large configs exceed tonic's 4 MiB default.
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
-    }
 }
 
 /// Serves ADS, the per-type CDS/EDS/LDS/RDS services and CSDS on `listener` until
@@ -89,29 +76,15 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
-    use envoy_types::pb::envoy::service::{cluster, endpoint, listener, route};
+    use super::wire::{
+        AggregatedName, ClusterName, EndpointName, ListenerName, RouteName, XdsService,
+    };
     builder
-        .add_service(
-            cluster::v3::cluster_discovery_service_server::ClusterDiscoveryServiceServer::new(
-                ads.clone(),
-            ),
-        )
-        .add_service(
-            endpoint::v3::endpoint_discovery_service_server::EndpointDiscoveryServiceServer::new(
-                ads.clone(),
-            ),
-        )
-        .add_service(
-            listener::v3::listener_discovery_service_server::ListenerDiscoveryServiceServer::new(
-                ads.clone(),
-            ),
-        )
-        .add_service(
-            route::v3::route_discovery_service_server::RouteDiscoveryServiceServer::new(
-                ads.clone(),
-            ),
-        )
-        .add_service(ads.into_service())
+        .add_service(XdsService::<AggregatedName>::new(ads.clone()))
+        .add_service(XdsService::<ClusterName>::new(ads.clone()))
+        .add_service(XdsService::<EndpointName>::new(ads.clone()))
+        .add_service(XdsService::<ListenerName>::new(ads.clone()))
+        .add_service(XdsService::<RouteName>::new(ads))
         .add_service(csds.into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -240,10 +213,10 @@ fn identify_known(handle: &StreamHandle, ident: &Identity, snapshot: &Snapshot) 
 impl Ads {
     /// A state-of-the-world stream: ADS, or one resource type's own service (the stream
     /// serves whatever types it is asked for either way).
-    fn open_sotw(
+    pub(super) fn open_sotw(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> ResponseStream<DiscoveryResponse> {
+    ) -> mpsc::Receiver<Outgoing> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = SotwStream {
             peer: peer_sans(&request),
@@ -258,14 +231,14 @@ impl Ads {
             self.stopping.clone(),
             drive(stream, request.into_inner()),
         ));
-        Box::pin(ReceiverStream::new(rx))
+        rx
     }
 
     /// A delta stream (ADS or per type).
-    fn open_delta(
+    pub(super) fn open_delta(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> ResponseStream<DeltaDiscoveryResponse> {
+    ) -> mpsc::Receiver<Outgoing> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = DeltaStream {
             peer: peer_sans(&request),
@@ -280,102 +253,9 @@ impl Ads {
             self.stopping.clone(),
             drive(stream, request.into_inner()),
         ));
-        Box::pin(ReceiverStream::new(rx))
+        rx
     }
 }
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Ads {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open_sotw(request)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(self.open_delta(request)))
-    }
-}
-
-/// The per-type discovery services (CDS, EDS, LDS, RDS over their own gRPC services, for
-/// proxies configured without ADS). Same streams as ADS; `fetch` (REST-like polling) is
-/// not offered.
-macro_rules! per_type_service {
-    ($module:ident, $server:ident :: $trait:ident, $stream_ty:ident, $delta_ty:ident, $stream_fn:ident, $delta_fn:ident, $fetch_fn:ident) => {
-        #[tonic::async_trait]
-        impl envoy_types::pb::envoy::service::$module::v3::$server::$trait for Ads {
-            type $stream_ty = ResponseStream<DiscoveryResponse>;
-            type $delta_ty = ResponseStream<DeltaDiscoveryResponse>;
-
-            async fn $stream_fn(
-                &self,
-                request: Request<Streaming<DiscoveryRequest>>,
-            ) -> Result<Response<Self::$stream_ty>, Status> {
-                Ok(Response::new(self.open_sotw(request)))
-            }
-
-            async fn $delta_fn(
-                &self,
-                request: Request<Streaming<DeltaDiscoveryRequest>>,
-            ) -> Result<Response<Self::$delta_ty>, Status> {
-                Ok(Response::new(self.open_delta(request)))
-            }
-
-            async fn $fetch_fn(
-                &self,
-                _request: Request<DiscoveryRequest>,
-            ) -> Result<Response<DiscoveryResponse>, Status> {
-                Err(Status::unimplemented(
-                    "fetch is not served: use a stream (ADS or this service's stream)",
-                ))
-            }
-        }
-    };
-}
-
-per_type_service!(
-    cluster,
-    cluster_discovery_service_server::ClusterDiscoveryService,
-    StreamClustersStream,
-    DeltaClustersStream,
-    stream_clusters,
-    delta_clusters,
-    fetch_clusters
-);
-per_type_service!(
-    endpoint,
-    endpoint_discovery_service_server::EndpointDiscoveryService,
-    StreamEndpointsStream,
-    DeltaEndpointsStream,
-    stream_endpoints,
-    delta_endpoints,
-    fetch_endpoints
-);
-per_type_service!(
-    listener,
-    listener_discovery_service_server::ListenerDiscoveryService,
-    StreamListenersStream,
-    DeltaListenersStream,
-    stream_listeners,
-    delta_listeners,
-    fetch_listeners
-);
-per_type_service!(
-    route,
-    route_discovery_service_server::RouteDiscoveryService,
-    StreamRoutesStream,
-    DeltaRoutesStream,
-    stream_routes,
-    delta_routes,
-    fetch_routes
-);
 
 /// Runs a stream until it ends or the server stops (dropping the stream closes the RPC).
 async fn until_stopped(
@@ -392,11 +272,11 @@ async fn until_stopped(
 /// request, learn who the proxy is and check its certificate (a refusal ends the stream);
 /// then the type. `Ok(None)`: an unknown or unsupported type, ignored as the protocol
 /// allows (the proxy's other types are unaffected) and noted in the status.
-async fn admit<T>(
+async fn admit(
     ident: &mut Option<Identity>,
     peer: Option<&[San]>,
     handle: &StreamHandle,
-    tx: &mpsc::Sender<Result<T, Status>>,
+    tx: &mpsc::Sender<Outgoing>,
     node: Option<&Node>,
     type_url: &str,
     snapshot: &Snapshot,
@@ -406,7 +286,7 @@ async fn admit<T>(
         let id = identity(&node);
         identify(handle, &node, &id, snapshot);
         if let Some(denied) = deny(peer, &id, handle) {
-            let _ = tx.send(Err(denied)).await;
+            let _ = tx.send(Err(Box::new(denied))).await;
             return Err(());
         }
         *ident = Some(id);
@@ -507,7 +387,7 @@ struct SotwStream {
     peer: Option<Vec<San>>,
     snapshots: SnapshotReader,
     handle: StreamHandle,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Outgoing>,
     ident: Option<Identity>,
     nonce: u64,
     types: BTreeMap<TypeUrl, SotwType>,
@@ -629,7 +509,7 @@ impl SotwStream {
             state.nacked_version = None;
         }
         self.handle.sent(t, &res.version);
-        self.tx.send(Ok(response)).await.map_err(|_| ())
+        self.tx.send(Ok(frame(&response))).await.map_err(|_| ())
     }
 }
 
@@ -654,7 +534,7 @@ struct DeltaStream {
     peer: Option<Vec<San>>,
     snapshots: SnapshotReader,
     handle: StreamHandle,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Outgoing>,
     ident: Option<Identity>,
     nonce: u64,
     types: BTreeMap<TypeUrl, DeltaType>,
@@ -826,7 +706,7 @@ impl DeltaStream {
             ..DeltaDiscoveryResponse::default()
         };
         self.handle.sent(t, &res.version);
-        self.tx.send(Ok(response)).await.map_err(|_| ())
+        self.tx.send(Ok(frame(&response))).await.map_err(|_| ())
     }
 }
 

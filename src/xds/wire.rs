@@ -1,0 +1,203 @@
+//! The xDS streaming RPCs at the HTTP/2 level, without tonic's per-stream buffers.
+//!
+//! tonic's generated servers encode every response into a buffer that each stream keeps
+//! for its whole life, sized by the largest batch it ever sent (measured with heaptrack:
+//! ~31 KiB per idle stream with a 100-route gateway, a third of a stream's memory), and
+//! decode requests through an 8 KiB buffer. With ten thousand proxies that is most of the
+//! server's memory. Here each response is encoded once into its own gRPC frame, handed to
+//! HTTP/2 as is and freed when sent; requests (ACKs, a few hundred bytes) are decoded
+//! through a 1 KiB buffer. Everything else — HTTP/2, TLS, routing by service name — is
+//! still tonic's.
+//!
+//! One [`XdsService`] per service name (ADS, CDS, EDS, LDS, RDS): `Stream*` methods are
+//! state-of-the-world streams, `Delta*` methods delta streams, `Fetch*` (REST-style
+//! polling) is answered `UNIMPLEMENTED`.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::Frame;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder, Streaming};
+use tonic::codegen::{Service, http};
+use tonic::server::NamedService;
+
+use super::server::Ads;
+
+/// One response, already framed, or the status that ends the stream.
+pub type Outgoing = Result<Bytes, Box<Status>>;
+
+/// Largest request accepted (a node's metadata can be large; requests otherwise are not).
+const MAX_REQUEST: usize = 4 << 20;
+
+/// A message as one gRPC frame: uncompressed flag, big-endian length, bytes.
+pub fn frame<M: prost::Message>(m: &M) -> Bytes {
+    let len = m.encoded_len();
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    // Encoding into a Vec cannot run out of room.
+    let _ = m.encode(&mut buf);
+    buf.into()
+}
+
+/// Protobuf requests through a small buffer.
+struct RequestDecoder<T>(PhantomData<fn() -> T>);
+
+impl<T: prost::Message + Default + 'static> Decoder for RequestDecoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<T>, Status> {
+        T::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("undecodable request: {e}")))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(1024, 32 * 1024)
+    }
+}
+
+/// The response body of a stream: frames as the stream task sends them, then trailers.
+struct ResponseBody {
+    rx: mpsc::Receiver<Outgoing>,
+    done: bool,
+}
+
+fn trailers(status: &Status) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    let _ = status.add_header(&mut h);
+    h
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(bytes))) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
+            Poll::Ready(Some(Err(status))) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers(&status)))))
+            }
+            // The stream task ended (client gone, or the server stopping).
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers(&Status::ok(""))))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+/// The gRPC service names served this way.
+pub trait ServiceName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+macro_rules! service_names {
+    ($($ty:ident = $name:literal;)*) => {$(
+        pub struct $ty;
+        impl ServiceName for $ty {
+            const NAME: &'static str = $name;
+        }
+    )*};
+}
+
+service_names! {
+    AggregatedName = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+    ClusterName = "envoy.service.cluster.v3.ClusterDiscoveryService";
+    EndpointName = "envoy.service.endpoint.v3.EndpointDiscoveryService";
+    ListenerName = "envoy.service.listener.v3.ListenerDiscoveryService";
+    RouteName = "envoy.service.route.v3.RouteDiscoveryService";
+}
+
+pub struct XdsService<N> {
+    ads: Ads,
+    _name: PhantomData<fn() -> N>,
+}
+
+impl<N> XdsService<N> {
+    pub fn new(ads: Ads) -> Self {
+        Self {
+            ads,
+            _name: PhantomData,
+        }
+    }
+}
+
+impl<N> Clone for XdsService<N> {
+    fn clone(&self) -> Self {
+        Self::new(self.ads.clone())
+    }
+}
+
+impl<N: ServiceName> NamedService for XdsService<N> {
+    const NAME: &'static str = N::NAME;
+}
+
+impl<N: ServiceName> Service<http::Request<Body>> for XdsService<N> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let method = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        let rx = if method.starts_with("Stream") {
+            let requests = Streaming::new_request(
+                RequestDecoder(PhantomData),
+                body,
+                None,
+                Some(MAX_REQUEST),
+            );
+            self.ads
+                .open_sotw(tonic::Request::from_http(http::Request::from_parts(
+                    parts, requests,
+                )))
+        } else if method.starts_with("Delta") {
+            let requests = Streaming::new_request(
+                RequestDecoder(PhantomData),
+                body,
+                None,
+                Some(MAX_REQUEST),
+            );
+            self.ads
+                .open_delta(tonic::Request::from_http(http::Request::from_parts(
+                    parts, requests,
+                )))
+        } else {
+            return std::future::ready(Ok(Status::unimplemented(
+                "fetch is not served: use a stream (ADS or this service's stream)",
+            )
+            .into_http()));
+        };
+        let mut response = http::Response::new(Body::new(ResponseBody { rx, done: false }));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        std::future::ready(Ok(response))
+    }
+}
