@@ -296,9 +296,9 @@ async fn start_server(repo: &std::path::Path, endpoints: &std::path::Path) -> Se
         .spawn()
         .expect("start tidegate serve");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !http_get(admin, "localhost", "/readyz")
+    while http_get(admin, "localhost", "/readyz")
         .await
-        .is_some_and(|r| r.status == 200)
+        .is_none_or(|r| r.status != 200)
     {
         assert!(Instant::now() < deadline, "the server never became ready");
         tokio::time::sleep(Duration::from_millis(50)).await;

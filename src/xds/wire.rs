@@ -166,23 +166,15 @@ impl<N: ServiceName> Service<http::Request<Body>> for XdsService<N> {
         let (parts, body) = req.into_parts();
         let method = parts.uri.path().rsplit('/').next().unwrap_or_default();
         let rx = if method.starts_with("Stream") {
-            let requests = Streaming::new_request(
-                RequestDecoder(PhantomData),
-                body,
-                None,
-                Some(MAX_REQUEST),
-            );
+            let requests =
+                Streaming::new_request(RequestDecoder(PhantomData), body, None, Some(MAX_REQUEST));
             self.ads
                 .open_sotw(tonic::Request::from_http(http::Request::from_parts(
                     parts, requests,
                 )))
         } else if method.starts_with("Delta") {
-            let requests = Streaming::new_request(
-                RequestDecoder(PhantomData),
-                body,
-                None,
-                Some(MAX_REQUEST),
-            );
+            let requests =
+                Streaming::new_request(RequestDecoder(PhantomData), body, None, Some(MAX_REQUEST));
             self.ads
                 .open_delta(tonic::Request::from_http(http::Request::from_parts(
                     parts, requests,
