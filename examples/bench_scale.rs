@@ -1,8 +1,10 @@
 //! Scale probe: how the per-commit pipeline grows with the number of intents.
 //!
 //! N intents in N/10 files across M gateways, committed to a real repository; measures the
-//! cold pipeline (read, validate + expand, render, translate + encode) and the same after
-//! one intent file changes (decoding is cached by blob id; the rest is still whole-commit).
+//! cold pipeline (read, validate + expand, translate + encode: the time to a new snapshot;
+//! then render, which `serve` does after publishing and only when it writes manifests) and
+//! the same after one intent file changes (decoding is cached by blob id, and proxies whose
+//! plan did not change keep their encoded resources).
 //!
 //! ```sh
 //! cargo run --release --example bench_scale -- 100 1000 10000
@@ -28,24 +30,41 @@ struct Times {
     translate: Duration,
 }
 
-fn run(src: &RepoSource, sha: &str, cache: &mut tidegate::intent::Cache) -> Times {
+fn run(
+    src: &RepoSource,
+    sha: &str,
+    cache: &mut tidegate::intent::Cache,
+    previous: &mut Option<tidegate::xds::snapshot::Snapshot>,
+) -> Times {
     let t = Instant::now();
     let tree = src.read(sha, &|p, id| cache.knows(p, id)).unwrap();
     let read = t.elapsed();
     let t = Instant::now();
-    let (config, model) = tidegate::intent::load_and_expand_cached(&tree, cache).unwrap();
+    let config = tidegate::intent::load_cached(&tree, cache).unwrap();
+    let load = t.elapsed();
+    let model = tidegate::intent::expand::expand(&config).unwrap();
     let validate = t.elapsed();
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!("  load {:?} expand {:?}", load, validate - load);
+    }
     let t = Instant::now();
     let rendered = tidegate::render::render(&model, &config, &tree.source).unwrap();
     let render = t.elapsed();
     let t = Instant::now();
-    let snapshot = tidegate::xds::snapshot::Snapshot::build(
+    let plans = tidegate::xds::translate::plans(&model);
+    let planned = t.elapsed();
+    let snapshot = tidegate::xds::snapshot::Snapshot::build_after(
         Default::default(),
-        tidegate::xds::translate::plans(&model),
+        plans,
         Default::default(),
+        previous.as_ref(),
     );
     let translate = t.elapsed();
-    std::hint::black_box((rendered, snapshot));
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!("  plans {:?} encode {:?}", planned, translate - planned);
+    }
+    std::hint::black_box(rendered);
+    *previous = Some(snapshot);
     Times {
         read,
         validate,
@@ -69,7 +88,7 @@ fn main() {
         sizes
     };
     println!(
-        "| intents | gateways | run | read | validate+expand | render | translate+encode | total |"
+        "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
     for n in sizes {
@@ -88,17 +107,27 @@ fn main() {
         let second = repo.commit("one file changed");
         let src = RepoSource::new(&repo.path().to_string_lossy(), None, None);
         let mut cache = tidegate::intent::Cache::default();
+        let mut previous = None;
         for (label, sha) in [("cold", &first), ("one file changed", &second)] {
-            let t = run(&src, sha, &mut cache);
-            let total = t.read + t.validate + t.render + t.translate;
+            let t = run(&src, sha, &mut cache, &mut previous);
+            let to_snapshot = t.read + t.validate + t.translate;
             println!(
-                "| {n} | {gateways} | {label} | {} | {} | {} | {} | {} |",
+                "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} |",
                 ms(t.read),
                 ms(t.validate),
-                ms(t.render),
                 ms(t.translate),
-                ms(total)
+                ms(to_snapshot),
+                ms(t.render),
             );
+        }
+        // For profiling the incremental path: alternate between the two commits.
+        let rounds: usize = std::env::var("BENCH_PROFILE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        for r in 0..rounds {
+            let sha = if r % 2 == 0 { &first } else { &second };
+            std::hint::black_box(run(&src, sha, &mut cache, &mut previous));
         }
     }
 }

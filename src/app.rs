@@ -300,7 +300,10 @@ struct Sync {
 /// The result of processing one commit, computed off the async workers.
 struct Built {
     snapshot: Snapshot,
-    rendered: render::Rendered,
+    /// Rendered after the snapshot is published, and only when manifests are written
+    /// (render fails only on a bug, never on input the validation accepted).
+    model: crate::model::Model,
+    config: intent::Config,
     tree_source: Source,
 }
 
@@ -370,12 +373,13 @@ impl Sync {
             return Ok(());
         }
         *last = Some(sha.clone());
-        let inputs = self.writer.lock().await.current().inputs().clone();
+        let previous = self.writer.lock().await.current();
+        let inputs = previous.inputs().clone();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
         let metrics = self.state.metrics.clone();
         let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(&source, &sha, inputs, &mut cache, &metrics);
+            let r = build(&source, &sha, inputs, Some(previous), &mut cache, &metrics);
             (r, cache)
         })
         .await
@@ -429,8 +433,31 @@ impl Sync {
                 .observe((now - *time as f64).max(0.0));
         }
         tracing::info!(commit = %origin.revision, "serving {}", origin.source);
+        if self.opts.out.is_none() && self.opts.push_branch.is_none() {
+            return;
+        }
+        let (model, config, source) = (b.model, b.config, b.tree_source.clone());
+        let metrics = self.state.metrics.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            let r = render::render(&model, &config, &source);
+            metrics.stage("render").observe(t.elapsed().as_secs_f64());
+            r
+        })
+        .await;
+        let rendered = match rendered {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!("rendering manifests of {}: {e}", origin.revision);
+                return;
+            }
+            Err(e) => {
+                tracing::error!("rendering manifests of {}: {e}", origin.revision);
+                return;
+            }
+        };
         if let Some(out) = self.opts.out.clone() {
-            let rendered = b.rendered.clone();
+            let rendered = rendered.clone();
             match tokio::task::spawn_blocking(move || render::write_dir(&out, &rendered)).await {
                 Ok(Ok(s)) => tracing::info!(
                     written = s.written.len(),
@@ -449,7 +476,7 @@ impl Sync {
         ) = (self.opts.push_branch.clone(), b.tree_source)
         {
             let source = self.source.clone();
-            let files = b.rendered.files;
+            let files = rendered.files;
             let result = tokio::task::spawn_blocking(move || {
                 push::push_rendered(
                     &source,
@@ -490,6 +517,7 @@ fn build(
     source: &RepoSource,
     sha: &str,
     inputs: Inputs,
+    previous: Option<Arc<Snapshot>>,
     cache: &mut intent::Cache,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Built, BuildError> {
@@ -510,21 +538,23 @@ fn build(
             errors: problems.iter().map(ToString::to_string).collect(),
         },
     })?;
-    let t = std::time::Instant::now();
-    let rendered = render::render(&model, &config, &tree.source)
-        .map_err(|e| BuildError::Source(e.to_string()))?;
-    timer("render", t);
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),
         warnings: config.warnings.clone(),
     };
     let t = std::time::Instant::now();
-    let snapshot = Snapshot::build(origin, xds::translate::plans(&model), inputs);
+    let snapshot = Snapshot::build_after(
+        origin,
+        xds::translate::plans(&model),
+        inputs,
+        previous.as_deref(),
+    );
     timer("translate", t);
     Ok(Built {
         snapshot,
-        rendered,
+        model,
+        config,
         tree_source: tree.source,
     })
 }

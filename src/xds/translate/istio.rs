@@ -10,28 +10,18 @@ use super::plan::{
     Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
     RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
-use crate::model::Object;
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
 
-pub fn plan(objects: &[Object], gateway: &istio::Gateway) -> ProxyPlan {
+pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
     let gw_name = &gateway.metadata.name;
     let mut plan = ProxyPlan::default();
 
-    let mut services: Vec<&VirtualService> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::VirtualService(v) => Some(v),
-            _ => None,
-        })
-        .filter(|vs| {
-            let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
-            vs.spec.gateways.iter().any(|g| match g.split_once('/') {
-                Some((ns, name)) => ns == gw_ns && name == gw_name,
-                None => vs_ns == gw_ns && g == gw_name,
-            })
-        })
-        .collect();
+    let mut services: Vec<&VirtualService> = ix
+        .virtual_services
+        .get(&(gw_ns.to_owned(), gw_name.clone()))
+        .cloned()
+        .unwrap_or_default();
     services.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
@@ -122,7 +112,7 @@ pub fn plan(objects: &[Object], gateway: &istio::Gateway) -> ProxyPlan {
             });
         }
     }
-    plan.via_waypoint = super::mesh::ingress_waypoints(objects, &plan.backends());
+    plan.via_waypoint = super::mesh::ingress_waypoints(ix, &plan.backends());
     for (b, w) in &plan.via_waypoint {
         if !w.exists {
             plan.warnings.push(format!(

@@ -64,8 +64,7 @@ use super::plan::{
     Action, Backend, Forward, HBONE_PORT, HeaderOps, PathMatch, ProxyPlan, RoutePlan, WaypointPlan,
     WaypointRef,
 };
-use crate::model::Object;
-use crate::model::gateway_api::{self as gw, HttpRoute, ReferenceGrant};
+use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 
@@ -82,45 +81,32 @@ const CONNECT_TERMINATE: &str = "connect_terminate";
 const MAIN_INTERNAL: &str = "main_internal";
 
 /// The waypoint namespace `ns` uses, from its labels.
-fn namespace_waypoint<'a>(objects: &'a [Object], ns: &str) -> Option<(&'a str, &'a str, bool)> {
-    objects.iter().find_map(|o| match o {
-        Object::Namespace(n) if n.metadata.name == ns => {
-            let l = &n.metadata.labels;
-            let name = l.get(USE_WAYPOINT).filter(|w| w.as_str() != "none")?;
-            let wns = l
-                .get(USE_WAYPOINT_NAMESPACE)
-                .map_or(n.metadata.name.as_str(), String::as_str);
-            let ingress = l.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
-            Some((name.as_str(), wns, ingress))
-        }
-        _ => None,
-    })
-}
-
-fn waypoint_exists(objects: &[Object], name: &str, ns: &str) -> bool {
-    objects.iter().any(|o| {
-        matches!(o, Object::Gateway(g)
-            if g.spec.gateway_class_name == WAYPOINT_CLASS
-                && g.metadata.name == name
-                && g.metadata.namespace.as_deref() == Some(ns))
-    })
+fn namespace_waypoint<'a>(ix: &super::Index<'a>, ns: &str) -> Option<(&'a str, &'a str, bool)> {
+    let n = ix.namespaces.get(ns)?;
+    let l = &n.metadata.labels;
+    let name = l.get(USE_WAYPOINT).filter(|w| w.as_str() != "none")?;
+    let wns = l
+        .get(USE_WAYPOINT_NAMESPACE)
+        .map_or(n.metadata.name.as_str(), String::as_str);
+    let ingress = l.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
+    Some((name.as_str(), wns, ingress))
 }
 
 /// Which of a gateway's backends go through their waypoint: those whose namespace uses a
 /// waypoint and asks ingress traffic to use it (Istio's `ingress-use-waypoint`).
 pub fn ingress_waypoints(
-    objects: &[Object],
+    ix: &super::Index<'_>,
     backends: &[Backend],
 ) -> BTreeMap<Backend, WaypointRef> {
     let mut out = BTreeMap::new();
     for b in backends {
-        if let Some((name, ns, true)) = namespace_waypoint(objects, &b.namespace) {
+        if let Some((name, ns, true)) = namespace_waypoint(ix, &b.namespace) {
             out.insert(
                 b.clone(),
                 WaypointRef {
                     name: name.to_owned(),
                     namespace: ns.to_owned(),
-                    exists: waypoint_exists(objects, name, ns),
+                    exists: ix.waypoints.contains(&(ns, name)),
                 },
             );
         }
@@ -130,19 +116,17 @@ pub fn ingress_waypoints(
 
 /// The plan of waypoint `gateway`: the namespaces bound to it and the L7 routes of their
 /// Services.
-pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
+pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let name = gateway.metadata.name.as_str();
     let ns = gateway.metadata.namespace.as_deref().unwrap_or("default");
     let mut plan = ProxyPlan::default();
     let mut wp = WaypointPlan::default();
-    for o in objects {
-        if let Object::Namespace(n) = o
-            && namespace_waypoint(objects, &n.metadata.name)
-                .is_some_and(|(w, wns, _)| w == name && wns == ns)
-        {
-            wp.namespaces.push(n.metadata.name.clone());
+    for n in ix.namespaces.keys() {
+        if namespace_waypoint(ix, n).is_some_and(|(w, wns, _)| w == name && wns == ns) {
+            wp.namespaces.push((*n).to_owned());
         }
     }
+    wp.namespaces.sort();
     if !gateway
         .spec
         .listeners
@@ -153,19 +137,12 @@ pub fn plan(objects: &[Object], gateway: &gw::Gateway) -> ProxyPlan {
             "waypoint {name}.{ns} has no listener on port {HBONE_PORT} with protocol HBONE; it is served one anyway"
         ));
     }
-    let grants: Vec<&ReferenceGrant> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::ReferenceGrant(g) => Some(g),
-            _ => None,
-        })
-        .collect();
+    let grants = &ix.grants;
     // (service, namespace) → (precedence key, port, route)
     type Keyed = (gw::Precedence, String, String, usize, usize);
     type KeyedRoutes = Vec<(Keyed, Option<u16>, RoutePlan)>;
     let mut routes: BTreeMap<(String, String), KeyedRoutes> = BTreeMap::new();
-    for o in objects {
-        let Object::HttpRoute(r) = o else { continue };
+    for r in &ix.service_routes {
         let route_ns = r.metadata.namespace.as_deref().unwrap_or("default");
         for p in service_parents(r, route_ns) {
             let (svc, svc_ns, port) = p;
