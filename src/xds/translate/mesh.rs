@@ -177,7 +177,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                             rule,
                             route_ns,
                             port.unwrap_or(80),
-                            &grants,
+                            grants,
                         ),
                     ));
                 }
