@@ -34,6 +34,7 @@ fn run(
     src: &RepoSource,
     sha: &str,
     cache: &mut tidegate::intent::Cache,
+    plan_cache: &mut tidegate::xds::translate::Cache,
     previous: &mut Option<tidegate::xds::snapshot::Snapshot>,
 ) -> Times {
     let t = Instant::now();
@@ -51,9 +52,9 @@ fn run(
     let rendered = tidegate::render::render(&model, &config, &tree.source).unwrap();
     let render = t.elapsed();
     let t = Instant::now();
-    let plans = tidegate::xds::translate::plans(&model);
+    let plans = tidegate::xds::translate::plans_cached(&model, plan_cache);
     let planned = t.elapsed();
-    let snapshot = tidegate::xds::snapshot::Snapshot::build_after(
+    let snapshot = tidegate::xds::snapshot::Snapshot::build_shared(
         Default::default(),
         plans,
         Default::default(),
@@ -108,8 +109,9 @@ fn main() {
         let src = RepoSource::new(&repo.path().to_string_lossy(), None, None);
         let mut cache = tidegate::intent::Cache::default();
         let mut previous = None;
+        let mut plan_cache = tidegate::xds::translate::Cache::default();
         for (label, sha) in [("cold", &first), ("one file changed", &second)] {
-            let t = run(&src, sha, &mut cache, &mut previous);
+            let t = run(&src, sha, &mut cache, &mut plan_cache, &mut previous);
             let to_snapshot = t.read + t.validate + t.translate;
             println!(
                 "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} |",
@@ -127,7 +129,7 @@ fn main() {
             .unwrap_or(0);
         for r in 0..rounds {
             let sha = if r % 2 == 0 { &first } else { &second };
-            std::hint::black_box(run(&src, sha, &mut cache, &mut previous));
+            std::hint::black_box(run(&src, sha, &mut cache, &mut plan_cache, &mut previous));
         }
     }
 }

@@ -229,7 +229,7 @@ pub async fn start(
         opts: opts.clone(),
         writer: writer.clone(),
         state: state.clone(),
-        cache: intent::Cache::default(),
+        cache: Default::default(),
         _watcher: watcher,
     };
     tasks.push(tokio::spawn(sync.run(triggers, shutdown())));
@@ -293,7 +293,8 @@ struct Sync {
     opts: ServeOptions,
     writer: Arc<Mutex<SnapshotWriter>>,
     state: Arc<AdminState>,
-    cache: intent::Cache,
+    /// What the previous commit decoded and planned, reused where unchanged.
+    cache: (intent::Cache, xds::translate::Cache),
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -379,7 +380,15 @@ impl Sync {
         let mut cache = std::mem::take(&mut self.cache);
         let metrics = self.state.metrics.clone();
         let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(&source, &sha, inputs, Some(previous), &mut cache, &metrics);
+            let r = build(
+                &source,
+                &sha,
+                inputs,
+                Some(previous),
+                &mut cache.0,
+                &mut cache.1,
+                &metrics,
+            );
             (r, cache)
         })
         .await
@@ -519,6 +528,7 @@ fn build(
     inputs: Inputs,
     previous: Option<Arc<Snapshot>>,
     cache: &mut intent::Cache,
+    plans: &mut xds::translate::Cache,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Built, BuildError> {
     let timer = |stage: &str, since: std::time::Instant| {
@@ -544,9 +554,9 @@ fn build(
         warnings: config.warnings.clone(),
     };
     let t = std::time::Instant::now();
-    let snapshot = Snapshot::build_after(
+    let snapshot = Snapshot::build_shared(
         origin,
-        xds::translate::plans(&model),
+        xds::translate::plans_cached(&model, plans),
         inputs,
         previous.as_deref(),
     );

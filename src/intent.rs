@@ -47,7 +47,7 @@ impl fmt::Display for Problems<'_> {
 pub struct Config {
     pub settings: Settings,
     /// Sorted by namespace, then name.
-    pub intents: Vec<Intent>,
+    pub intents: Vec<std::sync::Arc<Intent>>,
     /// Things worth telling the user that do not reject the commit.
     pub warnings: Vec<String>,
 }
@@ -60,7 +60,9 @@ pub fn load(tree: &Tree) -> Result<Config, Error> {
 /// What one intent file says, decoded once per (path, content).
 #[derive(Debug, Default)]
 struct FileResult {
-    intents: Vec<Intent>,
+    /// Shared with every commit's Config while the file is unchanged: the incremental
+    /// stages after this one recognise an unchanged intent by its address.
+    intents: Vec<std::sync::Arc<Intent>>,
     problems: Vec<Problem>,
 }
 
@@ -218,7 +220,7 @@ fn decode_file(path: &str, bytes: &[u8]) -> FileResult {
     if let Some(docs) = parse_file(&mut cx, bytes) {
         for doc in &docs {
             if let Some(intent) = spec::decode_intent(&mut cx, doc) {
-                intents.push(intent);
+                intents.push(std::sync::Arc::new(intent));
             }
         }
     }
@@ -265,7 +267,7 @@ fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
 
 /// Checks that need every intent at once: duplicates, conflicts on a shared gateway or
 /// namespace, and settings-dependent fields.
-fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Problem>) {
+fn cross_check(settings: &Settings, intents: &[std::sync::Arc<Intent>], problems: &mut Vec<Problem>) {
     let at = |i: &Intent, pos: Pos, field: &str, message: String| Problem {
         file: i.file.clone(),
         pos,
@@ -356,7 +358,7 @@ fn cross_check(settings: &Settings, intents: &[Intent], problems: &mut Vec<Probl
                         match_key.clone(),
                     );
                     match claims.get(&key) {
-                        Some((first, fpos)) if !std::ptr::eq(*first, i) => {
+                        Some((first, fpos)) if !std::ptr::eq(*first, &**i) => {
                             problems.push(at(i, *pos, "spec.rules", format!(
                                 "host {} {:?} {} on gateway {}/{} port {} is also claimed by {}/{} in {}:{}; valid: each host and path belongs to one intent",
                                 h.value, m.path.type_, m.path.value, key.0, key.1, key.2, first.namespace, first.name, first.file, fpos

@@ -946,7 +946,7 @@ fn percentages(weights: &[u32]) -> Vec<u32> {
 /// An HTTPRoute may send to a Service in another namespace only if that namespace grants
 /// it (a ReferenceGrant); without one, Gateway API answers those requests with 500. One
 /// grant per (Service namespace, route namespace), naming exactly the Services used.
-fn reference_grants<'a>(out: &mut Out<'a>, intents: &'a [Intent]) {
+fn reference_grants<'a>(out: &mut Out<'a>, intents: &'a [std::sync::Arc<Intent>]) {
     let mut grants: BTreeMap<(String, String), (BTreeSet<String>, &'a Intent)> = BTreeMap::new();
     for i in intents.iter().filter(|i| i.mode.value == Mode::GatewayApi) {
         for b in i.rules.iter().flat_map(|r| &r.backend_refs) {

@@ -169,24 +169,32 @@ impl Snapshot {
         inputs: Inputs,
         previous: Option<&Snapshot>,
     ) -> Self {
+        let plans = plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        Self::build_shared(origin, plans, inputs, previous)
+    }
+
+    /// [`Snapshot::build_after`] for plans already shared (from `translate::plans_cached`,
+    /// where an unchanged proxy's plan is the previous commit's very `Arc`).
+    pub fn build_shared(
+        origin: Origin,
+        plans: BTreeMap<String, Arc<ProxyPlan>>,
+        inputs: Inputs,
+        previous: Option<&Snapshot>,
+    ) -> Self {
         let previous = previous.filter(|p| p.inputs.same_as(&inputs));
         let mut interner = Interner::default();
         let mut proxies = BTreeMap::new();
-        let plans: BTreeMap<String, Arc<ProxyPlan>> = plans
-            .into_iter()
-            .map(|(id, plan)| {
-                if let Some(prev) = previous
-                    && let Some(prev_plan) = prev.plans.get(&id)
-                    && **prev_plan == plan
-                {
-                    proxies.insert(id.clone(), prev.proxies[&id].clone());
-                    return (id, prev_plan.clone());
-                }
-                let encoded = encode(&id, &plan, &inputs, &Variant::default(), &mut interner);
-                proxies.insert(id.clone(), Arc::new(encoded));
-                (id, Arc::new(plan))
-            })
-            .collect();
+        for (id, plan) in &plans {
+            if let Some(prev) = previous
+                && let Some(prev_plan) = prev.plans.get(id)
+                && (Arc::ptr_eq(prev_plan, plan) || **prev_plan == **plan)
+            {
+                proxies.insert(id.clone(), prev.proxies[id].clone());
+                continue;
+            }
+            let encoded = encode(id, plan, &inputs, &Variant::default(), &mut interner);
+            proxies.insert(id.clone(), Arc::new(encoded));
+        }
         Self {
             origin,
             plans,
@@ -200,12 +208,7 @@ impl Snapshot {
     /// The same config with other inputs (endpoints, certificates): only the resources
     /// that depend on them change.
     pub fn with_inputs(&self, inputs: Inputs) -> Self {
-        let plans = self
-            .plans
-            .iter()
-            .map(|(k, v)| (k.clone(), ProxyPlan::clone(v)))
-            .collect();
-        Self::build(self.origin.clone(), plans, inputs)
+        Self::build_shared(self.origin.clone(), self.plans.clone(), inputs, Some(self))
     }
 
     pub fn inputs(&self) -> &Inputs {

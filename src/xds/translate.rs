@@ -7,6 +7,7 @@ pub mod mesh;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
@@ -112,6 +113,137 @@ pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
         };
         out.insert(key, plan);
     }
+    out
+}
+
+/// What the previous commit's plans were made from, so the next commit plans again only
+/// the proxies whose inputs changed (at 10,000 intents on 100 gateways, planning every
+/// gateway took ~47 ms; a commit usually touches one).
+#[derive(Default)]
+pub struct Cache {
+    /// Inputs every plan may read: namespace labels (waypoints), grants, waypoint routes.
+    context: Option<Context>,
+    proxies: HashMap<String, (Key, Arc<ProxyPlan>)>,
+}
+
+#[derive(PartialEq)]
+struct Context {
+    namespaces: Vec<Namespace>,
+    grants: Vec<ReferenceGrant>,
+    service_routes: Vec<HttpRoute>,
+    waypoints: Vec<(String, String)>,
+}
+
+/// A proxy's own inputs: its Gateway and what attaches to it.
+#[derive(PartialEq)]
+enum Key {
+    Gateway(crate::model::gateway_api::Gateway, Vec<HttpRoute>),
+    Istio(crate::model::istio::Gateway, Vec<VirtualService>),
+}
+
+impl Context {
+    fn of(ix: &Index<'_>) -> Self {
+        let mut namespaces: Vec<Namespace> = ix.namespaces.values().map(|n| (*n).clone()).collect();
+        namespaces.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut waypoints: Vec<(String, String)> = ix
+            .waypoints
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect();
+        waypoints.sort();
+        Context {
+            namespaces,
+            grants: ix.grants.iter().map(|g| (*g).clone()).collect(),
+            service_routes: ix.service_routes.iter().map(|r| (*r).clone()).collect(),
+            waypoints,
+        }
+    }
+}
+
+/// [`plans`], reusing the plan of every proxy whose inputs equal the previous commit's
+/// (compared, not hashed: equal inputs give an equal plan, by construction).
+pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<ProxyPlan>> {
+    let ix = Index::new(&model.objects);
+    let context = Context::of(&ix);
+    if cache.context.as_ref() != Some(&context) {
+        cache.proxies.clear();
+        cache.context = Some(context);
+    }
+    let mut out = BTreeMap::new();
+    let mut live = HashSet::new();
+    enum Which<'a> {
+        Api(&'a crate::model::gateway_api::Gateway),
+        Istio(&'a crate::model::istio::Gateway),
+    }
+    for o in &model.objects {
+        let (id, which) = match o {
+            Object::Gateway(g) => (
+                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
+                Which::Api(g),
+            ),
+            Object::IstioGateway(g) => (
+                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
+                Which::Istio(g),
+            ),
+            _ => continue,
+        };
+        let routes: &[&HttpRoute] = match which {
+            Which::Api(g) => ix
+                .routes_by_gateway
+                .get(&(
+                    g.metadata.namespace.as_deref().unwrap_or_default(),
+                    g.metadata.name.as_str(),
+                ))
+                .map_or(&[], Vec::as_slice),
+            Which::Istio(_) => &[],
+        };
+        let services: &[&VirtualService] = match which {
+            Which::Istio(g) => ix
+                .virtual_services
+                .get(&(
+                    g.metadata.namespace.clone().unwrap_or_default(),
+                    g.metadata.name.clone(),
+                ))
+                .map_or(&[], Vec::as_slice),
+            Which::Api(_) => &[],
+        };
+        live.insert(id.clone());
+        // Compared with what the objects are now, by reference: the inputs are cloned
+        // only when they changed.
+        let unchanged = cache.proxies.get(&id).is_some_and(|(k, _)| match (k, &which) {
+            (Key::Gateway(kg, kr), Which::Api(g)) => {
+                kg == *g && kr.len() == routes.len() && kr.iter().zip(routes).all(|(a, b)| a == *b)
+            }
+            (Key::Istio(kg, kv), Which::Istio(g)) => {
+                kg == *g
+                    && kv.len() == services.len()
+                    && kv.iter().zip(services).all(|(a, b)| a == *b)
+            }
+            _ => false,
+        });
+        if unchanged && let Some((_, plan)) = cache.proxies.get(&id) {
+            out.insert(id, plan.clone());
+            continue;
+        }
+        let (key, plan) = match which {
+            Which::Api(g) => (
+                Key::Gateway(g.clone(), routes.iter().map(|r| (*r).clone()).collect()),
+                if g.spec.gateway_class_name == WAYPOINT_CLASS {
+                    mesh::plan(&ix, g)
+                } else {
+                    gateway_api::plan(&ix, g)
+                },
+            ),
+            Which::Istio(g) => (
+                Key::Istio(g.clone(), services.iter().map(|v| (*v).clone()).collect()),
+                istio::plan(&ix, g),
+            ),
+        };
+        let plan = Arc::new(plan);
+        cache.proxies.insert(id.clone(), (key, plan.clone()));
+        out.insert(id, plan);
+    }
+    cache.proxies.retain(|id, _| live.contains(id));
     out
 }
 
