@@ -41,13 +41,8 @@ fn run(
     let tree = src.read(sha, &|p, id| cache.knows(p, id)).unwrap();
     let read = t.elapsed();
     let t = Instant::now();
-    let config = tidegate::intent::load_cached(&tree, cache).unwrap();
-    let load = t.elapsed();
-    let model = tidegate::intent::expand::expand(&config).unwrap();
+    let (config, model) = tidegate::intent::load_and_expand_cached(&tree, cache).unwrap();
     let validate = t.elapsed();
-    if std::env::var_os("BENCH_DETAIL").is_some() {
-        eprintln!("  load {:?} expand {:?}", load, validate - load);
-    }
     let t = Instant::now();
     let rendered = tidegate::render::render(&model, &config, &tree.source).unwrap();
     let render = t.elapsed();

@@ -71,6 +71,8 @@ struct FileResult {
 #[derive(Debug, Default)]
 pub struct Cache {
     files: std::collections::HashMap<(String, String), std::sync::Arc<FileResult>>,
+    /// What each gateway's intents expanded to.
+    expanded: expand::Cache,
 }
 
 impl Cache {
@@ -267,7 +269,11 @@ fn parse_file(cx: &mut Cx<'_>, bytes: &[u8]) -> Option<Vec<node::Node>> {
 
 /// Checks that need every intent at once: duplicates, conflicts on a shared gateway or
 /// namespace, and settings-dependent fields.
-fn cross_check(settings: &Settings, intents: &[std::sync::Arc<Intent>], problems: &mut Vec<Problem>) {
+fn cross_check(
+    settings: &Settings,
+    intents: &[std::sync::Arc<Intent>],
+    problems: &mut Vec<Problem>,
+) {
     let at = |i: &Intent, pos: Pos, field: &str, message: String| Problem {
         file: i.file.clone(),
         pos,
@@ -342,20 +348,28 @@ fn cross_check(settings: &Settings, intents: &[std::sync::Arc<Intent>], problems
     }
 
     // Two intents claiming the same host and match on one gateway port: the routing between
-    // them would be decided by object age, which Git does not have.
+    // them would be decided by object age, which Git does not have. Keys borrow from the
+    // intents (no string copies): this runs over every match of every intent per commit.
     type Claim<'a> = (&'a Intent, Pos);
-    let mut claims: BTreeMap<(String, String, u16, String, String), Claim<'_>> = BTreeMap::new();
+    type ClaimKey<'a> = (
+        &'a str,
+        &'a str,
+        u16,
+        &'a str,
+        &'a crate::model::gateway_api::HttpRouteMatch,
+    );
+    let mut claims: std::collections::HashMap<ClaimKey<'_>, Claim<'_>> =
+        std::collections::HashMap::new();
     for i in intents {
         for (rule, (_, mpos)) in i.rules.iter().zip(&i.rule_pos) {
             for (m, pos) in rule.matches.iter().zip(mpos) {
-                let match_key = serde_json::to_string(m).unwrap_or_default();
                 for h in &i.hostnames {
                     let key = (
-                        i.gateway_namespace().to_owned(),
-                        i.gateway.name.clone(),
+                        i.gateway_namespace(),
+                        i.gateway.name.as_str(),
                         i.gateway.port,
-                        h.value.clone(),
-                        match_key.clone(),
+                        h.value.as_str(),
+                        m,
                     );
                     match claims.get(&key) {
                         Some((first, fpos)) if !std::ptr::eq(*first, &**i) => {
@@ -387,6 +401,6 @@ pub fn load_and_expand_cached(
     cache: &mut Cache,
 ) -> Result<(Config, crate::model::Model), Error> {
     let config = load_cached(tree, cache)?;
-    let model = expand::expand(&config).map_err(Error::Invalid)?;
+    let model = expand::expand_cached(&config, &mut cache.expanded).map_err(Error::Invalid)?;
     Ok((config, model))
 }

@@ -95,14 +95,20 @@ impl Object {
     }
 }
 
-/// Everything one commit expands to, sorted by [`Object::key`].
+/// Everything one commit expands to, sorted by [`Object::key`]. Objects are shared: an
+/// object no change touched is the very one of the previous commit (see
+/// `intent::expand::Cache`), so later stages can tell it is unchanged by its address.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Model {
-    pub objects: Vec<Object>,
+    pub objects: Vec<std::sync::Arc<Object>>,
 }
 
 impl Model {
-    pub fn new(mut objects: Vec<Object>) -> Self {
+    pub fn new(objects: Vec<Object>) -> Self {
+        Self::from_shared(objects.into_iter().map(std::sync::Arc::new).collect())
+    }
+
+    pub fn from_shared(mut objects: Vec<std::sync::Arc<Object>>) -> Self {
         objects.sort_by(|a, b| a.key().cmp(&b.key()));
         Self { objects }
     }

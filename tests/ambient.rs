@@ -609,7 +609,7 @@ fn a_service_bound_to_a_missing_waypoint_fails_closed_and_is_reported() {
     let (p, w) = served(
         |m| {
             m.objects.retain(
-                |o| !matches!(o, Object::Gateway(g) if g.metadata.name == "httpbin-waypoint"),
+                |o| !matches!(&**o, Object::Gateway(g) if g.metadata.name == "httpbin-waypoint"),
             )
         },
         inputs,
@@ -664,7 +664,7 @@ fn a_waypoint_with_nothing_to_serve_says_why() {
     let (p, w) = served(
         |m| {
             for o in &mut m.objects {
-                if let Object::Namespace(n) = o {
+                if let Object::Namespace(n) = std::sync::Arc::make_mut(o) {
                     n.metadata.labels.remove("istio.io/use-waypoint");
                 }
             }

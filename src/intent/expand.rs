@@ -10,6 +10,7 @@
 //! plus an OpenShift Route for `exposure: OpenShiftRoute`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::Config;
 use super::decode::Problem;
@@ -55,6 +56,118 @@ pub fn revision<'a>(settings: &'a Settings, intent: &'a Intent) -> Option<&'a st
 /// Expands a validated config. Fails only on conflicts between generated objects, or on
 /// rules that a VirtualService cannot express (istio mode).
 pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
+    expand_cached(config, &mut Cache::default())
+}
+
+/// What the previous commit's gateways expanded to, by their intents' addresses (an
+/// unchanged intent file gives the very same `Arc<Intent>`s: see `intent::Cache`).
+#[derive(Default)]
+pub struct Cache {
+    settings: Option<Settings>,
+    groups: std::collections::HashMap<(String, String), Group>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("expand::Cache")
+            .field("gateways", &self.groups.len())
+            .finish()
+    }
+}
+
+/// One gateway's expansion.
+struct Group {
+    /// Its intents, in order; held so their addresses cannot be reused by new intents.
+    users: Vec<Arc<Intent>>,
+    /// The gateway's own objects, each with the index of the intent it is attributed to.
+    gateway: Vec<(Arc<Object>, usize)>,
+    /// Per intent (same order as `users`): its routes and the problems found making them.
+    routes: Vec<(Vec<Arc<Object>>, Vec<Problem>)>,
+}
+
+fn expand_group(settings: &Settings, gw_ns: &str, gw_name: &str, users: &[&Arc<Intent>]) -> Group {
+    let plain: Vec<&Intent> = users.iter().map(|u| &***u).collect();
+    let index = |i: &Intent| {
+        plain
+            .iter()
+            .position(|u| std::ptr::eq(*u, i))
+            .unwrap_or_default()
+    };
+    let mut out = Out::default();
+    let mut listener_names: BTreeMap<(String, String, u16, String), String> = BTreeMap::new();
+    let first = plain[0];
+    match first.mode.value {
+        Mode::Istio => expand_istio_gateway(&mut out, gw_ns, gw_name, &plain),
+        Mode::GatewayApi | Mode::Ambient => {
+            let gateway = gateway_api_gateway(settings, gw_ns, gw_name, &plain);
+            for l in &gateway.spec.listeners {
+                listener_names.insert(
+                    (
+                        gw_ns.into(),
+                        gw_name.into(),
+                        l.port,
+                        l.hostname.clone().unwrap_or_default(),
+                    ),
+                    l.name.clone(),
+                );
+            }
+            if first.gateway.exposure.value == Exposure::OpenShiftRoute {
+                for i in &plain {
+                    for h in &i.hostnames {
+                        let target = listener_names
+                            .iter()
+                            .find(|((_, _, p, _), _)| *p == i.gateway.port)
+                            .map(|(_, name)| name.clone())
+                            .unwrap_or_default();
+                        let route = openshift_route(
+                            i,
+                            &h.value,
+                            &format!("{gw_name}-istio"),
+                            TargetPort::Name(target),
+                        );
+                        out.push_own(route, i);
+                    }
+                }
+            }
+            out.push(Object::Gateway(gateway), first);
+        }
+    }
+    let gateway = out.objects.drain(..).map(|(o, i)| (o, index(i))).collect();
+
+    // Routes, one set per intent.
+    let mut routes = Vec::with_capacity(plain.len());
+    for i in &plain {
+        let mut out = Out::default();
+        let mut problems = Vec::new();
+        match i.mode.value {
+            Mode::Istio => match virtual_service(i) {
+                Ok(vs) => out.push_own(Object::VirtualService(vs), i),
+                Err(mut p) => problems.append(&mut p),
+            },
+            Mode::GatewayApi => {
+                let parents = gateway_parents(i, &listener_names);
+                let route = http_route(
+                    i,
+                    &format!("{}-ingress", i.name),
+                    parents,
+                    i.hostnames.iter().map(|h| h.value.clone()).collect(),
+                    i.rules.clone(),
+                );
+                out.push_own(route, i);
+            }
+            Mode::Ambient => expand_ambient(&mut out, i, &listener_names, &mut problems),
+        }
+        routes.push((out.objects.into_iter().map(|(o, _)| o).collect(), problems));
+    }
+    Group {
+        users: users.iter().map(|u| Arc::clone(u)).collect(),
+        gateway,
+        routes,
+    }
+}
+
+/// [`expand`], reusing from `cache` every gateway whose intents did not change.
+pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Problem>> {
     let mut out = Out::default();
     let mut problems = Vec::new();
 
@@ -96,83 +209,60 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
         out.push(Object::Namespace(Namespace::new(meta)), i);
     }
 
-    // Gateways, possibly shared by several intents.
-    let mut gateways: BTreeMap<(&str, &str), Vec<&Intent>> = BTreeMap::new();
+    // Gateways, possibly shared by several intents, with the routes of those intents: a
+    // group's objects depend on its intents (and the settings) alone, so a group whose
+    // intents are the very same as in the previous commit is taken from the cache.
+    let mut gateways: BTreeMap<(&str, &str), Vec<&Arc<Intent>>> = BTreeMap::new();
     for i in &config.intents {
         gateways
             .entry((i.gateway_namespace(), &i.gateway.name))
             .or_default()
             .push(i);
     }
-    let mut listener_names: BTreeMap<(String, String, u16, String), String> = BTreeMap::new();
+    if cache.settings.as_ref() != Some(&config.settings) {
+        cache.groups.clear();
+        cache.settings = Some(config.settings.clone());
+    }
+    let mut live = std::collections::HashSet::new();
     for ((gw_ns, gw_name), users) in &gateways {
-        let first = users[0];
-        match first.mode.value {
-            Mode::Istio => expand_istio_gateway(&mut out, gw_ns, gw_name, users),
-            Mode::GatewayApi | Mode::Ambient => {
-                let gateway = gateway_api_gateway(&config.settings, gw_ns, gw_name, users);
-                for l in &gateway.spec.listeners {
-                    listener_names.insert(
-                        (
-                            (*gw_ns).into(),
-                            (*gw_name).into(),
-                            l.port,
-                            l.hostname.clone().unwrap_or_default(),
-                        ),
-                        l.name.clone(),
-                    );
-                }
-                if first.gateway.exposure.value == Exposure::OpenShiftRoute {
-                    for i in users {
-                        for h in &i.hostnames {
-                            let target = listener_names
-                                .iter()
-                                .find(|((n, g, p, _), _)| {
-                                    n == gw_ns && g == gw_name && *p == i.gateway.port
-                                })
-                                .map(|(_, name)| name.clone())
-                                .unwrap_or_default();
-                            let route = openshift_route(
-                                i,
-                                &h.value,
-                                &format!("{gw_name}-istio"),
-                                TargetPort::Name(target),
-                            );
-                            out.push_own(route, i);
-                        }
-                    }
-                }
-                out.push(Object::Gateway(gateway), first);
-            }
+        let key = ((*gw_ns).to_owned(), (*gw_name).to_owned());
+        let fresh = cache.groups.get(&key).is_some_and(|g| {
+            g.users.len() == users.len()
+                && g.users.iter().zip(users).all(|(a, b)| Arc::ptr_eq(a, b))
+        });
+        if !fresh {
+            let group = expand_group(&config.settings, gw_ns, gw_name, users);
+            cache.groups.insert(key.clone(), group);
+        }
+        live.insert(key);
+    }
+    cache.groups.retain(|k, _| live.contains(k));
+    // Same order as a whole expansion: every gateway's objects, then the routes in intent
+    // order (which intent is "first" in a collision report depends on it).
+    let mut position: std::collections::HashMap<*const Intent, (&Group, usize)> =
+        std::collections::HashMap::new();
+    for ((gw_ns, gw_name), users) in &gateways {
+        let group = &cache.groups[&((*gw_ns).to_owned(), (*gw_name).to_owned())];
+        for (o, u) in &group.gateway {
+            out.push_shared(o.clone(), users[*u]);
+        }
+        for (idx, u) in users.iter().enumerate() {
+            position.insert(Arc::as_ptr(u), (group, idx));
         }
     }
-
-    // Routes, one set per intent.
     for i in &config.intents {
-        match i.mode.value {
-            Mode::Istio => match virtual_service(i) {
-                Ok(vs) => out.push_own(Object::VirtualService(vs), i),
-                Err(mut p) => problems.append(&mut p),
-            },
-            Mode::GatewayApi => {
-                let parents = gateway_parents(i, &listener_names);
-                let route = http_route(
-                    i,
-                    &format!("{}-ingress", i.name),
-                    parents,
-                    i.hostnames.iter().map(|h| h.value.clone()).collect(),
-                    i.rules.clone(),
-                );
-                out.push_own(route, i);
-            }
-            Mode::Ambient => expand_ambient(&mut out, i, &listener_names, &mut problems),
+        let (group, idx) = position[&Arc::as_ptr(i)];
+        let (objects, route_problems) = &group.routes[idx];
+        for o in objects {
+            out.push_shared(o.clone(), i);
         }
+        problems.extend(route_problems.iter().cloned());
     }
 
     reference_grants(&mut out, &config.intents);
     out.check_collisions(&mut problems);
     if problems.is_empty() {
-        Ok(Model::new(
+        Ok(Model::from_shared(
             out.objects.into_iter().map(|(o, _)| o).collect(),
         ))
     } else {
@@ -183,7 +273,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
 
 #[derive(Default)]
 struct Out<'a> {
-    objects: Vec<(Object, &'a Intent)>,
+    objects: Vec<(Arc<Object>, &'a Intent)>,
 }
 
 impl<'a> Out<'a> {
@@ -194,6 +284,11 @@ impl<'a> Out<'a> {
                 .labels
                 .insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         }
+        self.objects.push((Arc::new(o), origin));
+    }
+
+    /// An object made (and labelled) before, shared as is.
+    fn push_shared(&mut self, o: Arc<Object>, origin: &'a Intent) {
         self.objects.push((o, origin));
     }
 
@@ -213,7 +308,8 @@ impl<'a> Out<'a> {
     /// Two intents generating the same object (same kind, namespace and name) with different
     /// content cannot both be applied; name both.
     fn check_collisions(&self, problems: &mut Vec<Problem>) {
-        let mut seen: BTreeMap<(&str, &str, &str, &str), (&Object, &Intent)> = BTreeMap::new();
+        let mut seen: std::collections::HashMap<(&str, &str, &str, &str), (&Arc<Object>, &Intent)> =
+            std::collections::HashMap::with_capacity(self.objects.len());
         for (o, i) in &self.objects {
             let key = (
                 o.api_version(),
@@ -222,7 +318,7 @@ impl<'a> Out<'a> {
                 o.meta().name.as_str(),
             );
             match seen.get(&key) {
-                Some((other, first)) if *other != o => problems.push(Problem {
+                Some((other, first)) if !Arc::ptr_eq(other, o) && ***other != **o => problems.push(Problem {
                     file: i.file.clone(),
                     pos: i.pos,
                     field: "metadata.name".into(),

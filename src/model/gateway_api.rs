@@ -133,7 +133,7 @@ pub struct HttpRouteRule {
     pub timeouts: Option<HttpRouteTimeouts>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpRouteMatch {
     pub path: HttpPathMatch,
@@ -178,14 +178,14 @@ pub fn normalized_prefix(p: &str) -> &str {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum PathMatchType {
     Exact,
     PathPrefix,
     RegularExpression,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct HttpPathMatch {
     #[serde(rename = "type")]
     pub type_: PathMatchType,
@@ -202,14 +202,14 @@ impl Default for HttpPathMatch {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum ValueMatchType {
     Exact,
     RegularExpression,
 }
 
 /// A header or query-parameter match.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct ValueMatch {
     #[serde(rename = "type")]
     pub type_: ValueMatchType,

@@ -38,7 +38,7 @@ pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendere
     for o in &model.objects {
         let file = format!("{}-{}.yaml", o.file_kind(), o.meta().name);
         let what = format!("{} {}/{}", o.kind(), o.namespace(), o.meta().name);
-        files.insert(format!("{}/{file}", o.namespace()), to_yaml(&what, o)?);
+        files.insert(format!("{}/{file}", o.namespace()), to_yaml(&what, &**o)?);
         by_ns.entry(o.namespace()).or_default().push(file);
     }
     for (ns, resources) in &by_ns {
@@ -264,7 +264,7 @@ fn curl(scheme: &str, host: &str, addr: &str, port: &str, path: &str, extra: &st
 }
 
 fn listener_name(model: &Model, i: &Intent, host: &str) -> Option<String> {
-    model.objects.iter().find_map(|o| match o {
+    model.objects.iter().find_map(|o| match &**o {
         Object::Gateway(g)
             if g.metadata.name == i.gateway.name
                 && g.metadata.namespace.as_deref() == Some(i.gateway_namespace()) =>

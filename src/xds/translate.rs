@@ -32,7 +32,7 @@ pub struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    pub fn new(objects: &'a [Object]) -> Self {
+    pub fn new(objects: &'a [Arc<Object>]) -> Self {
         let mut ix = Index {
             grants: Vec::new(),
             routes_by_gateway: HashMap::new(),
@@ -42,7 +42,7 @@ impl<'a> Index<'a> {
             waypoints: HashSet::new(),
         };
         for o in objects {
-            match o {
+            match &**o {
                 Object::ReferenceGrant(g) => ix.grants.push(g),
                 Object::Namespace(n) => {
                     ix.namespaces.insert(n.metadata.name.as_str(), n);
@@ -96,7 +96,7 @@ pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
     let ix = Index::new(&model.objects);
     let mut out = BTreeMap::new();
     for o in &model.objects {
-        let (key, plan) = match o {
+        let (key, plan) = match &**o {
             Object::Gateway(g) if g.spec.gateway_class_name != WAYPOINT_CLASS => (
                 proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
                 gateway_api::plan(&ix, g),
@@ -176,7 +176,7 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
         Istio(&'a crate::model::istio::Gateway),
     }
     for o in &model.objects {
-        let (id, which) = match o {
+        let (id, which) = match &**o {
             Object::Gateway(g) => (
                 proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
                 Which::Api(g),
@@ -210,17 +210,22 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
         live.insert(id.clone());
         // Compared with what the objects are now, by reference: the inputs are cloned
         // only when they changed.
-        let unchanged = cache.proxies.get(&id).is_some_and(|(k, _)| match (k, &which) {
-            (Key::Gateway(kg, kr), Which::Api(g)) => {
-                kg == *g && kr.len() == routes.len() && kr.iter().zip(routes).all(|(a, b)| a == *b)
-            }
-            (Key::Istio(kg, kv), Which::Istio(g)) => {
-                kg == *g
-                    && kv.len() == services.len()
-                    && kv.iter().zip(services).all(|(a, b)| a == *b)
-            }
-            _ => false,
-        });
+        let unchanged = cache
+            .proxies
+            .get(&id)
+            .is_some_and(|(k, _)| match (k, &which) {
+                (Key::Gateway(kg, kr), Which::Api(g)) => {
+                    kg == *g
+                        && kr.len() == routes.len()
+                        && kr.iter().zip(routes).all(|(a, b)| a == *b)
+                }
+                (Key::Istio(kg, kv), Which::Istio(g)) => {
+                    kg == *g
+                        && kv.len() == services.len()
+                        && kv.iter().zip(services).all(|(a, b)| a == *b)
+                }
+                _ => false,
+            });
         if unchanged && let Some((_, plan)) = cache.proxies.get(&id) {
             out.insert(id, plan.clone());
             continue;
