@@ -308,8 +308,11 @@ impl<'a> Out<'a> {
     /// Two intents generating the same object (same kind, namespace and name) with different
     /// content cannot both be applied; name both.
     fn check_collisions(&self, problems: &mut Vec<Problem>) {
-        let mut seen: std::collections::HashMap<(&str, &str, &str, &str), (&Arc<Object>, &Intent)> =
-            std::collections::HashMap::with_capacity(self.objects.len());
+        type Seen<'b> = std::collections::HashMap<
+            (&'b str, &'b str, &'b str, &'b str),
+            (&'b Arc<Object>, &'b Intent),
+        >;
+        let mut seen: Seen<'_> = std::collections::HashMap::with_capacity(self.objects.len());
         for (o, i) in &self.objects {
             let key = (
                 o.api_version(),
