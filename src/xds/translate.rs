@@ -22,10 +22,13 @@ pub struct Index<'a> {
     pub grants: Vec<&'a ReferenceGrant>,
     /// HTTPRoutes by each Gateway (namespace, name) their parentRefs name.
     pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<&'a HttpRoute>>,
+    /// The same, as the model's shared objects (compared by address in [`plans_cached`]).
+    route_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
     /// HTTPRoutes with a Service parent (waypoint routes).
     pub service_routes: Vec<&'a HttpRoute>,
     /// VirtualServices by each Istio Gateway (namespace, name) they name.
     pub virtual_services: HashMap<(String, String), Vec<&'a VirtualService>>,
+    vs_objects: HashMap<(String, String), Vec<&'a Arc<Object>>>,
     pub namespaces: HashMap<&'a str, &'a Namespace>,
     /// Waypoint Gateways, (namespace, name).
     pub waypoints: HashSet<(&'a str, &'a str)>,
@@ -36,8 +39,10 @@ impl<'a> Index<'a> {
         let mut ix = Index {
             grants: Vec::new(),
             routes_by_gateway: HashMap::new(),
+            route_objects: HashMap::new(),
             service_routes: Vec::new(),
             virtual_services: HashMap::new(),
+            vs_objects: HashMap::new(),
             namespaces: HashMap::new(),
             waypoints: HashSet::new(),
         };
@@ -66,6 +71,7 @@ impl<'a> Index<'a> {
                         let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
                         if named.insert(key) {
                             ix.routes_by_gateway.entry(key).or_default().push(r);
+                            ix.route_objects.entry(key).or_default().push(o);
                         }
                     }
                 }
@@ -78,6 +84,7 @@ impl<'a> Index<'a> {
                             None => (vs_ns.to_owned(), g.clone()),
                         };
                         if named.insert(key.clone()) {
+                            ix.vs_objects.entry(key.clone()).or_default().push(o);
                             ix.virtual_services.entry(key).or_default().push(vs);
                         }
                     }
@@ -134,11 +141,19 @@ struct Context {
     waypoints: Vec<(String, String)>,
 }
 
-/// A proxy's own inputs: its Gateway and what attaches to it.
-#[derive(PartialEq)]
-enum Key {
-    Gateway(crate::model::gateway_api::Gateway, Vec<HttpRoute>),
-    Istio(crate::model::istio::Gateway, Vec<VirtualService>),
+/// A proxy's own inputs: its Gateway and what attaches to it (HTTPRoutes, or
+/// VirtualServices), as the model's shared objects.
+struct Key(Arc<Object>, Vec<Arc<Object>>);
+
+impl Key {
+    /// Unchanged objects are the previous commit's very objects (see
+    /// `intent::expand::Cache`); equal copies count as unchanged too.
+    fn matches(&self, gateway: &Arc<Object>, attached: &[&Arc<Object>]) -> bool {
+        let same = |a: &Arc<Object>, b: &Arc<Object>| Arc::ptr_eq(a, b) || **a == **b;
+        same(&self.0, gateway)
+            && self.1.len() == attached.len()
+            && self.1.iter().zip(attached).all(|(a, b)| same(a, b))
+    }
 }
 
 impl Context {
@@ -187,62 +202,34 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
             ),
             _ => continue,
         };
-        let routes: &[&HttpRoute] = match which {
+        let attached: &[&Arc<Object>] = match which {
             Which::Api(g) => ix
-                .routes_by_gateway
+                .route_objects
                 .get(&(
                     g.metadata.namespace.as_deref().unwrap_or_default(),
                     g.metadata.name.as_str(),
                 ))
                 .map_or(&[], Vec::as_slice),
-            Which::Istio(_) => &[],
-        };
-        let services: &[&VirtualService] = match which {
             Which::Istio(g) => ix
-                .virtual_services
+                .vs_objects
                 .get(&(
                     g.metadata.namespace.clone().unwrap_or_default(),
                     g.metadata.name.clone(),
                 ))
                 .map_or(&[], Vec::as_slice),
-            Which::Api(_) => &[],
         };
         live.insert(id.clone());
-        // Compared with what the objects are now, by reference: the inputs are cloned
-        // only when they changed.
-        let unchanged = cache
-            .proxies
-            .get(&id)
-            .is_some_and(|(k, _)| match (k, &which) {
-                (Key::Gateway(kg, kr), Which::Api(g)) => {
-                    kg == *g
-                        && kr.len() == routes.len()
-                        && kr.iter().zip(routes).all(|(a, b)| a == *b)
-                }
-                (Key::Istio(kg, kv), Which::Istio(g)) => {
-                    kg == *g
-                        && kv.len() == services.len()
-                        && kv.iter().zip(services).all(|(a, b)| a == *b)
-                }
-                _ => false,
-            });
-        if unchanged && let Some((_, plan)) = cache.proxies.get(&id) {
+        if let Some((k, plan)) = cache.proxies.get(&id)
+            && k.matches(o, attached)
+        {
             out.insert(id, plan.clone());
             continue;
         }
-        let (key, plan) = match which {
-            Which::Api(g) => (
-                Key::Gateway(g.clone(), routes.iter().map(|r| (*r).clone()).collect()),
-                if g.spec.gateway_class_name == WAYPOINT_CLASS {
-                    mesh::plan(&ix, g)
-                } else {
-                    gateway_api::plan(&ix, g)
-                },
-            ),
-            Which::Istio(g) => (
-                Key::Istio(g.clone(), services.iter().map(|v| (*v).clone()).collect()),
-                istio::plan(&ix, g),
-            ),
+        let key = Key(o.clone(), attached.iter().map(|a| Arc::clone(a)).collect());
+        let plan = match which {
+            Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => mesh::plan(&ix, g),
+            Which::Api(g) => gateway_api::plan(&ix, g),
+            Which::Istio(g) => istio::plan(&ix, g),
         };
         let plan = Arc::new(plan);
         cache.proxies.insert(id.clone(), (key, plan.clone()));
