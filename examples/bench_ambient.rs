@@ -121,7 +121,7 @@ async fn main() {
     let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
     opts.endpoints = Some(endpoints);
     opts.certs = Some(certs.path().to_owned());
-    let xds_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds_l = tidegate::app::listen("127.0.0.1:0").await.unwrap();
     let admin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = tidegate::app::start(opts, xds_l, admin_l).await.unwrap();
     let _envoys = [

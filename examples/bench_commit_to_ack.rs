@@ -98,7 +98,7 @@ async fn run(proxies: usize, rounds: usize, with_envoy: bool) -> (Vec<Duration>,
     std::fs::write(&endpoints, "httpbin.httpbin:8000: [\"127.0.0.1:9\"]\n").unwrap();
     let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
     opts.endpoints = Some(endpoints);
-    let xds_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds_l = tidegate::app::listen("127.0.0.1:0").await.unwrap();
     let admin_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = tidegate::app::start(opts, xds_l, admin_l).await.unwrap();
     server

@@ -130,6 +130,30 @@ impl Running {
     }
 }
 
+/// Accept queue of the xDS listener. A fleet reconnects at once when tidegate restarts;
+/// with tokio's default of 1,024, a thousand simulated proxies connecting together saw
+/// connection resets (bench_commit_to_ack). The kernel caps it at net.core.somaxconn.
+pub const XDS_BACKLOG: u32 = 8192;
+
+/// Binds `addr` (a name is resolved; the first address is used) with [`XDS_BACKLOG`].
+pub async fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    let resolved = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{addr} resolves to nothing"),
+        )
+    })?;
+    let socket = if resolved.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's bind does: a restarted server may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(resolved)?;
+    socket.listen(XDS_BACKLOG)
+}
+
 /// Starts serving on the given listeners (tests bind port 0). Config problems never stop
 /// the server: they are reported in `/status`, and it serves what it can (at first, an
 /// empty config; `/readyz` says when a commit is served).

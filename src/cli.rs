@@ -236,7 +236,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(async move {
-                let xds_listener = tokio::net::TcpListener::bind(&xds)
+                let xds_listener = crate::app::listen(&xds)
                     .await
                     .with_context(|| format!("binding xDS address {xds}"))?;
                 let admin_listener = tokio::net::TcpListener::bind(&admin)

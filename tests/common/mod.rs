@@ -96,7 +96,7 @@ pub async fn start_server(repo: &Path, endpoints: Option<&Path>) -> tidegate::ap
 
 /// Starts a server with `opts` and waits until it serves its first commit.
 pub async fn start_with(opts: tidegate::app::ServeOptions) -> tidegate::app::Running {
-    let xds = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let xds = tidegate::app::listen("127.0.0.1:0")
         .await
         .expect("bind xds");
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
