@@ -358,8 +358,7 @@ fn cross_check(
         &'a str,
         &'a crate::model::gateway_api::HttpRouteMatch,
     );
-    let mut claims: std::collections::HashMap<ClaimKey<'_>, Claim<'_>> =
-        std::collections::HashMap::new();
+    let mut claims: foldhash::HashMap<ClaimKey<'_>, Claim<'_>> = Default::default();
     for i in intents {
         for (rule, (_, mpos)) in i.rules.iter().zip(&i.rule_pos) {
             for (m, pos) in rule.matches.iter().zip(mpos) {

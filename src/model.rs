@@ -86,11 +86,11 @@ impl Object {
     }
 
     /// Sort key that gives every object one place in the output.
-    pub fn key(&self) -> (String, &'static str, String) {
+    pub fn key(&self) -> (&str, &'static str, &str) {
         (
-            self.namespace().to_owned(),
+            self.namespace(),
             self.file_kind(),
-            self.meta().name.clone(),
+            self.meta().name.as_str(),
         )
     }
 }
@@ -109,6 +109,7 @@ impl Model {
     }
 
     pub fn from_shared(mut objects: Vec<std::sync::Arc<Object>>) -> Self {
+        // Borrowed keys: this runs on every commit over every object.
         objects.sort_by(|a, b| a.key().cmp(&b.key()));
         Self { objects }
     }

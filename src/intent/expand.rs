@@ -239,8 +239,7 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
     cache.groups.retain(|k, _| live.contains(k));
     // Same order as a whole expansion: every gateway's objects, then the routes in intent
     // order (which intent is "first" in a collision report depends on it).
-    let mut position: std::collections::HashMap<*const Intent, (&Group, usize)> =
-        std::collections::HashMap::new();
+    let mut position: foldhash::HashMap<*const Intent, (&Group, usize)> = Default::default();
     for ((gw_ns, gw_name), users) in &gateways {
         let group = &cache.groups[&((*gw_ns).to_owned(), (*gw_name).to_owned())];
         for (o, u) in &group.gateway {
@@ -308,11 +307,9 @@ impl<'a> Out<'a> {
     /// Two intents generating the same object (same kind, namespace and name) with different
     /// content cannot both be applied; name both.
     fn check_collisions(&self, problems: &mut Vec<Problem>) {
-        type Seen<'b> = std::collections::HashMap<
-            (&'b str, &'b str, &'b str, &'b str),
-            (&'b Arc<Object>, &'b Intent),
-        >;
-        let mut seen: Seen<'_> = std::collections::HashMap::with_capacity(self.objects.len());
+        type Seen<'b> =
+            foldhash::HashMap<(&'b str, &'b str, &'b str, &'b str), (&'b Arc<Object>, &'b Intent)>;
+        let mut seen: Seen<'_> = Default::default();
         for (o, i) in &self.objects {
             let key = (
                 o.api_version(),

@@ -6,7 +6,9 @@ pub mod istio;
 pub mod mesh;
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use crate::model::core::Namespace;
@@ -38,12 +40,12 @@ impl<'a> Index<'a> {
     pub fn new(objects: &'a [Arc<Object>]) -> Self {
         let mut ix = Index {
             grants: Vec::new(),
-            routes_by_gateway: HashMap::new(),
-            route_objects: HashMap::new(),
+            routes_by_gateway: HashMap::default(),
+            route_objects: HashMap::default(),
             service_routes: Vec::new(),
-            virtual_services: HashMap::new(),
-            vs_objects: HashMap::new(),
-            namespaces: HashMap::new(),
+            virtual_services: HashMap::default(),
+            vs_objects: HashMap::default(),
+            namespaces: HashMap::default(),
             waypoints: HashSet::new(),
         };
         for o in objects {
