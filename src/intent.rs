@@ -9,7 +9,6 @@ pub mod expand;
 pub mod node;
 pub mod spec;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 pub use decode::Problem;
@@ -289,8 +288,10 @@ fn cross_check(
         }
     }
 
+    // The maps below are rebuilt over every intent on every commit: hashed, with borrowed
+    // keys, and messages formatted only when there is a problem.
     // Duplicate intents.
-    let mut by_name: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();
+    let mut by_name: foldhash::HashMap<(&str, &str), &Intent> = Default::default();
     for i in intents {
         if let Some(first) = by_name.insert((&i.namespace, &i.name), i) {
             problems.push(at(i, i.pos, "metadata.name", format!(
@@ -301,46 +302,53 @@ fn cross_check(
     }
 
     // Intents sharing a gateway must agree on how it is built and exposed.
-    let mut gateways: BTreeMap<(&str, &str), &Intent> = BTreeMap::new();
+    let mut gateways: foldhash::HashMap<(&str, &str), &Intent> = Default::default();
     for i in intents {
         let key = (i.gateway_namespace(), i.gateway.name.as_str());
         let Some(first) = gateways.get(&key) else {
             gateways.insert(key, i);
             continue;
         };
-        let gw = format!("{}/{}", key.0, key.1);
+        let gw = || format!("{}/{}", key.0, key.1);
         if first.mode.value != i.mode.value {
             problems.push(at(i, i.mode.pos, "spec.mode", format!(
-                "gateway {gw} is used with mode {} here but with mode {} by {}/{} ({}:{}); one gateway serves one mode",
-                i.mode.value.as_str(), first.mode.value.as_str(), first.namespace, first.name, first.file, first.mode.pos
+                "gateway {} is used with mode {} here but with mode {} by {}/{} ({}:{}); one gateway serves one mode",
+                gw(), i.mode.value.as_str(), first.mode.value.as_str(), first.namespace, first.name, first.file, first.mode.pos
             )));
         }
         if first.gateway.exposure.value != i.gateway.exposure.value {
             problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
-                "gateway {gw} is exposed as {} here but as {} by {}/{} ({}:{}); use the same exposure",
-                i.gateway.exposure.value.as_str(), first.gateway.exposure.value.as_str(), first.namespace, first.name, first.file, first.gateway.exposure.pos
+                "gateway {} is exposed as {} here but as {} by {}/{} ({}:{}); use the same exposure",
+                gw(), i.gateway.exposure.value.as_str(), first.gateway.exposure.value.as_str(), first.namespace, first.name, first.file, first.gateway.exposure.pos
             )));
         }
     }
 
     // Namespace labels must not contradict each other.
-    let mut namespaces: BTreeMap<&str, (&Intent, String)> = BTreeMap::new();
+    // (ambient?, waypoint or revision) decides the labels.
+    fn dataplane<'b>(settings: &'b Settings, i: &'b Intent) -> (bool, Option<&'b str>) {
+        match i.mode.value {
+            Mode::Ambient => (true, Some(i.waypoint_name())),
+            _ => (false, expand::revision(settings, i)),
+        }
+    }
+    let describe = |d: &(bool, Option<&str>)| match d {
+        (true, w) => format!("ambient with waypoint {}", w.unwrap_or_default()),
+        (false, Some(rev)) => format!("sidecar injection with revision {rev}"),
+        (false, None) => "sidecar injection (istio-injection=enabled)".to_owned(),
+    };
+    let mut namespaces: foldhash::HashMap<&str, (&Intent, (bool, Option<&str>))> =
+        Default::default();
     for i in intents {
-        let dataplane = match i.mode.value {
-            Mode::Ambient => format!("ambient with waypoint {}", i.waypoint_name()),
-            _ => match expand::revision(settings, i) {
-                Some(rev) => format!("sidecar injection with revision {rev}"),
-                None => "sidecar injection (istio-injection=enabled)".to_owned(),
-            },
-        };
+        let d = dataplane(settings, i);
         match namespaces.get(i.namespace.as_str()) {
             None => {
-                namespaces.insert(&i.namespace, (i, dataplane));
+                namespaces.insert(&i.namespace, (i, d));
             }
-            Some((first, other)) if *other != dataplane => {
+            Some((first, other)) if *other != d => {
                 problems.push(at(i, i.mode.pos, "spec.mode", format!(
-                    "namespace {} would be labelled for {dataplane} here but for {other} by {}/{} ({}:{}); intents in one namespace must agree",
-                    i.namespace, first.namespace, first.name, first.file, first.pos
+                    "namespace {} would be labelled for {} here but for {} by {}/{} ({}:{}); intents in one namespace must agree",
+                    i.namespace, describe(&d), describe(other), first.namespace, first.name, first.file, first.pos
                 )));
             }
             Some(_) => {}
