@@ -65,11 +65,17 @@ struct FileResult {
     problems: Vec<Problem>,
 }
 
+/// Gateways (namespace, name) whose intents passed the per-gateway checks, with those
+/// intents (held, so their addresses are not reused while cached).
+type Checked = foldhash::HashMap<(String, String), Vec<std::sync::Arc<Intent>>>;
+
 /// Decoded intent files by (path, blob id): an unchanged file is not parsed again, and
 /// with [`Cache::knows`] not even read from Git.
 #[derive(Debug, Default)]
 pub struct Cache {
     files: std::collections::HashMap<(String, String), std::sync::Arc<FileResult>>,
+    /// Gateways whose intents passed the per-gateway checks.
+    checked: Checked,
     /// What each gateway's intents expanded to.
     expanded: expand::Cache,
 }
@@ -201,7 +207,7 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
 
     // Also when some files had problems: what the valid intents say about each other is
     // reported in the same pass, so one round of fixes suffices.
-    cross_check(&settings, &intents, &mut problems);
+    cross_check(&settings, &intents, &mut problems, &mut cache.checked);
     if !problems.is_empty() {
         problems.sort();
         problems.dedup();
@@ -272,6 +278,7 @@ fn cross_check(
     settings: &Settings,
     intents: &[std::sync::Arc<Intent>],
     problems: &mut Vec<Problem>,
+    checked: &mut Checked,
 ) {
     let at = |i: &Intent, pos: Pos, field: &str, message: String| Problem {
         file: i.file.clone(),
@@ -301,28 +308,40 @@ fn cross_check(
         }
     }
 
-    // Intents sharing a gateway must agree on how it is built and exposed.
-    let mut gateways: foldhash::HashMap<(&str, &str), &Intent> = Default::default();
+    // Per gateway: intents sharing it must agree on how it is built and exposed, and
+    // must not claim the same host and match. A gateway whose intents are the very ones
+    // that passed these checks last commit (same `Arc`s) is not checked again.
+    let mut groups: foldhash::HashMap<(&str, &str), Vec<&std::sync::Arc<Intent>>> =
+        Default::default();
     for i in intents {
-        let key = (i.gateway_namespace(), i.gateway.name.as_str());
-        let Some(first) = gateways.get(&key) else {
-            gateways.insert(key, i);
+        groups
+            .entry((i.gateway_namespace(), i.gateway.name.as_str()))
+            .or_default()
+            .push(i);
+    }
+    let mut passed = Checked::default();
+    for (key, users) in &groups {
+        let owned = (key.0.to_owned(), key.1.to_owned());
+        if let Some(prev) = checked.remove(&owned)
+            && prev.len() == users.len()
+            && prev
+                .iter()
+                .zip(users)
+                .all(|(a, b)| std::sync::Arc::ptr_eq(a, b))
+        {
+            passed.insert(owned, prev);
             continue;
-        };
-        let gw = || format!("{}/{}", key.0, key.1);
-        if first.mode.value != i.mode.value {
-            problems.push(at(i, i.mode.pos, "spec.mode", format!(
-                "gateway {} is used with mode {} here but with mode {} by {}/{} ({}:{}); one gateway serves one mode",
-                gw(), i.mode.value.as_str(), first.mode.value.as_str(), first.namespace, first.name, first.file, first.mode.pos
-            )));
         }
-        if first.gateway.exposure.value != i.gateway.exposure.value {
-            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
-                "gateway {} is exposed as {} here but as {} by {}/{} ({}:{}); use the same exposure",
-                gw(), i.gateway.exposure.value.as_str(), first.gateway.exposure.value.as_str(), first.namespace, first.name, first.file, first.gateway.exposure.pos
-            )));
+        let before = problems.len();
+        check_gateway(users, problems);
+        if problems.len() == before {
+            passed.insert(
+                owned,
+                users.iter().map(|u| std::sync::Arc::clone(u)).collect(),
+            );
         }
     }
+    *checked = passed;
 
     // Namespace labels must not contradict each other.
     // (ambient?, waypoint or revision) decides the labels.
@@ -354,6 +373,35 @@ fn cross_check(
             Some(_) => {}
         }
     }
+}
+
+/// The checks within one gateway's intents (in commit order).
+fn check_gateway(users: &[&std::sync::Arc<Intent>], problems: &mut Vec<Problem>) {
+    let at = |i: &Intent, pos: Pos, field: &str, message: String| Problem {
+        file: i.file.clone(),
+        pos,
+        field: field.to_owned(),
+        message,
+    };
+    let Some(first) = users.first() else {
+        return;
+    };
+    for i in &users[1..] {
+        let key = (i.gateway_namespace(), i.gateway.name.as_str());
+        let gw = || format!("{}/{}", key.0, key.1);
+        if first.mode.value != i.mode.value {
+            problems.push(at(i, i.mode.pos, "spec.mode", format!(
+                "gateway {} is used with mode {} here but with mode {} by {}/{} ({}:{}); one gateway serves one mode",
+                gw(), i.mode.value.as_str(), first.mode.value.as_str(), first.namespace, first.name, first.file, first.mode.pos
+            )));
+        }
+        if first.gateway.exposure.value != i.gateway.exposure.value {
+            problems.push(at(i, i.gateway.exposure.pos, "spec.gateway.exposure", format!(
+                "gateway {} is exposed as {} here but as {} by {}/{} ({}:{}); use the same exposure",
+                gw(), i.gateway.exposure.value.as_str(), first.gateway.exposure.value.as_str(), first.namespace, first.name, first.file, first.gateway.exposure.pos
+            )));
+        }
+    }
 
     // Two intents claiming the same host and match on one gateway port: the routing between
     // them would be decided by object age, which Git does not have. Keys borrow from the
@@ -367,7 +415,7 @@ fn cross_check(
         &'a crate::model::gateway_api::HttpRouteMatch,
     );
     let mut claims: foldhash::HashMap<ClaimKey<'_>, Claim<'_>> = Default::default();
-    for i in intents {
+    for i in users {
         for (rule, (_, mpos)) in i.rules.iter().zip(&i.rule_pos) {
             for (m, pos) in rule.matches.iter().zip(mpos) {
                 for h in &i.hostnames {
@@ -379,7 +427,7 @@ fn cross_check(
                         m,
                     );
                     match claims.get(&key) {
-                        Some((first, fpos)) if !std::ptr::eq(*first, &**i) => {
+                        Some((first, fpos)) if !std::ptr::eq(*first, &***i) => {
                             problems.push(at(i, *pos, "spec.rules", format!(
                                 "host {} {:?} {} on gateway {}/{} port {} is also claimed by {}/{} in {}:{}; valid: each host and path belongs to one intent",
                                 h.value, m.path.type_, m.path.value, key.0, key.1, key.2, first.namespace, first.name, first.file, fpos

@@ -213,3 +213,44 @@ fn every_step_equals_a_run_from_scratch_and_unchanged_gateways_are_reused() {
         p.previous = Some(snapshot);
     }
 }
+
+#[test]
+fn a_conflict_is_found_with_the_caches_as_without() {
+    let mut repo = TempRepo::new();
+    repo.write(
+        "intents/a.yaml",
+        intent("a", "team-a", "edge1", "gateway-api", "/a", "team-a"),
+    );
+    repo.write(
+        "intents/b.yaml",
+        intent("b", "team-b", "edge2", "gateway-api", "/b", "team-b"),
+    );
+    repo.commit("two gateways");
+    let mut cache = tidegate::intent::Cache::default();
+    let read = |repo: &TempRepo| tidegate::gitsync::read(repo.path(), None).unwrap();
+    assert!(tidegate::intent::load_and_expand_cached(&read(&repo), &mut cache).is_ok());
+
+    // b moves to edge1 and claims a's host and path; also a mode conflict on edge1.
+    let mut b = intent("b", "team-b", "edge1", "istio", "/a", "team-b");
+    b = b.replace("hostnames: [b.example.com]", "hostnames: [a.example.com]");
+    repo.write("intents/b.yaml", b);
+    repo.commit("conflict");
+    let cached = tidegate::intent::load_and_expand_cached(&read(&repo), &mut cache)
+        .err()
+        .expect("rejected with the caches");
+    let fresh = tidegate::intent::load_and_expand(&read(&repo))
+        .err()
+        .expect("rejected without");
+    assert_eq!(cached.to_string(), fresh.to_string());
+    assert!(cached.to_string().contains("is used with mode"), "{cached}");
+
+    // Fixed: accepted again, and equal to a fresh run.
+    repo.write(
+        "intents/b.yaml",
+        intent("b", "team-b", "edge1", "gateway-api", "/b", "team-b"),
+    );
+    repo.commit("fixed");
+    let (_, model) = tidegate::intent::load_and_expand_cached(&read(&repo), &mut cache).unwrap();
+    let (_, want) = tidegate::intent::load_and_expand(&read(&repo)).unwrap();
+    assert_eq!(model, want);
+}

@@ -62,16 +62,19 @@ impl<'a> Index<'a> {
                 }
                 Object::HttpRoute(r) => {
                     let route_ns = r.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut named = HashSet::new();
+                    // A route names one or two parents: a Vec, not a set, per route.
+                    let mut named: Vec<(&str, &str)> = Vec::new();
                     for p in &r.spec.parent_refs {
                         if p.group.is_empty() && p.kind == "Service" {
-                            if named.insert(("", "")) {
+                            if !named.contains(&("", "")) {
+                                named.push(("", ""));
                                 ix.service_routes.push(r);
                             }
                             continue;
                         }
                         let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if named.insert(key) {
+                        if !named.contains(&key) {
+                            named.push(key);
                             ix.routes_by_gateway.entry(key).or_default().push(r);
                             ix.route_objects.entry(key).or_default().push(o);
                         }
