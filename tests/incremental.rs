@@ -236,11 +236,8 @@ fn a_conflict_is_found_with_the_caches_as_without() {
     repo.write("intents/b.yaml", b);
     repo.commit("conflict");
     let cached = tidegate::intent::load_and_expand_cached(&read(&repo), &mut cache)
-        .err()
-        .expect("rejected with the caches");
-    let fresh = tidegate::intent::load_and_expand(&read(&repo))
-        .err()
-        .expect("rejected without");
+        .expect_err("rejected with the caches");
+    let fresh = tidegate::intent::load_and_expand(&read(&repo)).expect_err("rejected without");
     assert_eq!(cached.to_string(), fresh.to_string());
     assert!(cached.to_string().contains("is used with mode"), "{cached}");
 
