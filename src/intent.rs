@@ -142,7 +142,23 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
             let result = match (cache.files.get(&key), tree.files.get(path)) {
                 (Some(r), _) => r.clone(),
                 (None, Some(bytes)) => {
-                    let r = std::sync::Arc::new(decode_file(path, bytes));
+                    let mut decoded_file = decode_file(path, bytes);
+                    // An intent the edit did not touch keeps the previous commit's `Arc`,
+                    // so the later stages see its gateway as unchanged (a file usually
+                    // holds intents of several gateways).
+                    if let Some(old) = cache
+                        .files
+                        .iter()
+                        .find(|((p, _), _)| p == path)
+                        .map(|(_, r)| r.clone())
+                    {
+                        for i in &mut decoded_file.intents {
+                            if let Some(same) = old.intents.iter().find(|o| ***o == **i) {
+                                *i = same.clone();
+                            }
+                        }
+                    }
+                    let r = std::sync::Arc::new(decoded_file);
                     decoded += 1;
                     if last_report.elapsed() > std::time::Duration::from_secs(2) {
                         tracing::info!("decoding intents: {decoded}/{to_decode} files");
