@@ -170,6 +170,34 @@ fn every_step_equals_a_run_from_scratch_and_unchanged_gateways_are_reused() {
             ],
         ),
         (
+            "a file with intents on two gateways",
+            Box::new(|r| {
+                r.write(
+                    "intents/two.yaml",
+                    format!(
+                        "{}---\n{}",
+                        intent("e", "team-e", "edge2", "gateway-api", "/e", "team-e"),
+                        intent("f", "team-f", "edge3", "istio", "/f", "team-f")
+                    ),
+                );
+            }),
+            &["edge2.ingress", "edge3.ingress"],
+        ),
+        (
+            "one of the two changes (the other keeps its Arc: its gateway is reused)",
+            Box::new(|r| {
+                r.write(
+                    "intents/two.yaml",
+                    format!(
+                        "{}---\n{}",
+                        intent("e", "team-e", "edge2", "gateway-api", "/e", "team-e"),
+                        intent("f", "team-f", "edge3", "istio", "/f2", "team-f")
+                    ),
+                );
+            }),
+            &["edge3.ingress"],
+        ),
+        (
             "settings change",
             Box::new(|r| {
                 r.write("tidegate.yaml", "platform: openshift\n");
