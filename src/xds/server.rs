@@ -30,7 +30,7 @@ use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
 use super::status::{Nack, Registry, StreamHandle};
 use super::translate::envoy::Variant;
 use super::type_url::TypeUrl;
-use super::wire::{Outgoing, frame};
+use super::wire::{Outgoing, frame, frame_concat};
 
 /// Node metadata key with the address a proxy's listeners bind (`tidegate bootstrap --bind`).
 pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
@@ -499,12 +499,22 @@ impl SotwStream {
         }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let response = DiscoveryResponse {
-            version_info: res.version.clone(),
-            resources: names.iter().map(|n| res.resources[n].any.clone()).collect(),
-            type_url: t.url(),
-            nonce: nonce.clone(),
-            ..DiscoveryResponse::default()
+        let framed = if names.len() == res.resources.len() {
+            // Every resource (always for LDS and CDS, usually for RDS and EDS): the shared
+            // encoding plus this stream's nonce.
+            let tail = DiscoveryResponse {
+                nonce: nonce.clone(),
+                ..DiscoveryResponse::default()
+            };
+            frame_concat(res.full_response(t), &tail)
+        } else {
+            frame(&DiscoveryResponse {
+                version_info: res.version.clone(),
+                resources: names.iter().map(|n| res.resources[n].any.clone()).collect(),
+                type_url: t.url(),
+                nonce: nonce.clone(),
+                ..DiscoveryResponse::default()
+            })
         };
         state.last_nonce = Some(nonce);
         state.sent_version = Some(res.version.clone());
@@ -513,7 +523,7 @@ impl SotwStream {
             state.nacked_version = None;
         }
         self.handle.sent(t, &res.version);
-        self.tx.send(Ok(frame(&response))).await.map_err(|_| ())
+        self.tx.send(Ok(framed)).await.map_err(|_| ())
     }
 }
 

@@ -46,6 +46,19 @@ pub fn frame<M: prost::Message>(m: &M) -> Bytes {
     buf.into()
 }
 
+/// One gRPC frame of a message whose encoding is `head` followed by `tail`'s (protobuf
+/// encodings concatenate into the merged message): a shared encoded body plus a small
+/// per-stream part, without re-encoding the body.
+pub fn frame_concat<M: prost::Message>(head: &[u8], tail: &M) -> Bytes {
+    let len = head.len() + tail.encoded_len();
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    buf.extend_from_slice(head);
+    let _ = tail.encode(&mut buf);
+    buf.into()
+}
+
 /// Protobuf requests through a small buffer.
 struct RequestDecoder<T>(PhantomData<fn() -> T>);
 
@@ -191,5 +204,47 @@ impl<N: ServiceName> Service<http::Request<Body>> for XdsService<N> {
             http::HeaderValue::from_static("application/grpc"),
         );
         std::future::ready(Ok(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::Message;
+
+    #[test]
+    fn a_shared_body_plus_a_nonce_is_the_whole_response() {
+        let whole = DiscoveryResponse {
+            version_info: "v1".into(),
+            resources: vec![
+                Any {
+                    type_url: "t".into(),
+                    value: vec![1, 2, 3],
+                },
+                Any {
+                    type_url: "t".into(),
+                    value: vec![4],
+                },
+            ],
+            type_url: "t".into(),
+            nonce: "7".into(),
+            ..DiscoveryResponse::default()
+        };
+        let body = DiscoveryResponse {
+            nonce: String::new(),
+            ..whole.clone()
+        }
+        .encode_to_vec();
+        let tail = DiscoveryResponse {
+            nonce: "7".into(),
+            ..DiscoveryResponse::default()
+        };
+        let framed = frame_concat(&body, &tail);
+        let len = u32::from_be_bytes(framed[1..5].try_into().unwrap()) as usize;
+        assert_eq!((framed[0], len), (0, framed.len() - 5));
+        assert_eq!(DiscoveryResponse::decode(&framed[5..]).unwrap(), whole);
+        assert_eq!(framed.len(), frame(&whole).len());
     }
 }
