@@ -593,39 +593,36 @@ fn build(
     })
 }
 
-/// Watches the endpoints file; a change republishes the snapshot with new endpoints (only
-/// EDS resources differ, so only EDS is pushed). A broken file keeps the last good one.
-async fn watch_endpoints(
-    path: PathBuf,
-    writer: Arc<Mutex<SnapshotWriter>>,
+/// Runs `reload` after every burst of file events under `dir` that `wanted` accepts, once
+/// the burst has been quiet for `settle`, until `shutdown`. Events only mean "look again":
+/// `reload` reads the files and decides whether anything changed.
+async fn on_file_changes<F, Fut>(
+    dir: PathBuf,
+    mode: notify::RecursiveMode,
+    wanted: impl Fn(&notify::Event) -> bool + Send + 'static,
+    settle: Duration,
     shutdown: impl std::future::Future<Output = ()>,
-) {
-    use notify::{RecursiveMode, Watcher};
+    mut reload: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use notify::Watcher;
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    // Watch the directory: editors and `mv` replace the file, which a file watch misses.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let file_name = path.file_name().map(|n| n.to_owned());
     let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev
-            && ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == file_name.as_deref())
+            && wanted(&ev)
         {
             let _ = tx.try_send(());
         }
     }) {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!("cannot watch {}: {e}", path.display());
+            tracing::error!("cannot watch {}: {e}", dir.display());
             return;
         }
     };
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+    if let Err(e) = watcher.watch(&dir, mode) {
         tracing::error!("cannot watch {}: {e}", dir.display());
         return;
     }
@@ -637,27 +634,56 @@ async fn watch_endpoints(
                 if got.is_none() {
                     return;
                 }
-                // Let a burst of writes settle before reading.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(settle).await;
                 while rx.try_recv().is_ok() {}
-                match Endpoints::load(&path) {
-                    Ok(eps) => {
-                        let writer = writer.lock().await;
-                        let current = writer.current();
-                        if current.endpoints().map(|e| e.as_ref()) != Some(&eps) {
-                            tracing::info!(file = %path.display(), services = eps.entries.len(), "endpoints changed");
-                            let inputs = Inputs {
-                                endpoints: Some(Arc::new(eps)),
-                                ..current.inputs().clone()
-                            };
-                            writer.publish(current.with_inputs(inputs));
-                        }
-                    }
-                    Err(e) => tracing::warn!("keeping the previous endpoints: {e}"),
-                }
+                reload().await;
             }
         }
     }
+}
+
+/// Watches the endpoints file; a change republishes the snapshot with new endpoints (only
+/// EDS resources differ, so only EDS is pushed). A broken file keeps the last good one.
+async fn watch_endpoints(
+    path: PathBuf,
+    writer: Arc<Mutex<SnapshotWriter>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    // Watch the directory: editors and `mv` replace the file, which a file watch misses.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let file_name = path.file_name().map(|n| n.to_owned());
+    let wanted = move |ev: &notify::Event| {
+        ev.paths
+            .iter()
+            .any(|p| p.file_name() == file_name.as_deref())
+    };
+    // Let a burst of writes settle before reading.
+    let settle = Duration::from_millis(50);
+    on_file_changes(dir, notify::RecursiveMode::NonRecursive, wanted, settle, shutdown, || {
+        let (path, writer) = (path.clone(), writer.clone());
+        async move {
+            match Endpoints::load(&path) {
+                Ok(eps) => {
+                    let writer = writer.lock().await;
+                    let current = writer.current();
+                    if current.endpoints().map(|e| e.as_ref()) != Some(&eps) {
+                        tracing::info!(file = %path.display(), services = eps.entries.len(), "endpoints changed");
+                        let inputs = Inputs {
+                            endpoints: Some(Arc::new(eps)),
+                            ..current.inputs().clone()
+                        };
+                        writer.publish(current.with_inputs(inputs));
+                    }
+                }
+                Err(e) => tracing::warn!("keeping the previous endpoints: {e}"),
+            }
+        }
+    })
+    .await
 }
 
 /// Watches the certificates directory; a change republishes the snapshot with the new
@@ -669,35 +695,19 @@ async fn watch_certs(
     writer: Arc<Mutex<SnapshotWriter>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut rx) = mpsc::channel::<()>(1);
-    let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-        if ev.is_ok() {
-            let _ = tx.try_send(());
-        }
-    }) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!("cannot watch {}: {e}", dir.display());
-            return;
-        }
-    };
     // Recursive: pairs live two levels down, and Secret volumes swap a `..data` symlink.
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::Recursive) {
-        tracing::error!("cannot watch {}: {e}", dir.display());
-        return;
-    }
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => return,
-            got = rx.recv() => {
-                if got.is_none() {
-                    return;
-                }
-                // A rotation writes a certificate and a key: let both land before reading.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                while rx.try_recv().is_ok() {}
+    // A rotation writes a certificate and a key: let both land before reading.
+    let settle = Duration::from_millis(100);
+    let watched = dir.clone();
+    on_file_changes(
+        watched,
+        notify::RecursiveMode::Recursive,
+        |_| true,
+        settle,
+        shutdown,
+        || {
+            let (dir, writer) = (dir.clone(), writer.clone());
+            async move {
                 let previous = writer.lock().await.current().inputs().certs.clone();
                 let loaded = {
                     let dir = dir.clone();
@@ -729,6 +739,7 @@ async fn watch_certs(
                     Err(e) => tracing::warn!("keeping the previous certificates: {e}"),
                 }
             }
-        }
-    }
+        },
+    )
+    .await
 }

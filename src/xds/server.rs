@@ -227,11 +227,10 @@ impl Ads {
             nonce: 0,
             types: BTreeMap::new(),
         };
-        let fut = until_stopped(self.stopping.clone(), drive(stream, request.into_inner()));
-        if std::env::var_os("TIDEGATE_FUTSIZE").is_some() {
-            eprintln!("FUTSIZE {}", std::mem::size_of_val(&fut));
-        }
-        tokio::spawn(fut);
+        tokio::spawn(until_stopped(
+            self.stopping.clone(),
+            drive(stream, request.into_inner()),
+        ));
         rx
     }
 
