@@ -178,24 +178,15 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// Encodes every proxy's resources.
     pub fn build(origin: Origin, plans: BTreeMap<String, ProxyPlan>, inputs: Inputs) -> Self {
-        Self::build_after(origin, plans, inputs, None)
-    }
-
-    /// Like [`Snapshot::build`], reusing from `previous` every proxy whose plan and inputs
-    /// are unchanged: comparing a plan costs a fraction of encoding and hashing its
-    /// resources, and a commit usually changes a few gateways of many.
-    pub fn build_after(
-        origin: Origin,
-        plans: BTreeMap<String, ProxyPlan>,
-        inputs: Inputs,
-        previous: Option<&Snapshot>,
-    ) -> Self {
         let plans = plans.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-        Self::build_shared(origin, plans, inputs, previous)
+        Self::build_shared(origin, plans, inputs, None)
     }
 
-    /// [`Snapshot::build_after`] for plans already shared (from `translate::plans_cached`,
-    /// where an unchanged proxy's plan is the previous commit's very `Arc`).
+    /// Like [`Snapshot::build`] for plans already shared (from `translate::plans_cached`,
+    /// where an unchanged proxy's plan is the previous commit's very `Arc`), reusing from
+    /// `previous` every proxy whose plan and inputs are unchanged: comparing a plan costs a
+    /// fraction of encoding and hashing its resources, and a commit usually changes a few
+    /// gateways of many.
     pub fn build_shared(
         origin: Origin,
         plans: BTreeMap<String, Arc<ProxyPlan>>,

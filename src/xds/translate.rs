@@ -105,27 +105,12 @@ use mesh::WAYPOINT_CLASS;
 
 /// Every proxy the model describes, by its node id `<gateway>.<namespace>`.
 pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
-    let ix = Index::new(&model.objects);
-    let mut out = BTreeMap::new();
-    for o in &model.objects {
-        let (key, plan) = match &**o {
-            Object::Gateway(g) if g.spec.gateway_class_name != WAYPOINT_CLASS => (
-                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
-                gateway_api::plan(&ix, g),
-            ),
-            Object::Gateway(g) => (
-                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
-                mesh::plan(&ix, g),
-            ),
-            Object::IstioGateway(g) => (
-                proxy_id(&g.metadata.name, g.metadata.namespace.as_deref()),
-                istio::plan(&ix, g),
-            ),
-            _ => continue,
-        };
-        out.insert(key, plan);
-    }
-    out
+    // One planning path: the cached one, with nothing cached.
+    let shared = plans_cached(model, &mut Cache::default());
+    shared
+        .into_iter()
+        .map(|(id, plan)| (id, Arc::unwrap_or_clone(plan)))
+        .collect()
 }
 
 /// What the previous commit's plans were made from, so the next commit plans again only
