@@ -37,13 +37,7 @@ const MAX_REQUEST: usize = 4 << 20;
 
 /// A message as one gRPC frame: uncompressed flag, big-endian length, bytes.
 pub fn frame<M: prost::Message>(m: &M) -> Bytes {
-    let len = m.encoded_len();
-    let mut buf = Vec::with_capacity(5 + len);
-    buf.push(0);
-    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    // Encoding into a Vec cannot run out of room.
-    let _ = m.encode(&mut buf);
-    buf.into()
+    frame_concat(&[], m)
 }
 
 /// One gRPC frame of a message whose encoding is `head` followed by `tail`'s (protobuf
@@ -55,6 +49,7 @@ pub fn frame_concat<M: prost::Message>(head: &[u8], tail: &M) -> Bytes {
     buf.push(0);
     buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
     buf.extend_from_slice(head);
+    // Encoding into a Vec cannot run out of room.
     let _ = tail.encode(&mut buf);
     buf.into()
 }

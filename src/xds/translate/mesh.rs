@@ -219,7 +219,8 @@ fn service_parents<'a>(
 
 // === Envoy resources ===
 
-fn static_cluster(name: &str, address: Address) -> Cluster {
+/// A STATIC cluster with these endpoints.
+fn static_cluster(name: &str, addresses: Vec<Address>) -> Cluster {
     Cluster {
         name: name.to_owned(),
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
@@ -231,16 +232,24 @@ fn static_cluster(name: &str, address: Address) -> Cluster {
         }),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name.to_owned(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: vec![LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(address),
-                        ..Endpoint::default()
-                    })),
-                    ..LbEndpoint::default()
-                }],
-                ..LocalityLbEndpoints::default()
-            }],
+            endpoints: (!addresses.is_empty())
+                .then(|| LocalityLbEndpoints {
+                    lb_endpoints: addresses
+                        .into_iter()
+                        .map(|a| LbEndpoint {
+                            host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(
+                                Endpoint {
+                                    address: Some(a),
+                                    ..Endpoint::default()
+                                },
+                            )),
+                            ..LbEndpoint::default()
+                        })
+                        .collect(),
+                    ..LocalityLbEndpoints::default()
+                })
+                .into_iter()
+                .collect(),
             ..ClusterLoadAssignment::default()
         }),
         ..Cluster::default()
@@ -250,28 +259,14 @@ fn static_cluster(name: &str, address: Address) -> Cluster {
 /// A cluster with no endpoints: requests to it fail with 503. Used where sending around a
 /// waypoint would skip its rules.
 fn closed_cluster(name: &str) -> Cluster {
-    Cluster {
-        name: name.to_owned(),
-        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
-            cluster::cluster::DiscoveryType::Static as i32,
-        )),
-        connect_timeout: Some(Duration {
-            seconds: 5,
-            nanos: 0,
-        }),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: name.to_owned(),
-            ..ClusterLoadAssignment::default()
-        }),
-        ..Cluster::default()
-    }
+    static_cluster(name, Vec::new())
 }
 
 /// A cluster whose one endpoint is internal listener `listener`.
 fn internal_cluster(name: &str, listener: &str) -> Cluster {
     let mut c = static_cluster(
         name,
-        Address {
+        vec![Address {
             address: Some(core::address::Address::EnvoyInternalAddress(
                 EnvoyInternalAddress {
                     address_name_specifier: Some(
@@ -282,7 +277,7 @@ fn internal_cluster(name: &str, listener: &str) -> Cluster {
                     ..EnvoyInternalAddress::default()
                 },
             )),
-        },
+        }],
     );
     c.transport_socket = Some(transport_socket(
         "envoy.transport_sockets.internal_upstream",
