@@ -73,7 +73,8 @@ type Checked = foldhash::HashMap<(String, String), Vec<std::sync::Arc<Intent>>>;
 /// with [`Cache::knows`] not even read from Git.
 #[derive(Debug, Default)]
 pub struct Cache {
-    files: std::collections::HashMap<(String, String), std::sync::Arc<FileResult>>,
+    /// By path: the blob id decoded and what it decoded to.
+    files: std::collections::HashMap<String, (String, std::sync::Arc<FileResult>)>,
     /// Gateways whose intents passed the per-gateway checks.
     checked: Checked,
     /// What each gateway's intents expanded to.
@@ -83,7 +84,7 @@ pub struct Cache {
 impl Cache {
     /// Whether the file `path` with content id `id` is decoded already.
     pub fn knows(&self, path: &str, id: &str) -> bool {
-        self.files.contains_key(&(path.to_owned(), id.to_owned()))
+        self.files.get(path).is_some_and(|(known, _)| known == id)
     }
 
     pub fn len(&self) -> usize {
@@ -138,20 +139,19 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
                 continue;
             }
             saw_intent_file = true;
-            let key = (path.clone(), id.clone());
-            let result = match (cache.files.get(&key), tree.files.get(path)) {
-                (Some(r), _) => r.clone(),
+            let cached = cache
+                .files
+                .get(path)
+                .filter(|(known, _)| known == id)
+                .map(|(_, r)| r.clone());
+            let result = match (cached, tree.files.get(path)) {
+                (Some(r), _) => r,
                 (None, Some(bytes)) => {
                     let mut decoded_file = decode_file(path, bytes);
                     // An intent the edit did not touch keeps the previous commit's `Arc`,
                     // so the later stages see its gateway as unchanged (a file usually
                     // holds intents of several gateways).
-                    if let Some(old) = cache
-                        .files
-                        .iter()
-                        .find(|((p, _), _)| p == path)
-                        .map(|(_, r)| r.clone())
-                    {
+                    if let Some((_, old)) = cache.files.get(path) {
                         for i in &mut decoded_file.intents {
                             if let Some(same) = old.intents.iter().find(|o| ***o == **i) {
                                 *i = same.clone();
@@ -164,7 +164,7 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
                         tracing::info!("decoding intents: {decoded}/{to_decode} files");
                         last_report = std::time::Instant::now();
                     }
-                    cache.files.insert(key.clone(), r.clone());
+                    cache.files.insert(path.clone(), (id.clone(), r.clone()));
                     r
                 }
                 // The caller skipped reading a blob it did not have cached: a bug.
@@ -178,14 +178,14 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
                     ..FileResult::default()
                 }),
             };
-            live.insert(key);
+            live.insert(path.as_str());
             intents.extend(result.intents.iter().cloned());
             problems.extend(result.problems.iter().cloned());
         } else if path.starts_with("resources/") {
             warnings.push(format!("{path}: plain Gateway API / Istio objects in resources/ are not read yet; the file was ignored"));
         }
     }
-    cache.files.retain(|k, _| live.contains(k));
+    cache.files.retain(|p, _| live.contains(p.as_str()));
     for (path, size) in &tree.too_large {
         problems.push(Problem {
             file: path.clone(),
