@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod expand;
 pub mod node;
+pub mod resources;
 pub mod spec;
 
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct Config {
     pub settings: Settings,
     /// Sorted by namespace, then name.
     pub intents: Vec<std::sync::Arc<Intent>>,
+    /// Plain objects from `resources/`, in file order (path, then position).
+    pub resources: Vec<resources::Resource>,
     /// Things worth telling the user that do not reject the commit.
     pub warnings: Vec<String>,
 }
@@ -62,6 +65,8 @@ struct FileResult {
     /// Shared with every commit's Config while the file is unchanged: the incremental
     /// stages after this one recognise an unchanged intent by its address.
     intents: Vec<std::sync::Arc<Intent>>,
+    /// A `resources/` file's plain objects.
+    resources: Vec<resources::Resource>,
     problems: Vec<Problem>,
 }
 
@@ -130,60 +135,70 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
         .count();
     let mut decoded = 0usize;
     let mut last_report = std::time::Instant::now();
+    let mut plain = Vec::new();
     for (path, id) in &tree.ids {
-        if let Some(rest) = path.strip_prefix(INTENTS_DIR) {
-            if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
-                warnings.push(format!(
-                    "{path}: ignored (intents are read from *.yaml and *.yml files)"
-                ));
-                continue;
-            }
-            saw_intent_file = true;
-            let cached = cache
-                .files
-                .get(path)
-                .filter(|(known, _)| known == id)
-                .map(|(_, r)| r.clone());
-            let result = match (cached, tree.files.get(path)) {
-                (Some(r), _) => r,
-                (None, Some(bytes)) => {
-                    let mut decoded_file = decode_file(path, bytes);
-                    // An intent the edit did not touch keeps the previous commit's `Arc`,
-                    // so the later stages see its gateway as unchanged (a file usually
-                    // holds intents of several gateways).
-                    if let Some((_, old)) = cache.files.get(path) {
-                        for i in &mut decoded_file.intents {
-                            if let Some(same) = old.intents.iter().find(|o| ***o == **i) {
-                                *i = same.clone();
-                            }
+        let is_resource = path.starts_with(resources::RESOURCES_DIR);
+        let Some(rest) = path
+            .strip_prefix(INTENTS_DIR)
+            .or_else(|| path.strip_prefix(resources::RESOURCES_DIR))
+        else {
+            continue;
+        };
+        if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
+            warnings.push(format!(
+                "{path}: ignored (only *.yaml and *.yml files are read)"
+            ));
+            continue;
+        }
+        saw_intent_file = true;
+        let cached = cache
+            .files
+            .get(path)
+            .filter(|(known, _)| known == id)
+            .map(|(_, r)| r.clone());
+        let result = match (cached, tree.files.get(path)) {
+            (Some(r), _) => r,
+            (None, Some(bytes)) => {
+                let mut decoded_file = decode_file(path, bytes, is_resource);
+                // An intent the edit did not touch keeps the previous commit's `Arc`,
+                // so the later stages see its gateway as unchanged (a file usually
+                // holds intents of several gateways). Plain objects likewise.
+                if let Some((_, old)) = cache.files.get(path) {
+                    for i in &mut decoded_file.intents {
+                        if let Some(same) = old.intents.iter().find(|o| ***o == **i) {
+                            *i = same.clone();
                         }
                     }
-                    let r = std::sync::Arc::new(decoded_file);
-                    decoded += 1;
-                    if last_report.elapsed() > std::time::Duration::from_secs(2) {
-                        tracing::info!("decoding intents: {decoded}/{to_decode} files");
-                        last_report = std::time::Instant::now();
+                    for r in &mut decoded_file.resources {
+                        if let Some(same) = old.resources.iter().find(|o| *o.object == *r.object) {
+                            r.object = same.object.clone();
+                        }
                     }
-                    cache.files.insert(path.clone(), (id.clone(), r.clone()));
-                    r
                 }
-                // The caller skipped reading a blob it did not have cached: a bug.
-                (None, None) => std::sync::Arc::new(FileResult {
-                    problems: vec![Problem {
-                        file: path.clone(),
-                        pos: Pos::default(),
-                        field: String::new(),
-                        message: "internal error: file content not read".into(),
-                    }],
-                    ..FileResult::default()
-                }),
-            };
-            live.insert(path.as_str());
-            intents.extend(result.intents.iter().cloned());
-            problems.extend(result.problems.iter().cloned());
-        } else if path.starts_with("resources/") {
-            warnings.push(format!("{path}: plain Gateway API / Istio objects in resources/ are not read yet; the file was ignored"));
-        }
+                let r = std::sync::Arc::new(decoded_file);
+                decoded += 1;
+                if last_report.elapsed() > std::time::Duration::from_secs(2) {
+                    tracing::info!("decoding intents: {decoded}/{to_decode} files");
+                    last_report = std::time::Instant::now();
+                }
+                cache.files.insert(path.clone(), (id.clone(), r.clone()));
+                r
+            }
+            // The caller skipped reading a blob it did not have cached: a bug.
+            (None, None) => std::sync::Arc::new(FileResult {
+                problems: vec![Problem {
+                    file: path.clone(),
+                    pos: Pos::default(),
+                    field: String::new(),
+                    message: "internal error: file content not read".into(),
+                }],
+                ..FileResult::default()
+            }),
+        };
+        live.insert(path.as_str());
+        intents.extend(result.intents.iter().cloned());
+        plain.extend(result.resources.iter().cloned());
+        problems.extend(result.problems.iter().cloned());
     }
     cache.files.retain(|p, _| live.contains(p.as_str()));
     for (path, size) in &tree.too_large {
@@ -233,22 +248,29 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
     Ok(Config {
         settings,
         intents,
+        resources: plain,
         warnings,
     })
 }
 
-fn decode_file(path: &str, bytes: &[u8]) -> FileResult {
+fn decode_file(path: &str, bytes: &[u8], plain: bool) -> FileResult {
     let mut cx = Cx::new(path);
     let mut intents = Vec::new();
+    let mut objects = Vec::new();
     if let Some(docs) = parse_file(&mut cx, bytes) {
-        for doc in &docs {
-            if let Some(intent) = spec::decode_intent(&mut cx, doc) {
-                intents.push(std::sync::Arc::new(intent));
+        if plain {
+            objects = resources::decode_documents(&mut cx, &docs);
+        } else {
+            for doc in &docs {
+                if let Some(intent) = spec::decode_intent(&mut cx, doc) {
+                    intents.push(std::sync::Arc::new(intent));
+                }
             }
         }
     }
     FileResult {
         intents,
+        resources: objects,
         problems: cx.problems,
     }
 }

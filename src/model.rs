@@ -23,6 +23,7 @@ pub enum Object {
     Service(core::Service),
     Gateway(gateway_api::Gateway),
     HttpRoute(gateway_api::HttpRoute),
+    GrpcRoute(gateway_api::GrpcRoute),
     ReferenceGrant(gateway_api::ReferenceGrant),
     IstioGateway(istio::Gateway),
     VirtualService(istio::VirtualService),
@@ -36,6 +37,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Gateway(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
+            Object::GrpcRoute(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::IstioGateway(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
@@ -46,7 +48,9 @@ impl Object {
     pub fn api_version(&self) -> &'static str {
         match self {
             Object::Namespace(_) | Object::Service(_) => "v1",
-            Object::Gateway(_) | Object::HttpRoute(_) => gateway_api::API_VERSION,
+            Object::Gateway(_) | Object::HttpRoute(_) | Object::GrpcRoute(_) => {
+                gateway_api::API_VERSION
+            }
             Object::ReferenceGrant(_) => gateway_api::REFERENCE_GRANT_API_VERSION,
             Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
             Object::Route(_) => openshift::API_VERSION,
@@ -59,6 +63,7 @@ impl Object {
             Object::Service(_) => "Service",
             Object::Gateway(_) | Object::IstioGateway(_) => "Gateway",
             Object::HttpRoute(_) => "HTTPRoute",
+            Object::GrpcRoute(_) => "GRPCRoute",
             Object::ReferenceGrant(_) => "ReferenceGrant",
             Object::VirtualService(_) => "VirtualService",
             Object::Route(_) => "Route",
@@ -78,6 +83,7 @@ impl Object {
             Object::Service(_) => "service",
             Object::Gateway(_) => "gateway",
             Object::HttpRoute(_) => "httproute",
+            Object::GrpcRoute(_) => "grpcroute",
             Object::ReferenceGrant(_) => "referencegrant",
             Object::IstioGateway(_) => "istio-gateway",
             Object::VirtualService(_) => "virtualservice",

@@ -37,6 +37,10 @@ impl fmt::Display for Problem {
 pub struct Cx<'f> {
     pub file: &'f str,
     pub problems: Vec<Problem>,
+    /// Decoding a plain Gateway API object (`resources/`) rather than an intent: the
+    /// schema is the CRD's, with every filter and backend kind the API allows, where an
+    /// intent accepts only what tidegate can render in every mode.
+    pub plain: bool,
 }
 
 impl<'f> Cx<'f> {
@@ -44,6 +48,7 @@ impl<'f> Cx<'f> {
         Self {
             file,
             problems: Vec::new(),
+            plain: false,
         }
     }
 

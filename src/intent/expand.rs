@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use super::Config;
 use super::decode::Problem;
+use super::resources::Resource;
 use super::spec::{Exposure, Intent, Mode, Protocol, Settings};
 use crate::model::core::{Namespace, Service, ServicePort, ServiceSpec};
 use crate::model::gateway_api::{
@@ -260,9 +261,14 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
 
     reference_grants(&mut out, &config.intents);
     out.check_collisions(&mut problems);
+    check_resources(&out, &config.resources, &mut problems);
     if problems.is_empty() {
         Ok(Model::from_shared(
-            out.objects.into_iter().map(|(o, _)| o).collect(),
+            out.objects
+                .into_iter()
+                .map(|(o, _)| o)
+                .chain(config.resources.iter().map(|r| r.object.clone()))
+                .collect(),
         ))
     } else {
         problems.sort();
@@ -336,12 +342,55 @@ impl<'a> Out<'a> {
     }
 }
 
+/// Plain objects are applied as they are written: one that an intent also renders, or that
+/// another plain object defines again, would be two manifests for one Kubernetes object.
+fn check_resources(out: &Out<'_>, resources: &[Resource], problems: &mut Vec<Problem>) {
+    if resources.is_empty() {
+        return;
+    }
+    let key = |o: &Object| {
+        (
+            o.kind(),
+            o.api_version()
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            o.namespace().to_owned(),
+            o.meta().name.clone(),
+        )
+    };
+    let mut seen: foldhash::HashMap<_, String> = Default::default();
+    for (o, i) in &out.objects {
+        seen.entry(key(o))
+            .or_insert_with(|| format!("intent {}/{} ({}:{})", i.namespace, i.name, i.file, i.pos));
+    }
+    for r in resources {
+        let k = key(&r.object);
+        let here = format!("{}:{}", r.file, r.pos);
+        if let Some(first) = seen.get(&k) {
+            problems.push(Problem {
+                file: r.file.clone(),
+                pos: r.pos,
+                field: "metadata.name".into(),
+                message: format!(
+                    "{} {}/{} is also defined by {first}; valid: one definition per kind, namespace and name (rename one, or drop the plain object)",
+                    k.0, k.2, k.3
+                ),
+            });
+        } else {
+            seen.insert(k, here);
+        }
+    }
+}
+
 fn meta_mut(o: &mut Object) -> &mut ObjectMeta {
     match o {
         Object::Namespace(x) => &mut x.metadata,
         Object::Service(x) => &mut x.metadata,
         Object::Gateway(x) => &mut x.metadata,
         Object::HttpRoute(x) => &mut x.metadata,
+        Object::GrpcRoute(x) => &mut x.metadata,
         Object::ReferenceGrant(x) => &mut x.metadata,
         Object::IstioGateway(x) => &mut x.metadata,
         Object::VirtualService(x) => &mut x.metadata,
@@ -564,6 +613,7 @@ fn gateway_api_gateway(
                 RouteNamespaces {
                     from: "Selector",
                     selector: Some(LabelSelector {
+                        match_labels: Default::default(),
                         match_expressions: vec![LabelSelectorRequirement {
                             key: "kubernetes.io/metadata.name".into(),
                             operator: "In",
@@ -589,7 +639,10 @@ fn gateway_api_gateway(
                         })
                         .collect(),
                 }),
-                allowed_routes: Some(AllowedRoutes { namespaces }),
+                allowed_routes: Some(AllowedRoutes {
+                    namespaces,
+                    kinds: Vec::new(),
+                }),
             }
         })
         .collect();
@@ -713,6 +766,7 @@ fn expand_ambient<'a>(
                             from: "Same",
                             selector: None,
                         },
+                        kinds: Vec::new(),
                     }),
                 }],
             },
@@ -733,6 +787,7 @@ fn expand_ambient<'a>(
                 namespace: None,
                 port,
                 weight: 1,
+                filters: Vec::new(),
             }],
             ..HttpRouteRule::default()
         }]
@@ -970,6 +1025,9 @@ fn vs_action(
                     redirect_code: r.status_code,
                 });
             }
+            // Intents do not accept these filters yet (spec.rs rejects them), and plain
+            // HTTPRoutes are never turned into VirtualServices.
+            FilterType::RequestMirror | FilterType::Cors | FilterType::ExtensionRef => {}
             FilterType::UrlRewrite => {
                 let r = f.url_rewrite.clone().unwrap_or_default();
                 let mut rw = istio::HttpRewrite {

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use super::decode::{Cx, is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
 use super::node::{Node, Pos};
 use crate::model::gateway_api::{
-    FilterType, HeaderModifier, HttpBackendRef, HttpHeader, HttpPathMatch, HttpRouteFilter,
-    HttpRouteMatch, HttpRouteRule, HttpRouteTimeouts, PathMatchType, PathModifier,
-    PathModifierType, RequestRedirect, UrlRewrite, ValueMatch, ValueMatchType,
+    BackendObjectRef, Cors, FilterType, Fraction, HeaderModifier, HttpBackendRef, HttpHeader,
+    HttpPathMatch, HttpRouteFilter, HttpRouteMatch, HttpRouteRetry, HttpRouteRule,
+    HttpRouteTimeouts, LocalObjectRef, PathMatchType, PathModifier, PathModifierType,
+    RequestMirror, RequestRedirect, UrlRewrite, ValueMatch, ValueMatchType,
 };
 
 pub const API_VERSION: &str = "tidegate.io/v1alpha1";
@@ -612,14 +613,19 @@ const RULE_FIELDS: &[&str] = &[
     "sessionPersistence",
 ];
 
-fn decode_rule(
+pub(super) fn decode_rule(
     cx: &mut Cx<'_>,
     node: &Node,
     field: &str,
 ) -> Option<(HttpRouteRule, (Pos, Vec<Pos>))> {
     let before = cx.problems.len();
     let r = cx.object(node, field, RULE_FIELDS)?;
-    for unsupported in ["retry", "sessionPersistence"] {
+    let unsupported: &[&str] = if cx.plain {
+        &["sessionPersistence"]
+    } else {
+        &["retry", "sessionPersistence"]
+    };
+    for &unsupported in unsupported {
         if let Some(n) = r.get(unsupported) {
             cx.report(n.pos, &r.field(unsupported), format!("`{unsupported}` is a Gateway API field that tidegate does not support yet; remove it"));
         }
@@ -667,7 +673,10 @@ fn decode_rule(
         for (i, item) in items.iter().enumerate() {
             let f = format!("{}[{i}]", r.field("filters"));
             if let Some(filter) = decode_filter(cx, item, &f) {
-                if rule.filters.iter().any(|x| x.type_ == filter.type_) {
+                // Mirrors may repeat (each to its own backend); every other type may not.
+                if filter.type_ != FilterType::RequestMirror
+                    && rule.filters.iter().any(|x| x.type_ == filter.type_)
+                {
                     cx.report(item.pos, &f, format!("filter {:?} appears twice in this rule; valid: each filter type at most once", filter.type_));
                 }
                 rule.filters.push(filter);
@@ -702,6 +711,11 @@ fn decode_rule(
             }
         }
         rule.timeouts = Some(timeouts);
+    }
+    if cx.plain
+        && let Some(n) = r.get("retry")
+    {
+        rule.retry = decode_retry(cx, n, &r.field("retry"));
     }
 
     // Rules the Gateway API CRD enforces with CEL, checked here so the commit is rejected
@@ -856,69 +870,11 @@ fn decode_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteMa
         }
         out.path = HttpPathMatch { type_, value };
     }
-    for (key, slot) in [
-        ("headers", &mut out.headers),
-        ("queryParams", &mut out.query_params),
-    ] {
-        let Some(n) = m.get(key) else { continue };
-        let Some(items) = cx.list(n, &m.field(key)) else {
-            continue;
-        };
-        for (i, item) in items.iter().enumerate() {
-            let f = format!("{}[{i}]", m.field(key));
-            let Some(h) = cx.object(item, &f, &["type", "name", "value"]) else {
-                continue;
-            };
-            let type_ = match h.get("type") {
-                None => Some(ValueMatchType::Exact),
-                Some(t) => cx
-                    .choice(t, &h.field("type"), &["Exact", "RegularExpression"])
-                    .map(|s| {
-                        if s == "Exact" {
-                            ValueMatchType::Exact
-                        } else {
-                            ValueMatchType::RegularExpression
-                        }
-                    }),
-            };
-            let name = h.require(cx, "name", "the header or parameter name").and_then(|nn| {
-                let s = cx.string(nn, &h.field("name"))?;
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
-                    cx.report(nn.pos, &h.field("name"), format!("`{s}` is not a valid name; valid: letters, digits and !#$%&'*+-.^_`|~"));
-                    return None;
-                }
-                Some(s)
-            });
-            let value = h
-                .require(cx, "value", "the value to match")
-                .and_then(|v| cx.string(v, &h.field("value")));
-            if let (Some(ValueMatchType::RegularExpression), Some(v)) = (type_, &value)
-                && let Err(e) = check_regex(v)
-            {
-                let pos = h.get("value").map_or(item.pos, |n| n.pos);
-                cx.report(pos, &h.field("value"), e);
-            }
-            if let (Some(type_), Some(name), Some(value)) = (type_, name, value) {
-                // Header names compare case-insensitively: a repeat is a mistake.
-                let dup = slot.iter().any(|x: &ValueMatch| {
-                    if key == "headers" {
-                        x.name.eq_ignore_ascii_case(&name)
-                    } else {
-                        x.name == name
-                    }
-                });
-                if dup {
-                    cx.report(
-                        item.pos,
-                        &f,
-                        format!(
-                            "`{name}` is matched twice in this match; only the first would count"
-                        ),
-                    );
-                }
-                slot.push(ValueMatch { type_, name, value });
-            }
-        }
+    if let Some(n) = m.get("headers") {
+        out.headers = decode_value_matches(cx, n, &m.field("headers"), true);
+    }
+    if let Some(n) = m.get("queryParams") {
+        out.query_params = decode_value_matches(cx, n, &m.field("queryParams"), false);
     }
     if let Some(n) = m.get("method") {
         out.method = cx.choice(
@@ -932,7 +888,113 @@ fn decode_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteMa
     (cx.problems.len() == before).then_some(out)
 }
 
-fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteFilter> {
+fn decode_retry(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteRetry> {
+    let r = cx.object(node, field, &["codes", "attempts", "backoff"])?;
+    let mut out = HttpRouteRetry::default();
+    if let Some(n) = r.get("codes")
+        && let Some(items) = cx.list(n, &r.field("codes"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(c) = cx.int(item, &format!("{}[{i}]", r.field("codes")), 400, 599) {
+                out.codes.push(c as u16);
+            }
+        }
+    }
+    if let Some(n) = r.get("attempts") {
+        out.attempts = cx.int(n, &r.field("attempts"), 0, 1000).map(|a| a as u32);
+    }
+    if let Some(n) = r.get("backoff")
+        && let Some(s) = cx.string(n, &r.field("backoff"))
+    {
+        if is_duration(&s) {
+            out.backoff = Some(s);
+        } else {
+            cx.report(n.pos, &r.field("backoff"), format!("`{s}` is not a Gateway API duration; valid: digits with h, m, s or ms, such as 100ms"));
+        }
+    }
+    Some(out)
+}
+
+/// Header or query-parameter matches (`headers: true` compares names case-insensitively).
+pub(super) fn decode_value_matches(
+    cx: &mut Cx<'_>,
+    n: &Node,
+    field: &str,
+    headers: bool,
+) -> Vec<ValueMatch> {
+    let mut slot: Vec<ValueMatch> = Vec::new();
+    let Some(items) = cx.list(n, field) else {
+        return slot;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let Some(h) = cx.object(item, &f, &["type", "name", "value"]) else {
+            continue;
+        };
+        let type_ = match h.get("type") {
+            None => Some(ValueMatchType::Exact),
+            Some(t) => cx
+                .choice(t, &h.field("type"), &["Exact", "RegularExpression"])
+                .map(|s| {
+                    if s == "Exact" {
+                        ValueMatchType::Exact
+                    } else {
+                        ValueMatchType::RegularExpression
+                    }
+                }),
+        };
+        let name = h
+            .require(cx, "name", "the header or parameter name")
+            .and_then(|nn| {
+                let s = cx.string(nn, &h.field("name"))?;
+                if s.is_empty()
+                    || !s
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                {
+                    cx.report(
+                        nn.pos,
+                        &h.field("name"),
+                        format!(
+                            "`{s}` is not a valid name; valid: letters, digits and !#$%&'*+-.^_`|~"
+                        ),
+                    );
+                    return None;
+                }
+                Some(s)
+            });
+        let value = h
+            .require(cx, "value", "the value to match")
+            .and_then(|v| cx.string(v, &h.field("value")));
+        if let (Some(ValueMatchType::RegularExpression), Some(v)) = (type_, &value)
+            && let Err(e) = check_regex(v)
+        {
+            let pos = h.get("value").map_or(item.pos, |n| n.pos);
+            cx.report(pos, &h.field("value"), e);
+        }
+        if let (Some(type_), Some(name), Some(value)) = (type_, name, value) {
+            // Header names compare case-insensitively: a repeat is a mistake.
+            let dup = slot.iter().any(|x: &ValueMatch| {
+                if headers {
+                    x.name.eq_ignore_ascii_case(&name)
+                } else {
+                    x.name == name
+                }
+            });
+            if dup {
+                cx.report(
+                    item.pos,
+                    &f,
+                    format!("`{name}` is matched twice in this match; only the first would count"),
+                );
+            }
+            slot.push(ValueMatch { type_, name, value });
+        }
+    }
+    slot
+}
+
+pub(super) fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteFilter> {
     let f = cx.object(
         node,
         field,
@@ -970,18 +1032,15 @@ fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteF
         "ResponseHeaderModifier" => (FilterType::ResponseHeaderModifier, "responseHeaderModifier"),
         "RequestRedirect" => (FilterType::RequestRedirect, "requestRedirect"),
         "URLRewrite" => (FilterType::UrlRewrite, "urlRewrite"),
+        "RequestMirror" if cx.plain => (FilterType::RequestMirror, "requestMirror"),
+        "CORS" if cx.plain => (FilterType::Cors, "cors"),
+        "ExtensionRef" if cx.plain => (FilterType::ExtensionRef, "extensionRef"),
         other => {
             cx.report(t.pos, &f.field("type"), format!("the {other} filter is not supported by tidegate yet; supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite"));
             return None;
         }
     };
-    let mut out = HttpRouteFilter {
-        type_,
-        request_header_modifier: None,
-        response_header_modifier: None,
-        request_redirect: None,
-        url_rewrite: None,
-    };
+    let mut out = HttpRouteFilter::of(type_);
     for other in [
         "requestHeaderModifier",
         "responseHeaderModifier",
@@ -1057,6 +1116,118 @@ fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteF
                 rw.path = decode_path_modifier(cx, n, &r.field("path"));
             }
             out.url_rewrite = Some(rw);
+        }
+        FilterType::RequestMirror => {
+            let r = cx.object(body, &bf, &["backendRef", "percent", "fraction"])?;
+            let b = r.require(cx, "backendRef", "the Service requests are copied to")?;
+            let bo = cx.object(
+                b,
+                &r.field("backendRef"),
+                &["group", "kind", "name", "namespace", "port"],
+            )?;
+            let s = |cx: &mut Cx<'_>, k: &str| bo.get(k).and_then(|n| cx.string(n, &bo.field(k)));
+            let backend_ref = BackendObjectRef {
+                group: s(cx, "group").unwrap_or_default(),
+                kind: s(cx, "kind").unwrap_or_else(|| "Service".into()),
+                name: bo
+                    .require(cx, "name", "the Service's name")
+                    .and_then(|n| cx.string(n, &bo.field("name")))?,
+                namespace: s(cx, "namespace"),
+                port: bo
+                    .get("port")
+                    .and_then(|n| cx.int(n, &bo.field("port"), 1, 65535))
+                    .map(|p| p as u16),
+            };
+            let percent = r
+                .get("percent")
+                .and_then(|n| cx.int(n, &r.field("percent"), 0, 100))
+                .map(|p| p as u32);
+            let fraction = match r.get("fraction") {
+                None => None,
+                Some(n) => {
+                    let fo = cx.object(n, &r.field("fraction"), &["numerator", "denominator"])?;
+                    let numerator = fo
+                        .require(cx, "numerator", "an integer")
+                        .and_then(|x| cx.int(x, &fo.field("numerator"), 0, i64::from(u32::MAX)))?
+                        as u32;
+                    let denominator = match fo.get("denominator") {
+                        None => 100,
+                        Some(x) => {
+                            cx.int(x, &fo.field("denominator"), 1, i64::from(u32::MAX))? as u32
+                        }
+                    };
+                    if numerator > denominator {
+                        cx.report(
+                            n.pos,
+                            &r.field("fraction"),
+                            "numerator must not exceed denominator",
+                        );
+                    }
+                    Some(Fraction {
+                        numerator,
+                        denominator,
+                    })
+                }
+            };
+            if percent.is_some() && fraction.is_some() {
+                cx.report(body.pos, &bf, "give percent or fraction, not both");
+            }
+            out.request_mirror = Some(RequestMirror {
+                backend_ref,
+                percent,
+                fraction,
+            });
+        }
+        FilterType::Cors => {
+            let r = cx.object(
+                body,
+                &bf,
+                &[
+                    "allowOrigins",
+                    "allowCredentials",
+                    "allowMethods",
+                    "allowHeaders",
+                    "exposeHeaders",
+                    "maxAge",
+                ],
+            )?;
+            let mut c = Cors::default();
+            for (key, slot) in [
+                ("allowOrigins", &mut c.allow_origins),
+                ("allowMethods", &mut c.allow_methods),
+                ("allowHeaders", &mut c.allow_headers),
+                ("exposeHeaders", &mut c.expose_headers),
+            ] {
+                if let Some(n) = r.get(key) {
+                    *slot = cx
+                        .strings(n, &r.field(key))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(_, s)| s)
+                        .collect();
+                }
+            }
+            if let Some(n) = r.get("allowCredentials") {
+                c.allow_credentials = cx.boolean(n, &r.field("allowCredentials"));
+            }
+            if let Some(n) = r.get("maxAge") {
+                c.max_age = cx
+                    .int(n, &r.field("maxAge"), 1, i64::from(u32::MAX))
+                    .map(|v| v as u32);
+            }
+            out.cors = Some(c);
+        }
+        FilterType::ExtensionRef => {
+            let r = cx.object(body, &bf, &["group", "kind", "name"])?;
+            let get = |cx: &mut Cx<'_>, k: &str| {
+                r.require(cx, k, "required")
+                    .and_then(|n| cx.string(n, &r.field(k)))
+            };
+            out.extension_ref = Some(LocalObjectRef {
+                group: get(cx, "group")?,
+                kind: get(cx, "kind")?,
+                name: get(cx, "name")?,
+            });
         }
     }
     Some(out)
@@ -1141,7 +1312,7 @@ fn decode_header_modifier(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<H
     Some(out)
 }
 
-fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBackendRef> {
+pub(super) fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBackendRef> {
     let before = cx.problems.len();
     let b = cx.object(
         node,
@@ -1156,14 +1327,33 @@ fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBacke
             "filters",
         ],
     )?;
+    let mut filters = Vec::new();
     if let Some(n) = b.get("filters") {
-        cx.report(
-            n.pos,
-            &b.field("filters"),
-            "per-backend filters are not supported by tidegate yet; put the filters on the rule",
-        );
+        if !cx.plain {
+            cx.report(
+                n.pos,
+                &b.field("filters"),
+                "per-backend filters are not supported in intents yet; put the filters on the rule",
+            );
+        } else if let Some(items) = cx.list(n, &b.field("filters")) {
+            for (i, item) in items.iter().enumerate() {
+                if let Some(f) = decode_filter(cx, item, &format!("{}[{i}]", b.field("filters"))) {
+                    filters.push(f);
+                }
+            }
+        }
     }
-    if let Some(n) = b.get("group")
+    // A plain route may name any kind: an API server accepts it, and the route's status
+    // says the kind is not supported (ResolvedRefs False, InvalidKind).
+    let (mut group, mut kind) = (String::new(), "Service".to_owned());
+    if cx.plain {
+        if let Some(n) = b.get("group") {
+            group = cx.string(n, &b.field("group")).unwrap_or_default();
+        }
+        if let Some(n) = b.get("kind") {
+            kind = cx.string(n, &b.field("kind")).unwrap_or_default();
+        }
+    } else if let Some(n) = b.get("group")
         && let Some(g) = cx.string(n, &b.field("group"))
         && !g.is_empty()
     {
@@ -1173,9 +1363,12 @@ fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBacke
             format!("`{g}` is not supported; valid: \"\" (the core group, for a Service)"),
         );
     }
-    if let Some(n) = b.get("kind") {
+    if !cx.plain
+        && let Some(n) = b.get("kind")
+    {
         cx.choice(n, &b.field("kind"), &["Service"]);
     }
+    let is_service = group.is_empty() && kind == "Service";
     let name = b
         .require(cx, "name", "the Service's name, such as httpbin")
         .and_then(|n| {
@@ -1203,10 +1396,17 @@ fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBacke
         Some(s)
     });
     // Gateway API makes `port` optional only for kinds other than Service.
-    let port = b
-        .require(cx, "port", "the Service port, such as 8000")
-        .and_then(|n| cx.int(n, &b.field("port"), 1, 65535))
-        .map(|p| p as u16);
+    let port = if is_service {
+        b.require(cx, "port", "the Service port, such as 8000")
+            .and_then(|n| cx.int(n, &b.field("port"), 1, 65535))
+            .map(|p| p as u16)
+    } else {
+        Some(
+            b.get("port")
+                .and_then(|n| cx.int(n, &b.field("port"), 1, 65535))
+                .map_or(0, |p| p as u16),
+        )
+    };
     let weight = match b.get("weight") {
         None => Some(1),
         Some(n) => cx
@@ -1217,12 +1417,13 @@ fn decode_backend(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpBacke
         return None;
     }
     Some(HttpBackendRef {
-        group: String::new(),
-        kind: "Service".into(),
+        group,
+        kind,
         name: name?,
         namespace,
         port: port?,
         weight: weight?,
+        filters,
     })
 }
 
@@ -1252,7 +1453,7 @@ pub fn is_duration(s: &str) -> bool {
 /// Envoy compiles regular expressions with RE2; one it cannot compile makes the proxy
 /// reject the whole route table. RE2 and Rust's `regex` share a syntax (no backreferences,
 /// no look-around), so the `regex` parser catches those before a commit is accepted.
-fn check_regex(re: &str) -> Result<(), String> {
+pub(super) fn check_regex(re: &str) -> Result<(), String> {
     regex_syntax::Parser::new()
         .parse(re)
         .map(|_| ())

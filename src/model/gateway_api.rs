@@ -62,6 +62,16 @@ pub struct SecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct AllowedRoutes {
     pub namespaces: RouteNamespaces,
+    /// Route kinds the listener accepts; empty: the kinds its protocol supports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<RouteGroupKind>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteGroupKind {
+    pub group: String,
+    pub kind: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -75,7 +85,30 @@ pub struct RouteNamespaces {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+impl LabelSelector {
+    /// Whether a namespace with these labels is selected (`In`, `NotIn`, `Exists`,
+    /// `DoesNotExist`, as Kubernetes defines them).
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|e| {
+                let have = labels.get(&e.key);
+                match e.operator {
+                    "In" => have.is_some_and(|v| e.values.contains(v)),
+                    "NotIn" => have.is_none_or(|v| !e.values.contains(v)),
+                    "Exists" => have.is_some(),
+                    "DoesNotExist" => have.is_none(),
+                    _ => false,
+                }
+            })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -131,6 +164,21 @@ pub struct HttpRouteRule {
     pub backend_refs: Vec<HttpBackendRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<HttpRouteTimeouts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<HttpRouteRetry>,
+}
+
+/// `retry`: which responses are retried and how often (Gateway API: codes, attempts,
+/// backoff).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRetry {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -231,6 +279,99 @@ pub struct HttpRouteFilter {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(rename = "urlRewrite")]
     pub url_rewrite: Option<UrlRewrite>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_mirror: Option<RequestMirror>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension_ref: Option<LocalObjectRef>,
+}
+
+impl HttpRouteFilter {
+    /// A filter of `type_` with no settings yet.
+    pub fn of(type_: FilterType) -> Self {
+        Self {
+            type_,
+            request_header_modifier: None,
+            response_header_modifier: None,
+            request_redirect: None,
+            url_rewrite: None,
+            request_mirror: None,
+            cors: None,
+            extension_ref: None,
+        }
+    }
+}
+
+/// `RequestMirror`: a copy of each request (or of a fraction of them) to another backend;
+/// its responses are ignored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestMirror {
+    pub backend_ref: BackendObjectRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<Fraction>,
+}
+
+impl RequestMirror {
+    /// The share of requests mirrored, as (numerator, denominator).
+    pub fn share(&self) -> (u32, u32) {
+        match (&self.fraction, self.percent) {
+            (Some(f), _) => (f.numerator, f.denominator),
+            (None, Some(p)) => (p, 100),
+            (None, None) => (1, 1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fraction {
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+/// A reference to a backend object (a mirror's target): a Service unless said otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// `CORS`: answers preflight requests and adds the CORS response headers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cors {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_origins: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_credentials: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_methods: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+}
+
+/// `ExtensionRef`: an implementation-specific filter object. tidegate has none, so a rule
+/// naming one is not served (the spec: such a rule must answer 500).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
 }
 
 impl HttpRouteFilter {
@@ -251,6 +392,10 @@ pub enum FilterType {
     RequestRedirect,
     #[serde(rename = "URLRewrite")]
     UrlRewrite,
+    RequestMirror,
+    #[serde(rename = "CORS")]
+    Cors,
+    ExtensionRef,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -319,8 +464,13 @@ pub struct HttpBackendRef {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// 0: not given (only kinds other than Service may leave it out).
+    #[serde(skip_serializing_if = "is_zero")]
     pub port: u16,
     pub weight: u32,
+    /// Filters applied only to requests sent to this backend.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -370,17 +520,160 @@ pub struct ReferenceGrantTo {
     pub name: Option<String>,
 }
 
+fn is_zero(p: &u16) -> bool {
+    *p == 0
+}
+
 impl ReferenceGrant {
     /// Whether this grant lets an `HTTPRoute` in `from_ns` reference Service `name`.
     pub fn allows_route_to_service(&self, from_ns: &str, name: &str) -> bool {
+        self.allows("HTTPRoute", from_ns, name)
+    }
+
+    /// Whether this grant lets a route of kind `from_kind` in `from_ns` reference Service
+    /// `name` (in the grant's namespace).
+    pub fn allows(&self, from_kind: &str, from_ns: &str, name: &str) -> bool {
         self.spec
             .from
             .iter()
-            .any(|f| f.group == GROUP && f.kind == "HTTPRoute" && f.namespace == from_ns)
+            .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from_ns)
             && self.spec.to.iter().any(|t| {
                 t.group.is_empty()
                     && t.kind == "Service"
                     && t.name.as_deref().is_none_or(|n| n == name)
             })
     }
+}
+
+/// A `GRPCRoute`: routes gRPC calls by service, method and metadata.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRoute {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: GrpcRouteSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteSpec {
+    pub parent_refs: Vec<ParentRef>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    pub rules: Vec<GrpcRouteRule>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<GrpcRouteMatch>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<HttpRouteFilter>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backend_refs: Vec<HttpBackendRef>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcRouteMatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<GrpcMethodMatch>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<ValueMatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcMethodMatch {
+    #[serde(rename = "type")]
+    pub type_: ValueMatchType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+impl GrpcRoute {
+    /// The same routing as an HTTPRoute: a gRPC call is an HTTP/2 POST to
+    /// `/<service>/<method>`, so every GRPCRoute match is a path match (exact for a
+    /// service and method, a whole-segment prefix for a service, a regular expression
+    /// otherwise) plus the same header matches. Translation then treats both kinds alike.
+    pub fn as_http(&self) -> HttpRoute {
+        let rules = self
+            .spec
+            .rules
+            .iter()
+            .map(|r| HttpRouteRule {
+                name: r.name.clone(),
+                matches: if r.matches.is_empty() {
+                    vec![HttpRouteMatch::default()]
+                } else {
+                    r.matches.iter().map(GrpcRouteMatch::as_http).collect()
+                },
+                filters: r.filters.clone(),
+                backend_refs: r.backend_refs.clone(),
+                timeouts: None,
+                retry: None,
+            })
+            .collect();
+        HttpRoute {
+            api_version: API_VERSION,
+            kind: "HTTPRoute",
+            metadata: self.metadata.clone(),
+            spec: HttpRouteSpec {
+                parent_refs: self.spec.parent_refs.clone(),
+                hostnames: self.spec.hostnames.clone(),
+                rules,
+            },
+        }
+    }
+}
+
+impl GrpcRouteMatch {
+    fn as_http(&self) -> HttpRouteMatch {
+        let path = match &self.method {
+            None => HttpPathMatch::default(),
+            Some(m) => match (m.type_, m.service.as_deref(), m.method.as_deref()) {
+                (ValueMatchType::Exact, Some(s), Some(me)) => HttpPathMatch {
+                    type_: PathMatchType::Exact,
+                    value: format!("/{s}/{me}"),
+                },
+                (ValueMatchType::Exact, Some(s), None) => HttpPathMatch {
+                    type_: PathMatchType::PathPrefix,
+                    value: format!("/{s}"),
+                },
+                (ValueMatchType::Exact, None, Some(me)) => HttpPathMatch {
+                    type_: PathMatchType::RegularExpression,
+                    value: format!("/[^/]+/{}", regex_escape(me)),
+                },
+                (ValueMatchType::RegularExpression, s, me) => HttpPathMatch {
+                    type_: PathMatchType::RegularExpression,
+                    value: format!("/{}/{}", s.unwrap_or("[^/]+"), me.unwrap_or("[^/]+")),
+                },
+                (ValueMatchType::Exact, None, None) => HttpPathMatch::default(),
+            },
+        };
+        HttpRouteMatch {
+            path,
+            headers: self.headers.clone(),
+            query_params: Vec::new(),
+            method: None,
+        }
+    }
+}
+
+/// `s` as a literal in an RE2 pattern.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if r"\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

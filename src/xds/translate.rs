@@ -22,8 +22,9 @@ use plan::ProxyPlan;
 /// the objects per gateway, and the namespaces per backend, took 110 ms at 10,000 intents).
 pub struct Index<'a> {
     pub grants: Vec<&'a ReferenceGrant>,
-    /// HTTPRoutes by each Gateway (namespace, name) their parentRefs name.
-    pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<&'a HttpRoute>>,
+    /// HTTPRoutes (and GRPCRoutes, as HTTPRoutes) by each Gateway (namespace, name) their
+    /// parentRefs name.
+    pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<Attached<'a>>>,
     /// The same, as the model's shared objects (compared by address in [`plans_cached`]).
     route_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
     /// HTTPRoutes with a Service parent (waypoint routes).
@@ -34,6 +35,20 @@ pub struct Index<'a> {
     pub namespaces: HashMap<&'a str, &'a Namespace>,
     /// Waypoint Gateways, (namespace, name).
     pub waypoints: HashSet<(&'a str, &'a str)>,
+}
+
+/// A route attached to a Gateway; a GRPCRoute is carried as the HTTPRoute it routes like
+/// (`GrpcRoute::as_http`).
+#[derive(Clone, Debug)]
+pub struct Attached<'a> {
+    pub route: std::borrow::Cow<'a, HttpRoute>,
+    pub grpc: bool,
+}
+
+impl Attached<'_> {
+    pub fn kind(&self) -> &'static str {
+        if self.grpc { "GRPCRoute" } else { "HTTPRoute" }
+    }
 }
 
 impl<'a> Index<'a> {
@@ -75,7 +90,26 @@ impl<'a> Index<'a> {
                         let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
                         if !named.contains(&key) {
                             named.push(key);
-                            ix.routes_by_gateway.entry(key).or_default().push(r);
+                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
+                                route: std::borrow::Cow::Borrowed(r),
+                                grpc: false,
+                            });
+                            ix.route_objects.entry(key).or_default().push(o);
+                        }
+                    }
+                }
+                Object::GrpcRoute(g) => {
+                    let route_ns = g.metadata.namespace.as_deref().unwrap_or_default();
+                    let mut named: Vec<(&str, &str)> = Vec::new();
+                    let http = g.as_http();
+                    for p in &g.spec.parent_refs {
+                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
+                        if p.kind == "Gateway" && !named.contains(&key) {
+                            named.push(key);
+                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
+                                route: std::borrow::Cow::Owned(http.clone()),
+                                grpc: true,
+                            });
                             ix.route_objects.entry(key).or_default().push(o);
                         }
                     }

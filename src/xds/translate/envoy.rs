@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     self as route, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::{Cors, CorsPolicy};
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -29,15 +30,18 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
     TlsCertificate, secret,
 };
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
 };
-use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
 use prost::{Message, Name};
 
 use super::plan::{
-    Action, Backend, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, RoutePlan,
-    StrMatch, TlsPlan,
+    Action, Backend, CorsPlan, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan,
+    RoutePlan, StrMatch, TlsPlan,
 };
 use crate::xds::certs::{Certs, KeyPair};
 use crate::xds::endpoints::Endpoints;
@@ -78,12 +82,36 @@ pub fn resources(
         ..Resources::default()
     };
     let mut backends = plan.backends();
+    // With an endpoints file, it is the list of Services there are: a route's backend
+    // missing from it gets no cluster, so requests to it are answered 500 as Gateway API
+    // requires for a backend that does not exist (not 503, as for one without endpoints).
+    if let Some(eps) = endpoints {
+        backends.retain(|b| {
+            let known = eps.entries.contains_key(&b.endpoints_key())
+                || plan.via_waypoint.contains_key(b);
+            if !known && b.service != super::gateway_api::NOT_PERMITTED {
+                warnings.push(format!(
+                    "{}: not in the endpoints file; requests to it are answered 500 (Service not found)",
+                    b.endpoints_key()
+                ));
+            }
+            known
+        });
+    }
     let (mut mesh, extra) =
         super::mesh::waypoint(id, plan, endpoints, certs, variant, &mut res, &mut warnings);
     backends.extend(extra);
     backends.sort();
     backends.dedup();
-    let (clusters, loads) = clusters(&backends, endpoints);
+    let (mut clusters, loads) = clusters(&backends, endpoints);
+    for b in &plan.http2_backends {
+        if let Some(c) = clusters.get_mut(&b.cluster_name()) {
+            c.typed_extension_protocol_options.insert(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+                any(&http2_options()),
+            );
+        }
+    }
     res.clusters.extend(clusters);
     res.endpoints.extend(loads);
     mesh |= super::mesh::tunnels(id, plan, endpoints, certs, &mut res, &mut warnings);
@@ -177,6 +205,37 @@ pub(super) fn router_filter() -> HttpFilter {
     }
 }
 
+/// Upstream HTTP/2 without TLS (prior knowledge), as gRPC backends speak.
+fn http2_options() -> HttpProtocolOptions {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        core::Http2ProtocolOptions::default(),
+                    )),
+                },
+            ),
+        ),
+        ..HttpProtocolOptions::default()
+    }
+}
+
+const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+/// Envoy's CORS filter, placed before the router in listeners that have a route with a
+/// CORS policy (the policy itself is per route).
+fn cors_filter() -> HttpFilter {
+    HttpFilter {
+        name: CORS_FILTER.into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Cors::default(),
+        ))),
+        ..HttpFilter::default()
+    }
+}
+
 /// An HTTP connection manager whose routes come over RDS as `route_config_name`.
 pub(super) fn http_connection_manager(route_config_name: &str) -> HttpConnectionManager {
     HttpConnectionManager {
@@ -224,6 +283,7 @@ pub(super) fn sds(name: &str) -> SdsSecretConfig {
 /// The TLS Secret an HTTPS listener's chain serves, if it is in `--certs`.
 fn listener_chain(
     listener: &ListenerPlan,
+    hcm: &HttpConnectionManager,
     t: &TlsPlan,
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
@@ -266,7 +326,7 @@ fn listener_chain(
         transport_socket: Some(transport_socket("envoy.transport_sockets.tls", &tls)),
         filters: vec![network_filter(
             "envoy.filters.network.http_connection_manager",
-            &http_connection_manager(&route_config_name(listener)),
+            hcm,
         )],
         ..FilterChain::default()
     })
@@ -286,6 +346,14 @@ pub fn listeners_and_routes(
     let mut routes = BTreeMap::new();
     for (port, l) in &plan.listeners {
         let rc_name = route_config_name(l);
+        let mut hcm = http_connection_manager(&rc_name);
+        if l.vhosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .any(|r| r.cors.is_some())
+        {
+            hcm.http_filters.insert(0, cors_filter());
+        }
         if variant.proxyless {
             for v in &l.vhosts {
                 for d in v.domains.iter().filter(|d| !d.contains('*')) {
@@ -295,7 +363,7 @@ pub fn listeners_and_routes(
                         Listener {
                             name,
                             api_listener: Some(ApiListener {
-                                api_listener: Some(any(&http_connection_manager(&rc_name))),
+                                api_listener: Some(any(&hcm)),
                             }),
                             ..Listener::default()
                         },
@@ -308,7 +376,7 @@ pub fn listeners_and_routes(
                     vec![FilterChain {
                         filters: vec![network_filter(
                             "envoy.filters.network.http_connection_manager",
-                            &http_connection_manager(&rc_name),
+                            &hcm,
                         )],
                         ..FilterChain::default()
                     }],
@@ -318,7 +386,7 @@ pub fn listeners_and_routes(
                 let chains: Vec<FilterChain> = l
                     .tls
                     .iter()
-                    .filter_map(|t| listener_chain(l, t, certs, warnings))
+                    .filter_map(|t| listener_chain(l, &hcm, t, certs, warnings))
                     .collect();
                 // SNI is read before a chain is chosen; Envoy no longer adds the TLS
                 // inspector by itself.
@@ -527,17 +595,33 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
             use route::route_action::{
                 ClusterNotFoundResponseCode, ClusterSpecifier, HostRewriteSpecifier,
             };
-            let cluster_specifier = if f.backends.len() == 1 {
+            // Per-backend header changes live on a weighted cluster entry, so a route
+            // with any uses weighted clusters even for one backend.
+            let cluster_specifier = if f.backends.len() == 1 && f.backend_headers.is_empty() {
                 ClusterSpecifier::Cluster(f.backends[0].0.cluster_name())
             } else {
                 ClusterSpecifier::WeightedClusters(WeightedCluster {
                     clusters: f
                         .backends
                         .iter()
-                        .map(|(b, w)| route::weighted_cluster::ClusterWeight {
-                            name: b.cluster_name(),
-                            weight: Some(UInt32Value { value: *w }),
-                            ..Default::default()
+                        .enumerate()
+                        .map(|(i, (b, w))| {
+                            let mut cw = route::weighted_cluster::ClusterWeight {
+                                name: b.cluster_name(),
+                                weight: Some(UInt32Value { value: *w }),
+                                ..Default::default()
+                            };
+                            if let Some((_, req, resp)) =
+                                f.backend_headers.iter().find(|(at, _, _)| *at == i)
+                            {
+                                cw.request_headers_to_add = header_options(req);
+                                cw.request_headers_to_remove =
+                                    req.remove.iter().map(|h| h.to_ascii_lowercase()).collect();
+                                cw.response_headers_to_add = header_options(resp);
+                                cw.response_headers_to_remove =
+                                    resp.remove.iter().map(|h| h.to_ascii_lowercase()).collect();
+                            }
+                            cw
                         })
                         .collect(),
                     ..WeightedCluster::default()
@@ -557,8 +641,51 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
                     .host_rewrite
                     .clone()
                     .map(HostRewriteSpecifier::HostRewriteLiteral),
+                request_mirror_policies: f
+                    .mirrors
+                    .iter()
+                    .map(|m| route::route_action::RequestMirrorPolicy {
+                        cluster: m.backend.cluster_name(),
+                        runtime_fraction: (m.numerator < m.denominator).then(|| {
+                            core::RuntimeFractionalPercent {
+                                default_value: Some(per_million(m.numerator, m.denominator)),
+                                runtime_key: String::new(),
+                            }
+                        }),
+                        // The mirror sees the request's own Host, as Gateway API expects
+                        // (Envoy would append `-shadow`).
+                        disable_shadow_host_suffix_append: true,
+                        ..Default::default()
+                    })
+                    .collect(),
+                retry_policy: f.retry.as_ref().map(|r| route::RetryPolicy {
+                    // Connection failures are always retried (Gateway API: "MUST retry on
+                    // connection errors"); the codes only when listed.
+                    retry_on: if r.codes.is_empty() {
+                        "connect-failure,refused-stream,reset".into()
+                    } else {
+                        "connect-failure,refused-stream,reset,retriable-status-codes".into()
+                    },
+                    retriable_status_codes: r.codes.iter().map(|c| u32::from(*c)).collect(),
+                    num_retries: Some(UInt32Value { value: r.attempts }),
+                    per_try_timeout: f.per_try_timeout_ms.map(duration),
+                    retry_back_off: r.backoff_ms.map(|ms| route::retry_policy::RetryBackOff {
+                        base_interval: Some(duration(ms)),
+                        max_interval: None,
+                    }),
+                    ..Default::default()
+                }),
                 ..RouteAction::default()
             };
+            if action.retry_policy.is_none()
+                && let Some(ms) = f.per_try_timeout_ms
+            {
+                action.retry_policy = Some(route::RetryPolicy {
+                    num_retries: Some(UInt32Value { value: 0 }),
+                    per_try_timeout: Some(duration(ms)),
+                    ..Default::default()
+                });
+            }
             match &f.path_rewrite {
                 None => {}
                 Some(PathRewrite::Prefix(p)) => action.prefix_rewrite = p.clone(),
@@ -581,8 +708,13 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
             route::route::Action::Route(action)
         }
     };
+    let mut typed_per_filter_config = std::collections::HashMap::new();
+    if let Some(c) = &r.cors {
+        typed_per_filter_config.insert(CORS_FILTER.to_owned(), any(&cors_policy(c)));
+    }
     Route {
         name: r.name.clone(),
+        typed_per_filter_config,
         r#match: Some(RouteMatch {
             path_specifier: Some(path_specifier),
             headers,
@@ -605,6 +737,71 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
             .map(|h| h.to_ascii_lowercase())
             .collect(),
         ..Route::default()
+    }
+}
+
+fn duration(ms: u64) -> Duration {
+    Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+/// `numerator/denominator` as Envoy's fractional percent (per million: exact for every
+/// percentage and for the fractions Gateway API examples use).
+fn per_million(
+    numerator: u32,
+    denominator: u32,
+) -> envoy_types::pb::envoy::r#type::v3::FractionalPercent {
+    use envoy_types::pb::envoy::r#type::v3::{
+        FractionalPercent, fractional_percent::DenominatorType,
+    };
+    FractionalPercent {
+        numerator: (u64::from(numerator) * 1_000_000 / u64::from(denominator.max(1))) as u32,
+        denominator: DenominatorType::Million as i32,
+    }
+}
+
+/// A Gateway API CORS filter as Envoy's per-route CORS policy. Origins with a `*` inside
+/// become regular expressions; `*` alone allows any origin.
+fn cors_policy(c: &CorsPlan) -> CorsPolicy {
+    let origins = c
+        .allow_origins
+        .iter()
+        .map(|o| {
+            if o == "*" {
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(".*"))),
+                    ..StringMatcher::default()
+                }
+            } else if o.contains('*') {
+                let pattern = o
+                    .split('*')
+                    .map(regex_syntax::escape)
+                    .collect::<Vec<_>>()
+                    .join("[^/]*");
+                StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(&format!(
+                        "^{pattern}$"
+                    )))),
+                    ..StringMatcher::default()
+                }
+            } else {
+                string_matcher(&StrMatch::Exact(o.clone()))
+            }
+        })
+        .collect();
+    CorsPolicy {
+        allow_origin_string_match: origins,
+        allow_methods: c.allow_methods.join(","),
+        allow_headers: c.allow_headers.join(","),
+        expose_headers: c.expose_headers.join(","),
+        max_age: c.max_age.map(|a| a.to_string()).unwrap_or_default(),
+        allow_credentials: c.allow_credentials.then_some(BoolValue { value: true }),
+        // A preflight that matches no allowed origin is answered by the gateway, never
+        // forwarded to the backend.
+        forward_not_matching_preflights: Some(BoolValue { value: false }),
+        ..CorsPolicy::default()
     }
 }
 

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
-    RoutePlan, StrMatch, TlsPlan, VhostPlan,
+    Action, Backend, CorsPlan, Forward, HeaderOps, ListenerPlan, Mirror, PathMatch, PathRewrite,
+    ProxyPlan, Redirect, RetryPlan, RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
 use crate::model::gateway_api::{
     self as gw, FilterType, HttpRoute, HttpRouteMatch, HttpRouteRule, Listener, PathMatchType,
@@ -20,7 +20,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let grants = &ix.grants;
     // Only routes naming this gateway (checking every route against every gateway made
     // translation quadratic: 1.5 s at 10,000 intents on 100 gateways).
-    let routes: &[&HttpRoute] = ix
+    let routes: &[super::Attached<'_>] = ix
         .routes_by_gateway
         .get(&(gw_ns, gateway.metadata.name.as_str()))
         .map_or(&[], Vec::as_slice);
@@ -80,9 +80,18 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         }
         // Only the first certificate of a listener is served (Envoy picks one per chain).
         entry.1.extend(tls.into_iter().take(1));
-        for route in routes {
+        for attached in routes {
+            let route = &*attached.route;
             let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
-            if !attaches(route, route_ns, gateway, gw_ns, listener) {
+            if !attaches(
+                ix,
+                route,
+                attached.kind(),
+                route_ns,
+                gateway,
+                gw_ns,
+                listener,
+            ) {
                 continue;
             }
             for domain in intersect(listener.hostname.as_deref(), &route.spec.hostnames) {
@@ -106,13 +115,19 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                             mi,
                         );
                         let name = format!(
-                            "httproute/{route_ns}/{}/rule/{ri}/match/{mi}",
+                            "{}/{route_ns}/{}/rule/{ri}/match/{mi}",
+                            attached.kind().to_ascii_lowercase(),
                             route.metadata.name
                         );
-                        entry.1.push((
-                            key,
-                            route_plan(name, m, rule, route_ns, listener.port, grants),
-                        ));
+                        let from = (attached.kind(), route_ns);
+                        let r = route_plan(name, m, rule, from, listener.port, grants);
+                        if attached.grpc
+                            && let Action::Forward(f) = &r.action
+                        {
+                            plan.http2_backends
+                                .extend(f.backends.iter().map(|(b, _)| b.clone()));
+                        }
+                        entry.1.push((key, r));
                     }
                 }
             }
@@ -168,9 +183,12 @@ fn specificity(hostname: Option<&str>) -> Specificity {
     }
 }
 
-/// Whether `route` attaches to `listener` of `gateway` (Gateway API §ParentReference).
-fn attaches(
+/// Whether `route` (of `kind`) attaches to `listener` of `gateway` (Gateway API
+/// §ParentReference): a parentRef names it, and the listener allows the route.
+pub(super) fn attaches(
+    ix: &super::Index<'_>,
     route: &HttpRoute,
+    kind: &str,
     route_ns: &str,
     gateway: &gw::Gateway,
     gw_ns: &str,
@@ -184,7 +202,24 @@ fn attaches(
             && p.section_name.as_deref().is_none_or(|s| s == listener.name)
             && p.port.is_none_or(|port| port == listener.port)
     });
-    if !parent_matches {
+    parent_matches && listener_allows(ix, listener, kind, route_ns, gw_ns)
+}
+
+/// Whether `listener` accepts a route of `kind` from namespace `route_ns`.
+pub fn listener_allows(
+    ix: &super::Index<'_>,
+    listener: &Listener,
+    kind: &str,
+    route_ns: &str,
+    gw_ns: &str,
+) -> bool {
+    let kinds = listener.allowed_routes.as_ref().map(|a| a.kinds.as_slice());
+    let kind_ok = match kinds {
+        Some(k) if !k.is_empty() => k.iter().any(|k| k.group == gw::GROUP && k.kind == kind),
+        // The kinds the listener's protocol carries.
+        _ => matches!(listener.protocol.as_str(), "HTTP" | "HTTPS"),
+    };
+    if !kind_ok {
         return false;
     }
     let allowed = listener.allowed_routes.as_ref().map(|a| &a.namespaces);
@@ -192,11 +227,15 @@ fn attaches(
         None | Some("Same") => route_ns == gw_ns,
         Some("All") => true,
         Some("Selector") => allowed.and_then(|n| n.selector.as_ref()).is_some_and(|s| {
-            s.match_expressions.iter().all(|e| {
-                e.key == "kubernetes.io/metadata.name"
-                    && e.operator == "In"
-                    && e.values.iter().any(|v| v == route_ns)
-            })
+            // Namespaces tidegate knows of carry their labels (from intents or from
+            // `resources/`); any other has only the name label Kubernetes gives them all.
+            let mut labels = ix
+                .namespaces
+                .get(route_ns)
+                .map(|n| n.metadata.labels.clone())
+                .unwrap_or_default();
+            labels.insert("kubernetes.io/metadata.name".into(), route_ns.to_owned());
+            s.matches(&labels)
         }),
         Some(_) => false,
     }
@@ -252,7 +291,7 @@ pub(super) fn route_plan(
     name: String,
     m: &HttpRouteMatch,
     rule: &HttpRouteRule,
-    route_ns: &str,
+    (route_kind, route_ns): (&str, &str),
     port: u16,
     grants: &[&ReferenceGrant],
 ) -> RoutePlan {
@@ -284,57 +323,112 @@ pub(super) fn route_plan(
         action: Action::Status(500),
         request_headers: HeaderOps::default(),
         response_headers: HeaderOps::default(),
+        cors: None,
         path: path.clone(),
     };
 
     let mut forward = Forward::default();
+    let permitted = |ns: &str, name: &str| {
+        ns == route_ns
+            || grants.iter().any(|g| {
+                g.metadata.namespace.as_deref() == Some(ns) && g.allows(route_kind, route_ns, name)
+            })
+    };
     for b in rule.backend_refs.iter().filter(|b| b.weight > 0) {
         let ns = b.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
-        let permitted = ns == route_ns
-            || grants.iter().any(|g| {
-                g.metadata.namespace.as_deref() == Some(&ns)
-                    && g.allows_route_to_service(route_ns, &b.name)
-            });
+        let usable = permitted(&ns, &b.name) && b.group.is_empty() && b.kind == "Service";
         let backend = Backend {
             service: b.name.clone(),
             namespace: ns,
             port: b.port,
         };
-        // An unpermitted backend keeps its share of the traffic, which gets 500 (the
-        // cluster does not exist; see `cluster_not_found_response_code`).
-        let backend = if permitted {
+        // An unusable backend (not permitted, or not a Service) keeps its share of the
+        // traffic, which gets 500: the cluster does not exist (see
+        // `cluster_not_found_response_code`).
+        let backend = if usable {
             backend
         } else {
             Backend {
-                service: "tidegate-ref-not-permitted".into(),
+                service: NOT_PERMITTED.into(),
                 ..backend
             }
         };
+        let (mut request, mut response) = (HeaderOps::default(), HeaderOps::default());
+        for f in &b.filters {
+            match f.type_ {
+                FilterType::RequestHeaderModifier => request = header_ops(f),
+                FilterType::ResponseHeaderModifier => response = header_ops(f),
+                _ => {}
+            }
+        }
+        if request != HeaderOps::default() || response != HeaderOps::default() {
+            forward
+                .backend_headers
+                .push((forward.backends.len(), request, response));
+        }
         forward.backends.push((backend, b.weight));
     }
     if let Some(t) = &rule.timeouts {
-        forward.timeout_ms = t
-            .request
-            .as_deref()
-            .or(t.backend_request.as_deref())
-            .and_then(duration_ms);
+        let request = t.request.as_deref().and_then(duration_ms);
+        let backend = t.backend_request.as_deref().and_then(duration_ms);
+        forward.timeout_ms = request.or(backend);
+        if request.is_some() {
+            forward.per_try_timeout_ms = backend;
+        }
+    }
+    if let Some(r) = &rule.retry {
+        forward.retry = Some(RetryPlan {
+            codes: r.codes.clone(),
+            // Gateway API leaves the default to implementations; Envoy's is 1.
+            attempts: r.attempts.unwrap_or(1),
+            backoff_ms: r.backoff.as_deref().and_then(duration_ms),
+        });
     }
     let mut redirect = None;
+    let mut unresolved_filter = false;
     for f in &rule.filters {
         match f.type_ {
             FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
-                let hm = f.header_modifier();
-                let ops = HeaderOps {
-                    set: hm.set.into_iter().map(|h| (h.name, h.value)).collect(),
-                    add: hm.add.into_iter().map(|h| (h.name, h.value)).collect(),
-                    remove: hm.remove,
-                };
+                let ops = header_ops(f);
                 if f.type_ == FilterType::RequestHeaderModifier {
                     plan.request_headers = ops;
                 } else {
                     plan.response_headers = ops;
                 }
             }
+            FilterType::RequestMirror => {
+                let Some(m) = &f.request_mirror else { continue };
+                let r = &m.backend_ref;
+                let ns = r.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
+                // A mirror to something unusable is dropped: mirroring must never change
+                // what the client gets.
+                if r.group.is_empty() && r.kind == "Service" && permitted(&ns, &r.name) {
+                    let (numerator, denominator) = m.share();
+                    forward.mirrors.push(Mirror {
+                        backend: Backend {
+                            service: r.name.clone(),
+                            namespace: ns,
+                            port: r.port.unwrap_or(port),
+                        },
+                        numerator,
+                        denominator,
+                    });
+                }
+            }
+            FilterType::Cors => {
+                let c = f.cors.clone().unwrap_or_default();
+                plan.cors = Some(CorsPlan {
+                    allow_origins: c.allow_origins,
+                    allow_credentials: c.allow_credentials.unwrap_or(false),
+                    allow_methods: c.allow_methods,
+                    allow_headers: c.allow_headers,
+                    expose_headers: c.expose_headers,
+                    max_age: c.max_age,
+                });
+            }
+            // tidegate implements no extension filters. The spec: a filter that cannot be
+            // resolved must not be skipped; the requests it would handle get a 500.
+            FilterType::ExtensionRef => unresolved_filter = true,
             FilterType::UrlRewrite => {
                 let r = f.url_rewrite.clone().unwrap_or_default();
                 forward.host_rewrite = r.hostname;
@@ -362,11 +456,25 @@ pub(super) fn route_plan(
         }
     }
     plan.action = match redirect {
+        _ if unresolved_filter => Action::Status(500),
         Some(r) => Action::Redirect(r),
         None if forward.backends.is_empty() => Action::Status(500),
         None => Action::Forward(forward),
     };
     plan
+}
+
+/// The service name standing for a backend the route may not use: no cluster has it, so
+/// Envoy answers 500.
+pub const NOT_PERMITTED: &str = "tidegate-ref-not-permitted";
+
+fn header_ops(f: &gw::HttpRouteFilter) -> HeaderOps {
+    let hm = f.header_modifier();
+    HeaderOps {
+        set: hm.set.into_iter().map(|h| (h.name, h.value)).collect(),
+        add: hm.add.into_iter().map(|h| (h.name, h.value)).collect(),
+        remove: hm.remove,
+    }
 }
 
 fn path_rewrite(p: &gw::PathModifier, matched: &PathMatch) -> Option<PathRewrite> {

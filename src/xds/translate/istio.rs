@@ -207,6 +207,7 @@ fn route_plan(
         action: Action::Status(500),
         request_headers: ops(headers.and_then(|h| h.request.as_ref())),
         response_headers: ops(headers.and_then(|h| h.response.as_ref())),
+        cors: None,
         path: path.clone(),
     };
     if let Some(d) = &http.direct_response {

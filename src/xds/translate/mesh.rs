@@ -175,7 +175,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                             route_name,
                             m,
                             rule,
-                            route_ns,
+                            ("HTTPRoute", route_ns),
                             port.unwrap_or(80),
                             grants,
                         ),
@@ -567,6 +567,7 @@ pub fn waypoint(
                 }),
                 request_headers: HeaderOps::default(),
                 response_headers: HeaderOps::default(),
+                cors: None,
             };
             backends.push(backend.clone());
             routes.push(&default_route);

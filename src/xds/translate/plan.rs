@@ -43,6 +43,8 @@ pub struct ProxyPlan {
     pub via_waypoint: BTreeMap<Backend, WaypointRef>,
     /// Set when this proxy is a waypoint.
     pub waypoint: Option<WaypointPlan>,
+    /// Backends spoken to over HTTP/2 without TLS (GRPCRoute backends: gRPC needs it).
+    pub http2_backends: std::collections::BTreeSet<Backend>,
 }
 
 /// The waypoint a Service uses.
@@ -98,7 +100,12 @@ impl ProxyPlan {
                     .flat_map(|w| w.routes.values().flatten().map(|(_, r)| r)),
             )
             .flat_map(|r| match &r.action {
-                Action::Forward(f) => f.backends.iter().map(|(b, _)| b.clone()).collect(),
+                Action::Forward(f) => f
+                    .backends
+                    .iter()
+                    .map(|(b, _)| b.clone())
+                    .chain(f.mirrors.iter().map(|m| m.backend.clone()))
+                    .collect(),
                 _ => Vec::new(),
             })
             .collect();
@@ -146,6 +153,19 @@ pub struct RoutePlan {
     pub action: Action,
     pub request_headers: HeaderOps,
     pub response_headers: HeaderOps,
+    /// CORS policy answered by Envoy's CORS filter (Gateway API `CORS` filter).
+    pub cors: Option<CorsPlan>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CorsPlan {
+    /// Origins as written: exact, `*`, or with a `*` wildcard inside (`https://*.example.com`).
+    pub allow_origins: Vec<String>,
+    pub allow_credentials: bool,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,10 +204,33 @@ pub enum Action {
 pub struct Forward {
     /// Weighted backends; weight 0 entries are dropped before this point.
     pub backends: Vec<(Backend, u32)>,
+    /// Header changes for requests sent to one backend (by index into `backends`), from
+    /// the backendRef's own filters.
+    pub backend_headers: Vec<(usize, HeaderOps, HeaderOps)>,
+    /// Copies of the requests, each to a backend, for a share (numerator, denominator).
+    pub mirrors: Vec<Mirror>,
+    pub retry: Option<RetryPlan>,
+    /// Timeout of each try (Gateway API `backendRequest` when `request` is set too).
+    pub per_try_timeout_ms: Option<u64>,
     /// Request timeout in milliseconds (`None`: Envoy's default; `Some(0)`: disabled).
     pub timeout_ms: Option<u64>,
     pub host_rewrite: Option<String>,
     pub path_rewrite: Option<PathRewrite>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mirror {
+    pub backend: Backend,
+    pub numerator: u32,
+    pub denominator: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetryPlan {
+    /// HTTP status codes retried; connection failures are always retried.
+    pub codes: Vec<u16>,
+    pub attempts: u32,
+    pub backoff_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

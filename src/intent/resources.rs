@@ -1,0 +1,775 @@
+//! Plain objects in `resources/`: Gateway API `Gateway`, `HTTPRoute`, `GRPCRoute`,
+//! `ReferenceGrant` and `Namespace`, decoded into the model beside what intents expand to.
+//!
+//! What a Kubernetes API server would refuse (the CRD schemas and their CEL rules: missing
+//! names, bad enums, malformed paths) rejects the commit with file, line and field, as for
+//! intents. What an API server accepts but a controller reports in status (a backend of an
+//! unknown kind, a Service that does not exist, a parentRef that matches no listener) is
+//! accepted here too and reported as route status (`crate::status`), because that is
+//! what every other Gateway API implementation does with the same manifests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::decode::{Cx, Obj, is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
+use super::node::{Node, Pos, Value};
+use super::spec;
+use crate::model::core::Namespace;
+use crate::model::gateway_api::{
+    self as gw, AllowedRoutes, GrpcMethodMatch, GrpcRoute, GrpcRouteMatch, GrpcRouteRule,
+    GrpcRouteSpec, HttpRoute, HttpRouteSpec, LabelSelector, LabelSelectorRequirement, Listener,
+    ListenerTls, ParentRef, ReferenceGrant, ReferenceGrantFrom, ReferenceGrantSpec,
+    ReferenceGrantTo, RouteGroupKind, RouteNamespaces, SecretRef, ValueMatchType,
+};
+use crate::model::{Object, ObjectMeta};
+
+/// Where plain objects live in the config repo.
+pub const RESOURCES_DIR: &str = "resources/";
+
+/// One plain object and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub object: Arc<Object>,
+    pub file: String,
+    pub pos: Pos,
+}
+
+const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1)";
+
+/// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
+const SERVER_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+];
+
+/// Decodes every document of one `resources/` file.
+pub fn decode_documents(cx: &mut Cx<'_>, docs: &[Node]) -> Vec<Resource> {
+    let was_plain = cx.plain;
+    cx.plain = true;
+    let mut out = Vec::new();
+    for doc in docs {
+        if doc.value == Value::Null {
+            continue;
+        }
+        if let Some(object) = decode_object(cx, doc) {
+            out.push(Resource {
+                object: Arc::new(object),
+                file: cx.file.to_owned(),
+                pos: doc.pos,
+            });
+        }
+    }
+    cx.plain = was_plain;
+    out
+}
+
+fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
+    let before = cx.problems.len();
+    let o = cx.object(
+        node,
+        "",
+        &["apiVersion", "kind", "metadata", "spec", "status"],
+    )?;
+    let api_version = o
+        .require(cx, "apiVersion", "such as gateway.networking.k8s.io/v1")
+        .and_then(|n| cx.string(n, "apiVersion"));
+    let kind = o
+        .require(cx, "kind", KINDS)
+        .and_then(|n| cx.string(n, "kind"));
+    let (api_version, kind) = (api_version?, kind?);
+    let kind_pos = o.get("kind").map_or(node.pos, |n| n.pos);
+    let valid_versions: &[&str] = match kind.as_str() {
+        "Namespace" => &["v1"],
+        "Gateway" | "HTTPRoute" | "GRPCRoute" => &[gw::API_VERSION],
+        "ReferenceGrant" => &[gw::REFERENCE_GRANT_API_VERSION, gw::API_VERSION],
+        other => {
+            cx.report(
+                kind_pos,
+                "kind",
+                format!("tidegate does not read {other} objects; valid in resources/: {KINDS}"),
+            );
+            return None;
+        }
+    };
+    if !valid_versions.contains(&api_version.as_str()) {
+        let pos = o.get("apiVersion").map_or(node.pos, |n| n.pos);
+        cx.report(
+            pos,
+            "apiVersion",
+            format!(
+                "`{api_version}` is not supported for {kind}; valid: {}",
+                valid_versions.join(", ")
+            ),
+        );
+        return None;
+    }
+    let namespaced = kind != "Namespace";
+    let metadata = decode_metadata(cx, &o, namespaced);
+    let spec = o.get("spec");
+    let object = match kind.as_str() {
+        "Namespace" => {
+            if let Some(n) = spec {
+                cx.report(
+                    n.pos,
+                    "spec",
+                    "a Namespace has no spec tidegate reads; remove it",
+                );
+            }
+            Object::Namespace(Namespace::new(metadata?))
+        }
+        "Gateway" => {
+            let spec = require_spec(cx, &o)?;
+            Object::Gateway(gw::Gateway {
+                api_version: gw::API_VERSION,
+                kind: "Gateway",
+                metadata: metadata?,
+                spec: decode_gateway_spec(cx, spec)?,
+            })
+        }
+        "HTTPRoute" => {
+            let spec = require_spec(cx, &o)?;
+            let s = cx.object(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
+            let parent_refs = decode_parent_refs(cx, &s);
+            let hostnames = decode_hostnames(cx, &s);
+            let mut rules = Vec::new();
+            if let Some(n) = s.get("rules")
+                && let Some(items) = cx.list(n, "spec.rules")
+            {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some((rule, _)) =
+                        spec::decode_rule(cx, item, &format!("spec.rules[{i}]"))
+                    {
+                        rules.push(rule);
+                    }
+                }
+            }
+            // The spec's default: one rule matching every path, with no backend (500).
+            if s.get("rules").is_none() {
+                rules.push(gw::HttpRouteRule {
+                    matches: vec![gw::HttpRouteMatch::default()],
+                    ..Default::default()
+                });
+            }
+            Object::HttpRoute(HttpRoute {
+                api_version: gw::API_VERSION,
+                kind: "HTTPRoute",
+                metadata: metadata?,
+                spec: HttpRouteSpec {
+                    parent_refs: parent_refs?,
+                    hostnames: hostnames?,
+                    rules,
+                },
+            })
+        }
+        "GRPCRoute" => {
+            let spec = require_spec(cx, &o)?;
+            let s = cx.object(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
+            let parent_refs = decode_parent_refs(cx, &s);
+            let hostnames = decode_hostnames(cx, &s);
+            let mut rules = Vec::new();
+            if let Some(n) = s.get("rules")
+                && let Some(items) = cx.list(n, "spec.rules")
+            {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(rule) = decode_grpc_rule(cx, item, &format!("spec.rules[{i}]")) {
+                        rules.push(rule);
+                    }
+                }
+            }
+            Object::GrpcRoute(GrpcRoute {
+                api_version: gw::API_VERSION,
+                kind: "GRPCRoute",
+                metadata: metadata?,
+                spec: GrpcRouteSpec {
+                    parent_refs: parent_refs?,
+                    hostnames: hostnames?,
+                    rules,
+                },
+            })
+        }
+        _ => {
+            let spec = require_spec(cx, &o)?;
+            Object::ReferenceGrant(ReferenceGrant {
+                api_version: gw::REFERENCE_GRANT_API_VERSION,
+                kind: "ReferenceGrant",
+                metadata: metadata?,
+                spec: decode_grant_spec(cx, spec)?,
+            })
+        }
+    };
+    (cx.problems.len() == before).then_some(object)
+}
+
+fn require_spec<'n>(cx: &mut Cx<'_>, o: &Obj<'n>) -> Option<&'n Node> {
+    o.require(cx, "spec", "the object's spec")
+}
+
+fn decode_metadata(cx: &mut Cx<'_>, o: &Obj<'_>, namespaced: bool) -> Option<ObjectMeta> {
+    let node = o.require(cx, "metadata", "with at least name (and namespace)")?;
+    let mut allowed = vec!["name", "namespace", "labels", "annotations"];
+    allowed.extend_from_slice(SERVER_METADATA);
+    let m = cx.object(node, "metadata", &allowed)?;
+    let name = m.require(cx, "name", "a DNS-1123 name").and_then(|n| {
+        let s = cx.string(n, "metadata.name")?;
+        if !is_dns1123_subdomain(&s) {
+            cx.report(
+                n.pos,
+                "metadata.name",
+                format!("`{s}` is not a valid name; valid: a DNS-1123 subdomain"),
+            );
+            return None;
+        }
+        Some(s)
+    });
+    let namespace = if namespaced {
+        // Without a namespace the object would land wherever the GitOps tool applies it;
+        // routes and grants mean different things in different namespaces.
+        m.require(
+            cx,
+            "namespace",
+            "the namespace the object lives in (plain objects must say it)",
+        )
+        .and_then(|n| {
+            let s = cx.string(n, "metadata.namespace")?;
+            if !is_dns1123_label(&s) {
+                cx.report(
+                    n.pos,
+                    "metadata.namespace",
+                    format!("`{s}` is not a valid namespace; valid: a DNS-1123 label"),
+                );
+                return None;
+            }
+            Some(s)
+        })
+    } else {
+        if let Some(n) = m.get("namespace") {
+            cx.report(n.pos, "metadata.namespace", "a Namespace has no namespace");
+        }
+        None
+    };
+    let mut meta = ObjectMeta {
+        name: name?,
+        namespace,
+        ..ObjectMeta::default()
+    };
+    if namespaced && meta.namespace.is_none() {
+        return None;
+    }
+    for (key, slot) in [
+        ("labels", &mut meta.labels),
+        ("annotations", &mut meta.annotations),
+    ] {
+        if let Some(n) = m.get(key) {
+            for (_, k, v) in cx.string_map(n, &m.field(key)).unwrap_or_default() {
+                slot.insert(k, v);
+            }
+        }
+    }
+    Some(meta)
+}
+
+fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> {
+    let s = cx.object(
+        node,
+        "spec",
+        &[
+            "gatewayClassName",
+            "listeners",
+            "addresses",
+            "infrastructure",
+        ],
+    )?;
+    for unsupported in ["addresses", "infrastructure"] {
+        if let Some(n) = s.get(unsupported) {
+            cx.report(
+                n.pos,
+                &s.field(unsupported),
+                format!("`{unsupported}` is not supported by tidegate; proxies bind the address `tidegate bootstrap --bind` gives them; remove it"),
+            );
+        }
+    }
+    let class = s
+        .require(cx, "gatewayClassName", "the GatewayClass, such as istio")
+        .and_then(|n| cx.string(n, "spec.gatewayClassName"));
+    let items = s
+        .require(cx, "listeners", "at least one listener")
+        .and_then(|n| cx.list(n, "spec.listeners"))?;
+    let mut listeners = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("spec.listeners[{i}]");
+        if let Some(l) = decode_listener(cx, item, &field) {
+            if listeners.iter().any(|x: &Listener| x.name == l.name) {
+                cx.report(
+                    item.pos,
+                    &format!("{field}.name"),
+                    format!(
+                        "listener name `{}` is used twice; valid: unique names",
+                        l.name
+                    ),
+                );
+            }
+            listeners.push(l);
+        }
+    }
+    Some(gw::GatewaySpec {
+        gateway_class_name: class?,
+        listeners,
+    })
+}
+
+fn decode_listener(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Listener> {
+    let before = cx.problems.len();
+    let l = cx.object(
+        node,
+        field,
+        &[
+            "name",
+            "hostname",
+            "port",
+            "protocol",
+            "tls",
+            "allowedRoutes",
+        ],
+    )?;
+    let name = l
+        .require(cx, "name", "a DNS-1123 label naming the listener")
+        .and_then(|n| cx.string(n, &l.field("name")));
+    let hostname = l
+        .get("hostname")
+        .and_then(|n| hostname(cx, n, &l.field("hostname")));
+    let port = l
+        .require(cx, "port", "such as 80")
+        .and_then(|n| cx.int(n, &l.field("port"), 1, 65535))
+        .map(|p| p as u16);
+    let protocol = l
+        .require(cx, "protocol", "HTTP, HTTPS, TLS, TCP or UDP")
+        .and_then(|n| cx.string(n, &l.field("protocol")));
+    let mut tls = None;
+    if let Some(n) = l.get("tls")
+        && let Some(t) = cx.object(n, &l.field("tls"), &["mode", "certificateRefs", "options"])
+    {
+        let mode = match t.get("mode") {
+            None => Some("Terminate"),
+            Some(m) => cx
+                .choice(m, &t.field("mode"), &["Terminate", "Passthrough"])
+                .map(|m| {
+                    if m == "Terminate" {
+                        "Terminate"
+                    } else {
+                        "Passthrough"
+                    }
+                }),
+        };
+        let mut certificate_refs = Vec::new();
+        if let Some(refs) = t.get("certificateRefs")
+            && let Some(items) = cx.list(refs, &t.field("certificateRefs"))
+        {
+            for (i, item) in items.iter().enumerate() {
+                let f = format!("{}[{i}]", t.field("certificateRefs"));
+                let Some(r) = cx.object(item, &f, &["group", "kind", "name", "namespace"]) else {
+                    continue;
+                };
+                let kind = r.get("kind").and_then(|n| cx.string(n, &r.field("kind")));
+                let name = r
+                    .require(cx, "name", "the Secret's name")
+                    .and_then(|n| cx.string(n, &r.field("name")));
+                let namespace = r
+                    .get("namespace")
+                    .and_then(|n| cx.string(n, &r.field("namespace")));
+                if let Some(name) = name {
+                    certificate_refs.push(SecretRef {
+                        group: "",
+                        // Any other kind stays unserved (with a warning) in translation.
+                        kind: if kind.as_deref().is_none_or(|k| k == "Secret") {
+                            "Secret"
+                        } else {
+                            "Unsupported"
+                        },
+                        name,
+                        namespace,
+                    });
+                }
+            }
+        }
+        if let Some(mode) = mode {
+            tls = Some(ListenerTls {
+                mode,
+                certificate_refs,
+            });
+        }
+    }
+    let mut allowed_routes = None;
+    if let Some(n) = l.get("allowedRoutes")
+        && let Some(a) = cx.object(n, &l.field("allowedRoutes"), &["namespaces", "kinds"])
+    {
+        let mut namespaces = RouteNamespaces {
+            from: "Same",
+            selector: None,
+        };
+        if let Some(ns) = a.get("namespaces")
+            && let Some(o) = cx.object(ns, &a.field("namespaces"), &["from", "selector"])
+        {
+            if let Some(f) = o.get("from") {
+                namespaces.from = match cx
+                    .choice(f, &o.field("from"), &["All", "Same", "Selector"])
+                    .as_deref()
+                {
+                    Some("All") => "All",
+                    Some("Selector") => "Selector",
+                    _ => "Same",
+                };
+            }
+            if let Some(sel) = o.get("selector") {
+                namespaces.selector = decode_selector(cx, sel, &o.field("selector"));
+            }
+            if namespaces.from == "Selector" && namespaces.selector.is_none() {
+                cx.report(
+                    ns.pos,
+                    &o.field("selector"),
+                    "from: Selector needs a selector",
+                );
+            }
+        }
+        let mut kinds = Vec::new();
+        if let Some(k) = a.get("kinds")
+            && let Some(items) = cx.list(k, &a.field("kinds"))
+        {
+            for (i, item) in items.iter().enumerate() {
+                let f = format!("{}[{i}]", a.field("kinds"));
+                let Some(o) = cx.object(item, &f, &["group", "kind"]) else {
+                    continue;
+                };
+                let group = match o.get("group") {
+                    None => Some(gw::GROUP.to_owned()),
+                    Some(g) => cx.string(g, &o.field("group")),
+                };
+                let kind = o
+                    .require(cx, "kind", "a route kind such as HTTPRoute")
+                    .and_then(|n| cx.string(n, &o.field("kind")));
+                if let (Some(group), Some(kind)) = (group, kind) {
+                    kinds.push(RouteGroupKind { group, kind });
+                }
+            }
+        }
+        allowed_routes = Some(AllowedRoutes { namespaces, kinds });
+    }
+    if cx.problems.len() > before {
+        return None;
+    }
+    // Defaults written out, as for intents: `allowedRoutes.namespaces.from: Same`.
+    Some(Listener {
+        name: name?,
+        hostname,
+        port: port?,
+        protocol: protocol?,
+        tls,
+        allowed_routes: allowed_routes.or(Some(AllowedRoutes {
+            namespaces: RouteNamespaces {
+                from: "Same",
+                selector: None,
+            },
+            kinds: Vec::new(),
+        })),
+    })
+}
+
+fn decode_selector(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<LabelSelector> {
+    let s = cx.object(node, field, &["matchLabels", "matchExpressions"])?;
+    let mut out = LabelSelector {
+        match_labels: BTreeMap::new(),
+        match_expressions: Vec::new(),
+    };
+    if let Some(n) = s.get("matchLabels") {
+        for (_, k, v) in cx
+            .string_map(n, &s.field("matchLabels"))
+            .unwrap_or_default()
+        {
+            out.match_labels.insert(k, v);
+        }
+    }
+    if let Some(n) = s.get("matchExpressions")
+        && let Some(items) = cx.list(n, &s.field("matchExpressions"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{}[{i}]", s.field("matchExpressions"));
+            let Some(e) = cx.object(item, &f, &["key", "operator", "values"]) else {
+                continue;
+            };
+            let key = e
+                .require(cx, "key", "a label key")
+                .and_then(|n| cx.string(n, &e.field("key")));
+            let operator = e
+                .require(cx, "operator", "In, NotIn, Exists or DoesNotExist")
+                .and_then(|n| {
+                    cx.choice(
+                        n,
+                        &e.field("operator"),
+                        &["In", "NotIn", "Exists", "DoesNotExist"],
+                    )
+                })
+                .map(|o| match o.as_str() {
+                    "In" => "In",
+                    "NotIn" => "NotIn",
+                    "Exists" => "Exists",
+                    _ => "DoesNotExist",
+                });
+            let values = match e.get("values") {
+                None => Vec::new(),
+                Some(v) => cx
+                    .strings(v, &e.field("values"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, s)| s)
+                    .collect(),
+            };
+            if let (Some(key), Some(operator)) = (key, operator) {
+                out.match_expressions.push(LabelSelectorRequirement {
+                    key,
+                    operator,
+                    values,
+                });
+            }
+        }
+    }
+    Some(out)
+}
+
+fn hostname(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<String> {
+    let s = cx.string(n, field)?;
+    if !is_gateway_hostname(&s) {
+        cx.report(
+            n.pos,
+            field,
+            format!("`{s}` is not a valid hostname; valid: a DNS name, optionally starting with `*.`, without a port"),
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn decode_hostnames(cx: &mut Cx<'_>, s: &Obj<'_>) -> Option<Vec<String>> {
+    let before = cx.problems.len();
+    let mut out = Vec::new();
+    if let Some(n) = s.get("hostnames")
+        && let Some(items) = cx.list(n, "spec.hostnames")
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(h) = hostname(cx, item, &format!("spec.hostnames[{i}]")) {
+                out.push(h);
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some(out)
+}
+
+fn decode_parent_refs(cx: &mut Cx<'_>, s: &Obj<'_>) -> Option<Vec<ParentRef>> {
+    let before = cx.problems.len();
+    let mut out = Vec::new();
+    if let Some(n) = s.get("parentRefs")
+        && let Some(items) = cx.list(n, "spec.parentRefs")
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("spec.parentRefs[{i}]");
+            let Some(p) = cx.object(
+                item,
+                &f,
+                &["group", "kind", "name", "namespace", "sectionName", "port"],
+            ) else {
+                continue;
+            };
+            let s =
+                |cx: &mut Cx<'_>, key: &str| p.get(key).and_then(|n| cx.string(n, &p.field(key)));
+            let group = s(cx, "group").unwrap_or_else(|| gw::GROUP.to_owned());
+            let kind = s(cx, "kind").unwrap_or_else(|| "Gateway".to_owned());
+            let name = p
+                .require(cx, "name", "the Gateway's name")
+                .and_then(|n| cx.string(n, &p.field("name")));
+            let namespace = s(cx, "namespace");
+            let section_name = s(cx, "sectionName");
+            let port = p
+                .get("port")
+                .and_then(|n| cx.int(n, &p.field("port"), 1, 65535))
+                .map(|v| v as u16);
+            if let Some(name) = name {
+                out.push(ParentRef {
+                    group,
+                    kind,
+                    name,
+                    namespace,
+                    section_name,
+                    port,
+                });
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some(out)
+}
+
+fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRouteRule> {
+    let before = cx.problems.len();
+    let r = cx.object(
+        node,
+        field,
+        &[
+            "name",
+            "matches",
+            "filters",
+            "backendRefs",
+            "sessionPersistence",
+        ],
+    )?;
+    if let Some(n) = r.get("sessionPersistence") {
+        cx.report(
+            n.pos,
+            &r.field("sessionPersistence"),
+            "`sessionPersistence` is a Gateway API field that tidegate does not support yet; remove it",
+        );
+    }
+    let mut rule = GrpcRouteRule {
+        name: r.get("name").and_then(|n| cx.string(n, &r.field("name"))),
+        ..GrpcRouteRule::default()
+    };
+    if let Some(n) = r.get("matches")
+        && let Some(items) = cx.list(n, &r.field("matches"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{}[{i}]", r.field("matches"));
+            let Some(m) = cx.object(item, &f, &["method", "headers"]) else {
+                continue;
+            };
+            let mut out = GrpcRouteMatch::default();
+            if let Some(mn) = m.get("method")
+                && let Some(mo) = cx.object(mn, &m.field("method"), &["type", "service", "method"])
+            {
+                let type_ = match mo.get("type") {
+                    None => ValueMatchType::Exact,
+                    Some(t) => match cx
+                        .choice(t, &mo.field("type"), &["Exact", "RegularExpression"])
+                        .as_deref()
+                    {
+                        Some("RegularExpression") => ValueMatchType::RegularExpression,
+                        _ => ValueMatchType::Exact,
+                    },
+                };
+                let service = mo
+                    .get("service")
+                    .and_then(|n| cx.string(n, &mo.field("service")));
+                let method = mo
+                    .get("method")
+                    .and_then(|n| cx.string(n, &mo.field("method")));
+                if service.is_none() && method.is_none() {
+                    cx.report(
+                        mn.pos,
+                        &m.field("method"),
+                        "one of service or method must be given",
+                    );
+                }
+                for (key, v) in [("service", &service), ("method", &method)] {
+                    if let Some(v) = v {
+                        let bad = match type_ {
+                            ValueMatchType::Exact => v.contains('/') || v.is_empty(),
+                            ValueMatchType::RegularExpression => spec::check_regex(v).is_err(),
+                        };
+                        if bad {
+                            cx.report(
+                                mo.get(key).map_or(mn.pos, |n| n.pos),
+                                &mo.field(key),
+                                format!("`{v}` is not a valid gRPC {key} name for type {type_:?}"),
+                            );
+                        }
+                    }
+                }
+                out.method = Some(GrpcMethodMatch {
+                    type_,
+                    service,
+                    method,
+                });
+            }
+            if let Some(hn) = m.get("headers") {
+                out.headers = spec::decode_value_matches(cx, hn, &m.field("headers"), true);
+            }
+            rule.matches.push(out);
+        }
+    }
+    if let Some(n) = r.get("filters")
+        && let Some(items) = cx.list(n, &r.field("filters"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(f) = spec::decode_filter(cx, item, &format!("{}[{i}]", r.field("filters")))
+            {
+                rule.filters.push(f);
+            }
+        }
+    }
+    if let Some(n) = r.get("backendRefs")
+        && let Some(items) = cx.list(n, &r.field("backendRefs"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(b) =
+                spec::decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
+            {
+                rule.backend_refs.push(b);
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some(rule)
+}
+
+fn decode_grant_spec(cx: &mut Cx<'_>, node: &Node) -> Option<ReferenceGrantSpec> {
+    let before = cx.problems.len();
+    let s = cx.object(node, "spec", &["from", "to"])?;
+    let mut spec = ReferenceGrantSpec {
+        from: Vec::new(),
+        to: Vec::new(),
+    };
+    if let Some(items) = s
+        .require(cx, "from", "the routes allowed, [{group, kind, namespace}]")
+        .and_then(|n| cx.list(n, "spec.from"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("spec.from[{i}]");
+            let Some(o) = cx.object(item, &f, &["group", "kind", "namespace"]) else {
+                continue;
+            };
+            let get = |cx: &mut Cx<'_>, k: &str| {
+                o.require(cx, k, "required")
+                    .and_then(|n| cx.string(n, &o.field(k)))
+            };
+            if let (Some(group), Some(kind), Some(namespace)) =
+                (get(cx, "group"), get(cx, "kind"), get(cx, "namespace"))
+            {
+                spec.from.push(ReferenceGrantFrom {
+                    group,
+                    kind,
+                    namespace,
+                });
+            }
+        }
+    }
+    if let Some(items) = s
+        .require(cx, "to", "what may be referenced, [{group, kind, name}]")
+        .and_then(|n| cx.list(n, "spec.to"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("spec.to[{i}]");
+            let Some(o) = cx.object(item, &f, &["group", "kind", "name"]) else {
+                continue;
+            };
+            let group = o
+                .require(cx, "group", "\"\" for Services")
+                .and_then(|n| cx.string(n, &o.field("group")));
+            let kind = o
+                .require(cx, "kind", "such as Service")
+                .and_then(|n| cx.string(n, &o.field("kind")));
+            let name = o.get("name").and_then(|n| cx.string(n, &o.field("name")));
+            if let (Some(group), Some(kind)) = (group, kind) {
+                spec.to.push(ReferenceGrantTo { group, kind, name });
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some(spec)
+}
