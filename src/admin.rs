@@ -46,6 +46,9 @@ pub struct StatusPage {
     /// it could not use.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certs: Option<crate::xds::certs::CertsStatus>,
+    /// Gateway API status of the served commit: Gateway, listener and route conditions.
+    #[serde(rename = "gatewayApi")]
+    pub gateway_api: crate::xds::translate::conditions::GatewayApiStatus,
 }
 
 async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
@@ -62,6 +65,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
         proxies: s.registry.snapshot(),
         denied: s.registry.denied(),
         certs: snapshot.inputs().certs.as_ref().map(|c| c.status()),
+        gateway_api: (*snapshot.gateway_api()).clone(),
     })
 }
 

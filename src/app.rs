@@ -583,7 +583,8 @@ fn build(
         xds::translate::plans_cached(&model, plans),
         inputs,
         previous.as_deref(),
-    );
+    )
+    .with_model(Arc::new(model.clone()));
     timer("translate", t);
     Ok(Built {
         snapshot,

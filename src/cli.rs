@@ -163,6 +163,43 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Gateway API status a controller would report, one line per condition that is not
+/// fine: what `kubectl describe` would show, before anything is applied. Not errors: the
+/// API server accepts such objects, and the proxies serve the rest.
+fn print_conditions(model: &crate::model::Model) {
+    let status = crate::xds::translate::conditions::status(model, None);
+    for g in &status.gateways {
+        for l in &g.listeners {
+            for c in &l.conditions {
+                let bad = (c.type_ == "Conflicted") == (c.status == "True");
+                if bad {
+                    println!(
+                        "status: Gateway {}/{} listener {}: {}={} ({}): {}",
+                        g.namespace, g.name, l.name, c.type_, c.status, c.reason, c.message
+                    );
+                }
+            }
+        }
+    }
+    for r in &status.routes {
+        for p in &r.parents {
+            for c in p.conditions.iter().filter(|c| c.status != "True") {
+                println!(
+                    "status: {} {}/{} parent {}: {}={} ({}): {}",
+                    r.kind,
+                    r.namespace,
+                    r.name,
+                    p.parent_ref.name,
+                    c.type_,
+                    c.status,
+                    c.reason,
+                    c.message
+                );
+            }
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate { repo, rev } => {
@@ -170,10 +207,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             match intent::load_and_expand(&tree) {
                 Ok((config, model)) => {
                     warn(&tree, &config);
+                    print_conditions(&model);
                     println!(
-                        "ok: {}: {} intent(s), {} object(s)",
+                        "ok: {}: {} intent(s), {} plain object(s), {} object(s)",
                         tree.source,
                         config.intents.len(),
+                        config.resources.len(),
                         model.objects.len()
                     );
                     Ok(ExitCode::SUCCESS)

@@ -8,6 +8,7 @@
 //! One [`SnapshotWriter`] publishes through `ArcSwap`; any number of [`SnapshotReader`]s
 //! load the current snapshot without locking and wait for the next on a `watch` channel.
 
+use super::translate::conditions::{self, GatewayApiStatus};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -164,6 +165,10 @@ pub struct Snapshot {
     /// first use and kept for the life of the snapshot.
     variants: Mutex<HashMap<(String, Variant), Arc<ProxySnapshot>>>,
     empty: Arc<ProxySnapshot>,
+    /// The model the plans came from, for Gateway API status (see [`Snapshot::gateway_api`]).
+    model: Option<Arc<crate::model::Model>>,
+    /// Gateway API status, computed when first asked for (a status page, not the push).
+    gateway_api: std::sync::OnceLock<Arc<GatewayApiStatus>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -214,13 +219,36 @@ impl Snapshot {
             proxies,
             variants: Mutex::new(HashMap::new()),
             empty: Arc::new(ProxySnapshot::default()),
+            model: None,
+            gateway_api: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Keeps `model` for the Gateway API status of this snapshot.
+    pub fn with_model(mut self, model: Arc<crate::model::Model>) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Gateway and route conditions of the served model, given the served endpoints.
+    pub fn gateway_api(&self) -> Arc<GatewayApiStatus> {
+        self.gateway_api
+            .get_or_init(|| {
+                Arc::new(match &self.model {
+                    Some(m) => conditions::status(m, self.inputs.endpoints.as_deref()),
+                    None => GatewayApiStatus::default(),
+                })
+            })
+            .clone()
     }
 
     /// The same config with other inputs (endpoints, certificates): only the resources
     /// that depend on them change.
     pub fn with_inputs(&self, inputs: Inputs) -> Self {
-        Self::build_shared(self.origin.clone(), self.plans.clone(), inputs, Some(self))
+        let mut next =
+            Self::build_shared(self.origin.clone(), self.plans.clone(), inputs, Some(self));
+        next.model = self.model.clone();
+        next
     }
 
     pub fn inputs(&self) -> &Inputs {

@@ -1,5 +1,6 @@
 //! Model → xDS: which proxies exist, and what each one gets.
 
+pub mod conditions;
 pub mod envoy;
 pub mod gateway_api;
 pub mod istio;

@@ -1,0 +1,379 @@
+//! Gateway API status, as a controller would write it: Gateway and listener conditions,
+//! and per route and parentRef `Accepted` and `ResolvedRefs` with the spec's reasons.
+//!
+//! Nothing is written to a cluster: `tidegate validate` prints these and `/status` shows
+//! them, so a user learns from tidegate what `kubectl describe httproute` would say. The
+//! rules are the translator's own (`gateway_api::attaches`, `intersect`), so the status
+//! cannot claim a route attached that the proxies do not serve, or the reverse.
+
+use serde::Serialize;
+
+use super::Index;
+use super::gateway_api::{intersect, listener_allows};
+use crate::model::gateway_api::{self as gw, HttpRoute};
+use crate::model::{Model, Object};
+use crate::xds::endpoints::Endpoints;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct GatewayApiStatus {
+    pub gateways: Vec<GatewayStatus>,
+    pub routes: Vec<RouteStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    /// "True" or "False", as Kubernetes writes it.
+    pub status: &'static str,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Condition {
+    fn new(
+        type_: &'static str,
+        ok: bool,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status: if ok { "True" } else { "False" },
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    pub namespace: String,
+    pub name: String,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerStatus {
+    pub name: String,
+    pub attached_routes: usize,
+    pub supported_kinds: Vec<&'static str>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteStatus {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub parents: Vec<ParentStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentStatus {
+    pub parent_ref: gw::ParentRef,
+    pub conditions: Vec<Condition>,
+}
+
+impl RouteStatus {
+    /// The condition `type_` of the parent named `gateway`, if reported.
+    pub fn condition(&self, gateway: &str, type_: &str) -> Option<&Condition> {
+        self.parents
+            .iter()
+            .filter(|p| p.parent_ref.name == gateway)
+            .flat_map(|p| &p.conditions)
+            .find(|c| c.type_ == type_)
+    }
+}
+
+const HTTP_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
+
+/// The status of every Gateway and route of `model`. With `endpoints`, a backend Service
+/// missing from it is reported as not found (it is what proxies are told exists).
+pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus {
+    let ix = Index::new(&model.objects);
+    let gateways: Vec<&gw::Gateway> = model
+        .objects
+        .iter()
+        .filter_map(|o| match &**o {
+            Object::Gateway(g) if g.spec.gateway_class_name != super::WAYPOINT_CLASS => Some(g),
+            _ => None,
+        })
+        .collect();
+    let find_gateway = |ns: &str, name: &str| {
+        gateways
+            .iter()
+            .find(|g| g.metadata.name == name && g.metadata.namespace.as_deref() == Some(ns))
+            .copied()
+    };
+    // (gateway ns, gateway name, listener name) → routes attached.
+    let mut attached: std::collections::BTreeMap<(String, String, String), usize> =
+        Default::default();
+
+    let mut routes = Vec::new();
+    for o in &model.objects {
+        let (kind, route): (&'static str, std::borrow::Cow<'_, HttpRoute>) = match &**o {
+            Object::HttpRoute(r) => ("HTTPRoute", std::borrow::Cow::Borrowed(r)),
+            Object::GrpcRoute(r) => ("GRPCRoute", std::borrow::Cow::Owned(r.as_http())),
+            _ => continue,
+        };
+        let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
+        let resolved = resolved_refs(&ix, &route, kind, route_ns, endpoints);
+        let mut parents = Vec::new();
+        for p in &route.spec.parent_refs {
+            let gw_ns = p.namespace.as_deref().unwrap_or(route_ns);
+            let accepted = if p.group.is_empty() && p.kind == "Service" {
+                // A waypoint's route: its Service is its parent.
+                Condition::new(
+                    "Accepted",
+                    true,
+                    "Accepted",
+                    "bound to the Service's waypoint",
+                )
+            } else if p.group != gw::GROUP || p.kind != "Gateway" {
+                Condition::new(
+                    "Accepted",
+                    false,
+                    "NoMatchingParent",
+                    format!(
+                        "parent kind {}/{} is not supported; valid: Gateway",
+                        p.group, p.kind
+                    ),
+                )
+            } else {
+                match find_gateway(gw_ns, &p.name) {
+                    None => Condition::new(
+                        "Accepted",
+                        false,
+                        "NoMatchingParent",
+                        format!("Gateway {gw_ns}/{} is not in the repository", p.name),
+                    ),
+                    Some(g) => {
+                        let by_ref: Vec<&gw::Listener> = g
+                            .spec
+                            .listeners
+                            .iter()
+                            .filter(|l| {
+                                p.section_name.as_deref().is_none_or(|s| s == l.name)
+                                    && p.port.is_none_or(|port| port == l.port)
+                            })
+                            .collect();
+                        let allowed: Vec<&gw::Listener> = by_ref
+                            .iter()
+                            .copied()
+                            .filter(|l| listener_allows(&ix, l, kind, route_ns, gw_ns))
+                            .collect();
+                        let hosts: Vec<&gw::Listener> = allowed
+                            .iter()
+                            .copied()
+                            .filter(|l| {
+                                !intersect(l.hostname.as_deref(), &route.spec.hostnames).is_empty()
+                            })
+                            .collect();
+                        if by_ref.is_empty() {
+                            Condition::new(
+                                "Accepted",
+                                false,
+                                "NoMatchingParent",
+                                "no listener of the Gateway matches the parentRef's sectionName and port",
+                            )
+                        } else if allowed.is_empty() {
+                            Condition::new(
+                                "Accepted",
+                                false,
+                                "NotAllowedByListeners",
+                                format!("no listener allows a {kind} from namespace {route_ns}"),
+                            )
+                        } else if hosts.is_empty() {
+                            Condition::new(
+                                "Accepted",
+                                false,
+                                "NoMatchingListenerHostname",
+                                "no hostname of the route intersects a listener's hostname",
+                            )
+                        } else {
+                            for l in &hosts {
+                                *attached
+                                    .entry((gw_ns.to_owned(), p.name.clone(), l.name.clone()))
+                                    .or_default() += 1;
+                            }
+                            Condition::new("Accepted", true, "Accepted", "attached")
+                        }
+                    }
+                }
+            };
+            parents.push(ParentStatus {
+                parent_ref: p.clone(),
+                conditions: vec![accepted, resolved.clone()],
+            });
+        }
+        routes.push(RouteStatus {
+            kind,
+            namespace: route_ns.to_owned(),
+            name: route.metadata.name.clone(),
+            parents,
+        });
+    }
+
+    let gateways = gateways
+        .iter()
+        .map(|g| {
+            let ns = g.metadata.namespace.clone().unwrap_or_default();
+            let mut ports: std::collections::BTreeMap<u16, &str> = Default::default();
+            let listeners: Vec<ListenerStatus> = g
+                .spec
+                .listeners
+                .iter()
+                .map(|l| {
+                    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+                    let conflict = *ports.entry(l.port).or_insert(l.protocol.as_str())
+                        != l.protocol.as_str();
+                    let tls_ok = l.protocol != "HTTPS"
+                        || l.tls.as_ref().is_some_and(|t| {
+                            t.mode == "Terminate"
+                                && !t.certificate_refs.is_empty()
+                                && t.certificate_refs.iter().all(|r| r.kind == "Secret")
+                        });
+                    let kinds: Vec<&'static str> = HTTP_KINDS
+                        .iter()
+                        .copied()
+                        .filter(|k| {
+                            l.allowed_routes
+                                .as_ref()
+                                .is_none_or(|a| a.kinds.is_empty() || a.kinds.iter().any(|x| x.kind == *k && x.group == gw::GROUP))
+                        })
+                        .collect();
+                    let kinds_ok = l.allowed_routes.as_ref().is_none_or(|a| a.kinds.is_empty())
+                        || !kinds.is_empty();
+                    let mut conditions = vec![
+                        if supported {
+                            Condition::new("Accepted", true, "Accepted", "")
+                        } else {
+                            Condition::new(
+                                "Accepted",
+                                false,
+                                "UnsupportedProtocol",
+                                format!("protocol {} is not served; valid: HTTP, HTTPS", l.protocol),
+                            )
+                        },
+                        if conflict {
+                            Condition::new("Conflicted", true, "ProtocolConflict", format!("port {} carries another protocol", l.port))
+                        } else {
+                            Condition::new("Conflicted", false, "NoConflicts", "")
+                        },
+                        if tls_ok && kinds_ok {
+                            Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+                        } else if !tls_ok {
+                            Condition::new("ResolvedRefs", false, "InvalidCertificateRef", "HTTPS needs TLS mode Terminate with certificateRefs to Secrets")
+                        } else {
+                            Condition::new("ResolvedRefs", false, "InvalidRouteKinds", "none of allowedRoutes.kinds is supported; valid: HTTPRoute, GRPCRoute")
+                        },
+                    ];
+                    let programmed = supported && !conflict && tls_ok;
+                    conditions.push(Condition::new(
+                        "Programmed",
+                        programmed,
+                        if programmed { "Programmed" } else { "Invalid" },
+                        "",
+                    ));
+                    ListenerStatus {
+                        name: l.name.clone(),
+                        attached_routes: attached
+                            .get(&(ns.clone(), g.metadata.name.clone(), l.name.clone()))
+                            .copied()
+                            .unwrap_or(0),
+                        supported_kinds: kinds,
+                        conditions,
+                    }
+                })
+                .collect();
+            let valid = listeners.iter().all(|l| {
+                l.conditions
+                    .iter()
+                    .all(|c| (c.type_ == "Conflicted") != (c.status == "True"))
+            });
+            let any_programmed = listeners
+                .iter()
+                .any(|l| l.conditions.iter().any(|c| c.type_ == "Programmed" && c.status == "True"));
+            GatewayStatus {
+                namespace: ns,
+                name: g.metadata.name.clone(),
+                conditions: vec![
+                    if valid {
+                        Condition::new("Accepted", true, "Accepted", "")
+                    } else {
+                        Condition::new("Accepted", true, "ListenersNotValid", "some listeners are not served; see their conditions")
+                    },
+                    Condition::new(
+                        "Programmed",
+                        any_programmed,
+                        if any_programmed { "Programmed" } else { "Invalid" },
+                        "served over xDS to the proxy with this Gateway's name",
+                    ),
+                ],
+                listeners,
+            }
+        })
+        .collect();
+    GatewayApiStatus { gateways, routes }
+}
+
+/// `ResolvedRefs` of a route: the first backendRef (rule order) that cannot be used says why.
+fn resolved_refs(
+    ix: &Index<'_>,
+    route: &HttpRoute,
+    kind: &str,
+    route_ns: &str,
+    endpoints: Option<&Endpoints>,
+) -> Condition {
+    for (ri, rule) in route.spec.rules.iter().enumerate() {
+        for b in &rule.backend_refs {
+            let ns = b.namespace.as_deref().unwrap_or(route_ns);
+            let at = format!("rules[{ri}] backendRef {ns}/{}", b.name);
+            if !(b.group.is_empty() && b.kind == "Service") {
+                return Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "InvalidKind",
+                    format!(
+                        "{at}: kind {}/{} is not supported; valid: Service",
+                        b.group, b.kind
+                    ),
+                );
+            }
+            let permitted = ns == route_ns
+                || ix.grants.iter().any(|g| {
+                    g.metadata.namespace.as_deref() == Some(ns) && g.allows(kind, route_ns, &b.name)
+                });
+            if !permitted {
+                return Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "RefNotPermitted",
+                    format!("{at}: no ReferenceGrant in {ns} allows a {kind} from {route_ns}"),
+                );
+            }
+            if let Some(eps) = endpoints
+                && !eps
+                    .entries
+                    .contains_key(&format!("{}.{ns}:{}", b.name, b.port))
+            {
+                return Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "BackendNotFound",
+                    format!(
+                        "{at}: Service port {}.{ns}:{} is not in the endpoints file",
+                        b.name, b.port
+                    ),
+                );
+            }
+        }
+    }
+    Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+}
