@@ -42,7 +42,13 @@ async fn fixture() -> Fixture {
     repo.commit("httpbin");
     let dir = tempfile::tempdir().unwrap();
     let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(&endpoints, "httpbin.httpbin:8000: [\"127.0.0.1:9\"]\n").unwrap();
+    // Port 8001 too: tests move the route there, and a Service port missing from the
+    // file does not exist (no cluster; requests get 500).
+    std::fs::write(
+        &endpoints,
+        "httpbin.httpbin:8000: [\"127.0.0.1:9\"]\nhttpbin.httpbin:8001: [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
     let server = common::start_server(repo.path(), Some(&endpoints)).await;
     Fixture {
         repo,
