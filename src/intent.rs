@@ -197,6 +197,13 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
         };
         live.insert(path.as_str());
         intents.extend(result.intents.iter().cloned());
+        for r in &result.resources {
+            if let crate::model::Object::HttpRoute(h) = &*r.object
+                && h.spec.rules.iter().any(|rule| rule.retry.is_some())
+            {
+                warnings.push(format!("{}:{}: HTTPRoute {}: `retry` is a field of Gateway API's experimental channel; the proxies retry, but a cluster with the standard-channel CRDs drops the field from the applied manifest", r.file, r.pos, h.metadata.name));
+            }
+        }
         plain.extend(result.resources.iter().cloned());
         problems.extend(result.problems.iter().cloned());
     }

@@ -20,6 +20,14 @@ fn intent(name: &str, ns: &str, gateway: &str, mode: &str, path: &str, backend_n
     )
 }
 
+/// A plain HTTPRoute of team-a on gateway edge1 (whose listener for a.example.com admits
+/// team-a's routes).
+fn plain_route(path: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: extra, namespace: team-a}}\nspec:\n  parentRefs: [{{name: edge1, namespace: ingress}}]\n  hostnames: [a.example.com]\n  rules:\n  - matches: [{{path: {{type: PathPrefix, value: {path}}}}}]\n    backendRefs: [{{name: a, port: 8000}}]\n"
+    )
+}
+
 /// Versions of every proxy and type: what proxies would be sent.
 fn versions(s: &Snapshot) -> Vec<(String, Vec<String>)> {
     s.proxy_ids()
@@ -196,6 +204,37 @@ fn every_step_equals_a_run_from_scratch_and_unchanged_gateways_are_reused() {
                 );
             }),
             &["edge3.ingress"],
+        ),
+        (
+            "a plain HTTPRoute in resources/ attaches to an intent's gateway",
+            Box::new(|r| {
+                r.write("resources/extra.yaml", plain_route("/plain"));
+            }),
+            &["edge1.ingress"],
+        ),
+        (
+            "the plain HTTPRoute changes",
+            Box::new(|r| {
+                r.write("resources/extra.yaml", plain_route("/plain2"));
+            }),
+            &["edge1.ingress"],
+        ),
+        (
+            "a plain Gateway, its GRPCRoute and a labelled Namespace",
+            Box::new(|r| {
+                r.write(
+                    "resources/shop.yaml",
+                    "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {tier: web}}\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: shop, namespace: shop}\nspec:\n  gatewayClassName: tidegate\n  listeners: [{name: http, port: 80, protocol: HTTP}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: cart, namespace: shop}\nspec:\n  parentRefs: [{name: shop}]\n  rules: [{backendRefs: [{name: cart, port: 9000}]}]\n",
+                );
+            }),
+            &["shop.shop"],
+        ),
+        (
+            "the plain HTTPRoute is deleted",
+            Box::new(|r| {
+                r.remove("resources/extra.yaml");
+            }),
+            &["edge1.ingress"],
         ),
         (
             "settings change",

@@ -1,0 +1,302 @@
+//! Plain Gateway API objects in `resources/`: decoded into the same model as intents,
+//! attached to intents' gateways, rejected with file, line and field where an API server
+//! would reject them, and reported in route status where a controller would.
+
+mod common;
+
+use tidegate::gitsync;
+use tidegate::intent;
+use tidegate::test_helpers::TempRepo;
+use tidegate::xds::translate::{self, conditions, plan::Action};
+
+const SETTINGS: &str = "gatewayClassName: istio\n";
+
+fn load(files: &[(&str, &str)]) -> tidegate::model::Model {
+    let mut repo = TempRepo::new();
+    repo.write("tidegate.yaml", SETTINGS);
+    for (path, text) in files {
+        repo.write(path, text);
+    }
+    repo.commit("plain objects");
+    let tree = gitsync::read(repo.path(), None).expect("read");
+    intent::load_and_expand(&tree).expect("valid").1
+}
+
+const INTENT: &str = "apiVersion: tidegate.io/v1alpha1
+kind: Ingress
+metadata: {name: httpbin, namespace: httpbin}
+spec:
+  mode: gateway-api
+  hostnames: [httpbin.example.com]
+  gateway: {name: httpbin-gateway, port: 80}
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /status}}]
+    backendRefs: [{name: httpbin, port: 8000}]
+";
+
+fn route(ns: &str, body: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: extra, namespace: {ns}}}
+spec:
+  parentRefs: [{{name: httpbin-gateway, namespace: httpbin}}]
+  hostnames: [httpbin.example.com]
+{body}"
+    )
+}
+
+#[test]
+fn a_plain_route_attaches_to_an_intents_gateway_and_is_served_beside_its_routes() {
+    let model = load(&[
+        ("intents/httpbin.yaml", INTENT),
+        (
+            "resources/extra.yaml",
+            &route(
+                "httpbin",
+                "  rules:
+  - matches: [{path: {type: Exact, value: /anything}}]
+    filters:
+    - {type: RequestMirror, requestMirror: {backendRef: {name: shadow, port: 8000}}}
+    backendRefs: [{name: httpbin, port: 8000}]
+",
+            ),
+        ),
+    ]);
+    let plans = translate::plans(&model);
+    let plan = &plans["httpbin-gateway.httpbin"];
+    let routes: Vec<&str> = plan.listeners[&80].vhosts[0]
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    // Exact before PathPrefix: precedence spans the intent's route and the plain one.
+    assert_eq!(
+        routes,
+        [
+            "httproute/httpbin/extra/rule/0/match/0",
+            "httproute/httpbin/httpbin-ingress/rule/0/match/0"
+        ]
+    );
+    let Action::Forward(f) = &plan.listeners[&80].vhosts[0].routes[0].action else {
+        panic!("forwards");
+    };
+    assert_eq!(f.mirrors.len(), 1);
+    assert_eq!(f.mirrors[0].backend.service, "shadow");
+    assert!(
+        plan.backends().iter().any(|b| b.service == "shadow"),
+        "the mirror gets a cluster"
+    );
+}
+
+#[test]
+fn a_route_from_a_namespace_the_listener_does_not_admit_is_not_attached_and_says_why() {
+    // The intent's listener admits only the intents' namespaces.
+    let model = load(&[
+        ("intents/httpbin.yaml", INTENT),
+        (
+            "resources/extra.yaml",
+            &route(
+                "elsewhere",
+                "  rules: [{backendRefs: [{name: other, port: 80}]}]\n",
+            ),
+        ),
+    ]);
+    let plan = &translate::plans(&model)["httpbin-gateway.httpbin"];
+    assert!(
+        plan.listeners[&80]
+            .vhosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .all(|r| !r.name.contains("extra")),
+        "{plan:#?}"
+    );
+    let status = conditions::status(&model, None);
+    let r = status
+        .routes
+        .iter()
+        .find(|r| r.name == "extra")
+        .expect("status of the plain route");
+    let accepted = r.condition("httpbin-gateway", "Accepted").unwrap();
+    assert_eq!(
+        (accepted.status, accepted.reason),
+        ("False", "NotAllowedByListeners")
+    );
+    let g = status
+        .gateways
+        .iter()
+        .find(|g| g.name == "httpbin-gateway")
+        .unwrap();
+    assert_eq!(g.listeners[0].attached_routes, 1, "only the intent's route");
+}
+
+#[test]
+fn route_status_reasons_follow_the_spec() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: tidegate
+  listeners:
+  - {name: web, port: 80, protocol: HTTP, hostname: '*.example.com'}
+";
+    let routes = "apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ok, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: svc, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wrong-section, namespace: infra}
+spec:
+  parentRefs: [{name: gw, sectionName: nope}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: wrong-host, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [example.org]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bad-kind, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{group: example.com, kind: Thing, name: t}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: no-grant, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: svc, namespace: other, port: 8080}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: missing, namespace: infra}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{backendRefs: [{name: nothere, port: 8080}]}]
+";
+    let model = load(&[
+        ("resources/gw.yaml", gateway),
+        ("resources/routes.yaml", routes),
+    ]);
+    let endpoints =
+        tidegate::xds::endpoints::Endpoints::parse("svc.infra:8080: [\"127.0.0.1:1\"]\n").unwrap();
+    let status = conditions::status(&model, Some(&endpoints));
+    let of = |name: &str, t: &str| {
+        let c = status
+            .routes
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.condition("gw", t))
+            .unwrap_or_else(|| panic!("{name} {t}"));
+        (c.status, c.reason)
+    };
+    assert_eq!(of("ok", "Accepted"), ("True", "Accepted"));
+    assert_eq!(of("ok", "ResolvedRefs"), ("True", "ResolvedRefs"));
+    assert_eq!(
+        of("wrong-section", "Accepted"),
+        ("False", "NoMatchingParent")
+    );
+    assert_eq!(
+        of("wrong-host", "Accepted"),
+        ("False", "NoMatchingListenerHostname")
+    );
+    assert_eq!(of("bad-kind", "Accepted"), ("True", "Accepted"));
+    assert_eq!(of("bad-kind", "ResolvedRefs"), ("False", "InvalidKind"));
+    assert_eq!(of("no-grant", "ResolvedRefs"), ("False", "RefNotPermitted"));
+    assert_eq!(of("missing", "ResolvedRefs"), ("False", "BackendNotFound"));
+    let g = &status.gateways[0];
+    assert_eq!(g.listeners[0].attached_routes, 4, "{g:#?}");
+
+    // The proxy answers what the status says: unusable backends get 500, not a cluster.
+    let plan = &translate::plans(&model)["gw.infra"];
+    let (res, warnings) = translate::envoy::resources(
+        "gw.infra",
+        plan,
+        Some(&endpoints),
+        None,
+        &Default::default(),
+    );
+    let clusters: Vec<&String> = res.clusters.keys().collect();
+    assert_eq!(clusters, ["svc.infra.svc.cluster.local:8080"]);
+    assert!(
+        warnings.iter().any(|w| w.contains("nothere.infra:8080")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn bad_plain_objects_are_rejected_with_file_line_and_field() {
+    let problems = common::problems_of(&[
+        ("tidegate.yaml", SETTINGS),
+        (
+            "resources/bad.yaml",
+            "apiVersion: v1
+kind: Service
+metadata: {name: s, namespace: shop}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: gw}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r2, namespace: shop}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: Prefix, value: /x}}]
+",
+        ),
+    ]);
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let has = |needle: &str| {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "no problem with {needle:?} in {text:#?}"
+        )
+    };
+    has(
+        "resources/bad.yaml:2:7: kind: tidegate does not read Service objects; valid in resources/: Namespace (v1), Gateway",
+    );
+    has("resources/bad.yaml:7:11: metadata.namespace: missing required field `namespace`");
+    has(
+        "resources/bad.yaml:17:29: spec.rules[0].matches[0].path.type: `Prefix` is not valid; did you mean `PathPrefix`?",
+    );
+    assert_eq!(problems.len(), 3, "{text:#?}");
+}
+
+#[test]
+fn a_plain_object_an_intent_also_renders_is_a_conflict() {
+    let problems = common::problems_of(&[
+        ("tidegate.yaml", SETTINGS),
+        ("intents/httpbin.yaml", INTENT),
+        (
+            "resources/gw.yaml",
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: httpbin-gateway, namespace: httpbin}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+",
+        ),
+    ]);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].file, "resources/gw.yaml");
+    assert!(
+        problems[0]
+            .message
+            .contains("Gateway httpbin/httpbin-gateway is also defined by intent httpbin/httpbin"),
+        "{}",
+        problems[0]
+    );
+}
