@@ -1025,9 +1025,52 @@ fn vs_action(
                     redirect_code: r.status_code,
                 });
             }
-            // Intents do not accept these filters yet (spec.rs rejects them), and plain
-            // HTTPRoutes are never turned into VirtualServices.
-            FilterType::RequestMirror | FilterType::Cors | FilterType::ExtensionRef => {}
+            FilterType::RequestMirror => {
+                let Some(m) = &f.request_mirror else { continue };
+                let r = &m.backend_ref;
+                let Some(port) = r.port else {
+                    return Err(problem(format!(
+                        "the mirror to {} needs a port: a VirtualService destination names the Service port",
+                        r.name
+                    )));
+                };
+                let (numerator, denominator) = m.share();
+                route.mirrors.push(istio::HttpMirrorPolicy {
+                    destination: istio::Destination {
+                        host: match &r.namespace {
+                            Some(ns) if *ns != i.namespace => {
+                                format!("{}.{ns}.svc.cluster.local", r.name)
+                            }
+                            _ => r.name.clone(),
+                        },
+                        port: istio::PortSelector { number: port },
+                    },
+                    percentage: (numerator < denominator).then(|| istio::Percent {
+                        value: f64::from(numerator) * 100.0 / f64::from(denominator),
+                    }),
+                });
+            }
+            FilterType::Cors => {
+                let c = f.cors.clone().unwrap_or_default();
+                route.cors_policy = Some(istio::CorsPolicy {
+                    // The same origin matching the gateway-api mode's proxies apply.
+                    allow_origins: c
+                        .allow_origins
+                        .iter()
+                        .map(|o| match gw::origin_regex(o) {
+                            Some(re) => StringMatch::Regex(re),
+                            None => StringMatch::Exact(o.clone()),
+                        })
+                        .collect(),
+                    allow_methods: c.allow_methods,
+                    allow_headers: c.allow_headers,
+                    expose_headers: c.expose_headers,
+                    max_age: c.max_age.map(|s| format!("{s}s")),
+                    allow_credentials: c.allow_credentials,
+                });
+            }
+            // Intents do not accept ExtensionRef (spec.rs rejects it).
+            FilterType::ExtensionRef => {}
             FilterType::UrlRewrite => {
                 let r = f.url_rewrite.clone().unwrap_or_default();
                 let mut rw = istio::HttpRewrite {
@@ -1069,6 +1112,22 @@ fn vs_action(
             return Err(problem("timeouts.backendRequest has no VirtualService equivalent (Istio retries would multiply it); use timeouts.request, or mode gateway-api".into()));
         }
         route.timeout = t.request.clone();
+    }
+    if let Some(r) = &rule.retry {
+        // Connection failures always, as Gateway API requires; Istio spells retriable
+        // status codes as plain numbers in retryOn.
+        let mut on = vec![
+            "connect-failure".to_owned(),
+            "refused-stream".into(),
+            "reset".into(),
+        ];
+        on.extend(r.codes.iter().map(u16::to_string));
+        route.retries = Some(istio::HttpRetry {
+            attempts: r.attempts.unwrap_or(1),
+            retry_on: on.join(","),
+            per_try_timeout: None,
+            backoff: r.backoff.clone(),
+        });
     }
     Ok(route)
 }

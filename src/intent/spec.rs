@@ -381,6 +381,18 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
     }
 
     // Mode-dependent fields.
+    // `retry` is an HTTPRoute field of Gateway API's experimental channel only: in an
+    // HTTPRoute it would be dropped by clusters with the standard CRDs, while the proxies
+    // retried. A VirtualService has `retries` everywhere.
+    if let Some(mode) = &mode
+        && mode.value != Mode::Istio
+    {
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.retry.is_some() {
+                cx.report(rule_pos[i].0, &format!("spec.rules[{i}].retry"), format!("retry renders into an HTTPRoute field of Gateway API's experimental channel, which clusters with the standard CRDs drop; valid: mode istio (VirtualService retries), or a plain HTTPRoute in resources/ (mode here: {})", mode.value.as_str()));
+            }
+        }
+    }
     if let (Some(mode), Some(w)) = (&mode, &waypoint)
         && mode.value != Mode::Ambient
     {
@@ -620,12 +632,7 @@ pub(super) fn decode_rule(
 ) -> Option<(HttpRouteRule, (Pos, Vec<Pos>))> {
     let before = cx.problems.len();
     let r = cx.object(node, field, RULE_FIELDS)?;
-    let unsupported: &[&str] = if cx.plain {
-        &["sessionPersistence"]
-    } else {
-        &["retry", "sessionPersistence"]
-    };
-    for &unsupported in unsupported {
+    for unsupported in ["sessionPersistence"] {
         if let Some(n) = r.get(unsupported) {
             cx.report(n.pos, &r.field(unsupported), format!("`{unsupported}` is a Gateway API field that tidegate does not support yet; remove it"));
         }
@@ -712,9 +719,7 @@ pub(super) fn decode_rule(
         }
         rule.timeouts = Some(timeouts);
     }
-    if cx.plain
-        && let Some(n) = r.get("retry")
-    {
+    if let Some(n) = r.get("retry") {
         rule.retry = decode_retry(cx, n, &r.field("retry"));
     }
 
@@ -1012,7 +1017,7 @@ pub(super) fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option
     let t = f.require(
         cx,
         "type",
-        "RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect or URLRewrite",
+        "RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror or CORS",
     )?;
     let ty = cx.choice(
         t,
@@ -1032,11 +1037,11 @@ pub(super) fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option
         "ResponseHeaderModifier" => (FilterType::ResponseHeaderModifier, "responseHeaderModifier"),
         "RequestRedirect" => (FilterType::RequestRedirect, "requestRedirect"),
         "URLRewrite" => (FilterType::UrlRewrite, "urlRewrite"),
-        "RequestMirror" if cx.plain => (FilterType::RequestMirror, "requestMirror"),
-        "CORS" if cx.plain => (FilterType::Cors, "cors"),
+        "RequestMirror" => (FilterType::RequestMirror, "requestMirror"),
+        "CORS" => (FilterType::Cors, "cors"),
         "ExtensionRef" if cx.plain => (FilterType::ExtensionRef, "extensionRef"),
         other => {
-            cx.report(t.pos, &f.field("type"), format!("the {other} filter is not supported by tidegate yet; supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite"));
+            cx.report(t.pos, &f.field("type"), format!("the {other} filter is not supported in intents (it names an implementation-specific object); supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS"));
             return None;
         }
     };

@@ -364,6 +364,24 @@ pub struct Cors {
     pub max_age: Option<u32>,
 }
 
+/// A CORS origin as a regular expression, or `None` when it is matched exactly: `*`
+/// alone allows any origin; a `*` inside (a host wildcard, `https://*.example.com`)
+/// matches within the host, never across `/`.
+pub fn origin_regex(o: &str) -> Option<String> {
+    if o == "*" {
+        Some(".*".into())
+    } else if o.contains('*') {
+        let pattern = o
+            .split('*')
+            .map(regex_syntax::escape)
+            .collect::<Vec<_>>()
+            .join("[^/]*");
+        Some(format!("^{pattern}$"))
+    } else {
+        None
+    }
+}
+
 /// `ExtensionRef`: an implementation-specific filter object. tidegate has none, so a rule
 /// naming one is not served (the spec: such a rule must answer 500).
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -762,35 +762,9 @@ fn per_million(
     }
 }
 
-/// A Gateway API CORS filter as Envoy's per-route CORS policy. Origins with a `*` inside
-/// become regular expressions; `*` alone allows any origin.
+/// A CORS filter (Gateway API) or policy (Istio) as Envoy's per-route CORS policy.
 fn cors_policy(c: &CorsPlan) -> CorsPolicy {
-    let origins = c
-        .allow_origins
-        .iter()
-        .map(|o| {
-            if o == "*" {
-                StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(".*"))),
-                    ..StringMatcher::default()
-                }
-            } else if o.contains('*') {
-                let pattern = o
-                    .split('*')
-                    .map(regex_syntax::escape)
-                    .collect::<Vec<_>>()
-                    .join("[^/]*");
-                StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(&format!(
-                        "^{pattern}$"
-                    )))),
-                    ..StringMatcher::default()
-                }
-            } else {
-                string_matcher(&StrMatch::Exact(o.clone()))
-            }
-        })
-        .collect();
+    let origins = c.allow_origins.iter().map(string_matcher).collect();
     CorsPolicy {
         allow_origin_string_match: origins,
         allow_methods: c.allow_methods.join(","),

@@ -418,7 +418,14 @@ pub(super) fn route_plan(
             FilterType::Cors => {
                 let c = f.cors.clone().unwrap_or_default();
                 plan.cors = Some(CorsPlan {
-                    allow_origins: c.allow_origins,
+                    allow_origins: c
+                        .allow_origins
+                        .iter()
+                        .map(|o| match gw::origin_regex(o) {
+                            Some(re) => StrMatch::Regex(re),
+                            None => StrMatch::Exact(o.clone()),
+                        })
+                        .collect(),
                     allow_credentials: c.allow_credentials.unwrap_or(false),
                     allow_methods: c.allow_methods,
                     allow_headers: c.allow_headers,

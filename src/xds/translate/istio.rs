@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::gateway_api::duration_ms;
 use super::plan::{
-    Action, Backend, Forward, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan, Redirect,
-    RoutePlan, StrMatch, TlsPlan, VhostPlan,
+    Action, Backend, CorsPlan, Forward, HeaderOps, ListenerPlan, Mirror, PathMatch, PathRewrite,
+    ProxyPlan, Redirect, RetryPlan, RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
 
@@ -207,7 +207,26 @@ fn route_plan(
         action: Action::Status(500),
         request_headers: ops(headers.and_then(|h| h.request.as_ref())),
         response_headers: ops(headers.and_then(|h| h.response.as_ref())),
-        cors: None,
+        cors: http.cors_policy.as_ref().map(|c| CorsPlan {
+            allow_origins: c
+                .allow_origins
+                .iter()
+                .map(|o| match o {
+                    StringMatch::Exact(v) => StrMatch::Exact(v.clone()),
+                    StringMatch::Prefix(v) => StrMatch::Prefix(v.clone()),
+                    StringMatch::Regex(v) => StrMatch::Regex(v.clone()),
+                })
+                .collect(),
+            allow_credentials: c.allow_credentials.unwrap_or(false),
+            allow_methods: c.allow_methods.clone(),
+            allow_headers: c.allow_headers.clone(),
+            expose_headers: c.expose_headers.clone(),
+            max_age: c
+                .max_age
+                .as_deref()
+                .and_then(duration_ms)
+                .map(|ms| (ms / 1000) as u32),
+        }),
         path: path.clone(),
     };
     if let Some(d) = &http.direct_response {
@@ -239,6 +258,34 @@ fn route_plan(
                 .filter(|(_, w)| *w > 0)
                 .collect(),
             timeout_ms: http.timeout.as_deref().and_then(duration_ms),
+            mirrors: http
+                .mirrors
+                .iter()
+                .map(|m| {
+                    // Percent as parts per million: what Envoy's fraction takes exactly.
+                    let pct = m.percentage.as_ref().map_or(100.0, |p| p.value);
+                    Mirror {
+                        backend: backend(&m.destination.host, vs_ns, m.destination.port.number),
+                        numerator: (pct.clamp(0.0, 100.0) * 10_000.0).round() as u32,
+                        denominator: 1_000_000,
+                    }
+                })
+                .collect(),
+            retry: http.retries.as_ref().map(|r| RetryPlan {
+                // Plain status codes in retryOn are Istio's spelling of retriable codes.
+                codes: r
+                    .retry_on
+                    .split(',')
+                    .filter_map(|t| t.trim().parse().ok())
+                    .collect(),
+                attempts: r.attempts,
+                backoff_ms: r.backoff.as_deref().and_then(duration_ms),
+            }),
+            per_try_timeout_ms: http
+                .retries
+                .as_ref()
+                .and_then(|r| r.per_try_timeout.as_deref())
+                .and_then(duration_ms),
             ..Forward::default()
         };
         if let Some(rw) = &http.rewrite {

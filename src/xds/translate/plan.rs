@@ -159,8 +159,8 @@ pub struct RoutePlan {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CorsPlan {
-    /// Origins as written: exact, `*`, or with a `*` wildcard inside (`https://*.example.com`).
-    pub allow_origins: Vec<String>,
+    /// Allowed origins: exact, or a regular expression (wildcards become one).
+    pub allow_origins: Vec<StrMatch>,
     pub allow_credentials: bool,
     pub allow_methods: Vec<String>,
     pub allow_headers: Vec<String>,
