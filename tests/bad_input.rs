@@ -317,3 +317,29 @@ fn regular_expressions_must_compile() {
     assert!(m[0].starts_with("intents/a.yaml:9:55: spec.rules[0].matches[0].path.value: `/(unclosed` is not a valid RE2 regular expression (unclosed group)"), "{}", m[0]);
     assert!(m[1].contains("spec.rules[0].matches[0].headers[0].value: `a{2,1}` is not a valid RE2 regular expression"), "{}", m[1]);
 }
+
+#[test]
+fn retry_outside_istio_mode_and_extension_filters() {
+    // An HTTPRoute's `retry` is experimental-channel only: standard clusters would drop it.
+    let spec = format!("{GOOD_SPEC}    retry: {{attempts: 2}}\n");
+    assert_one(
+        &[("intents/a.yaml", intent("httpbin", "httpbin", &spec))],
+        "intents/a.yaml:9:5: spec.rules[0].retry: retry renders into an HTTPRoute field of Gateway API's experimental channel",
+        &["valid: mode istio", "mode here: gateway-api"],
+    );
+    let istio = spec.replace("mode: gateway-api", "mode: istio");
+    assert_eq!(
+        messages(&[("intents/a.yaml", intent("httpbin", "httpbin", &istio))]),
+        Vec::<String>::new()
+    );
+    let ext = format!(
+        "{GOOD_SPEC}    filters: [{{type: ExtensionRef, extensionRef: {{group: x.io, kind: F, name: f}}}}]\n"
+    );
+    assert_one(
+        &[("intents/a.yaml", intent("httpbin", "httpbin", &ext))],
+        "intents/a.yaml:11:22: spec.rules[0].filters[0].type: the ExtensionRef filter is not supported in intents",
+        &[
+            "supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS",
+        ],
+    );
+}
