@@ -4,7 +4,15 @@
 //! ```yaml
 //! httpbin.httpbin:8000: ["127.0.0.1:18081", "127.0.0.1:18082"]   # addresses only
 //! reviews.bookinfo:9080: {vip: "10.96.0.10", addresses: ["127.0.0.1:18083"]}
+//! grpc.shop:9000: {appProtocol: kubernetes.io/h2c, addresses: ["127.0.0.1:18084"]}
 //! ```
+//!
+//! `appProtocol` is the Service port's (Gateway API reads the backend protocol from it):
+//! `kubernetes.io/h2c` makes the proxies speak HTTP/2 without TLS to that port.
+//!
+//! The file lists the Services there are: a route's backend missing from it does not
+//! exist (no cluster; its requests are answered 500), one listed with no addresses exists
+//! with no endpoints (503).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +38,18 @@ pub struct Entry {
     /// The Service's cluster IP, if known (waypoints select services by it).
     pub vip: Option<IpAddr>,
     pub addresses: Vec<SocketAddr>,
+    /// The Service port's `appProtocol`.
+    pub app_protocol: Option<String>,
+}
+
+/// `appProtocol` values the proxies act on.
+pub const APP_PROTOCOLS: &[&str] = &["kubernetes.io/h2c", "kubernetes.io/ws", "http"];
+
+impl Entry {
+    /// Whether the port speaks HTTP/2 without TLS (prior knowledge).
+    pub fn is_h2c(&self) -> bool {
+        self.app_protocol.as_deref() == Some("kubernetes.io/h2c")
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,6 +66,8 @@ enum RawEntry {
         vip: Option<String>,
         #[serde(default)]
         addresses: Vec<String>,
+        #[serde(default, rename = "appProtocol")]
+        app_protocol: Option<String>,
     },
 }
 
@@ -78,11 +100,25 @@ impl Endpoints {
                 problems.push(format!("`{key}` is not a valid key; valid: <service>.<namespace>:<port>, such as httpbin.httpbin:8000"));
                 continue;
             }
-            let (vip, addrs) = match value {
-                RawEntry::List(a) => (None, a),
-                RawEntry::Full { vip, addresses } => (vip, addresses),
+            let (vip, addrs, app_protocol) = match value {
+                RawEntry::List(a) => (None, a, None),
+                RawEntry::Full {
+                    vip,
+                    addresses,
+                    app_protocol,
+                } => (vip, addresses, app_protocol),
             };
             let mut entry = Entry::default();
+            if let Some(p) = app_protocol {
+                if APP_PROTOCOLS.contains(&p.as_str()) {
+                    entry.app_protocol = Some(p);
+                } else {
+                    problems.push(format!(
+                        "{key}: appProtocol `{p}` is not supported; valid: {}",
+                        APP_PROTOCOLS.join(", ")
+                    ));
+                }
+            }
             if let Some(v) = vip {
                 match v.parse() {
                     Ok(ip) => entry.vip = Some(ip),
@@ -151,6 +187,16 @@ mod tests {
             Some("10.96.0.10".parse().unwrap())
         );
         assert!(e.addresses("nope.nope:1").is_empty());
+        let h2 = Endpoints::parse(
+            "g.shop:9000: {appProtocol: kubernetes.io/h2c, addresses: [\"127.0.0.1:1\"]}\n",
+        )
+        .unwrap();
+        assert!(h2.entries["g.shop:9000"].is_h2c());
+        let bad = Endpoints::parse("g.shop:9000: {appProtocol: grpc, addresses: []}\n");
+        assert!(
+            bad.unwrap_err()
+                .contains("appProtocol `grpc` is not supported; valid: kubernetes.io/h2c"),
+        );
     }
 
     #[test]

@@ -104,7 +104,15 @@ pub fn resources(
     backends.sort();
     backends.dedup();
     let (mut clusters, loads) = clusters(&backends, endpoints);
-    for b in &plan.http2_backends {
+    // HTTP/2 to GRPCRoute backends, and to Service ports whose appProtocol says h2c.
+    let h2c = endpoints.into_iter().flat_map(|eps| {
+        backends.iter().filter(|b| {
+            eps.entries
+                .get(&b.endpoints_key())
+                .is_some_and(|e| e.is_h2c())
+        })
+    });
+    for b in plan.http2_backends.iter().chain(h2c) {
         if let Some(c) = clusters.get_mut(&b.cluster_name()) {
             c.typed_extension_protocol_options.insert(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
@@ -246,6 +254,12 @@ pub(super) fn http_connection_manager(route_config_name: &str) -> HttpConnection
             route_config_name: route_config_name.to_owned(),
         })),
         http_filters: vec![router_filter()],
+        // WebSocket upgrades pass through, as on Istio's gateways (Gateway API's
+        // `kubernetes.io/ws` backends rely on it).
+        upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
         ..HttpConnectionManager::default()
     }
 }
@@ -767,9 +781,11 @@ fn cors_policy(c: &CorsPlan) -> CorsPolicy {
     let origins = c.allow_origins.iter().map(string_matcher).collect();
     CorsPolicy {
         allow_origin_string_match: origins,
-        allow_methods: c.allow_methods.join(","),
-        allow_headers: c.allow_headers.join(","),
-        expose_headers: c.expose_headers.join(","),
+        // Envoy writes these as given: `, ` is how browsers and the spec's examples list
+        // them.
+        allow_methods: c.allow_methods.join(", "),
+        allow_headers: c.allow_headers.join(", "),
+        expose_headers: c.expose_headers.join(", "),
         max_age: c.max_age.map(|a| a.to_string()).unwrap_or_default(),
         allow_credentials: c.allow_credentials.then_some(BoolValue { value: true }),
         // A preflight that matches no allowed origin is answered by the gateway, never

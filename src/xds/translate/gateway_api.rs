@@ -384,9 +384,27 @@ pub(super) fn route_plan(
             backoff_ms: r.backoff.as_deref().and_then(duration_ms),
         });
     }
+    // A backendRef's own filters act on the requests sent to it. With a single backend
+    // that is every request the rule forwards, so filters Envoy has only per route
+    // (redirect, rewrite, mirror, CORS) apply as the rule's; header changes stay per
+    // backend. With several backends only the header changes are applied.
+    let live: Vec<_> = rule.backend_refs.iter().filter(|b| b.weight > 0).collect();
+    let hoisted = match live.as_slice() {
+        [one] => one
+            .filters
+            .iter()
+            .filter(|f| {
+                !matches!(
+                    f.type_,
+                    FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let mut redirect = None;
     let mut unresolved_filter = false;
-    for f in &rule.filters {
+    for f in rule.filters.iter().chain(hoisted) {
         match f.type_ {
             FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier => {
                 let ops = header_ops(f);
@@ -500,6 +518,12 @@ fn path_rewrite(p: &gw::PathModifier, matched: &PathMatch) -> Option<PathRewrite
                 PathMatch::Prefix(p) if p == "/" && to != "/" => PathRewrite::Regex {
                     pattern: "^/".into(),
                     substitution: format!("{to}/"),
+                },
+                // Stripping a prefix: `/p/x` must become `/x`, not `//x` (Envoy's
+                // prefix_rewrite replaces `/p` alone), and `/p` must become `/`.
+                PathMatch::SegmentPrefix(p) if to == "/" => PathRewrite::Regex {
+                    pattern: format!("^{}/*", regex_syntax::escape(p)),
+                    substitution: "/".into(),
                 },
                 _ => PathRewrite::Prefix(to),
             })
