@@ -41,7 +41,7 @@ use prost::{Message, Name};
 
 use super::plan::{
     Action, Backend, CorsPlan, HeaderOps, ListenerPlan, PathMatch, PathRewrite, ProxyPlan,
-    RoutePlan, StrMatch, TlsPlan,
+    RoutePlan, StrMatch, TlsPlan, VhostPlan,
 };
 use crate::xds::certs::{Certs, KeyPair};
 use crate::xds::endpoints::Endpoints;
@@ -360,6 +360,11 @@ pub fn listeners_and_routes(
     let mut routes = BTreeMap::new();
     for (port, l) in &plan.listeners {
         let rc_name = route_config_name(l);
+        // Several Gateway listeners terminating TLS on one port: each gets its own route
+        // configuration, so a request whose Host belongs to another listener than the one
+        // its SNI chose is answered 421 (Misdirected Request), as Gateway API requires.
+        let split =
+            !variant.proxyless && l.tls.len() > 1 && l.tls.iter().all(|t| !t.listener.is_empty());
         let mut hcm = http_connection_manager(&rc_name);
         if l.vhosts
             .iter()
@@ -400,7 +405,21 @@ pub fn listeners_and_routes(
                 let chains: Vec<FilterChain> = l
                     .tls
                     .iter()
-                    .filter_map(|t| listener_chain(l, &hcm, t, certs, warnings))
+                    .filter_map(|t| {
+                        if split {
+                            let mut own = hcm.clone();
+                            let name = format!("{rc_name}.{}", t.listener);
+                            if let Some(hcm::http_connection_manager::RouteSpecifier::Rds(r)) =
+                                &mut own.route_specifier
+                            {
+                                r.route_config_name = name.clone();
+                            }
+                            own.stat_prefix = name;
+                            listener_chain(l, &own, t, certs, warnings)
+                        } else {
+                            listener_chain(l, &hcm, t, certs, warnings)
+                        }
+                    })
                     .collect();
                 // SNI is read before a chain is chosen; Envoy no longer adds the TLS
                 // inspector by itself.
@@ -430,42 +449,109 @@ pub fn listeners_and_routes(
                 },
             );
         }
-        let mut vhosts: Vec<VirtualHost> = l
-            .vhosts
-            .iter()
-            .map(|v| VirtualHost {
-                name: v.name.clone(),
-                // `host:port` too, for clients that match the authority with its port
-                // (proxyless gRPC); Envoy ignores the port (see below).
-                domains: v
-                    .domains
+        if split {
+            for t in &l.tls {
+                let name = format!("{rc_name}.{}", t.listener);
+                let own: Vec<&VhostPlan> = l
+                    .vhosts
                     .iter()
-                    .flat_map(|d| {
-                        if d == "*" {
-                            vec![d.clone()]
-                        } else {
-                            vec![d.clone(), format!("{d}:{port}")]
-                        }
-                    })
-                    .collect(),
-                routes: v.routes.iter().map(|r| envoy_route(r, variant)).collect(),
-                ..VirtualHost::default()
-            })
-            .collect();
-        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
-        routes.insert(
-            rc_name.clone(),
-            RouteConfiguration {
-                name: rc_name,
-                virtual_hosts: vhosts,
-                // Gateway API: "MUST ignore any port value specified in the HTTP Host
-                // header while performing a match"; the Host is forwarded unmodified.
-                ignore_port_in_host_matching: !variant.proxyless,
-                ..RouteConfiguration::default()
-            },
-        );
+                    .filter(|v| v.listener == t.listener)
+                    .collect();
+                let misdirected = misdirected_vhosts(l, t, &own);
+                let all: Vec<&VhostPlan> = own.into_iter().chain(&misdirected).collect();
+                routes.insert(
+                    name.clone(),
+                    route_configuration(name, &all, *port, variant),
+                );
+            }
+        } else {
+            let all: Vec<&VhostPlan> = l.vhosts.iter().collect();
+            routes.insert(
+                rc_name.clone(),
+                route_configuration(rc_name, &all, *port, variant),
+            );
+        }
     }
     (listeners, routes)
+}
+
+fn route_configuration(
+    name: String,
+    vhosts: &[&VhostPlan],
+    port: u16,
+    variant: &Variant,
+) -> RouteConfiguration {
+    let mut vhosts: Vec<VirtualHost> = vhosts
+        .iter()
+        .map(|v| VirtualHost {
+            name: v.name.clone(),
+            // `host:port` too, for clients that match the authority with its port
+            // (proxyless gRPC); Envoy ignores the port (see below).
+            domains: v
+                .domains
+                .iter()
+                .flat_map(|d| {
+                    if d == "*" {
+                        vec![d.clone()]
+                    } else {
+                        vec![d.clone(), format!("{d}:{port}")]
+                    }
+                })
+                .collect(),
+            routes: v.routes.iter().map(|r| envoy_route(r, variant)).collect(),
+            ..VirtualHost::default()
+        })
+        .collect();
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    RouteConfiguration {
+        name,
+        virtual_hosts: vhosts,
+        // Gateway API: "MUST ignore any port value specified in the HTTP Host
+        // header while performing a match"; the Host is forwarded unmodified.
+        ignore_port_in_host_matching: !variant.proxyless,
+        ..RouteConfiguration::default()
+    }
+}
+
+/// Virtual hosts answering 421 on the chain of listener `chain`: the hostnames other
+/// listeners of the port own. A chain with a hostname also sends everything outside it
+/// (`*`) there; the chain of the listener without one (the default chain) leaves
+/// unknown hosts to 404. Domains the chain serves itself are never shadowed.
+fn misdirected_vhosts(l: &ListenerPlan, chain: &TlsPlan, own: &[&VhostPlan]) -> Vec<VhostPlan> {
+    let mut taken: std::collections::BTreeSet<&str> = own
+        .iter()
+        .flat_map(|v| v.domains.iter().map(String::as_str))
+        .collect();
+    let mut domains: Vec<String> = Vec::new();
+    for other in l.tls.iter().filter(|o| o.listener != chain.listener) {
+        for h in &other.server_names {
+            if taken.insert(h) {
+                domains.push(h.clone());
+            }
+        }
+    }
+    if !chain.server_names.is_empty() && taken.insert("*") {
+        domains.push("*".into());
+    }
+    domains
+        .into_iter()
+        .map(|d| VhostPlan {
+            name: format!("misdirected:{d}"),
+            listener: chain.listener.clone(),
+            domains: vec![d],
+            routes: vec![RoutePlan {
+                name: "misdirected".into(),
+                path: PathMatch::Prefix("/".into()),
+                headers: Vec::new(),
+                query: Vec::new(),
+                method: None,
+                action: Action::Status(421),
+                request_headers: HeaderOps::default(),
+                response_headers: HeaderOps::default(),
+                cors: None,
+            }],
+        })
+        .collect()
 }
 
 pub(super) fn socket_address(ip: &str, port: u16) -> Address {

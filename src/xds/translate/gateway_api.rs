@@ -25,8 +25,9 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         .get(&(gw_ns, gateway.metadata.name.as_str()))
         .map_or(&[], Vec::as_slice);
 
-    // (port, domain) → (listener specificity, routes with their sort keys).
-    type Entry = (Specificity, Vec<(SortKey, RoutePlan)>);
+    // (port, domain) → (listener specificity, the owning listener, routes with their sort
+    // keys).
+    type Entry = (Specificity, String, Vec<(SortKey, RoutePlan)>);
     let mut vhosts: BTreeMap<(u16, String), Entry> = BTreeMap::new();
     // port → (protocol, certificates); HTTP and HTTPS cannot share a port.
     let mut ports: BTreeMap<u16, (&str, Vec<TlsPlan>)> = BTreeMap::new();
@@ -56,6 +57,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                     tls.push(TlsPlan {
                         server_names: listener.hostname.iter().cloned().collect(),
                         secret: (ns.to_owned(), r.name.clone()),
+                        listener: listener.name.clone(),
                     });
                 }
                 if tls.is_empty() {
@@ -95,13 +97,13 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                 continue;
             }
             for domain in intersect(listener.hostname.as_deref(), &route.spec.hostnames) {
+                let spec = specificity(listener.hostname.as_deref());
                 let entry = vhosts
                     .entry((listener.port, domain.clone()))
-                    .or_insert_with(|| (specificity(listener.hostname.as_deref()), Vec::new()));
-                let spec = specificity(listener.hostname.as_deref());
+                    .or_insert_with(|| (spec, listener.name.clone(), Vec::new()));
                 // A more specific listener owns the domain: its routes only (isolation).
                 if spec < entry.0 {
-                    *entry = (spec, Vec::new());
+                    *entry = (spec, listener.name.clone(), Vec::new());
                 } else if spec > entry.0 {
                     continue;
                 }
@@ -127,7 +129,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                             plan.http2_backends
                                 .extend(f.backends.iter().map(|(b, _)| b.clone()));
                         }
-                        entry.1.push((key, r));
+                        entry.2.push((key, r));
                     }
                 }
             }
@@ -146,13 +148,14 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             },
         );
     }
-    for ((port, domain), (_, mut routes)) in vhosts {
+    for ((port, domain), (_, owner, mut routes)) in vhosts {
         // Precedence, then namespace/name of the route (Git has no creation time, the
         // spec's first tie-breaker; namespace/name is its second), then rule and match order.
         routes.sort_by(|a, b| a.0.cmp(&b.0));
         let listener = plan.listeners.get_mut(&port).expect("listener planned");
         listener.vhosts.push(VhostPlan {
             name: format!("{domain}:{port}"),
+            listener: owner,
             domains: vec![domain],
             routes: routes.into_iter().map(|(_, r)| r).collect(),
         });

@@ -48,6 +48,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
                 tls.push(TlsPlan {
                     server_names: names,
                     secret: (gw_ns.to_owned(), t.credential_name.clone()),
+                    listener: String::new(),
                 });
             }
             (protocol, _) => {
@@ -107,6 +108,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
         if let Some(l) = plan.listeners.get_mut(&port) {
             l.vhosts.push(VhostPlan {
                 name: format!("{host}:{port}"),
+                listener: String::new(),
                 domains: vec![host],
                 routes,
             });

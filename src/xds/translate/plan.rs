@@ -131,11 +131,16 @@ pub struct TlsPlan {
     pub server_names: Vec<String>,
     /// The Secret, (namespace, name).
     pub secret: (String, String),
+    /// The Gateway listener this chain is (empty for Istio servers): a request whose
+    /// Host belongs to another listener of the port is misdirected (HTTP 421).
+    pub listener: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct VhostPlan {
     pub name: String,
+    /// The Gateway listener that owns these domains (empty for Istio servers).
+    pub listener: String,
     pub domains: Vec<String>,
     /// In match order: Envoy takes the first route that matches.
     pub routes: Vec<RoutePlan>,
