@@ -1,0 +1,405 @@
+//! Echo "pods": what the conformance suite's `echo-basic` image does, on loopback.
+//!
+//! Each answers with JSON naming its pod, namespace and the request it saw (method, path
+//! with query, host, headers), and records every request so mirrors can be checked. Like
+//! `echo-basic` it honours `?delay=<duration>`, `X-Echo-Set-Header: Name:value,...` and the
+//! retry parameters `uuid`, `responseCode`, `succeedAfter` (the first `succeedAfter`
+//! attempts of a `uuid` answer `responseCode`). A listener speaks HTTP/1.1 and HTTP/2
+//! prior knowledge (h2c), or only h2c for Service ports with `appProtocol:
+//! kubernetes.io/h2c`; a request with `content-type: application/grpc` gets a gRPC answer
+//! (status OK, the JSON as its one message).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Clone, Debug)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// One request a backend saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub pod: String,
+    pub namespace: String,
+    pub path: String,
+}
+
+#[derive(Default)]
+struct Shared {
+    log: Mutex<Vec<Seen>>,
+    /// Attempts per retry `uuid`.
+    attempts: Mutex<HashMap<String, u32>>,
+}
+
+#[derive(Default)]
+pub struct Backends {
+    shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Backends {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Backends {
+    /// A new listener for `pod`; `h2c_only` refuses HTTP/1.1 (closes the connection).
+    pub async fn listen(&mut self, pod: Pod, h2c_only: bool) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let addr = listener.local_addr().expect("addr");
+        let shared = self.shared.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(connection(sock, pod.clone(), shared.clone(), h2c_only));
+            }
+        }));
+        addr
+    }
+
+    /// How many requests were recorded so far (a mark for [`Backends::since`]).
+    pub fn mark(&self) -> usize {
+        self.shared.log.lock().unwrap().len()
+    }
+
+    pub fn since(&self, mark: usize) -> Vec<Seen> {
+        self.shared.log.lock().unwrap()[mark..].to_vec()
+    }
+}
+
+async fn connection(sock: TcpStream, pod: Pod, shared: Arc<Shared>, h2c_only: bool) {
+    // Tell HTTP/2 prior knowledge from HTTP/1.1 by the first bytes, without consuming them.
+    let mut buf = [0u8; 24];
+    let h2 = loop {
+        let Ok(n) = sock.peek(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            break false;
+        }
+        if n == H2_PREFACE.len() {
+            break true;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    if h2 {
+        serve_h2(sock, pod, shared).await;
+    } else if !h2c_only {
+        serve_h1(sock, pod, shared).await;
+    }
+}
+
+/// A request as the echo logic sees it, from either protocol.
+struct Incoming {
+    method: String,
+    path: String,
+    host: String,
+    headers: Vec<(String, String)>,
+}
+
+struct Outgoing {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+fn query_param<'a>(path: &'a str, key: &str) -> Option<&'a str> {
+    let (_, q) = path.split_once('?')?;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    s.strip_suffix('s')?
+        .parse::<f64>()
+        .ok()
+        .map(Duration::from_secs_f64)
+}
+
+async fn answer(req: Incoming, pod: &Pod, shared: &Shared) -> Outgoing {
+    shared.log.lock().unwrap().push(Seen {
+        pod: pod.name.clone(),
+        namespace: pod.namespace.clone(),
+        path: req.path.clone(),
+    });
+    if let Some(d) = query_param(&req.path, "delay").and_then(parse_duration) {
+        tokio::time::sleep(d).await;
+    }
+    if let (Some(uuid), Some(code), Some(after)) = (
+        query_param(&req.path, "uuid"),
+        query_param(&req.path, "responseCode").and_then(|c| c.parse::<u16>().ok()),
+        query_param(&req.path, "succeedAfter").and_then(|c| c.parse::<u32>().ok()),
+    ) {
+        let attempt = {
+            let mut a = shared.attempts.lock().unwrap();
+            let n = a.entry(uuid.to_owned()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if attempt <= after {
+            return Outgoing {
+                status: code,
+                headers: Vec::new(),
+                body: format!("attempt {attempt} of {uuid} fails with {code}"),
+            };
+        }
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &req.headers {
+        if k.eq_ignore_ascii_case("x-echo-set-header") {
+            for item in v.split(',') {
+                if let Some((n, val)) = item.split_once(':') {
+                    headers.push((n.trim().to_owned(), val.trim().to_owned()));
+                }
+            }
+        }
+    }
+    let mut hmap = serde_json::Map::new();
+    for (k, v) in &req.headers {
+        let e = hmap
+            .entry(k.to_ascii_lowercase())
+            .or_insert_with(|| json!([]));
+        e.as_array_mut().unwrap().push(json!(v));
+    }
+    let body = json!({
+        "pod": pod.name,
+        "namespace": pod.namespace,
+        "method": req.method,
+        "path": req.path,
+        "host": req.host,
+        "headers": hmap,
+    })
+    .to_string();
+    headers.push(("content-type".into(), "application/json".into()));
+    Outgoing {
+        status: 200,
+        headers,
+        body,
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split(' ');
+        let method = first.next().unwrap_or("").to_owned();
+        let path = first.next().unwrap_or("").to_owned();
+        let mut headers = Vec::new();
+        for line in lines.filter(|l| !l.is_empty()) {
+            if let Some((k, v)) = line.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
+        // Bodies are read and dropped: content-length or chunked.
+        if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                        break i;
+                    }
+                    let mut chunk = [0u8; 8192];
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+                let size =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+                        .unwrap_or(0);
+                let need = line_end + 2 + size + 2;
+                while buf.len() < need {
+                    let mut chunk = [0u8; 8192];
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                buf.drain(..need);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let length: usize = get("content-length")
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            while buf.len() < length {
+                let mut chunk = [0u8; 8192];
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..length);
+        }
+        let host = get("host").unwrap_or_default();
+        let head_only = method == "HEAD";
+        let out = answer(
+            Incoming {
+                method,
+                path,
+                host,
+                headers,
+            },
+            &pod,
+            &shared,
+        )
+        .await;
+        let mut resp = format!("HTTP/1.1 {} {}\r\n", out.status, reason(out.status));
+        for (k, v) in &out.headers {
+            resp.push_str(&format!("{k}: {v}\r\n"));
+        }
+        resp.push_str(&format!("content-length: {}\r\n\r\n", out.body.len()));
+        if !head_only {
+            resp.push_str(&out.body);
+        }
+        if sock.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn serve_h2(sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
+    let Ok(mut conn) = h2::server::handshake(sock).await else {
+        return;
+    };
+    while let Some(Ok((req, respond))) = conn.accept().await {
+        tokio::spawn(h2_stream(req, respond, pod.clone(), shared.clone()));
+    }
+}
+
+async fn h2_stream(
+    req: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    pod: Pod,
+    shared: Arc<Shared>,
+) {
+    let (parts, mut body) = req.into_parts();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let grpc = parts
+        .headers
+        .get("content-type")
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"));
+    let incoming = Incoming {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into()),
+        host: parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        headers,
+    };
+    let out = answer(incoming, &pod, &shared).await;
+    if grpc {
+        // One message: the 5-byte gRPC prefix (uncompressed, length) and the JSON.
+        let mut msg = vec![0u8];
+        msg.extend_from_slice(&(out.body.len() as u32).to_be_bytes());
+        msg.extend_from_slice(out.body.as_bytes());
+        let resp = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(())
+            .unwrap();
+        let Ok(mut send) = respond.send_response(resp, false) else {
+            return;
+        };
+        let _ = send.send_data(Bytes::from(msg), false);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let _ = send.send_trailers(trailers);
+        return;
+    }
+    let mut resp = http::Response::builder().status(out.status);
+    for (k, v) in &out.headers {
+        resp = resp.header(k.to_ascii_lowercase(), v);
+    }
+    let Ok(mut send) = respond.send_response(resp.body(()).unwrap(), out.body.is_empty()) else {
+        return;
+    };
+    if !out.body.is_empty() {
+        let _ = send.send_data(Bytes::from(out.body), true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_query_parameters() {
+        assert_eq!(parse_duration("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(query_param("/a?b=1&delay=1s", "delay"), Some("1s"));
+        assert_eq!(query_param("/a", "delay"), None);
+    }
+}
