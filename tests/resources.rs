@@ -300,3 +300,77 @@ spec:
         problems[0]
     );
 }
+
+#[test]
+fn plain_istio_gateway_and_virtual_service_are_served() {
+    let config = common::manifest_dir().join("tests/golden/plain-resources/config");
+    let text = std::fs::read_to_string(config.join("resources/istio.yaml")).unwrap();
+    let model = load(&[("resources/istio.yaml", &text)]);
+    let plans = translate::plans(&model);
+    let plan = &plans["legacy-gateway.legacy"];
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let vhost = &plan.listeners[&8080].vhosts[0];
+    assert_eq!(vhost.domains, ["legacy.example.com"]);
+    // First match stays first: a VirtualService is ordered, not sorted by precedence.
+    assert_eq!(
+        vhost
+            .routes
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "virtualservice/legacy/legacy/http/0/match/0",
+            "virtualservice/legacy/legacy/http/1/match/0"
+        ]
+    );
+    let Action::Forward(f) = &vhost.routes[0].action else {
+        panic!("forwards")
+    };
+    assert_eq!(
+        f.backends
+            .iter()
+            .map(|(b, w)| (b.service.as_str(), *w))
+            .collect::<Vec<_>>(),
+        [("legacy-v1", 90), ("legacy-v2", 10)]
+    );
+    let retry = f.retry.as_ref().expect("retries");
+    assert_eq!(retry.on, ["5xx", "connect-failure"]);
+    assert_eq!(retry.attempts, 2);
+    assert_eq!(f.mirrors[0].backend.service, "legacy-shadow");
+    assert_eq!(
+        (f.mirrors[0].numerator, f.mirrors[0].denominator),
+        (50_000, 1_000_000)
+    );
+    assert!(matches!(vhost.routes[1].action, Action::Redirect(_)));
+}
+
+#[test]
+fn istio_fields_tidegate_cannot_serve_are_rejected_with_where() {
+    let problems = common::problems_of(&[
+        ("tidegate.yaml", SETTINGS),
+        (
+            "resources/vs.yaml",
+            "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: v, namespace: shop}
+spec:
+  hosts: [a.example.com]
+  http:
+  - route: [{destination: {host: a, subset: v1, port: {number: 80}}}]
+  tcp: []
+",
+        ),
+    ]);
+    let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(
+        text[0]
+            .starts_with("resources/vs.yaml:5:3: spec.gateways: a VirtualService without gateways"),
+        "{text:#?}"
+    );
+    assert!(text[1].starts_with("resources/vs.yaml:7:45: spec.http[0].route[0].destination.subset: subsets need DestinationRules"), "{text:#?}");
+    assert!(
+        text[2].starts_with("resources/vs.yaml:8:8: spec.tcp: `tcp` routes are not served"),
+        "{text:#?}"
+    );
+}

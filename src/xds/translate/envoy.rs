@@ -759,13 +759,13 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
                     })
                     .collect(),
                 retry_policy: f.retry.as_ref().map(|r| route::RetryPolicy {
-                    // Connection failures are always retried (Gateway API: "MUST retry on
-                    // connection errors"); the codes only when listed.
-                    retry_on: if r.codes.is_empty() {
-                        "connect-failure,refused-stream,reset".into()
-                    } else {
-                        "connect-failure,refused-stream,reset,retriable-status-codes".into()
-                    },
+                    retry_on: r
+                        .on
+                        .iter()
+                        .map(String::as_str)
+                        .chain((!r.codes.is_empty()).then_some("retriable-status-codes"))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     retriable_status_codes: r.codes.iter().map(|c| u32::from(*c)).collect(),
                     num_retries: Some(UInt32Value { value: r.attempts }),
                     per_try_timeout: f.per_try_timeout_ms.map(duration),

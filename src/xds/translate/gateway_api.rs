@@ -381,6 +381,10 @@ pub(super) fn route_plan(
     }
     if let Some(r) = &rule.retry {
         forward.retry = Some(RetryPlan {
+            // Gateway API: implementations "MUST retry on connection errors".
+            on: ["connect-failure", "refused-stream", "reset"]
+                .map(String::from)
+                .to_vec(),
             codes: r.codes.clone(),
             // Gateway API leaves the default to implementations; Envoy's is 1.
             attempts: r.attempts.unwrap_or(1),

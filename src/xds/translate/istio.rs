@@ -274,7 +274,15 @@ fn route_plan(
                 })
                 .collect(),
             retry: http.retries.as_ref().map(|r| RetryPlan {
-                // Plain status codes in retryOn are Istio's spelling of retriable codes.
+                // Plain status codes in retryOn are Istio's spelling of retriable codes;
+                // the rest are Envoy's conditions.
+                on: r
+                    .retry_on
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && t.parse::<u16>().is_err())
+                    .map(String::from)
+                    .collect(),
                 codes: r
                     .retry_on
                     .split(',')

@@ -232,7 +232,9 @@ pub struct Mirror {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetryPlan {
-    /// HTTP status codes retried; connection failures are always retried.
+    /// Envoy retry conditions (`connect-failure`, `5xx`, …).
+    pub on: Vec<String>,
+    /// HTTP status codes retried besides.
     pub codes: Vec<u16>,
     pub attempts: u32,
     pub backoff_ms: Option<u64>,
