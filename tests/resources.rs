@@ -374,3 +374,55 @@ spec:
         "{text:#?}"
     );
 }
+
+#[test]
+fn a_grpc_route_without_a_usable_backend_answers_unavailable() {
+    let model = load(&[(
+        "resources/grpc.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: shop}
+spec:
+  gatewayClassName: tidegate
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: cart, namespace: shop}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{method: {service: shop.Cart, method: Add}}]
+    backendRefs: [{name: missing, port: 9000}]
+  - matches: [{method: {service: shop.Cart}}]
+",
+    )]);
+    let plan = &translate::plans(&model)["gw.shop"];
+    let routes = &plan.listeners[&80].vhosts[0].routes;
+    // Envoy maps a local 503 to grpc-status 14 (UNAVAILABLE); 500 would be UNKNOWN.
+    assert!(
+        matches!(routes[1].action, Action::Status(503)),
+        "{routes:#?}"
+    );
+    let endpoints = tidegate::xds::endpoints::Endpoints::parse("").unwrap();
+    let (res, _) =
+        translate::envoy::resources("gw.shop", plan, Some(&endpoints), None, &Default::default());
+    assert!(
+        res.clusters.is_empty(),
+        "the missing Service gets no cluster"
+    );
+    let rc = res.routes.values().next().unwrap();
+    let Some(envoy_types::pb::envoy::config::route::v3::route::Action::Route(a)) =
+        &rc.virtual_hosts[0].routes[0].action
+    else {
+        panic!("a route action");
+    };
+    assert_eq!(
+        a.cluster_not_found_response_code,
+        envoy_types::pb::envoy::config::route::v3::route_action::ClusterNotFoundResponseCode::ServiceUnavailable as i32
+    );
+    assert!(
+        plan.http2_backends.iter().any(|b| b.service == "missing"),
+        "GRPCRoute backends speak HTTP/2"
+    );
+}

@@ -730,13 +730,14 @@ pub(super) fn envoy_route(r: &RoutePlan, variant: &Variant) -> Route {
             let mut action = RouteAction {
                 cluster_specifier: Some(cluster_specifier),
                 // A backend that does not exist (or is not permitted) answers 500, as
-                // Gateway API requires, instead of Envoy's default 503.
-                cluster_not_found_response_code: ClusterNotFoundResponseCode::InternalServerError
-                    as i32,
-                timeout: f.timeout_ms.map(|ms| Duration {
-                    seconds: (ms / 1000) as i64,
-                    nanos: ((ms % 1000) * 1_000_000) as i32,
-                }),
+                // HTTPRoute requires (Envoy's default is 503); a gRPC route answers 503,
+                // which gRPC clients read as UNAVAILABLE, as GRPCRoute requires.
+                cluster_not_found_response_code: if f.grpc {
+                    ClusterNotFoundResponseCode::ServiceUnavailable as i32
+                } else {
+                    ClusterNotFoundResponseCode::InternalServerError as i32
+                },
+                timeout: f.timeout_ms.map(duration),
                 host_rewrite_specifier: f
                     .host_rewrite
                     .clone()

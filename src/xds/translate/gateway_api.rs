@@ -487,10 +487,15 @@ pub(super) fn route_plan(
             }
         }
     }
+    // No usable backend: HTTPRoute says 500; GRPCRoute says UNAVAILABLE, which is what
+    // Envoy's gRPC mapping of a 503 gives.
+    let grpc = route_kind == "GRPCRoute";
+    let failed = if grpc { 503 } else { 500 };
+    forward.grpc = grpc;
     plan.action = match redirect {
-        _ if unresolved_filter => Action::Status(500),
+        _ if unresolved_filter => Action::Status(failed),
         Some(r) => Action::Redirect(r),
-        None if forward.backends.is_empty() => Action::Status(500),
+        None if forward.backends.is_empty() => Action::Status(failed),
         None => Action::Forward(forward),
     };
     plan

@@ -219,6 +219,9 @@ pub struct Forward {
     pub per_try_timeout_ms: Option<u64>,
     /// Request timeout in milliseconds (`None`: Envoy's default; `Some(0)`: disabled).
     pub timeout_ms: Option<u64>,
+    /// A gRPC route: a backend that does not exist answers 503, which gRPC clients see as
+    /// UNAVAILABLE (GRPCRoute's rule), instead of HTTPRoute's 500.
+    pub grpc: bool,
     pub host_rewrite: Option<String>,
     pub path_rewrite: Option<PathRewrite>,
 }
