@@ -154,23 +154,12 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
         }
         "HTTPRoute" => {
             let spec = require_spec(cx, &o)?;
-            let s = cx.object(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
-            let parent_refs = decode_parent_refs(cx, &s);
-            let hostnames = decode_hostnames(cx, &s);
-            let mut rules = Vec::new();
-            if let Some(n) = s.get("rules")
-                && let Some(items) = cx.list(n, "spec.rules")
-            {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some((rule, _)) =
-                        spec::decode_rule(cx, item, &format!("spec.rules[{i}]"))
-                    {
-                        rules.push(rule);
-                    }
-                }
-            }
+            let (parent_refs, hostnames, mut rules, given) =
+                decode_route_spec(cx, spec, |cx, n, f| {
+                    spec::decode_rule(cx, n, f).map(|(rule, _)| rule)
+                })?;
             // The spec's default: one rule matching every path, with no backend (500).
-            if s.get("rules").is_none() {
+            if !given {
                 rules.push(gw::HttpRouteRule {
                     matches: vec![gw::HttpRouteMatch::default()],
                     ..Default::default()
@@ -181,34 +170,22 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 kind: "HTTPRoute",
                 metadata: metadata?,
                 spec: HttpRouteSpec {
-                    parent_refs: parent_refs?,
-                    hostnames: hostnames?,
+                    parent_refs,
+                    hostnames,
                     rules,
                 },
             })
         }
         "GRPCRoute" => {
             let spec = require_spec(cx, &o)?;
-            let s = cx.object(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
-            let parent_refs = decode_parent_refs(cx, &s);
-            let hostnames = decode_hostnames(cx, &s);
-            let mut rules = Vec::new();
-            if let Some(n) = s.get("rules")
-                && let Some(items) = cx.list(n, "spec.rules")
-            {
-                for (i, item) in items.iter().enumerate() {
-                    if let Some(rule) = decode_grpc_rule(cx, item, &format!("spec.rules[{i}]")) {
-                        rules.push(rule);
-                    }
-                }
-            }
+            let (parent_refs, hostnames, rules, _) = decode_route_spec(cx, spec, decode_grpc_rule)?;
             Object::GrpcRoute(GrpcRoute {
                 api_version: gw::API_VERSION,
                 kind: "GRPCRoute",
                 metadata: metadata?,
                 spec: GrpcRouteSpec {
-                    parent_refs: parent_refs?,
-                    hostnames: hostnames?,
+                    parent_refs,
+                    hostnames,
                     rules,
                 },
             })
@@ -224,6 +201,31 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
         }
     };
     (cx.problems.len() == before).then_some(object)
+}
+
+/// A route's spec: parentRefs, hostnames and rules (each decoded by `rule`), and whether
+/// `rules` was given at all.
+type RouteSpec<R> = (Vec<ParentRef>, Vec<String>, Vec<R>, bool);
+
+fn decode_route_spec<R>(
+    cx: &mut Cx<'_>,
+    spec: &Node,
+    rule: impl Fn(&mut Cx<'_>, &Node, &str) -> Option<R>,
+) -> Option<RouteSpec<R>> {
+    let s = cx.object(spec, "spec", &["parentRefs", "hostnames", "rules"])?;
+    let parent_refs = decode_parent_refs(cx, &s);
+    let hostnames = decode_hostnames(cx, &s);
+    let mut rules = Vec::new();
+    if let Some(n) = s.get("rules")
+        && let Some(items) = cx.list(n, "spec.rules")
+    {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(r) = rule(cx, item, &format!("spec.rules[{i}]")) {
+                rules.push(r);
+            }
+        }
+    }
+    Some((parent_refs?, hostnames?, rules, s.get("rules").is_some()))
 }
 
 fn require_spec<'n>(cx: &mut Cx<'_>, o: &Obj<'n>) -> Option<&'n Node> {
