@@ -28,6 +28,8 @@ struct Times {
     validate: Duration,
     render: Duration,
     translate: Duration,
+    /// Gateway API conditions, computed on the first `/status` of a snapshot.
+    status: Duration,
 }
 
 fn run(
@@ -59,6 +61,9 @@ fn run(
     if std::env::var_os("BENCH_DETAIL").is_some() {
         eprintln!("  plans {:?} encode {:?}", planned, translate - planned);
     }
+    let t = Instant::now();
+    std::hint::black_box(tidegate::xds::translate::conditions::status(&model, None));
+    let status = t.elapsed();
     std::hint::black_box(rendered);
     *previous = Some(snapshot);
     Times {
@@ -66,6 +71,7 @@ fn run(
         validate,
         render,
         translate,
+        status,
     }
 }
 
@@ -84,9 +90,9 @@ fn main() {
         sizes
     };
     println!(
-        "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) |"
+        "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) | status (first /status) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for n in sizes {
         let gateways = (n / 100).max(1);
         let mut repo = TempRepo::new();
@@ -109,12 +115,13 @@ fn main() {
             let t = run(&src, sha, &mut cache, &mut plan_cache, &mut previous);
             let to_snapshot = t.read + t.validate + t.translate;
             println!(
-                "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} |",
+                "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} | {} |",
                 ms(t.read),
                 ms(t.validate),
                 ms(t.translate),
                 ms(to_snapshot),
                 ms(t.render),
+                ms(t.status),
             );
         }
         // For profiling the incremental path: alternate between the two commits.

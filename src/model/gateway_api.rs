@@ -95,14 +95,20 @@ impl LabelSelector {
     /// Whether a namespace with these labels is selected (`In`, `NotIn`, `Exists`,
     /// `DoesNotExist`, as Kubernetes defines them).
     pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.matches_by(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// [`LabelSelector::matches`] with labels looked up by `label` (no map to build).
+    pub fn matches_by<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.match_labels
             .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
+            .all(|(k, v)| label(k) == Some(v.as_str()))
             && self.match_expressions.iter().all(|e| {
-                let have = labels.get(&e.key);
+                let have = label(&e.key);
+                let listed = |v: &str| e.values.iter().any(|x| x == v);
                 match e.operator {
-                    "In" => have.is_some_and(|v| e.values.contains(v)),
-                    "NotIn" => have.is_none_or(|v| !e.values.contains(v)),
+                    "In" => have.is_some_and(listed),
+                    "NotIn" => have.is_none_or(|v| !listed(v)),
                     "Exists" => have.is_some(),
                     "DoesNotExist" => have.is_none(),
                     _ => false,

@@ -105,12 +105,19 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
             _ => None,
         })
         .collect();
-    let find_gateway = |ns: &str, name: &str| {
-        gateways
-            .iter()
-            .find(|g| g.metadata.name == name && g.metadata.namespace.as_deref() == Some(ns))
-            .copied()
-    };
+    let by_name: foldhash::HashMap<(&str, &str), &gw::Gateway> = gateways
+        .iter()
+        .map(|g| {
+            (
+                (
+                    g.metadata.namespace.as_deref().unwrap_or_default(),
+                    g.metadata.name.as_str(),
+                ),
+                *g,
+            )
+        })
+        .collect();
+    let find_gateway = |ns: &str, name: &str| by_name.get(&(ns, name)).copied();
     // (gateway ns, gateway name, listener name) → routes attached.
     let mut attached: std::collections::BTreeMap<(String, String, String), usize> =
         Default::default();

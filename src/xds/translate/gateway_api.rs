@@ -232,13 +232,14 @@ pub fn listener_allows(
         Some("Selector") => allowed.and_then(|n| n.selector.as_ref()).is_some_and(|s| {
             // Namespaces tidegate knows of carry their labels (from intents or from
             // `resources/`); any other has only the name label Kubernetes gives them all.
-            let mut labels = ix
-                .namespaces
-                .get(route_ns)
-                .map(|n| n.metadata.labels.clone())
-                .unwrap_or_default();
-            labels.insert("kubernetes.io/metadata.name".into(), route_ns.to_owned());
-            s.matches(&labels)
+            let labels = ix.namespaces.get(route_ns).map(|n| &n.metadata.labels);
+            s.matches_by(|k| {
+                if k == "kubernetes.io/metadata.name" {
+                    Some(route_ns)
+                } else {
+                    labels.and_then(|l| l.get(k)).map(String::as_str)
+                }
+            })
         }),
         Some(_) => false,
     }
