@@ -57,14 +57,6 @@ const NOT_RUN: &[(&str, &str)] = &[
         "HTTPRouteObservedGenerationBump",
         "needs metadata.generation, which objects read from Git do not have",
     ),
-    (
-        "HTTPRouteRetryConnectionError",
-        "no cases in the data (the Go test builds them in loops; the backend must reset connections)",
-    ),
-    (
-        "HTTPRouteRetryWithTimeouts",
-        "no cases in the data (the Go test builds them in loops with delayed failing attempts)",
-    ),
 ];
 
 /// Where a case was adapted to running without a cluster, and why.
@@ -104,6 +96,10 @@ const ADAPTATIONS: &[(&str, &str)] = &[
     (
         "HTTPRouteRetry: the template path becomes the (responseCode, succeedAfter) matrix of the test's notes, 11 cases",
         "the data holds one templated case for a Go loop",
+    ),
+    (
+        "HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts: their cases are built from the tests' notes (failing attempts reset the connection, or answer late, by echo parameters)",
+        "the data has no cases for them, only the notes describing the Go loops",
     ),
     (
         "weighted rules (HTTPRouteWeight, GRPCRouteWeight, HTTPRouteRequestHeaderModifierBackendWeights): 500 requests, each backend within ±0.05 of its weight's share, weight 0 gets none; backendRef-level headers checked per backend",
@@ -622,7 +618,12 @@ impl Harness {
     async fn run_test(&mut self, test: &TestDef) -> Vec<(String, Result<(), String>)> {
         let mut out = Vec::new();
         let mut objects = committed(&test.objects);
-        let cases: Vec<Case> = test.cases.iter().flat_map(|c| expand(test, c)).collect();
+        let cases: Vec<Case> = test
+            .cases
+            .iter()
+            .flat_map(|c| expand(test, c))
+            .chain(from_notes(test))
+            .collect();
         if let Err(e) = self.commit(&test.short_name, &objects).await {
             out.extend(cases.iter().map(|c| (c.id.clone(), Err(e.clone()))));
             out.extend(
@@ -1156,6 +1157,82 @@ fn sni_of_group(group: &str) -> Option<String> {
         .split(|c: char| c == ')' || c == ',' || c.is_whitespace())
         .next()
         .map(str::to_owned)
+}
+
+/// Cases of tests the data describes only in their notes (see [`ADAPTATIONS`]): each a
+/// request to infra-backend-v3 whose first `succeedAfter` attempts fail as `fail` says.
+fn from_notes(test: &TestDef) -> Vec<Case> {
+    let case = |path: &str, fail: &str, after: u32, want: &[u16]| {
+        let path = format!("{path}?uuid={{uuid}}&{fail}&succeedAfter={after}");
+        let ok = want == [200];
+        Case {
+            id: format!("{} {path}", test.short_name),
+            group: None,
+            request: data::Request {
+                method: "GET".into(),
+                path: Some(path.clone()),
+                ..Default::default()
+            },
+            expect: Expect {
+                status: want.to_vec(),
+                backend_pod_prefix: ok.then(|| "infra-backend-v3".into()),
+                namespace: ok.then(|| "gateway-conformance-infra".into()),
+                backend_request: ok.then(|| data::BackendRequest {
+                    method: Some("GET".into()),
+                    path: Some(path),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            backend_set_response_headers: Vec::new(),
+        }
+    };
+    match test.short_name.as_str() {
+        // attempts 3, no codes: connection errors are retried.
+        "HTTPRouteRetryConnectionError" => vec![
+            case(
+                "/retry/no-status-code-attempts-3",
+                "failWith=reset",
+                2,
+                &[200],
+            ),
+            case(
+                "/retry/no-status-code-attempts-3",
+                "failWith=reset",
+                4,
+                &[500, 503],
+            ),
+        ],
+        // backendRequest 200 ms per try; failing tries answer after 300 ms (timed out),
+        // or after 100 ms against a 400 ms request timeout.
+        "HTTPRouteRetryWithTimeouts" => vec![
+            case(
+                "/retry/backend-request-timeout-200ms",
+                "responseCode=500&delayFailure=300ms",
+                2,
+                &[200],
+            ),
+            case(
+                "/retry/backend-request-timeout-200ms",
+                "responseCode=500&delayFailure=300ms",
+                3,
+                &[504],
+            ),
+            case(
+                "/retry/request-timeout-200ms",
+                "responseCode=500",
+                1,
+                &[200],
+            ),
+            case(
+                "/retry/request-timeout-200ms",
+                "responseCode=500&delayFailure=100ms",
+                4,
+                &[504],
+            ),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// Cases the data gives as Go expressions, expanded (see [`ADAPTATIONS`]).

@@ -4,7 +4,8 @@
 //! with query, host, headers), and records every request so mirrors can be checked. Like
 //! `echo-basic` it honours `?delay=<duration>`, `X-Echo-Set-Header: Name:value,...` and the
 //! retry parameters `uuid`, `responseCode`, `succeedAfter` (the first `succeedAfter`
-//! attempts of a `uuid` answer `responseCode`). A listener speaks HTTP/1.1 and HTTP/2
+//! attempts of a `uuid` answer `responseCode`), plus `failWith=reset` (those attempts
+//! reset the TCP connection instead) and `delayFailure=<duration>` (they answer late). A listener speaks HTTP/1.1 and HTTP/2
 //! prior knowledge (h2c), or only h2c for Service ports with `appProtocol:
 //! kubernetes.io/h2c`; a request with `content-type: application/grpc` gets a gRPC answer
 //! (status OK, the JSON as its one message).
@@ -117,6 +118,9 @@ struct Outgoing {
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
+    /// Reset the connection instead of answering (a failing attempt with
+    /// `failWith=reset`).
+    reset: bool,
 }
 
 fn query_param<'a>(path: &'a str, key: &str) -> Option<&'a str> {
@@ -146,11 +150,13 @@ async fn answer(req: Incoming, pod: &Pod, shared: &Shared) -> Outgoing {
     if let Some(d) = query_param(&req.path, "delay").and_then(parse_duration) {
         tokio::time::sleep(d).await;
     }
-    if let (Some(uuid), Some(code), Some(after)) = (
+    let reset = query_param(&req.path, "failWith") == Some("reset");
+    let code = query_param(&req.path, "responseCode").and_then(|c| c.parse::<u16>().ok());
+    if let (Some(uuid), Some(after)) = (
         query_param(&req.path, "uuid"),
-        query_param(&req.path, "responseCode").and_then(|c| c.parse::<u16>().ok()),
         query_param(&req.path, "succeedAfter").and_then(|c| c.parse::<u32>().ok()),
-    ) {
+    ) && (reset || code.is_some())
+    {
         let attempt = {
             let mut a = shared.attempts.lock().unwrap();
             let n = a.entry(uuid.to_owned()).or_insert(0);
@@ -158,10 +164,16 @@ async fn answer(req: Incoming, pod: &Pod, shared: &Shared) -> Outgoing {
             *n
         };
         if attempt <= after {
+            // A failing attempt may be slow too (the retry-with-timeouts cases).
+            if let Some(d) = query_param(&req.path, "delayFailure").and_then(parse_duration) {
+                tokio::time::sleep(d).await;
+            }
+            let code = code.unwrap_or(500);
             return Outgoing {
                 status: code,
                 headers: Vec::new(),
                 body: format!("attempt {attempt} of {uuid} fails with {code}"),
+                reset,
             };
         }
     }
@@ -196,6 +208,7 @@ async fn answer(req: Incoming, pod: &Pod, shared: &Shared) -> Outgoing {
         status: 200,
         headers,
         body,
+        reset: false,
     }
 }
 
@@ -297,6 +310,14 @@ async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
             &shared,
         )
         .await;
+        if out.reset {
+            // Linger 0: closing sends a TCP RST, what a crashing backend looks like. (The
+            // deprecation is about a lingering close blocking the thread; a zero linger
+            // does not linger.)
+            #[allow(deprecated)]
+            let _ = sock.set_linger(Some(Duration::ZERO));
+            return;
+        }
         let mut resp = format!("HTTP/1.1 {} {}\r\n", out.status, reason(out.status));
         for (k, v) in &out.headers {
             resp.push_str(&format!("{k}: {v}\r\n"));

@@ -373,12 +373,13 @@ pub(super) fn route_plan(
         forward.backends.push((backend, b.weight));
     }
     if let Some(t) = &rule.timeouts {
+        // `backendRequest` bounds each call to a backend, so with retries each try; the
+        // whole exchange is `request`. With only `backendRequest`, Envoy's own 15 s
+        // route timeout is lifted: the tries bound it.
         let request = t.request.as_deref().and_then(duration_ms);
         let backend = t.backend_request.as_deref().and_then(duration_ms);
-        forward.timeout_ms = request.or(backend);
-        if request.is_some() {
-            forward.per_try_timeout_ms = backend;
-        }
+        forward.timeout_ms = request.or(backend.map(|_| 0));
+        forward.per_try_timeout_ms = backend;
     }
     if let Some(r) = &rule.retry {
         forward.retry = Some(RetryPlan {
