@@ -48,16 +48,10 @@ use data::{Case, Expect, Suite, TestDef};
 const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Tests with nothing to check here (reported as 0/0, never failing).
-const NOT_RUN: &[(&str, &str)] = &[
-    (
-        "HTTPRouteBackendProtocolWebSocket",
-        "no cases in the data (the Go test dials a WebSocket)",
-    ),
-    (
-        "HTTPRouteObservedGenerationBump",
-        "needs metadata.generation, which objects read from Git do not have",
-    ),
-];
+const NOT_RUN: &[(&str, &str)] = &[(
+    "HTTPRouteObservedGenerationBump",
+    "needs metadata.generation, which objects read from Git do not have",
+)];
 
 /// Where a case was adapted to running without a cluster, and why.
 const ADAPTATIONS: &[(&str, &str)] = &[
@@ -100,6 +94,10 @@ const ADAPTATIONS: &[(&str, &str)] = &[
     (
         "HTTPRouteRetryConnectionError, HTTPRouteRetryWithTimeouts: their cases are built from the tests' notes (failing attempts reset the connection, or answer late, by echo parameters)",
         "the data has no cases for them, only the notes describing the Go loops",
+    ),
+    (
+        "HTTPRouteBackendProtocolWebSocket: one case built from the Go test: a WebSocket upgrade of `/` through the Gateway to infra-backend-v1:8082 (appProtocol kubernetes.io/ws), a text message echoed back",
+        "the data has neither cases nor notes for it; the manifest is the test's own",
     ),
     (
         "weighted rules (HTTPRouteWeight, GRPCRouteWeight, HTTPRouteRequestHeaderModifierBackendWeights): 500 requests, each backend within ±0.05 of its weight's share, weight 0 gets none; backendRef-level headers checked per backend",
@@ -800,6 +798,8 @@ impl Harness {
                 self.percentage_mirror(case, t, ip).await
             } else if case.request.grpc_method.is_some() {
                 self.grpc_case(case, t, ip).await
+            } else if let Some(message) = &case.request.websocket {
+                self.websocket_case(case, t, ip, message).await
             } else {
                 self.http_case(case, t, ip).await
             };
@@ -871,6 +871,33 @@ impl Harness {
                 return Err(format!("{} did not see the mirrored {path}", m.backend));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn websocket_case(
+        &self,
+        case: &Case,
+        t: &Target,
+        ip: &str,
+        message: &str,
+    ) -> Result<(), String> {
+        let sent = sent_request(case, t, ip);
+        let r = client::websocket(Self::addr(t, ip), &sent.host, &sent.path, message).await?;
+        if !case.expect.status.contains(&r.status) {
+            return Err(format!(
+                "upgrade answered {}, want {:?}",
+                r.status, case.expect.status
+            ));
+        }
+        let pod = r.pod.unwrap_or_default();
+        if let Some(want) = &case.expect.backend_pod_prefix
+            && !self.deployment_of(&pod).starts_with(want.as_str())
+        {
+            return Err(format!("upgraded by pod {pod:?}, want {want}"));
+        }
+        match r.echoed {
+            Some(m) if m == message => Ok(()),
+            other => Err(format!("sent {message:?}, got back {other:?}")),
         }
     }
 
@@ -1231,6 +1258,17 @@ fn from_notes(test: &TestDef) -> Vec<Case> {
                 &[504],
             ),
         ],
+        // The Go test dials a WebSocket through the Gateway to the Service port with
+        // appProtocol kubernetes.io/ws and expects its message back.
+        "HTTPRouteBackendProtocolWebSocket" => {
+            let mut c = case("/", "", 0, &[101]);
+            c.id = format!("{} WebSocket upgrade and echo", test.short_name);
+            c.request.path = Some("/".into());
+            c.request.websocket = Some("hello from the conformance harness".into());
+            c.expect.backend_pod_prefix = Some("infra-backend-v1".into());
+            c.expect.backend_request = None;
+            vec![c]
+        }
         _ => Vec::new(),
     }
 }

@@ -354,6 +354,159 @@ pub fn grpc_code(name: &str) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// What a WebSocket exchange gave: the upgrade's status, the pod that answered it
+/// (`x-echo-pod`), and the message echoed back.
+pub struct WebSocket {
+    pub status: u16,
+    pub pod: Option<String>,
+    pub echoed: Option<String>,
+}
+
+/// Upgrades `path` to a WebSocket (RFC 6455), checks the server's accept key, sends
+/// `message` as one masked text frame and reads one frame back.
+pub async fn websocket(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    message: &str,
+) -> Result<WebSocket, String> {
+    let mut tcp = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("connect {addr}: timed out"))?
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let key = "dGlkZWdhdGUtd2Vic29ja2V0"; // base64 of 16 bytes, as the RFC asks
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let io = async {
+        tcp.write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match tcp.read(&mut chunk).await {
+                Ok(0) => return Err("closed before the upgrade answer".to_string()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        buf.drain(..head_end);
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad status line: {head:?}"))?;
+        let header = |name: &str| {
+            head.split("\r\n").find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let pod = header("x-echo-pod");
+        if status != 101 {
+            return Ok(WebSocket {
+                status,
+                pod,
+                echoed: None,
+            });
+        }
+        if header("sec-websocket-accept").as_deref() != Some(&accept_key(key)) {
+            return Err(format!("wrong Sec-WebSocket-Accept in {head:?}"));
+        }
+        // One text frame, FIN, masked (clients must mask).
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let payload = message.as_bytes();
+        let mut frame = vec![0x81u8];
+        if payload.len() < 126 {
+            frame.push(0x80 | payload.len() as u8);
+        } else {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        tcp.write_all(&frame).await.map_err(|e| e.to_string())?;
+        let (_, echoed) = read_frame(&mut tcp, &mut buf).await?;
+        Ok(WebSocket {
+            status,
+            pod,
+            echoed: Some(String::from_utf8_lossy(&echoed).into_owned()),
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(5), io)
+        .await
+        .map_err(|_| "WebSocket exchange timed out".to_string())?
+}
+
+/// RFC 6455 §4.2.2: base64(SHA-1(key + GUID)).
+pub fn accept_key(key: &str) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// Reads one WebSocket frame (unmasking it if masked): (opcode, payload). `buf` holds
+/// bytes already read.
+pub async fn read_frame<S: AsyncRead + Unpin>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+) -> Result<(u8, Vec<u8>), String> {
+    let need = |buf: &Vec<u8>| -> Option<(usize, usize, Option<[u8; 4]>)> {
+        if buf.len() < 2 {
+            return None;
+        }
+        let masked = buf[1] & 0x80 != 0;
+        let (len, mut at) = match buf[1] & 0x7f {
+            126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+            127 if buf.len() >= 10 => {
+                (u64::from_be_bytes(buf[2..10].try_into().ok()?) as usize, 10)
+            }
+            126 | 127 => return None,
+            n => (n as usize, 2),
+        };
+        let mask = if masked {
+            if buf.len() < at + 4 {
+                return None;
+            }
+            let m = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        (buf.len() >= at + len).then_some((at, len, mask))
+    };
+    loop {
+        if let Some((at, len, mask)) = need(buf) {
+            let opcode = buf[0] & 0x0f;
+            let mut payload: Vec<u8> = buf[at..at + len].to_vec();
+            if let Some(m) = mask {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= m[i % 4];
+                }
+            }
+            buf.drain(..at + len);
+            return Ok((opcode, payload));
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) => return Err("closed before a frame".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub tls_sni: Option<String>,
     pub grpc_method: Option<String>,
+    /// A WebSocket exchange: this message is sent after the upgrade and must come back.
+    pub websocket: Option<String>,
     pub authority: Option<String>,
     pub metadata: Vec<(String, String)>,
 }
@@ -196,6 +198,7 @@ fn parse_case(c: &Value) -> Case {
         headers: pairs(&r["headers"]),
         tls_sni: s(&r["tls_sni"]),
         grpc_method: s(&r["grpc_method"]),
+        websocket: None,
         authority: s(&r["authority"]),
         metadata: pairs(&r["metadata"]),
     };

@@ -223,6 +223,33 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// A WebSocket after its upgrade (RFC 6455): every text or binary frame is sent back as
+/// it came, a close is answered and ends it. The 101 names the pod (`x-echo-pod`).
+async fn websocket(mut sock: TcpStream, mut buf: Vec<u8>, key: &str, pod: &Pod) {
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nx-echo-pod: {}\r\n\r\n",
+        super::client::accept_key(key),
+        pod.name
+    );
+    if sock.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    while let Ok((opcode, payload)) = super::client::read_frame(&mut sock, &mut buf).await {
+        // Server frames are not masked; payloads here are short (< 126 bytes or u16).
+        let mut frame = vec![0x80 | opcode];
+        if payload.len() < 126 {
+            frame.push(payload.len() as u8);
+        } else {
+            frame.push(126);
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+        }
+        frame.extend_from_slice(&payload);
+        if sock.write_all(&frame).await.is_err() || opcode == 0x8 {
+            return;
+        }
+    }
+}
+
 async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
     let mut buf = Vec::new();
     loop {
@@ -254,6 +281,17 @@ async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
+        if get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+            && let Some(key) = get("sec-websocket-key")
+        {
+            shared.log.lock().unwrap().push(Seen {
+                pod: pod.name.clone(),
+                namespace: pod.namespace.clone(),
+                path: path.clone(),
+            });
+            websocket(sock, buf, &key, &pod).await;
+            return;
+        }
         // Bodies are read and dropped: content-length or chunked.
         if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
             loop {
