@@ -168,35 +168,9 @@ pub fn main() -> ExitCode {
 /// API server accepts such objects, and the proxies serve the rest.
 fn print_conditions(model: &crate::model::Model) {
     let status = crate::xds::translate::conditions::status(model, None);
-    for g in &status.gateways {
-        for l in &g.listeners {
-            for c in &l.conditions {
-                let bad = (c.type_ == "Conflicted") == (c.status == "True");
-                if bad {
-                    println!(
-                        "status: Gateway {}/{} listener {}: {}={} ({}): {}",
-                        g.namespace, g.name, l.name, c.type_, c.status, c.reason, c.message
-                    );
-                }
-            }
-        }
-    }
-    for r in &status.routes {
-        for p in &r.parents {
-            for c in p.conditions.iter().filter(|c| c.status != "True") {
-                println!(
-                    "status: {} {}/{} parent {}: {}={} ({}): {}",
-                    r.kind,
-                    r.namespace,
-                    r.name,
-                    p.parent_ref.name,
-                    c.type_,
-                    c.status,
-                    c.reason,
-                    c.message
-                );
-            }
-        }
+    let api = serde_json::to_value(&status).unwrap_or_default();
+    for line in flagged_conditions(&api) {
+        println!("status: {line}");
     }
 }
 
@@ -393,6 +367,54 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 }
 
 /// `tidegate status` output: the served commit, rejections, then one row per proxy.
+/// The Gateway API conditions a controller would flag (`/status` → `gatewayApi`), one
+/// line each: listeners not accepted, programmed or resolved, or conflicted; route parents
+/// not accepted or with unresolved references. Empty when all is fine.
+fn flagged_conditions(api: &serde_json::Value) -> Vec<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for g in api["gateways"].as_array().into_iter().flatten() {
+        for l in g["listeners"].as_array().into_iter().flatten() {
+            for c in l["conditions"].as_array().into_iter().flatten() {
+                let fine = (c["type"] == "Conflicted") == (c["status"] == "False");
+                if !fine {
+                    let _ = writeln!(
+                        out,
+                        "Gateway {}/{} listener {}: {}={} ({})",
+                        g["namespace"].as_str().unwrap_or(""),
+                        g["name"].as_str().unwrap_or(""),
+                        l["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    for r in api["routes"].as_array().into_iter().flatten() {
+        for p in r["parents"].as_array().into_iter().flatten() {
+            for c in p["conditions"].as_array().into_iter().flatten() {
+                if c["status"] != "True" {
+                    let _ = writeln!(
+                        out,
+                        "{} {}/{} parent {}: {}={} ({}): {}",
+                        r["kind"].as_str().unwrap_or(""),
+                        r["namespace"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        p["parentRef"]["name"].as_str().unwrap_or(""),
+                        c["type"].as_str().unwrap_or(""),
+                        c["status"].as_str().unwrap_or(""),
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    out.lines().map(str::to_owned).collect()
+}
+
 pub fn status_table(page: &serde_json::Value) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
@@ -473,5 +495,44 @@ pub fn status_table(page: &serde_json::Value) -> String {
         }
     }
     out.push_str(&details);
+    for line in flagged_conditions(&page["gatewayApi"]) {
+        let _ = writeln!(out, "  {line}");
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_status_table_lists_routes_a_controller_would_flag() {
+        let page = serde_json::json!({
+            "served": {"source": "repo at commit abc"},
+            "proxies": [],
+            "gatewayApi": {
+                "gateways": [{"namespace": "infra", "name": "gw", "listeners": [
+                    {"name": "http", "conditions": [
+                        {"type": "Accepted", "status": "True", "reason": "Accepted"},
+                        {"type": "Conflicted", "status": "False", "reason": "NoConflicts"}]},
+                    {"name": "tls", "conditions": [
+                        {"type": "Accepted", "status": "False", "reason": "UnsupportedProtocol"}]}]}],
+                "routes": [
+                    {"kind": "HTTPRoute", "namespace": "web", "name": "ok", "parents": [
+                        {"parentRef": {"name": "gw"}, "conditions": [
+                            {"type": "Accepted", "status": "True", "reason": "Accepted"}]}]},
+                    {"kind": "HTTPRoute", "namespace": "web", "name": "bad", "parents": [
+                        {"parentRef": {"name": "gw"}, "conditions": [
+                            {"type": "ResolvedRefs", "status": "False", "reason": "RefNotPermitted", "message": "no grant"}]}]}]
+            }
+        });
+        let table = super::status_table(&page);
+        let flagged: Vec<&str> = table.lines().filter(|l| l.starts_with("  ")).collect();
+        assert_eq!(
+            flagged,
+            [
+                "  Gateway infra/gw listener tls: Accepted=False (UnsupportedProtocol)",
+                "  HTTPRoute web/bad parent gw: ResolvedRefs=False (RefNotPermitted): no grant"
+            ],
+            "{table}"
+        );
+    }
 }
