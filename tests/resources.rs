@@ -426,3 +426,31 @@ spec:
         "GRPCRoute backends speak HTTP/2"
     );
 }
+
+#[test]
+fn backend_filters_envoy_cannot_apply_per_backend_are_reported() {
+    let model = load(&[
+        ("intents/httpbin.yaml", INTENT),
+        (
+            "resources/extra.yaml",
+            &route(
+                "httpbin",
+                "  rules:
+  - backendRefs:
+    - name: a
+      port: 80
+      filters: [{type: URLRewrite, urlRewrite: {hostname: a.internal}}]
+    - {name: b, port: 80}
+",
+            ),
+        ),
+    ]);
+    let plan = &translate::plans(&model)["httpbin-gateway.httpbin"];
+    assert!(
+        plan.warnings.iter().any(|w| w.starts_with(
+            "HTTPRoute httpbin/extra rules[0]: backendRef filters other than header modifiers"
+        )),
+        "{:?}",
+        plan.warnings
+    );
+}

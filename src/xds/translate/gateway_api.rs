@@ -25,6 +25,29 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         .get(&(gw_ns, gateway.metadata.name.as_str()))
         .map_or(&[], Vec::as_slice);
 
+    // Envoy has redirects, rewrites, mirrors and CORS per route, not per weighted
+    // cluster: on a backendRef of a rule with several backends they cannot be applied.
+    for a in routes {
+        for (ri, rule) in a.route.spec.rules.iter().enumerate() {
+            let live: Vec<_> = rule.backend_refs.iter().filter(|b| b.weight > 0).collect();
+            let per_route_only = live.len() > 1
+                && live.iter().flat_map(|b| &b.filters).any(|f| {
+                    !matches!(
+                        f.type_,
+                        FilterType::RequestHeaderModifier | FilterType::ResponseHeaderModifier
+                    )
+                });
+            if per_route_only {
+                plan.warnings.push(format!(
+                    "{} {}/{} rules[{ri}]: backendRef filters other than header modifiers are applied only when the rule has one backend; ignored here (put them on the rule)",
+                    a.kind(),
+                    a.route.metadata.namespace.as_deref().unwrap_or_default(),
+                    a.route.metadata.name
+                ));
+            }
+        }
+    }
+
     // (port, domain) → (listener specificity, the owning listener, routes with their sort
     // keys).
     type Entry = (Specificity, String, Vec<(SortKey, RoutePlan)>);
