@@ -454,3 +454,59 @@ fn backend_filters_envoy_cannot_apply_per_backend_are_reported() {
         plan.warnings
     );
 }
+
+#[test]
+fn a_certificate_in_another_namespace_needs_a_reference_grant() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: tidegate
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    hostname: shop.example.com
+    tls: {certificateRefs: [{name: shop-cert, namespace: certs}]}
+";
+    let grant = "apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: gateways-use-certs, namespace: certs}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}]
+  to: [{group: \"\", kind: Secret}]
+";
+    let listener_refs = |model: &tidegate::model::Model| {
+        let status = conditions::status(model, None);
+        let c = status.gateways[0].listeners[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ResolvedRefs")
+            .cloned()
+            .unwrap();
+        (c.status, c.reason)
+    };
+
+    let without = load(&[("resources/gw.yaml", gateway)]);
+    let plan = &translate::plans(&without)["gw.infra"];
+    assert!(plan.listeners.is_empty(), "{plan:#?}");
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("no ReferenceGrant in certs allows Gateways of infra")),
+        "{:?}",
+        plan.warnings
+    );
+    assert_eq!(listener_refs(&without), ("False", "RefNotPermitted"));
+
+    let with = load(&[
+        ("resources/gw.yaml", gateway),
+        ("resources/grant.yaml", grant),
+    ]);
+    let plan = &translate::plans(&with)["gw.infra"];
+    assert_eq!(
+        plan.listeners[&443].tls[0].secret,
+        ("certs".to_owned(), "shop-cert".to_owned())
+    );
+    assert_eq!(listener_refs(&with), ("True", "ResolvedRefs"));
+}

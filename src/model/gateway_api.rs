@@ -557,13 +557,20 @@ impl ReferenceGrant {
     /// Whether this grant lets a route of kind `from_kind` in `from_ns` reference Service
     /// `name` (in the grant's namespace).
     pub fn allows(&self, from_kind: &str, from_ns: &str, name: &str) -> bool {
+        self.allows_ref(from_kind, from_ns, "Service", name)
+    }
+
+    /// Whether this grant lets a Gateway API object of `from_kind` in `from_ns` reference
+    /// the core object `to_kind`/`name` (a Service, or a Gateway's Secret) in the grant's
+    /// namespace.
+    pub fn allows_ref(&self, from_kind: &str, from_ns: &str, to_kind: &str, name: &str) -> bool {
         self.spec
             .from
             .iter()
             .any(|f| f.group == GROUP && f.kind == from_kind && f.namespace == from_ns)
             && self.spec.to.iter().any(|t| {
                 t.group.is_empty()
-                    && t.kind == "Service"
+                    && t.kind == to_kind
                     && t.name.as_deref().is_none_or(|n| n == name)
             })
     }

@@ -246,6 +246,12 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                                 && !t.certificate_refs.is_empty()
                                 && t.certificate_refs.iter().all(|r| r.kind == "Secret")
                         });
+                    let certs_permitted = l.tls.as_ref().is_none_or(|t| {
+                        t.certificate_refs.iter().all(|r| {
+                            let secret_ns = r.namespace.as_deref().unwrap_or(&ns);
+                            super::gateway_api::secret_permitted(&ix, &ns, secret_ns, &r.name)
+                        })
+                    });
                     let kinds: Vec<&'static str> = HTTP_KINDS
                         .iter()
                         .copied()
@@ -273,15 +279,17 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                         } else {
                             Condition::new("Conflicted", false, "NoConflicts", "")
                         },
-                        if tls_ok && kinds_ok {
+                        if tls_ok && kinds_ok && certs_permitted {
                             Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+                        } else if !certs_permitted {
+                            Condition::new("ResolvedRefs", false, "RefNotPermitted", "a certificateRef names a Secret in another namespace that no ReferenceGrant there allows")
                         } else if !tls_ok {
                             Condition::new("ResolvedRefs", false, "InvalidCertificateRef", "HTTPS needs TLS mode Terminate with certificateRefs to Secrets")
                         } else {
                             Condition::new("ResolvedRefs", false, "InvalidRouteKinds", "none of allowedRoutes.kinds is supported; valid: HTTPRoute, GRPCRoute")
                         },
                     ];
-                    let programmed = supported && !conflict && tls_ok;
+                    let programmed = supported && !conflict && tls_ok && certs_permitted;
                     conditions.push(Condition::new(
                         "Programmed",
                         programmed,

@@ -70,9 +70,16 @@ pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                 };
                 for r in &t.certificate_refs {
                     let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-                    if r.kind != "Secret" || ns != gw_ns {
+                    if r.kind != "Secret" {
                         plan.warnings.push(format!(
-                            "listener {}: certificateRef {}/{} is not served: only Secrets in the Gateway's namespace are",
+                            "listener {}: certificateRef {}/{} is not served: only Secrets are",
+                            listener.name, ns, r.name
+                        ));
+                        continue;
+                    }
+                    if !secret_permitted(ix, gw_ns, ns, &r.name) {
+                        plan.warnings.push(format!(
+                            "listener {}: certificateRef {}/{} is not served: no ReferenceGrant in {ns} allows Gateways of {gw_ns} to use it",
                             listener.name, ns, r.name
                         ));
                         continue;
@@ -524,6 +531,16 @@ pub(super) fn route_plan(
         None => Action::Forward(forward),
     };
     plan
+}
+
+/// Whether a Gateway in `gw_ns` may use Secret `ns`/`name` for TLS: its own namespace, or
+/// a ReferenceGrant there allows Gateways of `gw_ns`.
+pub fn secret_permitted(ix: &super::Index<'_>, gw_ns: &str, ns: &str, name: &str) -> bool {
+    ns == gw_ns
+        || ix.grants.iter().any(|g| {
+            g.metadata.namespace.as_deref() == Some(ns)
+                && g.allows_ref("Gateway", gw_ns, "Secret", name)
+        })
 }
 
 /// The service name standing for a backend the route may not use: no cluster has it, so
