@@ -119,8 +119,7 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         .collect();
     let find_gateway = |ns: &str, name: &str| by_name.get(&(ns, name)).copied();
     // (gateway ns, gateway name, listener name) → routes attached.
-    let mut attached: std::collections::BTreeMap<(String, String, String), usize> =
-        Default::default();
+    let mut attached = Attachments::default();
 
     let mut routes = Vec::new();
     for o in &model.objects {
@@ -236,85 +235,18 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                 .spec
                 .listeners
                 .iter()
-                .map(|l| {
-                    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
-                    let conflict = *ports.entry(l.port).or_insert(l.protocol.as_str())
-                        != l.protocol.as_str();
-                    let tls_ok = l.protocol != "HTTPS"
-                        || l.tls.as_ref().is_some_and(|t| {
-                            t.mode == "Terminate"
-                                && !t.certificate_refs.is_empty()
-                                && t.certificate_refs.iter().all(|r| r.kind == "Secret")
-                        });
-                    let certs_permitted = l.tls.as_ref().is_none_or(|t| {
-                        t.certificate_refs.iter().all(|r| {
-                            let secret_ns = r.namespace.as_deref().unwrap_or(&ns);
-                            super::gateway_api::secret_permitted(&ix, &ns, secret_ns, &r.name)
-                        })
-                    });
-                    let kinds: Vec<&'static str> = HTTP_KINDS
-                        .iter()
-                        .copied()
-                        .filter(|k| {
-                            l.allowed_routes
-                                .as_ref()
-                                .is_none_or(|a| a.kinds.is_empty() || a.kinds.iter().any(|x| x.kind == *k && x.group == gw::GROUP))
-                        })
-                        .collect();
-                    let kinds_ok = l.allowed_routes.as_ref().is_none_or(|a| a.kinds.is_empty())
-                        || !kinds.is_empty();
-                    let mut conditions = vec![
-                        if supported {
-                            Condition::new("Accepted", true, "Accepted", "")
-                        } else {
-                            Condition::new(
-                                "Accepted",
-                                false,
-                                "UnsupportedProtocol",
-                                format!("protocol {} is not served; valid: HTTP, HTTPS", l.protocol),
-                            )
-                        },
-                        if conflict {
-                            Condition::new("Conflicted", true, "ProtocolConflict", format!("port {} carries another protocol", l.port))
-                        } else {
-                            Condition::new("Conflicted", false, "NoConflicts", "")
-                        },
-                        if tls_ok && kinds_ok && certs_permitted {
-                            Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
-                        } else if !certs_permitted {
-                            Condition::new("ResolvedRefs", false, "RefNotPermitted", "a certificateRef names a Secret in another namespace that no ReferenceGrant there allows")
-                        } else if !tls_ok {
-                            Condition::new("ResolvedRefs", false, "InvalidCertificateRef", "HTTPS needs TLS mode Terminate with certificateRefs to Secrets")
-                        } else {
-                            Condition::new("ResolvedRefs", false, "InvalidRouteKinds", "none of allowedRoutes.kinds is supported; valid: HTTPRoute, GRPCRoute")
-                        },
-                    ];
-                    let programmed = supported && !conflict && tls_ok && certs_permitted;
-                    conditions.push(Condition::new(
-                        "Programmed",
-                        programmed,
-                        if programmed { "Programmed" } else { "Invalid" },
-                        "",
-                    ));
-                    ListenerStatus {
-                        name: l.name.clone(),
-                        attached_routes: attached
-                            .get(&(ns.clone(), g.metadata.name.clone(), l.name.clone()))
-                            .copied()
-                            .unwrap_or(0),
-                        supported_kinds: kinds,
-                        conditions,
-                    }
-                })
+                .map(|l| listener_status(&ix, &ns, &g.metadata.name, l, &mut ports, &attached))
                 .collect();
             let valid = listeners.iter().all(|l| {
                 l.conditions
                     .iter()
                     .all(|c| (c.type_ == "Conflicted") != (c.status == "True"))
             });
-            let any_programmed = listeners
-                .iter()
-                .any(|l| l.conditions.iter().any(|c| c.type_ == "Programmed" && c.status == "True"));
+            let any_programmed = listeners.iter().any(|l| {
+                l.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Programmed" && c.status == "True")
+            });
             GatewayStatus {
                 namespace: ns,
                 name: g.metadata.name.clone(),
@@ -322,12 +254,21 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                     if valid {
                         Condition::new("Accepted", true, "Accepted", "")
                     } else {
-                        Condition::new("Accepted", true, "ListenersNotValid", "some listeners are not served; see their conditions")
+                        Condition::new(
+                            "Accepted",
+                            true,
+                            "ListenersNotValid",
+                            "some listeners are not served; see their conditions",
+                        )
                     },
                     Condition::new(
                         "Programmed",
                         any_programmed,
-                        if any_programmed { "Programmed" } else { "Invalid" },
+                        if any_programmed {
+                            "Programmed"
+                        } else {
+                            "Invalid"
+                        },
                         "served over xDS to the proxy with this Gateway's name",
                     ),
                 ],
@@ -336,6 +277,108 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         })
         .collect();
     GatewayApiStatus { gateways, routes }
+}
+
+/// Attached routes by (gateway namespace, gateway name, listener name).
+type Attachments = std::collections::BTreeMap<(String, String, String), usize>;
+
+/// One listener's conditions; `ports` collects the protocol of each port seen so far on
+/// the Gateway (a second protocol on a port is a conflict).
+fn listener_status<'g>(
+    ix: &Index<'_>,
+    ns: &str,
+    gateway: &str,
+    l: &'g gw::Listener,
+    ports: &mut std::collections::BTreeMap<u16, &'g str>,
+    attached: &Attachments,
+) -> ListenerStatus {
+    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
+    let conflict = *ports.entry(l.port).or_insert(l.protocol.as_str()) != l.protocol.as_str();
+    let tls_ok = l.protocol != "HTTPS"
+        || l.tls.as_ref().is_some_and(|t| {
+            t.mode == "Terminate"
+                && !t.certificate_refs.is_empty()
+                && t.certificate_refs.iter().all(|r| r.kind == "Secret")
+        });
+    let certs_permitted = l.tls.as_ref().is_none_or(|t| {
+        t.certificate_refs.iter().all(|r| {
+            let secret_ns = r.namespace.as_deref().unwrap_or(ns);
+            super::gateway_api::secret_permitted(ix, ns, secret_ns, &r.name)
+        })
+    });
+    let kinds: Vec<&'static str> = HTTP_KINDS
+        .iter()
+        .copied()
+        .filter(|k| {
+            l.allowed_routes.as_ref().is_none_or(|a| {
+                a.kinds.is_empty() || a.kinds.iter().any(|x| x.kind == *k && x.group == gw::GROUP)
+            })
+        })
+        .collect();
+    let kinds_ok =
+        l.allowed_routes.as_ref().is_none_or(|a| a.kinds.is_empty()) || !kinds.is_empty();
+    let mut conditions = vec![
+        if supported {
+            Condition::new("Accepted", true, "Accepted", "")
+        } else {
+            Condition::new(
+                "Accepted",
+                false,
+                "UnsupportedProtocol",
+                format!("protocol {} is not served; valid: HTTP, HTTPS", l.protocol),
+            )
+        },
+        if conflict {
+            Condition::new(
+                "Conflicted",
+                true,
+                "ProtocolConflict",
+                format!("port {} carries another protocol", l.port),
+            )
+        } else {
+            Condition::new("Conflicted", false, "NoConflicts", "")
+        },
+        if tls_ok && kinds_ok && certs_permitted {
+            Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
+        } else if !certs_permitted {
+            Condition::new(
+                "ResolvedRefs",
+                false,
+                "RefNotPermitted",
+                "a certificateRef names a Secret in another namespace that no ReferenceGrant there allows",
+            )
+        } else if !tls_ok {
+            Condition::new(
+                "ResolvedRefs",
+                false,
+                "InvalidCertificateRef",
+                "HTTPS needs TLS mode Terminate with certificateRefs to Secrets",
+            )
+        } else {
+            Condition::new(
+                "ResolvedRefs",
+                false,
+                "InvalidRouteKinds",
+                "none of allowedRoutes.kinds is supported; valid: HTTPRoute, GRPCRoute",
+            )
+        },
+    ];
+    let programmed = supported && !conflict && tls_ok && certs_permitted;
+    conditions.push(Condition::new(
+        "Programmed",
+        programmed,
+        if programmed { "Programmed" } else { "Invalid" },
+        "",
+    ));
+    ListenerStatus {
+        name: l.name.clone(),
+        attached_routes: attached
+            .get(&(ns.to_owned(), gateway.to_owned(), l.name.clone()))
+            .copied()
+            .unwrap_or(0),
+        supported_kinds: kinds,
+        conditions,
+    }
 }
 
 /// `ResolvedRefs` of a route: the first backendRef (rule order) that cannot be used says why.
