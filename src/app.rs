@@ -327,7 +327,8 @@ struct Built {
     snapshot: Snapshot,
     /// Rendered after the snapshot is published, and only when manifests are written
     /// (render fails only on a bug, never on input the validation accepted).
-    model: crate::model::Model,
+    /// The very model the snapshot keeps for its status (shared, not copied per commit).
+    model: Arc<crate::model::Model>,
     config: intent::Config,
     tree_source: Source,
 }
@@ -577,6 +578,7 @@ fn build(
         source: tree.source.to_string(),
         warnings: config.warnings.clone(),
     };
+    let model = Arc::new(model);
     let t = std::time::Instant::now();
     let snapshot = Snapshot::build_shared(
         origin,
@@ -584,7 +586,7 @@ fn build(
         inputs,
         previous.as_deref(),
     )
-    .with_model(Arc::new(model.clone()));
+    .with_model(model.clone());
     timer("translate", t);
     Ok(Built {
         snapshot,

@@ -393,7 +393,7 @@ fn resolved_refs(
         for b in &rule.backend_refs {
             let ns = b.namespace.as_deref().unwrap_or(route_ns);
             let at = format!("rules[{ri}] backendRef {ns}/{}", b.name);
-            if !(b.group.is_empty() && b.kind == "Service") {
+            if !super::gateway_api::is_service(b) {
                 return Condition::new(
                     "ResolvedRefs",
                     false,
@@ -404,11 +404,7 @@ fn resolved_refs(
                     ),
                 );
             }
-            let permitted = ns == route_ns
-                || ix.grants.iter().any(|g| {
-                    g.metadata.namespace.as_deref() == Some(ns) && g.allows(kind, route_ns, &b.name)
-                });
-            if !permitted {
+            if !super::gateway_api::service_permitted(&ix.grants, kind, route_ns, ns, &b.name) {
                 return Condition::new(
                     "ResolvedRefs",
                     false,
@@ -416,19 +412,21 @@ fn resolved_refs(
                     format!("{at}: no ReferenceGrant in {ns} allows a {kind} from {route_ns}"),
                 );
             }
+            // The same key the proxies' clusters are looked up by (`envoy::resources`).
+            let key = super::plan::Backend {
+                service: b.name.clone(),
+                namespace: ns.to_owned(),
+                port: b.port,
+            }
+            .endpoints_key();
             if let Some(eps) = endpoints
-                && !eps
-                    .entries
-                    .contains_key(&format!("{}.{ns}:{}", b.name, b.port))
+                && !eps.entries.contains_key(&key)
             {
                 return Condition::new(
                     "ResolvedRefs",
                     false,
                     "BackendNotFound",
-                    format!(
-                        "{at}: Service port {}.{ns}:{} is not in the endpoints file",
-                        b.name, b.port
-                    ),
+                    format!("{at}: Service port {key} is not in the endpoints file"),
                 );
             }
         }

@@ -362,15 +362,11 @@ pub(super) fn route_plan(
     };
 
     let mut forward = Forward::default();
-    let permitted = |ns: &str, name: &str| {
-        ns == route_ns
-            || grants.iter().any(|g| {
-                g.metadata.namespace.as_deref() == Some(ns) && g.allows(route_kind, route_ns, name)
-            })
-    };
+    let permitted =
+        |ns: &str, name: &str| service_permitted(grants, route_kind, route_ns, ns, name);
     for b in rule.backend_refs.iter().filter(|b| b.weight > 0) {
         let ns = b.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
-        let usable = permitted(&ns, &b.name) && b.group.is_empty() && b.kind == "Service";
+        let usable = is_service(b) && permitted(&ns, &b.name);
         let backend = Backend {
             service: b.name.clone(),
             namespace: ns,
@@ -531,6 +527,27 @@ pub(super) fn route_plan(
         None => Action::Forward(forward),
     };
     plan
+}
+
+/// Whether a backendRef names a Service (the only backend kind tidegate routes to).
+pub fn is_service(b: &gw::HttpBackendRef) -> bool {
+    b.group.is_empty() && b.kind == "Service"
+}
+
+/// Whether a route of `route_kind` in `route_ns` may send to Service `ns`/`name`: its own
+/// namespace, or a ReferenceGrant there allows it. Translation and route status both ask
+/// this, so what the status says is what the proxies do.
+pub fn service_permitted(
+    grants: &[&ReferenceGrant],
+    route_kind: &str,
+    route_ns: &str,
+    ns: &str,
+    name: &str,
+) -> bool {
+    ns == route_ns
+        || grants.iter().any(|g| {
+            g.metadata.namespace.as_deref() == Some(ns) && g.allows(route_kind, route_ns, name)
+        })
 }
 
 /// Whether a Gateway in `gw_ns` may use Secret `ns`/`name` for TLS: its own namespace, or
