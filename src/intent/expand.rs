@@ -345,41 +345,41 @@ impl<'a> Out<'a> {
 /// Plain objects are applied as they are written: one that an intent also renders, or that
 /// another plain object defines again, would be two manifests for one Kubernetes object.
 fn check_resources(out: &Out<'_>, resources: &[Resource], problems: &mut Vec<Problem>) {
-    if resources.is_empty() {
-        return;
+    // Borrowed keys, the plain objects indexed (they are few) and the intents' objects
+    // looked up: this runs on every commit, and messages are formatted only on a clash.
+    fn key(o: &Object) -> (&'static str, &'static str, &str, &str) {
+        let group = o.api_version().split('/').next().unwrap_or_default();
+        (o.kind(), group, o.namespace(), o.meta().name.as_str())
     }
-    let key = |o: &Object| {
-        (
-            o.kind(),
-            o.api_version()
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            o.namespace().to_owned(),
-            o.meta().name.clone(),
-        )
+    let clash = |r: &Resource, other: String| {
+        let (kind, _, ns, name) = key(&r.object);
+        Problem {
+            file: r.file.clone(),
+            pos: r.pos,
+            field: "metadata.name".into(),
+            message: format!(
+                "{kind} {ns}/{name} is also defined by {other}; valid: one definition per kind, namespace and name (rename one, or drop the plain object)"
+            ),
+        }
     };
-    let mut seen: foldhash::HashMap<_, String> = Default::default();
-    for (o, i) in &out.objects {
-        seen.entry(key(o))
-            .or_insert_with(|| format!("intent {}/{} ({}:{})", i.namespace, i.name, i.file, i.pos));
-    }
+    let mut plain: foldhash::HashMap<_, &Resource> = Default::default();
     for r in resources {
-        let k = key(&r.object);
-        let here = format!("{}:{}", r.file, r.pos);
-        if let Some(first) = seen.get(&k) {
-            problems.push(Problem {
-                file: r.file.clone(),
-                pos: r.pos,
-                field: "metadata.name".into(),
-                message: format!(
-                    "{} {}/{} is also defined by {first}; valid: one definition per kind, namespace and name (rename one, or drop the plain object)",
-                    k.0, k.2, k.3
-                ),
-            });
-        } else {
-            seen.insert(k, here);
+        match plain.get(&key(&r.object)) {
+            Some(first) => problems.push(clash(r, format!("{}:{}", first.file, first.pos))),
+            None => {
+                plain.insert(key(&r.object), r);
+            }
+        }
+    }
+    let mut reported = std::collections::HashSet::new();
+    for (o, i) in &out.objects {
+        if let Some(r) = plain.get(&key(o))
+            && reported.insert(key(o))
+        {
+            problems.push(clash(
+                r,
+                format!("intent {}/{} ({}:{})", i.namespace, i.name, i.file, i.pos),
+            ));
         }
     }
 }
