@@ -1,14 +1,17 @@
 //! xDS: the model translated for Envoy, and served over ADS (state-of-the-world and delta).
 //!
 //! ```text
-//! model ─► translate (plan per proxy) ─► Snapshot (encoded once) ─► ArcSwap ─► ADS streams
+//! model ─► translate (frontends) ─► plan per proxy ─► emit (Envoy resources, with the
+//!           endpoints and certificates files) ─► Snapshot (encoded once) ─► ArcSwap ─► ADS streams
 //! ```
 
 pub mod bootstrap;
 pub mod certs;
 pub mod csds;
+pub mod emit;
 pub mod endpoints;
 pub mod identity;
+pub mod plan;
 pub mod server;
 pub mod snapshot;
 pub mod status;

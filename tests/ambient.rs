@@ -810,3 +810,82 @@ fn broken_and_missing_certificate_files_are_problems_not_failures() {
     );
     assert!(tidegate::xds::certs::Certs::load(&dir.path().join("nope")).is_err());
 }
+
+/// A backendRef the route may not use (another namespace, no ReferenceGrant) gets its 500
+/// even when that namespace sends ingress traffic through a waypoint: it is refused before
+/// anything is routed, so it never becomes a tunnel (a closed cluster would answer 503 and
+/// blame a missing vip).
+#[test]
+fn a_refused_backend_in_a_waypoint_namespace_answers_500_not_a_closed_tunnel() {
+    use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action};
+    use prost::Message;
+    use tidegate::model::{Object, ObjectMeta};
+    use tidegate::xds::type_url::TypeUrl;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = tidegate::xds::snapshot::Inputs {
+        // `shop` is a Service with a vip and addresses: everything a tunnel would need.
+        endpoints: endpoints(&format!(
+            "httpbin.httpbin:8000: {{vip: \"{VIP}\", addresses: [\"127.0.0.1:9\"]}}\nhttpbin.shop:8000: {{vip: \"10.96.0.11\", addresses: [\"127.0.0.1:9\"]}}\n"
+        )),
+        certs: Some(mesh_certs(&pki, dir.path())),
+    };
+    let (p, w) = served(
+        |m| {
+            // The ingress route now sends to namespace `shop`, which uses the same waypoint
+            // for ingress, and which has no ReferenceGrant for it.
+            let mut ns = ObjectMeta::namespaced("shop", "shop");
+            ns.namespace = None;
+            for (k, v) in [
+                ("istio.io/use-waypoint", "httpbin-waypoint"),
+                ("istio.io/use-waypoint-namespace", "httpbin"),
+                ("istio.io/ingress-use-waypoint", "true"),
+            ] {
+                ns.labels.insert(k.into(), v.into());
+            }
+            m.objects.push(Arc::new(Object::Namespace(
+                tidegate::model::core::Namespace::new(ns),
+            )));
+            for o in &mut m.objects {
+                if let Object::HttpRoute(r) = Arc::make_mut(o)
+                    && r.spec.parent_refs.iter().any(|p| p.kind == "Gateway")
+                {
+                    for b in r.spec.rules.iter_mut().flat_map(|r| r.backend_refs.iter_mut()) {
+                        b.namespace = Some("shop".into());
+                    }
+                }
+            }
+        },
+        inputs,
+        "httpbin-gateway.httpbin",
+    );
+    assert!(
+        !w.iter().any(|w| w.contains("vip") || w.contains("waypoint")),
+        "a refused backend is not a waypoint's business: {w:?}"
+    );
+    let clusters = names(&p, TypeUrl::Cluster);
+    assert!(
+        !names(&p, TypeUrl::Listener)
+            .iter()
+            .any(|l| l.starts_with("hbone-tunnel")),
+        "no tunnel for a refused backend"
+    );
+    // The route's cluster does not exist, and a missing cluster is answered 500.
+    let rc = p.of(TypeUrl::Route).resources.values().next().expect("a route");
+    let rc = RouteConfiguration::decode(rc.any.value.as_slice()).unwrap();
+    let routes: Vec<_> = rc.virtual_hosts.iter().flat_map(|v| &v.routes).collect();
+    assert!(!routes.is_empty());
+    for r in routes {
+        let Some(route::Action::Route(a)) = &r.action else {
+            panic!("{r:?}")
+        };
+        let Some(route_action::ClusterSpecifier::Cluster(c)) = &a.cluster_specifier else {
+            panic!("{a:?}")
+        };
+        assert!(!clusters.contains(c), "{c} must not exist: {clusters:?}");
+        assert_eq!(
+            a.cluster_not_found_response_code,
+            route_action::ClusterNotFoundResponseCode::InternalServerError as i32
+        );
+    }
+}

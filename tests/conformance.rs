@@ -38,7 +38,7 @@ use serde_json::Value;
 use tidegate::test_helpers::pki::{Pki, dns};
 use tidegate::test_helpers::{Envoy, TempRepo, free_port};
 use tidegate::xds::bootstrap::{Options, bootstrap};
-use tidegate::xds::translate::envoy::Variant;
+use tidegate::xds::emit::Variant;
 use tidegate::xds::type_url::TypeUrl;
 
 use data::{Case, Expect, Suite, TestDef};

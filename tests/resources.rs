@@ -7,7 +7,8 @@ mod common;
 use tidegate::gitsync;
 use tidegate::intent;
 use tidegate::test_helpers::TempRepo;
-use tidegate::xds::translate::{self, conditions, plan::Action};
+use tidegate::xds::plan::{Action, SecretRef};
+use tidegate::xds::translate::{self, conditions};
 
 const SETTINGS: &str = "gatewayClassName: istio\n";
 
@@ -65,7 +66,7 @@ fn a_plain_route_attaches_to_an_intents_gateway_and_is_served_beside_its_routes(
     ]);
     let plans = translate::plans(&model);
     let plan = &plans["httpbin-gateway.httpbin"];
-    let routes: Vec<&str> = plan.listeners[&80].vhosts[0]
+    let routes: Vec<&str> = plan.listeners[&80].http().vhosts[0]
         .routes
         .iter()
         .map(|r| r.name.as_str())
@@ -78,7 +79,7 @@ fn a_plain_route_attaches_to_an_intents_gateway_and_is_served_beside_its_routes(
             "httproute/httpbin/httpbin-ingress/rule/0/match/0"
         ]
     );
-    let Action::Forward(f) = &plan.listeners[&80].vhosts[0].routes[0].action else {
+    let Action::Forward(f) = &plan.listeners[&80].http().vhosts[0].routes[0].action else {
         panic!("forwards");
     };
     assert_eq!(f.mirrors.len(), 1);
@@ -105,6 +106,7 @@ fn a_route_from_a_namespace_the_listener_does_not_admit_is_not_attached_and_says
     let plan = &translate::plans(&model)["httpbin-gateway.httpbin"];
     assert!(
         plan.listeners[&80]
+            .http()
             .vhosts
             .iter()
             .flat_map(|v| &v.routes)
@@ -216,8 +218,7 @@ spec:
 
     // The proxy answers what the status says: unusable backends get 500, not a cluster.
     let plan = &translate::plans(&model)["gw.infra"];
-    let (res, warnings) = translate::envoy::resources(
-        "gw.infra",
+    let (res, warnings) = tidegate::xds::emit::resources(
         plan,
         Some(&endpoints),
         None,
@@ -309,7 +310,7 @@ fn plain_istio_gateway_and_virtual_service_are_served() {
     let plans = translate::plans(&model);
     let plan = &plans["legacy-gateway.legacy"];
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    let vhost = &plan.listeners[&8080].vhosts[0];
+    let vhost = &plan.listeners[&8080].http().vhosts[0];
     assert_eq!(vhost.domains, ["legacy.example.com"]);
     // First match stays first: a VirtualService is ordered, not sorted by precedence.
     assert_eq!(
@@ -329,7 +330,7 @@ fn plain_istio_gateway_and_virtual_service_are_served() {
     assert_eq!(
         f.backends
             .iter()
-            .map(|(b, w)| (b.service.as_str(), *w))
+            .map(|w| (w.target.service().unwrap().service.as_str(), w.weight))
             .collect::<Vec<_>>(),
         [("legacy-v1", 90), ("legacy-v2", 10)]
     );
@@ -398,7 +399,7 @@ spec:
 ",
     )]);
     let plan = &translate::plans(&model)["gw.shop"];
-    let routes = &plan.listeners[&80].vhosts[0].routes;
+    let routes = &plan.listeners[&80].http().vhosts[0].routes;
     // Envoy maps a local 503 to grpc-status 14 (UNAVAILABLE); 500 would be UNKNOWN.
     assert!(
         matches!(routes[1].action, Action::Status(503)),
@@ -406,7 +407,7 @@ spec:
     );
     let endpoints = tidegate::xds::endpoints::Endpoints::parse("").unwrap();
     let (res, _) =
-        translate::envoy::resources("gw.shop", plan, Some(&endpoints), None, &Default::default());
+        tidegate::xds::emit::resources(plan, Some(&endpoints), None, &Default::default());
     assert!(
         res.clusters.is_empty(),
         "the missing Service gets no cluster"
@@ -505,8 +506,11 @@ spec:
     ]);
     let plan = &translate::plans(&with)["gw.infra"];
     assert_eq!(
-        plan.listeners[&443].tls[0].secret,
-        ("certs".to_owned(), "shop-cert".to_owned())
+        plan.listeners[&443].http().tls[0].secret,
+        SecretRef {
+            namespace: "certs".to_owned(),
+            name: "shop-cert".to_owned()
+        }
     );
     assert_eq!(listener_refs(&with), ("True", "ResolvedRefs"));
 }

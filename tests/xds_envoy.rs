@@ -286,8 +286,8 @@ async fn a_new_commit_takes_effect_without_restarting_envoy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
+    use tidegate::xds::plan::{PathMatch, ProxyPlan};
     use tidegate::xds::snapshot::{Origin, Snapshot};
-    use tidegate::xds::translate::plan::{PathMatch, ProxyPlan};
 
     let Some(mut s) = setup("gateway-api", false).await else {
         return;
@@ -301,7 +301,7 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
     // A route whose regex RE2 cannot compile: Envoy must reject the RouteConfiguration.
     let mut plans = tidegate::xds::translate::plans(&tidegate_model(&s));
     let plan: &mut ProxyPlan = plans.get_mut("httpbin-gateway.httpbin").unwrap();
-    let route = &mut plan.listeners.values_mut().next().unwrap().vhosts[0].routes[0];
+    let route = &mut plan.listeners.values_mut().next().unwrap().http_mut().vhosts[0].routes[0];
     route.path = PathMatch::Regex("/(unclosed".into());
     let bad = Snapshot::build(
         Origin {

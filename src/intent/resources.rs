@@ -999,7 +999,7 @@ fn decode_header_ops(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio:
 fn duration(cx: &mut Cx<'_>, o: &Obj<'_>, key: &str) -> Option<String> {
     let n = o.get(key)?;
     let s = cx.string(n, &o.field(key))?;
-    if crate::xds::translate::gateway_api::duration_ms(&s).is_none() {
+    if crate::xds::translate::rules::duration_ms(&s).is_none() {
         cx.report(
             n.pos,
             &o.field(key),

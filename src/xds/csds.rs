@@ -169,5 +169,5 @@ fn redacted(
             ..DataSource::default()
         });
     }
-    crate::xds::translate::envoy::any(&s)
+    crate::xds::emit::any(&s)
 }

@@ -20,6 +20,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::plan::Backend;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {path}: {source}")]
@@ -35,6 +37,8 @@ pub enum Error {
 /// One Service port's endpoints.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
+    /// The Service port, as the key names it (parsed once, here).
+    pub service: Backend,
     /// The Service's cluster IP, if known (waypoints select services by it).
     pub vip: Option<IpAddr>,
     pub addresses: Vec<SocketAddr>,
@@ -96,10 +100,10 @@ impl Endpoints {
         let mut entries = BTreeMap::new();
         let mut problems = Vec::new();
         for (key, value) in raw {
-            if !valid_key(&key) {
+            let Some(service) = parse_key(&key) else {
                 problems.push(format!("`{key}` is not a valid key; valid: <service>.<namespace>:<port>, such as httpbin.httpbin:8000"));
                 continue;
-            }
+            };
             let (vip, addrs, app_protocol) = match value {
                 RawEntry::List(a) => (None, a, None),
                 RawEntry::Full {
@@ -108,7 +112,10 @@ impl Endpoints {
                     app_protocol,
                 } => (vip, addresses, app_protocol),
             };
-            let mut entry = Entry::default();
+            let mut entry = Entry {
+                service,
+                ..Entry::default()
+            };
             if let Some(p) = app_protocol {
                 if APP_PROTOCOLS.contains(&p.as_str()) {
                     entry.app_protocol = Some(p);
@@ -156,16 +163,17 @@ impl Endpoints {
     }
 }
 
-fn valid_key(key: &str) -> bool {
-    let Some((svc_ns, port)) = key.rsplit_once(':') else {
-        return false;
-    };
-    let Some((svc, ns)) = svc_ns.split_once('.') else {
-        return false;
-    };
-    port.parse::<u16>().is_ok_and(|p| p > 0)
-        && crate::intent::decode::is_dns1123_label(svc)
-        && crate::intent::decode::is_dns1123_label(ns)
+/// `<service>.<namespace>:<port>` as the Service port it names.
+fn parse_key(key: &str) -> Option<Backend> {
+    let (svc_ns, port) = key.rsplit_once(':')?;
+    let (svc, ns) = svc_ns.split_once('.')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (crate::intent::decode::is_dns1123_label(svc) && crate::intent::decode::is_dns1123_label(ns))
+        .then(|| Backend {
+            service: svc.to_owned(),
+            namespace: ns.to_owned(),
+            port,
+        })
 }
 
 #[cfg(test)]

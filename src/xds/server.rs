@@ -25,10 +25,10 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Status, Streaming};
 
+use super::emit::Variant;
 use super::identity::San;
 use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
 use super::status::{Nack, Registry, StreamHandle};
-use super::translate::envoy::Variant;
 use super::type_url::TypeUrl;
 use super::wire::{Outgoing, frame, frame_concat};
 

@@ -19,9 +19,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::certs::Certs;
+use super::emit::{self, Variant};
 use super::endpoints::Endpoints;
-use super::translate::envoy::{self, Variant};
-use super::translate::plan::ProxyPlan;
+use super::plan::ProxyPlan;
 use super::type_url::TypeUrl;
 
 /// One encoded resource.
@@ -35,7 +35,7 @@ pub struct Resource {
 
 impl Resource {
     fn new<T: Message + Name>(name: &str, message: &T) -> Self {
-        let any = envoy::any(message);
+        let any = emit::any(message);
         Self {
             name: name.to_owned(),
             version: short_hash(&any.value),
@@ -209,7 +209,7 @@ impl Snapshot {
                 proxies.insert(id.clone(), prev.proxies[id].clone());
                 continue;
             }
-            let encoded = encode(id, plan, &inputs, &Variant::default(), &mut interner);
+            let encoded = encode(plan, &inputs, &Variant::default(), &mut interner);
             proxies.insert(id.clone(), Arc::new(encoded));
         }
         Self {
@@ -277,7 +277,6 @@ impl Snapshot {
             .entry((id.to_owned(), variant.clone()))
             .or_insert_with(|| {
                 Arc::new(encode(
-                    id,
                     plan,
                     &self.inputs,
                     variant,
@@ -289,14 +288,12 @@ impl Snapshot {
 }
 
 fn encode(
-    id: &str,
     plan: &ProxyPlan,
     inputs: &Inputs,
     variant: &Variant,
     interner: &mut Interner,
 ) -> ProxySnapshot {
-    let (res, extra) = envoy::resources(
-        id,
+    let (res, extra) = emit::resources(
         plan,
         inputs.endpoints.as_deref(),
         inputs.certs.as_deref(),

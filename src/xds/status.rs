@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::translate::envoy::Variant;
+use super::emit::Variant;
 use super::type_url::TypeUrl;
 use crate::metrics::{Metrics, ProtocolLabel, TypeLabel};
 

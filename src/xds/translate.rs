@@ -1,11 +1,26 @@
-//! Model → xDS: which proxies exist, and what each one gets.
+//! Model → plans: which proxies exist, and what each one serves.
+//!
+//! ```text
+//! model ─► Index ─► frontends: gateway_api (Gateway + HTTPRoute/GRPCRoute)
+//!                              istio (Gateway + VirtualService)
+//!                              waypoint (ambient waypoints)
+//!                   ─► ProxyPlan per proxy (crate::xds::plan) ─► emit (Envoy resources)
+//! ```
+//!
+//! The frontends share one set of Gateway API rules (`rules`: attachment, hostnames,
+//! precedence, permissions), one HTTPRoute rule translation (`http_route`) and one answer
+//! to "which waypoint does this namespace use" (`ambient`); `conditions` reports the same
+//! rules as Gateway API status. Modules import downward only: `rules` ← `index` ←
+//! `ambient`, `http_route` ← frontends ← this file.
 
+pub mod ambient;
 pub mod conditions;
-pub mod envoy;
 pub mod gateway_api;
+pub mod http_route;
+pub mod index;
 pub mod istio;
-pub mod mesh;
-pub mod plan;
+pub mod rules;
+pub mod waypoint;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,129 +29,9 @@ use std::sync::Arc;
 
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
-use crate::model::istio::VirtualService;
 use crate::model::{Model, Object};
-use plan::ProxyPlan;
-
-/// The model's objects looked up by what translation asks: built once per model, so
-/// planning each proxy costs what that proxy has, not what the whole model has (scanning
-/// the objects per gateway, and the namespaces per backend, took 110 ms at 10,000 intents).
-pub struct Index<'a> {
-    pub grants: Vec<&'a ReferenceGrant>,
-    /// HTTPRoutes (and GRPCRoutes, as HTTPRoutes) by each Gateway (namespace, name) their
-    /// parentRefs name.
-    pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<Attached<'a>>>,
-    /// The same, as the model's shared objects (compared by address in [`plans_cached`]).
-    route_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
-    /// HTTPRoutes with a Service parent (waypoint routes).
-    pub service_routes: Vec<&'a HttpRoute>,
-    /// VirtualServices by each Istio Gateway (namespace, name) they name.
-    pub virtual_services: HashMap<(String, String), Vec<&'a VirtualService>>,
-    vs_objects: HashMap<(String, String), Vec<&'a Arc<Object>>>,
-    pub namespaces: HashMap<&'a str, &'a Namespace>,
-    /// Waypoint Gateways, (namespace, name).
-    pub waypoints: HashSet<(&'a str, &'a str)>,
-}
-
-/// A route attached to a Gateway; a GRPCRoute is carried as the HTTPRoute it routes like
-/// (`GrpcRoute::as_http`).
-#[derive(Clone, Debug)]
-pub struct Attached<'a> {
-    pub route: std::borrow::Cow<'a, HttpRoute>,
-    pub grpc: bool,
-}
-
-impl Attached<'_> {
-    pub fn kind(&self) -> &'static str {
-        if self.grpc { "GRPCRoute" } else { "HTTPRoute" }
-    }
-}
-
-impl<'a> Index<'a> {
-    pub fn new(objects: &'a [Arc<Object>]) -> Self {
-        let mut ix = Index {
-            grants: Vec::new(),
-            routes_by_gateway: HashMap::default(),
-            route_objects: HashMap::default(),
-            service_routes: Vec::new(),
-            virtual_services: HashMap::default(),
-            vs_objects: HashMap::default(),
-            namespaces: HashMap::default(),
-            waypoints: HashSet::new(),
-        };
-        for o in objects {
-            match &**o {
-                Object::ReferenceGrant(g) => ix.grants.push(g),
-                Object::Namespace(n) => {
-                    ix.namespaces.insert(n.metadata.name.as_str(), n);
-                }
-                Object::Gateway(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => {
-                    ix.waypoints.insert((
-                        g.metadata.namespace.as_deref().unwrap_or("default"),
-                        g.metadata.name.as_str(),
-                    ));
-                }
-                Object::HttpRoute(r) => {
-                    let route_ns = r.metadata.namespace.as_deref().unwrap_or_default();
-                    // A route names one or two parents: a Vec, not a set, per route.
-                    let mut named: Vec<(&str, &str)> = Vec::new();
-                    for p in &r.spec.parent_refs {
-                        if p.group.is_empty() && p.kind == "Service" {
-                            if !named.contains(&("", "")) {
-                                named.push(("", ""));
-                                ix.service_routes.push(r);
-                            }
-                            continue;
-                        }
-                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if !named.contains(&key) {
-                            named.push(key);
-                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
-                                route: std::borrow::Cow::Borrowed(r),
-                                grpc: false,
-                            });
-                            ix.route_objects.entry(key).or_default().push(o);
-                        }
-                    }
-                }
-                Object::GrpcRoute(g) => {
-                    let route_ns = g.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut named: Vec<(&str, &str)> = Vec::new();
-                    let http = g.as_http();
-                    for p in &g.spec.parent_refs {
-                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if p.kind == "Gateway" && !named.contains(&key) {
-                            named.push(key);
-                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
-                                route: std::borrow::Cow::Owned(http.clone()),
-                                grpc: true,
-                            });
-                            ix.route_objects.entry(key).or_default().push(o);
-                        }
-                    }
-                }
-                Object::VirtualService(vs) => {
-                    let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut named = HashSet::new();
-                    for g in &vs.spec.gateways {
-                        let key = match g.split_once('/') {
-                            Some((ns, name)) => (ns.to_owned(), name.to_owned()),
-                            None => (vs_ns.to_owned(), g.clone()),
-                        };
-                        if named.insert(key.clone()) {
-                            ix.vs_objects.entry(key.clone()).or_default().push(o);
-                            ix.virtual_services.entry(key).or_default().push(vs);
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        ix
-    }
-}
-
-use mesh::WAYPOINT_CLASS;
+use crate::xds::plan::ProxyPlan;
+use index::{Index, WAYPOINT_CLASS};
 
 /// Every proxy the model describes, by its node id `<gateway>.<namespace>`.
 pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
@@ -252,7 +147,7 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
         }
         let key = Key(o.clone(), attached.iter().map(|a| Arc::clone(a)).collect());
         let plan = match which {
-            Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => mesh::plan(&ix, g),
+            Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => waypoint::plan(&ix, g),
             Which::Api(g) => gateway_api::plan(&ix, g),
             Which::Istio(g) => istio::plan(&ix, g),
         };

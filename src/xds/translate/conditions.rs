@@ -8,11 +8,12 @@
 
 use serde::Serialize;
 
-use super::Index;
-use super::gateway_api::{intersect, listener_allows};
+use super::index::{Index, WAYPOINT_CLASS};
+use super::rules::{intersect, is_service, listener_allows, secret_permitted, service_permitted};
 use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::model::{Model, Object};
 use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::Backend;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct GatewayApiStatus {
@@ -101,7 +102,7 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         .objects
         .iter()
         .filter_map(|o| match &**o {
-            Object::Gateway(g) if g.spec.gateway_class_name != super::WAYPOINT_CLASS => Some(g),
+            Object::Gateway(g) if g.spec.gateway_class_name != WAYPOINT_CLASS => Some(g),
             _ => None,
         })
         .collect();
@@ -303,7 +304,7 @@ fn listener_status<'g>(
     let certs_permitted = l.tls.as_ref().is_none_or(|t| {
         t.certificate_refs.iter().all(|r| {
             let secret_ns = r.namespace.as_deref().unwrap_or(ns);
-            super::gateway_api::secret_permitted(ix, ns, secret_ns, &r.name)
+            secret_permitted(ix, ns, secret_ns, &r.name)
         })
     });
     let kinds: Vec<&'static str> = HTTP_KINDS
@@ -393,7 +394,7 @@ fn resolved_refs(
         for b in &rule.backend_refs {
             let ns = b.namespace.as_deref().unwrap_or(route_ns);
             let at = format!("rules[{ri}] backendRef {ns}/{}", b.name);
-            if !super::gateway_api::is_service(b) {
+            if !is_service(b) {
                 return Condition::new(
                     "ResolvedRefs",
                     false,
@@ -404,7 +405,7 @@ fn resolved_refs(
                     ),
                 );
             }
-            if !super::gateway_api::service_permitted(&ix.grants, kind, route_ns, ns, &b.name) {
+            if !service_permitted(&ix.grants, kind, route_ns, ns, &b.name) {
                 return Condition::new(
                     "ResolvedRefs",
                     false,
@@ -413,7 +414,7 @@ fn resolved_refs(
                 );
             }
             // The same key the proxies' clusters are looked up by (`envoy::resources`).
-            let key = super::plan::Backend {
+            let key = Backend {
                 service: b.name.clone(),
                 namespace: ns.to_owned(),
                 port: b.port,

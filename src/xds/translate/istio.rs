@@ -5,17 +5,31 @@
 
 use std::collections::BTreeMap;
 
-use super::gateway_api::duration_ms;
-use super::plan::{
-    Action, Backend, CorsPlan, Forward, HeaderOps, ListenerPlan, Mirror, PathMatch, PathRewrite,
-    ProxyPlan, Redirect, RetryPlan, RoutePlan, StrMatch, TlsPlan, VhostPlan,
-};
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
+use crate::xds::plan::{
+    Action, Backend, CorsPlan, Forward, HeaderOps, ListenerPlan, Mirror, PathMatch, PathRewrite,
+    ProxyPlan, ProxyRef, Redirect, RetryPlan, RoutePlan, SecretRef, StrMatch, Target, TlsPlan,
+    VhostPlan, WeightedTarget,
+};
 
-pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
+use super::ambient::route_through_waypoints;
+use super::index::Index;
+use super::rules::duration_ms;
+
+pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
     let gw_name = &gateway.metadata.name;
-    let mut plan = ProxyPlan::default();
+    let mut plan = ProxyPlan {
+        proxy: ProxyRef {
+            name: gw_name.clone(),
+            namespace: gateway
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        },
+        ..ProxyPlan::default()
+    };
 
     let mut services: Vec<&VirtualService> = ix
         .virtual_services
@@ -47,7 +61,10 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
                 }
                 tls.push(TlsPlan {
                     server_names: names,
-                    secret: (gw_ns.to_owned(), t.credential_name.clone()),
+                    secret: SecretRef {
+                        namespace: gw_ns.to_owned(),
+                        name: t.credential_name.clone(),
+                    },
                     listener: String::new(),
                 });
             }
@@ -68,11 +85,11 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
             ));
             continue;
         }
-        let listener = plan.listeners.entry(port).or_insert(ListenerPlan {
-            port,
-            tls: Vec::new(),
-            vhosts: Vec::new(),
-        });
+        let listener = plan
+            .listeners
+            .entry(port)
+            .or_insert_with(|| ListenerPlan::http_listener(port))
+            .http_mut();
         listener.tls.extend(tls);
         listener.tls.sort();
         listener.tls.dedup();
@@ -106,7 +123,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     }
     for ((port, host), routes) in vhosts {
         if let Some(l) = plan.listeners.get_mut(&port) {
-            l.vhosts.push(VhostPlan {
+            l.http_mut().vhosts.push(VhostPlan {
                 name: format!("{host}:{port}"),
                 listener: String::new(),
                 domains: vec![host],
@@ -114,16 +131,7 @@ pub fn plan(ix: &super::Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
             });
         }
     }
-    plan.via_waypoint = super::mesh::ingress_waypoints(ix, &plan.backends());
-    for (b, w) in &plan.via_waypoint {
-        if !w.exists {
-            plan.warnings.push(format!(
-                "{}: its namespace sends ingress traffic through waypoint {}, which is not in the repository; requests to it fail (503) rather than skip the waypoint's rules",
-                b.endpoints_key(),
-                w.proxy_id()
-            ));
-        }
-    }
+    route_through_waypoints(ix, &mut plan);
     plan
 }
 
@@ -251,13 +259,17 @@ fn route_plan(
             backends: http
                 .route
                 .iter()
-                .map(|d| {
-                    (
-                        backend(&d.destination.host, vs_ns, d.destination.port.number),
-                        d.weight.unwrap_or(100),
-                    )
+                .map(|d| WeightedTarget {
+                    target: Target::Service(backend(
+                        &d.destination.host,
+                        vs_ns,
+                        d.destination.port.number,
+                    )),
+                    weight: d.weight.unwrap_or(100),
+                    request_headers: HeaderOps::default(),
+                    response_headers: HeaderOps::default(),
                 })
-                .filter(|(_, w)| *w > 0)
+                .filter(|w| w.weight > 0)
                 .collect(),
             timeout_ms: http.timeout.as_deref().and_then(duration_ms),
             mirrors: http

@@ -1,24 +1,23 @@
-//! Ambient mode: waypoint proxies, and gateways that reach Services through them.
+//! Ambient mode in Envoy's terms: waypoints that terminate HBONE, and gateways that reach
+//! Services through their waypoint.
 //!
-//! A waypoint (a Gateway of class `istio-waypoint`, node id `<waypoint>.<namespace>`)
-//! terminates HBONE — HTTP/2 CONNECT over mutual TLS on port 15008 — the way istiod
-//! programs one (`notes/gateway-api-semantics.md` §4): the CONNECT authority
+//! A waypoint terminates HBONE — HTTP/2 CONNECT over mutual TLS on port 15008 — the way
+//! istiod programs one (`notes/gateway-api-semantics.md` §4): the CONNECT authority
 //! (`<service VIP>:<port>`) is put in filter state, the tunnelled bytes go to an internal
 //! listener whose `original_dst` filter restores that authority as the destination, and a
-//! filter chain per Service VIP and port applies that Service's L7 routes (the HTTPRoutes
-//! whose parent is the Service) before sending to its endpoints.
+//! filter chain per Service VIP and port applies that Service's L7 routes before sending
+//! to its endpoints.
 //!
-//! A gateway whose backend's namespace is labelled `istio.io/ingress-use-waypoint=true`
-//! sends to that Service through an HBONE tunnel to its waypoint instead: the backend's
-//! cluster points at an internal listener whose `tcp_proxy` opens a CONNECT to
-//! `<VIP>:<port>` on the waypoint's port 15008, with the gateway's mesh certificate.
+//! A gateway backend in `plan.via_waypoint` gets, instead of its endpoints, a cluster that
+//! points at an internal listener whose `tcp_proxy` opens a CONNECT to `<VIP>:<port>` on
+//! the waypoint's port 15008, with the gateway's mesh certificate.
 //!
 //! Both sides need the internal listener bootstrap extension (`tidegate bootstrap` adds it)
 //! and mesh certificates from `serve --certs` (served over SDS). What is missing — a VIP,
-//! a certificate, the waypoint itself — leaves that Service out with a warning; the rest
-//! of the proxy's config is served.
+//! a certificate, the waypoint itself — closes that Service (503) with a warning, never
+//! routing around the waypoint's rules; the rest of the proxy's config is served.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
 use envoy_types::pb::envoy::config::core::v3::{
@@ -56,171 +55,28 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{BoolValue, Duration};
 
-use super::envoy::{
-    MESH_CA, MESH_IDENTITY, Resources, Variant, any, envoy_route, http_connection_manager,
-    network_filter, router_filter, sds, socket_address, transport_socket,
-};
-use super::plan::{
-    Action, Backend, Forward, HBONE_PORT, HeaderOps, PathMatch, ProxyPlan, RoutePlan, WaypointPlan,
-    WaypointRef,
-};
-use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::{
+    Action, Backend, Forward, HBONE_PORT, HeaderOps, PathMatch, ProxyPlan, ProxyRef, RoutePlan,
+    ServiceRef, Target, WaypointRef, WeightedTarget,
+};
 
-/// The gateway class whose Gateways are waypoints.
-pub const WAYPOINT_CLASS: &str = "istio-waypoint";
-
-const USE_WAYPOINT: &str = "istio.io/use-waypoint";
-const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+use super::cluster::clusters;
+use super::common::{
+    MESH_CA, MESH_IDENTITY, Resources, Variant, any, http_connection_manager, network_filter,
+    router_filter, sds, socket_address, transport_socket,
+};
+use super::route::envoy_route;
 
 /// The listener that terminates HBONE, and the internal listener (and the cluster that
 /// reaches it) where tunnelled connections are routed by destination.
 const CONNECT_TERMINATE: &str = "connect_terminate";
+
 const MAIN_INTERNAL: &str = "main_internal";
 
-/// The waypoint namespace `ns` uses, from its labels.
-fn namespace_waypoint<'a>(ix: &super::Index<'a>, ns: &str) -> Option<(&'a str, &'a str, bool)> {
-    let n = ix.namespaces.get(ns)?;
-    let l = &n.metadata.labels;
-    let name = l.get(USE_WAYPOINT).filter(|w| w.as_str() != "none")?;
-    let wns = l
-        .get(USE_WAYPOINT_NAMESPACE)
-        .map_or(n.metadata.name.as_str(), String::as_str);
-    let ingress = l.get(INGRESS_USE_WAYPOINT).is_some_and(|v| v == "true");
-    Some((name.as_str(), wns, ingress))
-}
-
-/// Which of a gateway's backends go through their waypoint: those whose namespace uses a
-/// waypoint and asks ingress traffic to use it (Istio's `ingress-use-waypoint`).
-pub fn ingress_waypoints(
-    ix: &super::Index<'_>,
-    backends: &[Backend],
-) -> BTreeMap<Backend, WaypointRef> {
-    let mut out = BTreeMap::new();
-    for b in backends {
-        if let Some((name, ns, true)) = namespace_waypoint(ix, &b.namespace) {
-            out.insert(
-                b.clone(),
-                WaypointRef {
-                    name: name.to_owned(),
-                    namespace: ns.to_owned(),
-                    exists: ix.waypoints.contains(&(ns, name)),
-                },
-            );
-        }
-    }
-    out
-}
-
-/// The plan of waypoint `gateway`: the namespaces bound to it and the L7 routes of their
-/// Services.
-pub fn plan(ix: &super::Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
-    let name = gateway.metadata.name.as_str();
-    let ns = gateway.metadata.namespace.as_deref().unwrap_or("default");
-    let mut plan = ProxyPlan::default();
-    let mut wp = WaypointPlan::default();
-    for n in ix.namespaces.keys() {
-        if namespace_waypoint(ix, n).is_some_and(|(w, wns, _)| w == name && wns == ns) {
-            wp.namespaces.push((*n).to_owned());
-        }
-    }
-    wp.namespaces.sort();
-    if !gateway
-        .spec
-        .listeners
-        .iter()
-        .any(|l| l.port == HBONE_PORT && l.protocol == "HBONE")
-    {
-        plan.warnings.push(format!(
-            "waypoint {name}.{ns} has no listener on port {HBONE_PORT} with protocol HBONE; it is served one anyway"
-        ));
-    }
-    let grants = &ix.grants;
-    // (service, namespace) → (precedence key, port, route)
-    type Keyed = (gw::Precedence, String, String, usize, usize);
-    type KeyedRoutes = Vec<(Keyed, Option<u16>, RoutePlan)>;
-    let mut routes: BTreeMap<(String, String), KeyedRoutes> = BTreeMap::new();
-    for r in &ix.service_routes {
-        let route_ns = r.metadata.namespace.as_deref().unwrap_or("default");
-        for p in service_parents(r, route_ns) {
-            let (svc, svc_ns, port) = p;
-            // The waypoint applies routes of its bound Services that live in the Service's
-            // namespace or its own (Istio's rule).
-            if !wp.namespaces.iter().any(|n| n == svc_ns) || (route_ns != svc_ns && route_ns != ns)
-            {
-                continue;
-            }
-            let entry = routes
-                .entry((svc.to_owned(), svc_ns.to_owned()))
-                .or_default();
-            for (ri, rule) in r.spec.rules.iter().enumerate() {
-                for (mi, m) in rule.matches.iter().enumerate() {
-                    let key = (
-                        m.precedence(),
-                        route_ns.to_owned(),
-                        r.metadata.name.clone(),
-                        ri,
-                        mi,
-                    );
-                    let route_name = format!(
-                        "httproute/{route_ns}/{}/rule/{ri}/match/{mi}",
-                        r.metadata.name
-                    );
-                    entry.push((
-                        key,
-                        port,
-                        super::gateway_api::route_plan(
-                            route_name,
-                            m,
-                            rule,
-                            ("HTTPRoute", route_ns),
-                            port.unwrap_or(80),
-                            grants,
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    for (k, mut v) in routes {
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        wp.routes
-            .insert(k, v.into_iter().map(|(_, p, r)| (p, r)).collect());
-    }
-    if wp.namespaces.is_empty() {
-        plan.warnings.push(format!(
-            "waypoint {name}.{ns} has no Services bound: no namespace is labelled {USE_WAYPOINT}={name}"
-        ));
-    }
-    plan.waypoint = Some(wp);
-    plan
-}
-
-/// The Services an HTTPRoute names as parents: (name, namespace, port).
-fn service_parents<'a>(
-    r: &'a HttpRoute,
-    route_ns: &'a str,
-) -> Vec<(&'a str, &'a str, Option<u16>)> {
-    r.spec
-        .parent_refs
-        .iter()
-        .filter(|p| p.group.is_empty() && p.kind == "Service")
-        .map(|p| {
-            (
-                p.name.as_str(),
-                p.namespace.as_deref().unwrap_or(route_ns),
-                p.port,
-            )
-        })
-        .collect()
-}
-
-// === Envoy resources ===
-
 /// A STATIC cluster with these endpoints.
-fn static_cluster(name: &str, addresses: Vec<Address>) -> Cluster {
+pub(super) fn static_cluster(name: &str, addresses: Vec<Address>) -> Cluster {
     Cluster {
         name: name.to_owned(),
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
@@ -258,12 +114,12 @@ fn static_cluster(name: &str, addresses: Vec<Address>) -> Cluster {
 
 /// A cluster with no endpoints: requests to it fail with 503. Used where sending around a
 /// waypoint would skip its rules.
-fn closed_cluster(name: &str) -> Cluster {
+pub(super) fn closed_cluster(name: &str) -> Cluster {
     static_cluster(name, Vec::new())
 }
 
 /// A cluster whose one endpoint is internal listener `listener`.
-fn internal_cluster(name: &str, listener: &str) -> Cluster {
+pub(super) fn internal_cluster(name: &str, listener: &str) -> Cluster {
     let mut c = static_cluster(
         name,
         vec![Address {
@@ -292,7 +148,7 @@ fn internal_cluster(name: &str, listener: &str) -> Cluster {
     c
 }
 
-fn internal_listener(name: &str) -> Listener {
+pub(super) fn internal_listener(name: &str) -> Listener {
     Listener {
         name: name.to_owned(),
         listener_specifier: Some(listener::ListenerSpecifier::InternalListener(
@@ -304,7 +160,7 @@ fn internal_listener(name: &str) -> Listener {
 
 /// Mesh TLS: TLS 1.3, ALPN h2, this proxy's identity and the mesh CA, both over SDS, and
 /// the peer's SPIFFE ID checked against `peer`.
-fn mesh_tls(peer: StringMatcher) -> CommonTlsContext {
+pub(super) fn mesh_tls(peer: StringMatcher) -> CommonTlsContext {
     use common_tls_context::{CombinedCertificateValidationContext, ValidationContextType};
     CommonTlsContext {
         alpn_protocols: vec!["h2".into()],
@@ -332,18 +188,21 @@ fn mesh_tls(peer: StringMatcher) -> CommonTlsContext {
     }
 }
 
-/// Whether `id` has what mesh TLS needs; a warning naming what is missing if not.
-fn mesh_certs_missing(id: &str, certs: Option<&Certs>) -> Option<String> {
+/// Whether `proxy` has what mesh TLS needs; a warning naming what is missing if not.
+pub(super) fn mesh_certs_missing(proxy: &ProxyRef, certs: Option<&Certs>) -> Option<String> {
     let Some(certs) = certs else {
         return Some(
             "mesh certificates are needed and `serve --certs DIR` is not set (DIR/mesh/ca.crt, DIR/mesh/<namespace>/<proxy>/tls.crt and tls.key)".into(),
         );
     };
-    let (name, ns) = id.split_once('.').unwrap_or((id, "default"));
+    let ProxyRef {
+        name,
+        namespace: ns,
+    } = proxy;
     if certs.mesh_ca.is_none() {
         return Some(certs.missing("mesh/ca.crt"));
     }
-    if !certs.identities.contains_key(id) {
+    if !certs.identities.contains_key(&proxy.id()) {
         return Some(certs.missing(&format!("mesh/{ns}/{name}/tls.crt and tls.key")));
     }
     None
@@ -351,8 +210,7 @@ fn mesh_certs_missing(id: &str, certs: Option<&Certs>) -> Option<String> {
 
 /// The HBONE tunnels of a gateway: every backend that goes through its waypoint.
 /// Replaces those backends' clusters. Returns whether mesh certificates are used.
-pub fn tunnels(
-    id: &str,
+pub(super) fn tunnels(
     plan: &ProxyPlan,
     endpoints: Option<&Endpoints>,
     certs: Option<&Certs>,
@@ -362,7 +220,7 @@ pub fn tunnels(
     if plan.via_waypoint.is_empty() {
         return false;
     }
-    let missing_certs = mesh_certs_missing(id, certs);
+    let missing_certs = mesh_certs_missing(&plan.proxy, certs);
     let mut waypoints: BTreeSet<&WaypointRef> = BTreeSet::new();
     for (b, w) in &plan.via_waypoint {
         let name = b.cluster_name();
@@ -419,7 +277,7 @@ pub fn tunnels(
     }
     for w in &waypoints {
         // The waypoint's Service port 15008, resolved like any backend.
-        let (mut clusters, loads) = super::envoy::clusters(&[w.hbone_backend()], endpoints);
+        let (mut clusters, loads) = clusters(&[w.hbone_backend()], endpoints);
         let Some((_, mut c)) = clusters.pop_first() else {
             continue;
         };
@@ -478,14 +336,13 @@ pub fn tunnels(
     !waypoints.is_empty()
 }
 
-fn hbone_cluster_name(w: &WaypointRef) -> String {
+pub(super) fn hbone_cluster_name(w: &WaypointRef) -> String {
     format!("hbone|{}", w.proxy_id())
 }
 
 /// A waypoint's listeners and routes. Returns whether mesh certificates are used, and the
 /// backends its default (pass-through) routes need beside the plan's.
-pub fn waypoint(
-    id: &str,
+pub(super) fn waypoint(
     plan: &ProxyPlan,
     endpoints: Option<&Endpoints>,
     certs: Option<&Certs>,
@@ -501,7 +358,8 @@ pub fn waypoint(
         warnings.push("a waypoint is not served to proxyless clients".into());
         return (false, backends);
     }
-    if let Some(m) = mesh_certs_missing(id, certs) {
+    let id = plan.proxy.id();
+    if let Some(m) = mesh_certs_missing(&plan.proxy, certs) {
         warnings.push(format!("waypoint {id} is not served: {m}"));
         return (false, backends);
     }
@@ -512,20 +370,18 @@ pub fn waypoint(
         return (false, backends);
     };
     // Every Service port of the bound namespaces that has a VIP: one filter chain each.
-    let own = format!("{id}:{HBONE_PORT}");
+    let own = WaypointRef {
+        name: plan.proxy.name.clone(),
+        namespace: plan.proxy.namespace.clone(),
+        exists: true,
+    }
+    .hbone_backend();
     let mut chains = Vec::new();
-    let mut served: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut served: BTreeSet<ServiceRef> = BTreeSet::new();
     for (key, entry) in &endpoints.entries {
-        let Some((svc_ns, port)) = key.rsplit_once(':') else {
-            continue;
-        };
-        let Some((svc, ns)) = svc_ns.split_once('.') else {
-            continue;
-        };
-        let Ok(port) = port.parse::<u16>() else {
-            continue;
-        };
-        if !wp.namespaces.iter().any(|n| n == ns) || *key == own {
+        let backend = &entry.service;
+        let (svc, ns, port) = (&backend.service, &backend.namespace, backend.port);
+        if !wp.namespaces.contains(ns) || *backend == own {
             continue;
         }
         let Some(vip) = entry.vip else {
@@ -534,17 +390,16 @@ pub fn waypoint(
             ));
             continue;
         };
-        served.insert((svc.to_owned(), ns.to_owned()));
-        let backend = Backend {
-            service: svc.to_owned(),
-            namespace: ns.to_owned(),
-            port,
+        let service = ServiceRef {
+            name: svc.clone(),
+            namespace: ns.clone(),
         };
+        served.insert(service.clone());
         let host = backend.dns_name();
         let rc_name = format!("inbound-vip|{port}|http|{host}");
         let mut routes: Vec<&RoutePlan> = wp
             .routes
-            .get(&(svc.to_owned(), ns.to_owned()))
+            .get(&service)
             .map(|v| {
                 v.iter()
                     .filter(|(p, _)| p.is_none_or(|p| p == port))
@@ -562,7 +417,12 @@ pub fn waypoint(
                 query: Vec::new(),
                 method: None,
                 action: Action::Forward(Forward {
-                    backends: vec![(backend.clone(), 1)],
+                    backends: vec![WeightedTarget {
+                        target: Target::Service(backend.clone()),
+                        weight: 1,
+                        request_headers: HeaderOps::default(),
+                        response_headers: HeaderOps::default(),
+                    }],
                     ..Forward::default()
                 }),
                 request_headers: HeaderOps::default(),
@@ -610,8 +470,9 @@ pub fn waypoint(
             ..FilterChain::default()
         });
     }
-    for (svc, ns) in wp.routes.keys() {
-        if !served.contains(&(svc.clone(), ns.clone())) {
+    for s in wp.routes.keys() {
+        if !served.contains(s) {
+            let (svc, ns) = (&s.name, &s.namespace);
             warnings.push(format!(
                 "routes for Service {svc}.{ns} are not served by waypoint {id}: the endpoints file has no entry with a vip for it"
             ));

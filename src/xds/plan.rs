@@ -1,12 +1,22 @@
-//! The routing plan of one proxy: listeners, virtual hosts and routes in Envoy's terms but
-//! without protobuf. Both Gateway API objects and Istio Gateway + VirtualService become a
-//! plan, and one emitter (`envoy.rs`) turns any plan into xDS resources, so the two APIs
-//! cannot drift apart in how a route is expressed to Envoy.
+//! The plan of one proxy: what it serves, complete and typed, in Envoy's terms but without
+//! protobuf. The frontends (`translate::{gateway_api, istio, waypoint}`) read the model and
+//! produce a plan; the emitter (`emit`) turns any plan, with the files `serve` was given
+//! (endpoints, certificates), into xDS resources. Neither side imports the other: this
+//! file is the whole contract between them, so the Gateway API, Istio and ambient
+//! frontends cannot drift apart in how a route is expressed to Envoy.
+//!
+//! Nothing here is a string to be parsed again: a backend is a typed Service port, a
+//! refused backend is [`Target::Refused`] (never a magic Service name), a Secret is a
+//! [`SecretRef`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The port waypoints terminate HBONE on (fixed by Istio's ambient mode).
+// TODO(merge): from model.
+pub const HBONE_PORT: u16 = 15008;
 
 /// A Kubernetes Service port a route sends to; names a cluster.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Backend {
     pub service: String,
     pub namespace: String,
@@ -32,8 +42,37 @@ impl Backend {
     }
 }
 
+/// Which proxy a plan is for: the Gateway it implements. Its node id is
+/// `<name>.<namespace>` (`node.cluster`, Istio's convention).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ProxyRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl ProxyRef {
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.name, self.namespace)
+    }
+}
+
+/// A Kubernetes Service (not a port of it).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+/// A TLS Secret (`kubernetes.io/tls`) a listener serves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyPlan {
+    pub proxy: ProxyRef,
     /// By port.
     pub listeners: BTreeMap<u16, ListenerPlan>,
     /// Why parts of the model were not served to this proxy (shown in /status).
@@ -44,7 +83,7 @@ pub struct ProxyPlan {
     /// Set when this proxy is a waypoint.
     pub waypoint: Option<WaypointPlan>,
     /// Backends spoken to over HTTP/2 without TLS (GRPCRoute backends: gRPC needs it).
-    pub http2_backends: std::collections::BTreeSet<Backend>,
+    pub http2_backends: BTreeSet<Backend>,
 }
 
 /// The waypoint a Service uses.
@@ -71,9 +110,6 @@ impl WaypointRef {
     }
 }
 
-/// The port waypoints terminate HBONE on (fixed by Istio's ambient mode).
-pub const HBONE_PORT: u16 = 15008;
-
 /// Routes of one Service, each with the port it is limited to (`None`: every port).
 pub type ServiceRoutes = Vec<(Option<u16>, RoutePlan)>;
 
@@ -82,17 +118,19 @@ pub type ServiceRoutes = Vec<(Option<u16>, RoutePlan)>;
 pub struct WaypointPlan {
     /// Namespaces whose Services use this waypoint (`istio.io/use-waypoint`).
     pub namespaces: Vec<String>,
-    /// Routes of the HTTPRoutes whose parent is a Service, by (service, namespace), each
-    /// with the Service port it is limited to (`None`: every port), in match order.
-    pub routes: BTreeMap<(String, String), ServiceRoutes>,
+    /// Routes of the HTTPRoutes whose parent is a Service, by Service, each with the
+    /// Service port it is limited to (`None`: every port), in match order.
+    pub routes: BTreeMap<ServiceRef, ServiceRoutes>,
 }
 
 impl ProxyPlan {
+    /// Every Service port the proxy's routes send or mirror to. Refused backends are not
+    /// among them: they have no cluster, so their share of requests is answered 500.
     pub fn backends(&self) -> Vec<Backend> {
         let mut out: Vec<Backend> = self
             .listeners
             .values()
-            .flat_map(|l| l.vhosts.iter())
+            .flat_map(|l| l.http().vhosts.iter())
             .flat_map(|v| v.routes.iter())
             .chain(
                 self.waypoint
@@ -103,7 +141,7 @@ impl ProxyPlan {
                 Action::Forward(f) => f
                     .backends
                     .iter()
-                    .map(|(b, _)| b.clone())
+                    .filter_map(|w| w.target.service().cloned())
                     .chain(f.mirrors.iter().map(|m| m.backend.clone()))
                     .collect(),
                 _ => Vec::new(),
@@ -118,10 +156,45 @@ impl ProxyPlan {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ListenerPlan {
     pub port: u16,
+    pub kind: ListenerKind,
+}
+
+/// What a listener speaks. Only HTTP (and HTTPS, terminated) today; TLS passthrough, TCP
+/// and UDP listeners route connections, not requests, and become variants of their own
+/// (SNI or port → backends), emitted as `tcp_proxy`/`udp_proxy` chains.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListenerKind {
+    Http(HttpListener),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpListener {
     /// TLS termination (HTTPS): one filter chain per entry. Empty: plain HTTP.
     pub tls: Vec<TlsPlan>,
     /// Virtual hosts in any order: Envoy picks by domain specificity, not by order.
     pub vhosts: Vec<VhostPlan>,
+}
+
+impl ListenerPlan {
+    pub fn http_listener(port: u16) -> Self {
+        ListenerPlan {
+            port,
+            kind: ListenerKind::Http(HttpListener::default()),
+        }
+    }
+
+    /// The HTTP side of the listener (every listener is HTTP today).
+    pub fn http(&self) -> &HttpListener {
+        match &self.kind {
+            ListenerKind::Http(h) => h,
+        }
+    }
+
+    pub fn http_mut(&mut self) -> &mut HttpListener {
+        match &mut self.kind {
+            ListenerKind::Http(h) => h,
+        }
+    }
 }
 
 /// One certificate of an HTTPS listener and the SNI names it is served for.
@@ -129,8 +202,7 @@ pub struct ListenerPlan {
 pub struct TlsPlan {
     /// Empty: any name (the listener has no hostname).
     pub server_names: Vec<String>,
-    /// The Secret, (namespace, name).
-    pub secret: (String, String),
+    pub secret: SecretRef,
     /// The Gateway listener this chain is (empty for Istio servers): a request whose
     /// Host belongs to another listener of the port is misdirected (HTTP 421).
     pub listener: String,
@@ -205,13 +277,57 @@ pub enum Action {
     Status(u16),
 }
 
+/// Where a share of a rule's requests goes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    Service(Backend),
+    /// A backendRef the route may not use: its share of the requests is answered 500
+    /// (Gateway API), 503 for gRPC. It has no cluster and never reaches a waypoint.
+    Refused(Refused),
+}
+
+impl Target {
+    pub fn service(&self) -> Option<&Backend> {
+        match self {
+            Target::Service(b) => Some(b),
+            Target::Refused(_) => None,
+        }
+    }
+}
+
+/// A backendRef that cannot be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Refused {
+    /// The backendRef as written: group/kind/namespace/name.
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub reason: RefusedReason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RefusedReason {
+    /// Not a core Service (the only backend kind tidegate routes to).
+    NotAService,
+    /// A Service in another namespace that no ReferenceGrant lets the route use.
+    NotPermitted,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct WeightedTarget {
+    pub target: Target,
+    /// Relative weight; weight 0 entries are dropped before this point.
+    pub weight: u32,
+    /// Header changes for requests sent to this backend only (the backendRef's own
+    /// filters).
+    pub request_headers: HeaderOps,
+    pub response_headers: HeaderOps,
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Forward {
-    /// Weighted backends; weight 0 entries are dropped before this point.
-    pub backends: Vec<(Backend, u32)>,
-    /// Header changes for requests sent to one backend (by index into `backends`), from
-    /// the backendRef's own filters.
-    pub backend_headers: Vec<(usize, HeaderOps, HeaderOps)>,
+    pub backends: Vec<WeightedTarget>,
     /// Copies of the requests, each to a backend, for a share (numerator, denominator).
     pub mirrors: Vec<Mirror>,
     pub retry: Option<RetryPlan>,

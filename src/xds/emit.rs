@@ -1,0 +1,82 @@
+//! A proxy plan → Envoy xDS resources, split by resource kind: `listener` (LDS), `route`
+//! (RDS), `cluster` (CDS), `endpoint` (EDS), `secret` (SDS), and `hbone` for ambient
+//! mode's tunnels and waypoints. The emitter reads only the plan (`crate::xds::plan`) and
+//! the files `serve` was given (endpoints, certificates), never the model: what a proxy
+//! is served is decided by the frontends (`crate::xds::translate`), how it is said to
+//! Envoy is decided here.
+
+mod cluster;
+mod common;
+mod endpoint;
+mod hbone;
+mod listener;
+mod route;
+mod secret;
+
+use crate::xds::certs::Certs;
+use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::ProxyPlan;
+
+pub use common::{MESH_CA, MESH_IDENTITY, Resources, Variant, any, secret_name};
+
+/// Everything the proxy of `plan` is served, given the files `serve` was given, with the
+/// warnings of what could not be.
+pub fn resources(
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+    variant: &Variant,
+) -> (Resources, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut res = Resources {
+        listeners: listener::listeners(plan, variant, certs, &mut warnings),
+        routes: route::route_configurations(plan, variant),
+        ..Resources::default()
+    };
+    let mut backends = plan.backends();
+    // With an endpoints file, it is the list of Services there are: a route's backend
+    // missing from it gets no cluster, so requests to it are answered 500 as Gateway API
+    // requires for a backend that does not exist (not 503, as for one without endpoints).
+    if let Some(eps) = endpoints {
+        backends.retain(|b| {
+            let known = eps.entries.contains_key(&b.endpoints_key())
+                || plan.via_waypoint.contains_key(b);
+            if !known {
+                warnings.push(format!(
+                    "{}: not in the endpoints file; requests to it are answered 500 (Service not found)",
+                    b.endpoints_key()
+                ));
+            }
+            known
+        });
+    }
+    let (mut mesh, extra) =
+        hbone::waypoint(plan, endpoints, certs, variant, &mut res, &mut warnings);
+    backends.extend(extra);
+    backends.sort();
+    backends.dedup();
+    let (mut clusters, loads) = cluster::clusters(&backends, endpoints);
+    // HTTP/2 to GRPCRoute backends, and to Service ports whose appProtocol says h2c.
+    let h2c = endpoints.into_iter().flat_map(|eps| {
+        backends.iter().filter(|b| {
+            eps.entries
+                .get(&b.endpoints_key())
+                .is_some_and(|e| e.is_h2c())
+        })
+    });
+    for b in plan.http2_backends.iter().chain(h2c) {
+        if let Some(c) = clusters.get_mut(&b.cluster_name()) {
+            c.typed_extension_protocol_options.insert(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+                any(&cluster::http2_options()),
+            );
+        }
+    }
+    res.clusters.extend(clusters);
+    res.endpoints.extend(loads);
+    mesh |= hbone::tunnels(plan, endpoints, certs, &mut res, &mut warnings);
+
+    // SDS: the Secrets the listeners and clusters above name, and nothing else.
+    res.secrets = secret::secrets(plan, certs, mesh, variant);
+    (res, warnings)
+}

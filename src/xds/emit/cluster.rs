@@ -1,0 +1,83 @@
+//! Clusters (CDS): one per Service port a plan sends to. With an endpoints file their
+//! endpoints come over EDS; without one (in a cluster) they resolve the Service's name.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::cluster::v3::{self as cluster, Cluster};
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use envoy_types::pb::google::protobuf::Duration;
+
+use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::Backend;
+
+use super::common::ads;
+use super::endpoint::load_assignment;
+
+/// Upstream HTTP/2 without TLS (prior knowledge), as gRPC backends speak.
+pub(super) fn http2_options() -> HttpProtocolOptions {
+    use http_protocol_options::explicit_http_config::ProtocolConfig;
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        core::Http2ProtocolOptions::default(),
+                    )),
+                },
+            ),
+        ),
+        ..HttpProtocolOptions::default()
+    }
+}
+
+/// Clusters for every backend of a plan. With an endpoints file, every cluster is EDS
+/// (a Service missing from the file has no endpoints), so a change of the file is an EDS
+/// push only; without one, clusters resolve the Service's DNS name (in a cluster).
+pub(super) fn clusters(
+    backends: &[Backend],
+    endpoints: Option<&Endpoints>,
+) -> (
+    BTreeMap<String, Cluster>,
+    BTreeMap<String, ClusterLoadAssignment>,
+) {
+    let mut clusters = BTreeMap::new();
+    let mut loads = BTreeMap::new();
+    for b in backends {
+        let name = b.cluster_name();
+        let mut c = Cluster {
+            name: name.clone(),
+            connect_timeout: Some(Duration {
+                seconds: 5,
+                nanos: 0,
+            }),
+            ..Cluster::default()
+        };
+        match endpoints {
+            Some(eps) => {
+                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+                    cluster::cluster::DiscoveryType::Eds as i32,
+                ));
+                c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
+                    eds_config: Some(ads()),
+                    service_name: String::new(),
+                });
+                loads.insert(
+                    name.clone(),
+                    load_assignment(&name, eps.addresses(&b.endpoints_key())),
+                );
+            }
+            None => {
+                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+                    cluster::cluster::DiscoveryType::StrictDns as i32,
+                ));
+                c.load_assignment = Some(load_assignment(&name, vec![(b.dns_name(), b.port)]));
+            }
+        }
+        clusters.insert(name, c);
+    }
+    (clusters, loads)
+}

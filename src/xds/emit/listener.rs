@@ -1,0 +1,191 @@
+//! Listeners (LDS): one per HTTP(S) port, bound to the client's address; a proxyless
+//! gRPC client gets an `api_listener` per host instead.
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::listener::v3::{
+    ApiListener, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    self as hcm, HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CommonTlsContext, DownstreamTlsContext,
+};
+
+use crate::xds::certs::Certs;
+use crate::xds::plan::{ProxyPlan, SecretRef, TlsPlan};
+
+use super::common::{
+    CORS_FILTER, Variant, any, http_connection_manager, network_filter, per_listener_routes,
+    route_config_name, sds, secret_name, socket_address, transport_socket,
+};
+
+/// Envoy's CORS filter, placed before the router in listeners that have a route with a
+/// CORS policy (the policy itself is per route).
+fn cors_filter() -> HttpFilter {
+    HttpFilter {
+        name: CORS_FILTER.into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(any(
+            &Cors::default(),
+        ))),
+        ..HttpFilter::default()
+    }
+}
+
+/// The TLS Secret an HTTPS listener's chain serves, if it is in `--certs`.
+fn listener_chain(
+    port: u16,
+    hcm: &HttpConnectionManager,
+    t: &TlsPlan,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
+) -> Option<FilterChain> {
+    let SecretRef {
+        namespace: ns,
+        name,
+    } = &t.secret;
+    let Some(certs) = certs else {
+        warnings.push(format!(
+            "HTTPS on port {} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)",
+            port
+        ));
+        return None;
+    };
+    if !certs.secrets.contains_key(&(ns.clone(), name.clone())) {
+        warnings.push(format!(
+            "HTTPS on port {} for {} is not served: {}",
+            port,
+            if t.server_names.is_empty() {
+                "any host".to_owned()
+            } else {
+                t.server_names.join(", ")
+            },
+            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
+        ));
+        return None;
+    }
+    let tls = DownstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            tls_certificate_sds_secret_configs: vec![sds(&secret_name(ns, name))],
+            ..CommonTlsContext::default()
+        }),
+        ..DownstreamTlsContext::default()
+    };
+    Some(FilterChain {
+        name: format!("{}/{ns}/{name}", t.server_names.join(",")),
+        filter_chain_match: (!t.server_names.is_empty()).then(|| FilterChainMatch {
+            server_names: t.server_names.clone(),
+            ..FilterChainMatch::default()
+        }),
+        transport_socket: Some(transport_socket("envoy.transport_sockets.tls", &tls)),
+        filters: vec![network_filter(
+            "envoy.filters.network.http_connection_manager",
+            hcm,
+        )],
+        ..FilterChain::default()
+    })
+}
+
+/// Listeners and routes of a plan (clusters and endpoints come from [`clusters`]).
+pub(super) fn listeners(
+    plan: &ProxyPlan,
+    variant: &Variant,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, Listener> {
+    let mut listeners = BTreeMap::new();
+    for (port, l) in &plan.listeners {
+        let l = l.http();
+        let rc_name = route_config_name(*port, l);
+        let split = per_listener_routes(l, variant);
+        let mut hcm = http_connection_manager(&rc_name);
+        if l.vhosts
+            .iter()
+            .flat_map(|v| &v.routes)
+            .any(|r| r.cors.is_some())
+        {
+            hcm.http_filters.insert(0, cors_filter());
+        }
+        if variant.proxyless {
+            for v in &l.vhosts {
+                for d in v.domains.iter().filter(|d| !d.contains('*')) {
+                    let name = format!("{d}:{port}");
+                    listeners.insert(
+                        name.clone(),
+                        Listener {
+                            name,
+                            api_listener: Some(ApiListener {
+                                api_listener: Some(any(&hcm)),
+                            }),
+                            ..Listener::default()
+                        },
+                    );
+                }
+            }
+        } else {
+            let (filter_chains, listener_filters) = if l.tls.is_empty() {
+                (
+                    vec![FilterChain {
+                        filters: vec![network_filter(
+                            "envoy.filters.network.http_connection_manager",
+                            &hcm,
+                        )],
+                        ..FilterChain::default()
+                    }],
+                    Vec::new(),
+                )
+            } else {
+                let chains: Vec<FilterChain> = l
+                    .tls
+                    .iter()
+                    .filter_map(|t| {
+                        if split {
+                            let mut own = hcm.clone();
+                            let name = format!("{rc_name}.{}", t.listener);
+                            if let Some(hcm::http_connection_manager::RouteSpecifier::Rds(r)) =
+                                &mut own.route_specifier
+                            {
+                                r.route_config_name = name.clone();
+                            }
+                            own.stat_prefix = name;
+                            listener_chain(*port, &own, t, certs, warnings)
+                        } else {
+                            listener_chain(*port, &hcm, t, certs, warnings)
+                        }
+                    })
+                    .collect();
+                // SNI is read before a chain is chosen; Envoy no longer adds the TLS
+                // inspector by itself.
+                let inspector = ListenerFilter {
+                    name: "envoy.filters.listener.tls_inspector".into(),
+                    config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+                        &TlsInspector::default(),
+                    ))),
+                    ..ListenerFilter::default()
+                };
+                (chains, vec![inspector])
+            };
+            if filter_chains.is_empty() {
+                continue;
+            }
+            listeners.insert(
+                rc_name.clone(),
+                Listener {
+                    name: rc_name.clone(),
+                    address: Some(socket_address(
+                        variant.bind.as_deref().unwrap_or("0.0.0.0"),
+                        *port,
+                    )),
+                    filter_chains,
+                    listener_filters,
+                    ..Listener::default()
+                },
+            );
+        }
+    }
+    listeners
+}
