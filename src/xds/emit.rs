@@ -55,23 +55,7 @@ pub fn resources(
     backends.extend(extra);
     backends.sort();
     backends.dedup();
-    let (mut clusters, loads) = cluster::clusters(&backends, endpoints);
-    // HTTP/2 to GRPCRoute backends, and to Service ports whose appProtocol says h2c.
-    let h2c = endpoints.into_iter().flat_map(|eps| {
-        backends.iter().filter(|b| {
-            eps.entries
-                .get(&b.endpoints_key())
-                .is_some_and(|e| e.is_h2c())
-        })
-    });
-    for b in plan.http2_backends.iter().chain(h2c) {
-        if let Some(c) = clusters.get_mut(&b.cluster_name()) {
-            c.typed_extension_protocol_options.insert(
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
-                any(&cluster::http2_options()),
-            );
-        }
-    }
+    let (clusters, loads) = cluster::backend_clusters(&backends, plan, endpoints);
     res.clusters.extend(clusters);
     res.endpoints.extend(loads);
     mesh |= hbone::tunnels(plan, endpoints, certs, &mut res, &mut warnings);

@@ -12,13 +12,13 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::google::protobuf::Duration;
 
 use crate::xds::endpoints::Endpoints;
-use crate::xds::plan::Backend;
+use crate::xds::plan::{Backend, ProxyPlan};
 
-use super::common::ads;
+use super::common::{ads, any};
 use super::endpoint::load_assignment;
 
 /// Upstream HTTP/2 without TLS (prior knowledge), as gRPC backends speak.
-pub(super) fn http2_options() -> HttpProtocolOptions {
+fn http2_options() -> HttpProtocolOptions {
     use http_protocol_options::explicit_http_config::ProtocolConfig;
     HttpProtocolOptions {
         upstream_protocol_options: Some(
@@ -34,7 +34,36 @@ pub(super) fn http2_options() -> HttpProtocolOptions {
     }
 }
 
-/// Clusters for every backend of a plan. With an endpoints file, every cluster is EDS
+/// The clusters (and EDS) of a plan's backends, speaking HTTP/2 without TLS to GRPCRoute
+/// backends and to Service ports whose `appProtocol` says h2c.
+pub(super) fn backend_clusters(
+    backends: &[Backend],
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+) -> (
+    BTreeMap<String, Cluster>,
+    BTreeMap<String, ClusterLoadAssignment>,
+) {
+    let (mut clusters, loads) = clusters(backends, endpoints);
+    let h2c = endpoints.into_iter().flat_map(|eps| {
+        backends.iter().filter(|b| {
+            eps.entries
+                .get(&b.endpoints_key())
+                .is_some_and(|e| e.is_h2c())
+        })
+    });
+    for b in plan.http2_backends.iter().chain(h2c) {
+        if let Some(c) = clusters.get_mut(&b.cluster_name()) {
+            c.typed_extension_protocol_options.insert(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+                any(&http2_options()),
+            );
+        }
+    }
+    (clusters, loads)
+}
+
+/// Clusters for backends. With an endpoints file, every cluster is EDS
 /// (a Service missing from the file has no endpoints), so a change of the file is an EDS
 /// push only; without one, clusters resolve the Service's DNS name (in a cluster).
 pub(super) fn clusters(
