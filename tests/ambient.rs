@@ -540,7 +540,7 @@ fn served_from(
     let mut repo = TempRepo::new();
     repo.write("intents/httpbin.yaml", intent);
     repo.commit("intent");
-    let tree = tidegate::gitsync::read(repo.path(), None).unwrap();
+    let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
     let (_, mut model) = tidegate::intent::load_and_expand(&tree).unwrap();
     edit(&mut model);
     let snapshot = tidegate::xds::snapshot::Snapshot::build(

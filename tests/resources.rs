@@ -18,7 +18,7 @@ fn load(files: &[(&str, &str)]) -> tidegate::model::Model {
         repo.write(path, text);
     }
     repo.commit("plain objects");
-    let tree = gitsync::read(repo.path(), None).expect("read");
+    let tree = gitsync::read(repo.path(), None, &intent::LAYOUT).expect("read");
     intent::load_and_expand(&tree).expect("valid").1
 }
 

@@ -379,6 +379,6 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
 }
 
 fn tidegate_model(s: &Setup) -> tidegate::model::Model {
-    let tree = tidegate::gitsync::read(s.repo.path(), None).unwrap();
+    let tree = tidegate::gitsync::read(s.repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
     tidegate::intent::load_and_expand(&tree).unwrap().1
 }

@@ -12,9 +12,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::decode::{Cx, Obj, is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
+use super::decode::{Cx, Obj};
+use super::gateway_api;
 use super::node::{Node, Pos, Value};
-use super::spec;
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{
     self as gw, AllowedRoutes, GrpcMethodMatch, GrpcRoute, GrpcRouteMatch, GrpcRouteRule,
@@ -23,6 +23,7 @@ use crate::model::gateway_api::{
     ReferenceGrantTo, RouteGroupKind, RouteNamespaces, SecretRef, ValueMatchType,
 };
 use crate::model::istio::{self, StringMatch};
+use crate::model::names::{is_dns1123_subdomain, is_gateway_hostname};
 use crate::model::{Object, ObjectMeta};
 
 /// Where plain objects live in the config repo.
@@ -156,7 +157,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
             let spec = require_spec(cx, &o)?;
             let (parent_refs, hostnames, mut rules, given) =
                 decode_route_spec(cx, spec, |cx, n, f| {
-                    spec::decode_rule(cx, n, f).map(|(rule, _)| rule)
+                    gateway_api::decode_rule(cx, n, f).map(|(rule, _)| rule)
                 })?;
             // The spec's default: one rule matching every path, with no backend (500).
             if !given {
@@ -238,16 +239,12 @@ fn decode_metadata(cx: &mut Cx<'_>, o: &Obj<'_>, namespaced: bool) -> Option<Obj
     allowed.extend_from_slice(SERVER_METADATA);
     let m = cx.object(node, "metadata", &allowed)?;
     let name = m.require(cx, "name", "a DNS-1123 name").and_then(|n| {
-        let s = cx.string(n, "metadata.name")?;
-        if !is_dns1123_subdomain(&s) {
-            cx.report(
-                n.pos,
-                "metadata.name",
-                format!("`{s}` is not a valid name; valid: a DNS-1123 subdomain"),
-            );
-            return None;
-        }
-        Some(s)
+        cx.checked_string(
+            n,
+            "metadata.name",
+            is_dns1123_subdomain,
+            "a valid name; valid: a DNS-1123 subdomain",
+        )
     });
     let namespace = if namespaced {
         // Without a namespace the object would land wherever the GitOps tool applies it;
@@ -257,18 +254,7 @@ fn decode_metadata(cx: &mut Cx<'_>, o: &Obj<'_>, namespaced: bool) -> Option<Obj
             "namespace",
             "the namespace the object lives in (plain objects must say it)",
         )
-        .and_then(|n| {
-            let s = cx.string(n, "metadata.namespace")?;
-            if !is_dns1123_label(&s) {
-                cx.report(
-                    n.pos,
-                    "metadata.namespace",
-                    format!("`{s}` is not a valid namespace; valid: a DNS-1123 label"),
-                );
-                return None;
-            }
-            Some(s)
-        })
+        .and_then(|n| cx.namespace(n, "metadata.namespace"))
     } else {
         if let Some(n) = m.get("namespace") {
             cx.report(n.pos, "metadata.namespace", "a Namespace has no namespace");
@@ -563,16 +549,12 @@ fn decode_selector(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<LabelSel
 }
 
 fn hostname(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<String> {
-    let s = cx.string(n, field)?;
-    if !is_gateway_hostname(&s) {
-        cx.report(
-            n.pos,
-            field,
-            format!("`{s}` is not a valid hostname; valid: a DNS name, optionally starting with `*.`, without a port"),
-        );
-        return None;
-    }
-    Some(s)
+    cx.checked_string(
+        n,
+        field,
+        is_gateway_hostname,
+        "a valid hostname; valid: a DNS name, optionally starting with `*.`, without a port",
+    )
 }
 
 fn decode_hostnames(cx: &mut Cx<'_>, s: &Obj<'_>) -> Option<Vec<String>> {
@@ -696,7 +678,9 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
                     if let Some(v) = v {
                         let bad = match type_ {
                             ValueMatchType::Exact => v.contains('/') || v.is_empty(),
-                            ValueMatchType::RegularExpression => spec::check_regex(v).is_err(),
+                            ValueMatchType::RegularExpression => {
+                                gateway_api::check_regex(v).is_err()
+                            }
                         };
                         if bad {
                             cx.report(
@@ -714,7 +698,7 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
                 });
             }
             if let Some(hn) = m.get("headers") {
-                out.headers = spec::decode_value_matches(cx, hn, &m.field("headers"), true);
+                out.headers = gateway_api::decode_value_matches(cx, hn, &m.field("headers"), true);
             }
             rule.matches.push(out);
         }
@@ -723,7 +707,8 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
         && let Some(items) = cx.list(n, &r.field("filters"))
     {
         for (i, item) in items.iter().enumerate() {
-            if let Some(f) = spec::decode_filter(cx, item, &format!("{}[{i}]", r.field("filters")))
+            if let Some(f) =
+                gateway_api::decode_filter(cx, item, &format!("{}[{i}]", r.field("filters")))
             {
                 rule.filters.push(f);
             }
@@ -734,7 +719,7 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
     {
         for (i, item) in items.iter().enumerate() {
             if let Some(b) =
-                spec::decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
+                gateway_api::decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
             {
                 rule.backend_refs.push(b);
             }
@@ -924,7 +909,7 @@ fn decode_string_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Stri
             "exact" => StringMatch::Exact(v.clone()),
             "prefix" => StringMatch::Prefix(v.clone()),
             _ => {
-                if let Err(e) = spec::check_regex(v) {
+                if let Err(e) = gateway_api::check_regex(v) {
                     cx.report(*pos, &o.field("regex"), e);
                     return None;
                 }
@@ -999,7 +984,7 @@ fn decode_header_ops(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio:
 fn duration(cx: &mut Cx<'_>, o: &Obj<'_>, key: &str) -> Option<String> {
     let n = o.get(key)?;
     let s = cx.string(n, &o.field(key))?;
-    if crate::xds::translate::gateway_api::duration_ms(&s).is_none() {
+    if crate::model::duration::parse_ms(&s).is_none() {
         cx.report(
             n.pos,
             &o.field(key),

@@ -164,8 +164,8 @@ fn valid_key(key: &str) -> bool {
         return false;
     };
     port.parse::<u16>().is_ok_and(|p| p > 0)
-        && crate::intent::decode::is_dns1123_label(svc)
-        && crate::intent::decode::is_dns1123_label(ns)
+        && crate::model::names::is_dns1123_label(svc)
+        && crate::model::names::is_dns1123_label(ns)
 }
 
 #[cfg(test)]
