@@ -8,6 +8,7 @@ pub mod config;
 pub mod decode;
 pub mod expand;
 pub mod gateway_api;
+pub mod istio;
 pub mod node;
 pub mod resources;
 pub mod spec;
