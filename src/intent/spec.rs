@@ -7,7 +7,9 @@ use super::decode::Cx;
 use super::gateway_api::decode_rule;
 use super::node::{Node, Pos};
 use crate::model::gateway_api::{FilterType, HttpRouteRule};
-use crate::model::names::{is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
+use crate::model::names::{
+    is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname, is_label_value, is_qualified_key,
+};
 
 pub const API_VERSION: &str = "tidegate.io/v1alpha1";
 
@@ -400,24 +402,6 @@ fn decode_metadata(cx: &mut Cx<'_>, node: &Node) -> Metadata {
         }
     }
     out
-}
-
-/// A Kubernetes label or annotation key: `[prefix/]name`.
-fn is_qualified_key(k: &str) -> bool {
-    let (prefix, name) = match k.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, k),
-    };
-    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
-}
-
-fn is_label_value(v: &str) -> bool {
-    v.is_empty()
-        || (v.len() <= 63
-            && v.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
 }
 
 fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {

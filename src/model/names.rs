@@ -22,6 +22,25 @@ pub fn is_gateway_hostname(s: &str) -> bool {
     is_dns1123_subdomain(rest) && rest.parse::<std::net::Ipv4Addr>().is_err()
 }
 
+/// A Kubernetes label or annotation key: `[prefix/]name`.
+pub fn is_qualified_key(k: &str) -> bool {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    prefix.is_none_or(is_dns1123_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// A Kubernetes label value: empty, or at most 63 characters, alphanumeric at both ends.
+pub fn is_label_value(v: &str) -> bool {
+    v.is_empty()
+        || (v.len() <= 63
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +58,12 @@ mod tests {
         assert!(!is_gateway_hostname("httpbin.example.com:80"));
         assert!(!is_gateway_hostname("10.0.0.1"));
         assert!(!is_gateway_hostname("a.*.com"));
+        assert!(is_qualified_key("app.kubernetes.io/name"));
+        assert!(is_qualified_key("team"));
+        assert!(!is_qualified_key("Bad_Prefix/x"));
+        assert!(!is_qualified_key("example.com/"));
+        assert!(is_label_value(""));
+        assert!(is_label_value("v1.2_x"));
+        assert!(!is_label_value("-x"));
     }
 }
