@@ -40,13 +40,15 @@ fn run(
     previous: &mut Option<tidegate::xds::snapshot::Snapshot>,
 ) -> Times {
     let t = Instant::now();
-    let tree = src.read(sha, &|p, id| cache.knows(p, id)).unwrap();
+    let tree = src
+        .read(sha, &tidegate::intent::LAYOUT, &|p, id| cache.knows(p, id))
+        .unwrap();
     let read = t.elapsed();
     let t = Instant::now();
     let (config, model) = tidegate::intent::load_and_expand_cached(&tree, cache).unwrap();
     let validate = t.elapsed();
     let t = Instant::now();
-    let rendered = tidegate::render::render(&model, &config, &tree.source).unwrap();
+    let rendered = tidegate::render::render(&model, &config.summary(&tree.source)).unwrap();
     let render = t.elapsed();
     let t = Instant::now();
     let plans = tidegate::xds::translate::plans_cached(&model, plan_cache);

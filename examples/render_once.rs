@@ -11,10 +11,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let repo = args.next().unwrap_or_else(|| "config-repo".into());
     let rev = args.next();
-    let tree = tidegate::gitsync::read(repo.as_ref(), rev.as_deref())?;
+    let tree = tidegate::gitsync::read(repo.as_ref(), rev.as_deref(), &tidegate::intent::LAYOUT)?;
     let (config, model) =
         tidegate::intent::load_and_expand(&tree).context("the config is invalid")?;
-    let rendered = tidegate::render::render(&model, &config, &tree.source)?;
+    let rendered = tidegate::render::render(&model, &config.summary(&tree.source))?;
     for (path, text) in rendered
         .files
         .iter()

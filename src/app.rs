@@ -474,7 +474,7 @@ impl Sync {
         let metrics = self.state.metrics.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let r = render::render(&model, &config, &source);
+            let r = render::render(&model, &config.summary(&source));
             metrics.stage("render").observe(t.elapsed().as_secs_f64());
             r
         })
@@ -561,7 +561,9 @@ fn build(
     };
     let t = std::time::Instant::now();
     let tree = source
-        .read(sha, &|path, id| cache.knows(path, id))
+        .read(sha, &crate::intent::LAYOUT, &|path, id| {
+            cache.knows(path, id)
+        })
         .map_err(|e| BuildError::Source(e.to_string()))?;
     timer("read", t);
     let t = std::time::Instant::now();

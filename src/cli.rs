@@ -201,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => return Ok(rejected(&tree, &e)),
             };
             warn(&tree, &config);
-            let rendered = render::render(&model, &config, &tree.source)?;
+            let rendered = render::render(&model, &config.summary(&tree.source))?;
             let summary = render::write_dir(&out, &rendered)
                 .with_context(|| format!("writing manifests to {}", out.display()))?;
             println!(
@@ -326,7 +326,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn read(repo: &std::path::Path, rev: Option<&str>) -> anyhow::Result<gitsync::Tree> {
-    let tree = gitsync::read(repo, rev)?;
+    let tree = gitsync::read(repo, rev, &intent::LAYOUT)?;
     if let gitsync::Source::Directory(_) = tree.source {
         eprintln!("note: {}", tree.source);
     }

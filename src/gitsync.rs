@@ -14,7 +14,31 @@ use std::path::{Path, PathBuf};
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 use sha2::Digest as _;
 
-pub use crate::intent::node::limits::MAX_FILE_BYTES;
+/// Which parts of a config repo are read, and how large a file may be: the caller's to say
+/// (the intent layer knows its own files), so this module knows Git, not the config format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Files read at the config root, by exact path.
+    pub files: &'static [&'static str],
+    /// Directories read recursively, each with a trailing `/` (`intents/`).
+    pub dirs: &'static [&'static str],
+    /// Larger files are not read, only listed in [`Tree::too_large`].
+    pub max_file_bytes: u64,
+}
+
+impl Layout {
+    /// Whether the file at `path` (relative to the config root) is read. Anything else
+    /// (READMEs, CI files) is not ours.
+    pub fn wanted(&self, path: &str) -> bool {
+        self.files.contains(&path) || self.dirs.iter().any(|d| path.starts_with(d))
+    }
+
+    /// Whether the directory at `path` may hold wanted files.
+    fn descend(&self, path: &str) -> bool {
+        let dir = format!("{path}/");
+        self.dirs.iter().any(|d| dir.starts_with(d))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -121,20 +145,14 @@ pub struct Tree {
     /// Entries skipped on purpose (symlinks and submodules are ignored, not followed),
     /// with the reason.
     pub skipped: Vec<String>,
-    /// Files over [`MAX_FILE_BYTES`], not read: path → size.
+    /// Files over [`Layout::max_file_bytes`], not read: path → size.
     pub too_large: BTreeMap<String, u64>,
 }
 
-/// Only these parts of a config repo are read; anything else (READMEs, CI files) is not ours.
-fn wanted(path: &str) -> bool {
-    path == crate::intent::SETTINGS_FILE
-        || path.starts_with("intents/")
-        || path.starts_with("resources/")
-}
-
 /// Reads the config at `rev` (default `HEAD`) of the repository containing `path`, limited
-/// to `path`'s subtree; or, outside any repository, the files under `path`.
-pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
+/// to `path`'s subtree; or, outside any repository, the files under `path`. Only the files
+/// of `layout` are read.
+pub fn read(path: &Path, rev: Option<&str>, layout: &Layout) -> Result<Tree> {
     let abs = path.canonicalize().map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
@@ -145,7 +163,7 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
             if rev.is_some() {
                 return Err(Error::NotARepo(abs));
             }
-            return read_dir(&abs);
+            return read_dir(&abs, layout);
         }
         Err(source) => {
             return Err(Error::Git {
@@ -155,7 +173,7 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree> {
         }
     };
     let prefix = prefix_in(&repo, &abs)?;
-    read_commit(&repo, rev.unwrap_or("HEAD"), &prefix)
+    read_commit(&repo, rev.unwrap_or("HEAD"), &prefix, layout)
 }
 
 /// Where `abs` (canonical) is inside `repo`'s work tree, `/`-separated; "" for the root or
@@ -175,8 +193,8 @@ pub fn prefix_in(repo: &Repository, abs: &Path) -> Result<String> {
 }
 
 /// Reads `prefix` of the commit that `rev` names in `repo`.
-pub fn read_commit(repo: &Repository, rev: &str, prefix: &str) -> Result<Tree> {
-    read_commit_with(repo, rev, prefix, &|_, _| false)
+pub fn read_commit(repo: &Repository, rev: &str, prefix: &str, layout: &Layout) -> Result<Tree> {
+    read_commit_with(repo, rev, prefix, layout, &|_, _| false)
 }
 
 /// Like [`read_commit`], but blobs for which `known(path, id)` is true are not read (their
@@ -185,6 +203,7 @@ pub fn read_commit_with(
     repo: &Repository,
     rev: &str,
     prefix: &str,
+    layout: &Layout,
     known: &dyn Fn(&str, &str) -> bool,
 ) -> Result<Tree> {
     let git = |what: String| move |source| Error::Git { what, source };
@@ -233,7 +252,7 @@ pub fn read_commit_with(
         let path = format!("{dir}{name}");
         match entry.kind() {
             Some(ObjectType::Tree) => TreeWalkResult::Ok,
-            Some(ObjectType::Blob) if wanted(&path) => {
+            Some(ObjectType::Blob) if layout.wanted(&path) => {
                 // 0o120000 is a symlink: its blob is a path, and following it could read
                 // outside the config; it is skipped and reported.
                 if entry.filemode() == 0o120000 {
@@ -250,7 +269,7 @@ pub fn read_commit_with(
                 if let Ok((size, _)) = odb
                     .as_ref()
                     .map_or(Err(()), |o| o.read_header(entry.id()).map_err(|_| ()))
-                    && size as u64 > MAX_FILE_BYTES
+                    && size as u64 > layout.max_file_bytes
                 {
                     too_large.insert(path, size as u64);
                     return TreeWalkResult::Ok;
@@ -270,7 +289,7 @@ pub fn read_commit_with(
                     }
                 }
             }
-            Some(ObjectType::Commit) if wanted(&path) => {
+            Some(ObjectType::Commit) if layout.wanted(&path) => {
                 skipped.push(format!("{path}: submodule, not read"));
                 TreeWalkResult::Ok
             }
@@ -296,7 +315,7 @@ pub fn read_commit_with(
     })
 }
 
-fn read_dir(root: &Path) -> Result<Tree> {
+fn read_dir(root: &Path, layout: &Layout) -> Result<Tree> {
     let mut files = BTreeMap::new();
     let mut skipped = Vec::new();
     let mut too_large = BTreeMap::new();
@@ -322,20 +341,16 @@ fn read_dir(root: &Path) -> Result<Tree> {
                 source,
             })?;
             if ft.is_symlink() {
-                if wanted(&rel) {
+                if layout.wanted(&rel) {
                     skipped.push(format!("{rel}: symlink, not followed"));
                 }
             } else if ft.is_dir() {
-                if rel == "intents"
-                    || rel == "resources"
-                    || rel.starts_with("intents/")
-                    || rel.starts_with("resources/")
-                {
+                if layout.descend(&rel) {
                     stack.push(p);
                 }
-            } else if wanted(&rel) {
+            } else if layout.wanted(&rel) {
                 let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                if len > MAX_FILE_BYTES {
+                if len > layout.max_file_bytes {
                     too_large.insert(rel, len);
                     continue;
                 }

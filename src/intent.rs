@@ -4,14 +4,18 @@
 //! A commit is accepted or rejected as a whole: [`load`] either returns every intent of the
 //! tree, or every problem found in it, never a subset.
 
+pub mod config;
 pub mod decode;
 pub mod expand;
+pub mod gateway_api;
+pub mod istio;
 pub mod node;
 pub mod resources;
 pub mod spec;
 
 use std::fmt;
 
+pub use config::Config;
 pub use decode::Problem;
 pub use spec::{Exposure, Intent, Mode, Platform, Protocol, Settings};
 
@@ -23,6 +27,14 @@ use node::Pos;
 pub const SETTINGS_FILE: &str = "tidegate.yaml";
 /// Where intents live.
 pub const INTENTS_DIR: &str = "intents/";
+
+/// What of a config repo tidegate reads: the settings file, intents and plain objects, each
+/// file at most [`node::limits::MAX_FILE_BYTES`] (the parser's budget).
+pub const LAYOUT: crate::gitsync::Layout = crate::gitsync::Layout {
+    files: &[SETTINGS_FILE],
+    dirs: &[INTENTS_DIR, resources::RESOURCES_DIR],
+    max_file_bytes: node::limits::MAX_FILE_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -40,18 +52,6 @@ impl fmt::Display for Problems<'_> {
         }
         Ok(())
     }
-}
-
-/// A validated config: what a commit says.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Config {
-    pub settings: Settings,
-    /// Sorted by namespace, then name.
-    pub intents: Vec<std::sync::Arc<Intent>>,
-    /// Plain objects from `resources/`, in file order (path, then position).
-    pub resources: Vec<resources::Resource>,
-    /// Things worth telling the user that do not reject the commit.
-    pub warnings: Vec<String>,
 }
 
 /// Decodes and validates every intent in `tree`.

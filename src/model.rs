@@ -6,10 +6,13 @@
 //! to YAML; maps are `BTreeMap`, so output is deterministic.
 
 pub mod core;
+pub mod duration;
 pub mod gateway_api;
 pub mod istio;
 pub mod meta;
+pub mod names;
 pub mod openshift;
+pub mod summary;
 
 use serde::Serialize;
 

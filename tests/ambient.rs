@@ -540,7 +540,7 @@ fn served_from(
     let mut repo = TempRepo::new();
     repo.write("intents/httpbin.yaml", intent);
     repo.commit("intent");
-    let tree = tidegate::gitsync::read(repo.path(), None).unwrap();
+    let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
     let (_, mut model) = tidegate::intent::load_and_expand(&tree).unwrap();
     edit(&mut model);
     let snapshot = tidegate::xds::snapshot::Snapshot::build(
@@ -850,7 +850,12 @@ fn a_refused_backend_in_a_waypoint_namespace_answers_500_not_a_closed_tunnel() {
                 if let Object::HttpRoute(r) = Arc::make_mut(o)
                     && r.spec.parent_refs.iter().any(|p| p.kind == "Gateway")
                 {
-                    for b in r.spec.rules.iter_mut().flat_map(|r| r.backend_refs.iter_mut()) {
+                    for b in r
+                        .spec
+                        .rules
+                        .iter_mut()
+                        .flat_map(|r| r.backend_refs.iter_mut())
+                    {
                         b.namespace = Some("shop".into());
                     }
                 }
@@ -860,7 +865,8 @@ fn a_refused_backend_in_a_waypoint_namespace_answers_500_not_a_closed_tunnel() {
         "httpbin-gateway.httpbin",
     );
     assert!(
-        !w.iter().any(|w| w.contains("vip") || w.contains("waypoint")),
+        !w.iter()
+            .any(|w| w.contains("vip") || w.contains("waypoint")),
         "a refused backend is not a waypoint's business: {w:?}"
     );
     let clusters = names(&p, TypeUrl::Cluster);
@@ -871,7 +877,12 @@ fn a_refused_backend_in_a_waypoint_namespace_answers_500_not_a_closed_tunnel() {
         "no tunnel for a refused backend"
     );
     // The route's cluster does not exist, and a missing cluster is answered 500.
-    let rc = p.of(TypeUrl::Route).resources.values().next().expect("a route");
+    let rc = p
+        .of(TypeUrl::Route)
+        .resources
+        .values()
+        .next()
+        .expect("a route");
     let rc = RouteConfiguration::decode(rc.any.value.as_slice()).unwrap();
     let routes: Vec<_> = rc.virtual_hosts.iter().flat_map(|v| &v.routes).collect();
     assert!(!routes.is_empty());

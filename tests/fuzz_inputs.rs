@@ -44,7 +44,7 @@ fn pipeline(data: &[u8]) {
     let Ok((config, model)) = tidegate::intent::load_and_expand(&tree) else {
         return;
     };
-    tidegate::render::render(&model, &config, &tree.source)
+    tidegate::render::render(&model, &config.summary(&tree.source))
         .expect("rendering a valid model must not fail");
     let plans = tidegate::xds::translate::plans(&model);
     tidegate::xds::snapshot::Snapshot::build(

@@ -368,11 +368,19 @@ fn unchanged_files_are_neither_read_nor_parsed_again() {
     let src =
         tidegate::gitsync::source::RepoSource::new(&repo.path().to_string_lossy(), None, None);
     let mut cache = tidegate::intent::Cache::default();
-    let tree = src.read(&first, &|p, id| cache.knows(p, id)).unwrap();
+    let tree = src
+        .read(&first, &tidegate::intent::LAYOUT, &|p, id| {
+            cache.knows(p, id)
+        })
+        .unwrap();
     assert_eq!(tree.files.len(), 20);
     tidegate::intent::load_cached(&tree, &mut cache).unwrap();
     assert_eq!(cache.len(), 20);
-    let tree = src.read(&second, &|p, id| cache.knows(p, id)).unwrap();
+    let tree = src
+        .read(&second, &tidegate::intent::LAYOUT, &|p, id| {
+            cache.knows(p, id)
+        })
+        .unwrap();
     assert_eq!(
         tree.files.keys().collect::<Vec<_>>(),
         vec!["intents/i7.yaml"],

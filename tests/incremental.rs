@@ -52,7 +52,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn run(&mut self, repo: &TempRepo) -> (tidegate::model::Model, Snapshot) {
-        let tree = tidegate::gitsync::read(repo.path(), None).unwrap();
+        let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
         let (_, model) = tidegate::intent::load_and_expand_cached(&tree, &mut self.files).unwrap();
         let snapshot = Snapshot::build_shared(
             Default::default(),
@@ -65,7 +65,7 @@ impl Pipeline {
 }
 
 fn scratch(repo: &TempRepo) -> (tidegate::model::Model, Snapshot) {
-    let tree = tidegate::gitsync::read(repo.path(), None).unwrap();
+    let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
     let (_, model) = tidegate::intent::load_and_expand(&tree).unwrap();
     let snapshot = Snapshot::build(
         Default::default(),
@@ -294,7 +294,9 @@ fn a_conflict_is_found_with_the_caches_as_without() {
     );
     repo.commit("two gateways");
     let mut cache = tidegate::intent::Cache::default();
-    let read = |repo: &TempRepo| tidegate::gitsync::read(repo.path(), None).unwrap();
+    let read = |repo: &TempRepo| {
+        tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap()
+    };
     assert!(tidegate::intent::load_and_expand_cached(&read(&repo), &mut cache).is_ok());
 
     // b moves to edge1 and claims a's host and path; also a mode conflict on edge1.

@@ -19,7 +19,7 @@ fn load(files: &[(&str, &str)]) -> tidegate::model::Model {
         repo.write(path, text);
     }
     repo.commit("plain objects");
-    let tree = gitsync::read(repo.path(), None).expect("read");
+    let tree = gitsync::read(repo.path(), None, &intent::LAYOUT).expect("read");
     intent::load_and_expand(&tree).expect("valid").1
 }
 
@@ -218,12 +218,8 @@ spec:
 
     // The proxy answers what the status says: unusable backends get 500, not a cluster.
     let plan = &translate::plans(&model)["gw.infra"];
-    let (res, warnings) = tidegate::xds::emit::resources(
-        plan,
-        Some(&endpoints),
-        None,
-        &Default::default(),
-    );
+    let (res, warnings) =
+        tidegate::xds::emit::resources(plan, Some(&endpoints), None, &Default::default());
     let clusters: Vec<&String> = res.clusters.keys().collect();
     assert_eq!(clusters, ["svc.infra.svc.cluster.local:8080"]);
     assert!(

@@ -301,7 +301,14 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
     // A route whose regex RE2 cannot compile: Envoy must reject the RouteConfiguration.
     let mut plans = tidegate::xds::translate::plans(&tidegate_model(&s));
     let plan: &mut ProxyPlan = plans.get_mut("httpbin-gateway.httpbin").unwrap();
-    let route = &mut plan.listeners.values_mut().next().unwrap().http_mut().vhosts[0].routes[0];
+    let route = &mut plan
+        .listeners
+        .values_mut()
+        .next()
+        .unwrap()
+        .http_mut()
+        .vhosts[0]
+        .routes[0];
     route.path = PathMatch::Regex("/(unclosed".into());
     let bad = Snapshot::build(
         Origin {
@@ -379,6 +386,6 @@ async fn envoy_nacks_an_invalid_route_once_and_recovers_on_the_next_snapshot() {
 }
 
 fn tidegate_model(s: &Setup) -> tidegate::model::Model {
-    let tree = tidegate::gitsync::read(s.repo.path(), None).unwrap();
+    let tree = tidegate::gitsync::read(s.repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
     tidegate::intent::load_and_expand(&tree).unwrap().1
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use git2::Repository;
 
-use super::{Error, Result, Tree};
+use super::{Error, Layout, Result, Tree};
 
 /// How long a `git ls-remote` or `git fetch` may take (Flux's default Git timeout).
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -152,10 +152,16 @@ impl RepoSource {
         }
     }
 
-    /// Reads the config at commit `sha` (blocking), skipping blobs `known` says are cached.
-    pub fn read(&self, sha: &str, known: &dyn Fn(&str, &str) -> bool) -> Result<Tree> {
+    /// Reads the files of `layout` at commit `sha` (blocking), skipping blobs `known` says
+    /// are cached.
+    pub fn read(
+        &self,
+        sha: &str,
+        layout: &Layout,
+        known: &dyn Fn(&str, &str) -> bool,
+    ) -> Result<Tree> {
         let (repo, prefix) = self.open()?;
-        super::read_commit_with(&repo, sha, &prefix, known)
+        super::read_commit_with(&repo, sha, &prefix, layout, known)
     }
 
     /// Files whose change means "the ref may have moved" (local repositories only).

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::node::{Node, Pos, Value};
+use crate::model::names::is_dns1123_label;
 
 /// One thing wrong with the input, located precisely enough to jump to it in an editor.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,6 +121,33 @@ impl<'f> Cx<'f> {
                 None
             }
         }
+    }
+
+    /// A string that `valid` accepts; otherwise reports "`value` is not {what}". Names and
+    /// hostnames of every API are checked through here, so each rule is written once.
+    pub fn checked_string(
+        &mut self,
+        node: &Node,
+        field: &str,
+        valid: impl Fn(&str) -> bool,
+        what: &str,
+    ) -> Option<String> {
+        let s = self.string(node, field)?;
+        if !valid(&s) {
+            self.report(node.pos, field, format!("`{s}` is not {what}"));
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A namespace: a DNS-1123 label.
+    pub fn namespace(&mut self, node: &Node, field: &str) -> Option<String> {
+        self.checked_string(
+            node,
+            field,
+            is_dns1123_label,
+            "a valid namespace; valid: a DNS-1123 label",
+        )
     }
 
     pub fn int(&mut self, node: &Node, field: &str, min: i64, max: i64) -> Option<i64> {
@@ -324,27 +352,6 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// DNS-1123 label: what Kubernetes accepts for a namespace or a Service name.
-pub fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// DNS-1123 subdomain: what Kubernetes accepts for most object names.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
-}
-
-/// A Gateway API hostname: a DNS name, optionally with a leading `*.` label, no IPs, no port.
-pub fn is_gateway_hostname(s: &str) -> bool {
-    let rest = s.strip_prefix("*.").unwrap_or(s);
-    is_dns1123_subdomain(rest) && rest.parse::<std::net::Ipv4Addr>().is_err()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,17 +366,5 @@ mod tests {
             did_you_mean("Prefix", &["Exact", "PathPrefix"]),
             Some("PathPrefix")
         );
-    }
-
-    #[test]
-    fn dns_names() {
-        assert!(is_dns1123_label("httpbin"));
-        assert!(!is_dns1123_label("HttpBin"));
-        assert!(!is_dns1123_label("-x"));
-        assert!(is_gateway_hostname("*.example.com"));
-        assert!(is_gateway_hostname("httpbin.example.com"));
-        assert!(!is_gateway_hostname("httpbin.example.com:80"));
-        assert!(!is_gateway_hostname("10.0.0.1"));
-        assert!(!is_gateway_hostname("a.*.com"));
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::Config;
+use super::config::Config;
 use super::decode::Problem;
 use super::resources::Resource;
 use super::spec::{Exposure, Intent, Mode, Protocol, Settings};
@@ -22,7 +22,7 @@ use crate::model::gateway_api::{
     LabelSelector, LabelSelectorRequirement, Listener, ListenerTls, ParentRef, PathMatchType,
     PathModifierType, RouteNamespaces, SecretRef,
 };
-use crate::model::istio::{self, StringMatch};
+use crate::model::istio::{self, HBONE_PORT, StringMatch, WAYPOINT_CLASS, label};
 use crate::model::openshift::{self, RoutePort, RouteSpec, RouteTarget, RouteTls, TargetPort};
 use crate::model::{Model, Object, ObjectMeta};
 
@@ -39,12 +39,6 @@ pub const PRUNE_SAFE_ANNOTATIONS: [(&str, &str); 3] = [
 
 /// Label on every object tidegate renders, so users and tools can find them.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "tidegate");
-
-/// Istio reads this Gateway annotation to choose the type of the Service it deploys: the
-/// declarative replacement for the seed's `oc patch service … type: LoadBalancer`.
-pub const SERVICE_TYPE_ANNOTATION: &str = "networking.istio.io/service-type";
-
-pub const WAYPOINT_CLASS: &str = "istio-waypoint";
 
 /// The sidecar-injection revision an intent asks for, if any.
 pub fn revision<'a>(settings: &'a Settings, intent: &'a Intent) -> Option<&'a str> {
@@ -185,22 +179,22 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
         match i.mode.value {
             Mode::Ambient => {
                 meta.labels
-                    .insert("istio.io/dataplane-mode".into(), "ambient".into());
+                    .insert(label::DATAPLANE_MODE.into(), "ambient".into());
                 meta.labels
-                    .insert("istio.io/use-waypoint".into(), i.waypoint_name().into());
+                    .insert(label::USE_WAYPOINT.into(), i.waypoint_name().into());
                 // On the namespace rather than on the app's Service (seed §2.6 labels the
                 // Service): tidegate does not own the app's Service, and Istio reads the
                 // label from the namespace when the Service has none.
                 meta.labels
-                    .insert("istio.io/ingress-use-waypoint".into(), "true".into());
+                    .insert(label::INGRESS_USE_WAYPOINT.into(), "true".into());
             }
             _ => match revision(&config.settings, i) {
                 Some(rev) => {
-                    meta.labels.insert("istio.io/rev".into(), rev.into());
+                    meta.labels.insert(label::REVISION.into(), rev.into());
                 }
                 None => {
                     meta.labels
-                        .insert("istio-injection".into(), "enabled".into());
+                        .insert(label::INJECTION.into(), "enabled".into());
                 }
             },
         }
@@ -648,7 +642,9 @@ fn gateway_api_gateway(
         .collect();
     let mut metadata = ObjectMeta::namespaced(name, ns);
     metadata.annotations.insert(
-        SERVICE_TYPE_ANNOTATION.into(),
+        // Istio reads it to choose the type of the Service it deploys: the declarative
+        // replacement for the seed's `oc patch service … type: LoadBalancer`.
+        label::SERVICE_TYPE.into(),
         users[0].gateway.exposure.value.service_type().into(),
     );
     gw::Gateway {
@@ -747,7 +743,7 @@ fn expand_ambient<'a>(
     let mut wmeta = ObjectMeta::namespaced(waypoint, &i.namespace);
     wmeta
         .labels
-        .insert("istio.io/waypoint-for".into(), "service".into());
+        .insert(label::WAYPOINT_FOR.into(), "service".into());
     out.push(
         Object::Gateway(gw::Gateway {
             api_version: gw::API_VERSION,
@@ -758,7 +754,7 @@ fn expand_ambient<'a>(
                 listeners: vec![Listener {
                     name: "mesh".into(),
                     hostname: None,
-                    port: 15008,
+                    port: HBONE_PORT,
                     protocol: "HBONE".into(),
                     tls: None,
                     allowed_routes: Some(AllowedRoutes {

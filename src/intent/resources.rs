@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::decode::{Cx, Obj, is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname};
+use super::decode::{Cx, Obj};
+use super::gateway_api;
+use super::istio as istio_decode;
 use super::node::{Node, Pos, Value};
-use super::spec;
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{
     self as gw, AllowedRoutes, GrpcMethodMatch, GrpcRoute, GrpcRouteMatch, GrpcRouteRule,
@@ -22,7 +23,8 @@ use crate::model::gateway_api::{
     ListenerTls, ParentRef, ReferenceGrant, ReferenceGrantFrom, ReferenceGrantSpec,
     ReferenceGrantTo, RouteGroupKind, RouteNamespaces, SecretRef, ValueMatchType,
 };
-use crate::model::istio::{self, StringMatch};
+use crate::model::istio;
+use crate::model::names::{is_dns1123_subdomain, is_gateway_hostname};
 use crate::model::{Object, ObjectMeta};
 
 /// Where plain objects live in the config repo.
@@ -87,7 +89,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let istio_kind = api_version.starts_with("networking.istio.io/");
     let valid_versions: &[&str] = match kind.as_str() {
         "Namespace" => &["v1"],
-        "Gateway" | "VirtualService" if istio_kind => ISTIO_VERSIONS,
+        "Gateway" | "VirtualService" if istio_kind => istio_decode::VERSIONS,
         "Gateway" | "HTTPRoute" | "GRPCRoute" => &[gw::API_VERSION],
         "ReferenceGrant" => &[gw::REFERENCE_GRANT_API_VERSION, gw::API_VERSION],
         other => {
@@ -131,7 +133,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 api_version: istio::API_VERSION,
                 kind: "Gateway",
                 metadata: metadata?,
-                spec: decode_istio_gateway(cx, spec)?,
+                spec: istio_decode::gateway(cx, spec)?,
             })
         }
         "VirtualService" => {
@@ -140,7 +142,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 api_version: istio::API_VERSION,
                 kind: "VirtualService",
                 metadata: metadata?,
-                spec: decode_virtual_service(cx, spec)?,
+                spec: istio_decode::virtual_service(cx, spec)?,
             })
         }
         "Gateway" => {
@@ -156,7 +158,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
             let spec = require_spec(cx, &o)?;
             let (parent_refs, hostnames, mut rules, given) =
                 decode_route_spec(cx, spec, |cx, n, f| {
-                    spec::decode_rule(cx, n, f).map(|(rule, _)| rule)
+                    gateway_api::decode_rule(cx, n, f).map(|(rule, _)| rule)
                 })?;
             // The spec's default: one rule matching every path, with no backend (500).
             if !given {
@@ -238,16 +240,12 @@ fn decode_metadata(cx: &mut Cx<'_>, o: &Obj<'_>, namespaced: bool) -> Option<Obj
     allowed.extend_from_slice(SERVER_METADATA);
     let m = cx.object(node, "metadata", &allowed)?;
     let name = m.require(cx, "name", "a DNS-1123 name").and_then(|n| {
-        let s = cx.string(n, "metadata.name")?;
-        if !is_dns1123_subdomain(&s) {
-            cx.report(
-                n.pos,
-                "metadata.name",
-                format!("`{s}` is not a valid name; valid: a DNS-1123 subdomain"),
-            );
-            return None;
-        }
-        Some(s)
+        cx.checked_string(
+            n,
+            "metadata.name",
+            is_dns1123_subdomain,
+            "a valid name; valid: a DNS-1123 subdomain",
+        )
     });
     let namespace = if namespaced {
         // Without a namespace the object would land wherever the GitOps tool applies it;
@@ -257,18 +255,7 @@ fn decode_metadata(cx: &mut Cx<'_>, o: &Obj<'_>, namespaced: bool) -> Option<Obj
             "namespace",
             "the namespace the object lives in (plain objects must say it)",
         )
-        .and_then(|n| {
-            let s = cx.string(n, "metadata.namespace")?;
-            if !is_dns1123_label(&s) {
-                cx.report(
-                    n.pos,
-                    "metadata.namespace",
-                    format!("`{s}` is not a valid namespace; valid: a DNS-1123 label"),
-                );
-                return None;
-            }
-            Some(s)
-        })
+        .and_then(|n| cx.namespace(n, "metadata.namespace"))
     } else {
         if let Some(n) = m.get("namespace") {
             cx.report(n.pos, "metadata.namespace", "a Namespace has no namespace");
@@ -563,16 +550,12 @@ fn decode_selector(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<LabelSel
 }
 
 fn hostname(cx: &mut Cx<'_>, n: &Node, field: &str) -> Option<String> {
-    let s = cx.string(n, field)?;
-    if !is_gateway_hostname(&s) {
-        cx.report(
-            n.pos,
-            field,
-            format!("`{s}` is not a valid hostname; valid: a DNS name, optionally starting with `*.`, without a port"),
-        );
-        return None;
-    }
-    Some(s)
+    cx.checked_string(
+        n,
+        field,
+        is_gateway_hostname,
+        "a valid hostname; valid: a DNS name, optionally starting with `*.`, without a port",
+    )
 }
 
 fn decode_hostnames(cx: &mut Cx<'_>, s: &Obj<'_>) -> Option<Vec<String>> {
@@ -696,7 +679,9 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
                     if let Some(v) = v {
                         let bad = match type_ {
                             ValueMatchType::Exact => v.contains('/') || v.is_empty(),
-                            ValueMatchType::RegularExpression => spec::check_regex(v).is_err(),
+                            ValueMatchType::RegularExpression => {
+                                gateway_api::check_regex(v).is_err()
+                            }
                         };
                         if bad {
                             cx.report(
@@ -714,7 +699,7 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
                 });
             }
             if let Some(hn) = m.get("headers") {
-                out.headers = spec::decode_value_matches(cx, hn, &m.field("headers"), true);
+                out.headers = gateway_api::decode_value_matches(cx, hn, &m.field("headers"), true);
             }
             rule.matches.push(out);
         }
@@ -723,7 +708,8 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
         && let Some(items) = cx.list(n, &r.field("filters"))
     {
         for (i, item) in items.iter().enumerate() {
-            if let Some(f) = spec::decode_filter(cx, item, &format!("{}[{i}]", r.field("filters")))
+            if let Some(f) =
+                gateway_api::decode_filter(cx, item, &format!("{}[{i}]", r.field("filters")))
             {
                 rule.filters.push(f);
             }
@@ -734,7 +720,7 @@ fn decode_grpc_rule(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<GrpcRou
     {
         for (i, item) in items.iter().enumerate() {
             if let Some(b) =
-                spec::decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
+                gateway_api::decode_backend(cx, item, &format!("{}[{i}]", r.field("backendRefs")))
             {
                 rule.backend_refs.push(b);
             }
@@ -796,544 +782,4 @@ fn decode_grant_spec(cx: &mut Cx<'_>, node: &Node) -> Option<ReferenceGrantSpec>
         }
     }
     (cx.problems.len() == before).then_some(spec)
-}
-
-// --- Istio `networking.istio.io` Gateway and VirtualService ---------------------------
-
-/// Istio API versions read (`v1` is what tidegate writes; the older ones are the same
-/// schema for the fields below).
-const ISTIO_VERSIONS: &[&str] = &[
-    istio::API_VERSION,
-    "networking.istio.io/v1beta1",
-    "networking.istio.io/v1alpha3",
-];
-
-fn decode_istio_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<istio::GatewaySpec> {
-    let before = cx.problems.len();
-    let s = cx.object(node, "spec", &["selector", "servers"])?;
-    let mut selector = BTreeMap::new();
-    if let Some(n) = s.get("selector") {
-        for (_, k, v) in cx.string_map(n, "spec.selector").unwrap_or_default() {
-            selector.insert(k, v);
-        }
-    }
-    let mut servers = Vec::new();
-    if let Some(items) = s
-        .require(cx, "servers", "at least one server")
-        .and_then(|n| cx.list(n, "spec.servers"))
-    {
-        for (i, item) in items.iter().enumerate() {
-            let f = format!("spec.servers[{i}]");
-            let Some(o) = cx.object(item, &f, &["port", "hosts", "tls", "name"]) else {
-                continue;
-            };
-            let port = o
-                .require(cx, "port", "{number, name, protocol}")
-                .and_then(|p| {
-                    let po = cx.object(
-                        p,
-                        &o.field("port"),
-                        &["number", "name", "protocol", "targetPort"],
-                    )?;
-                    let number = po
-                        .require(cx, "number", "the port, such as 80")
-                        .and_then(|n| cx.int(n, &po.field("number"), 1, 65535))?;
-                    let name = po
-                        .get("name")
-                        .and_then(|n| cx.string(n, &po.field("name")))
-                        .unwrap_or_default();
-                    let protocol = po
-                        .require(cx, "protocol", "HTTP, HTTPS, HTTP2, GRPC, TCP or TLS")
-                        .and_then(|n| cx.string(n, &po.field("protocol")))?;
-                    Some(istio::ServerPort {
-                        number: number as u16,
-                        name,
-                        protocol,
-                    })
-                });
-            let hosts: Vec<String> = o
-                .require(cx, "hosts", "such as [\"*\"] or [\"httpbin.example.com\"]")
-                .and_then(|n| cx.strings(n, &o.field("hosts")))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(_, h)| h)
-                .collect();
-            let mut tls = None;
-            if let Some(t) = o.get("tls")
-                && let Some(to) = cx.object(
-                    t,
-                    &o.field("tls"),
-                    &["mode", "credentialName", "httpsRedirect"],
-                )
-            {
-                if let Some(n) = to.get("httpsRedirect") {
-                    cx.report(n.pos, &to.field("httpsRedirect"), "httpsRedirect is not supported by tidegate; redirect with a VirtualService redirect (scheme: https) instead");
-                }
-                let mode = to.get("mode").and_then(|n| {
-                    cx.choice(
-                        n,
-                        &to.field("mode"),
-                        &[
-                            "SIMPLE",
-                            "PASSTHROUGH",
-                            "MUTUAL",
-                            "AUTO_PASSTHROUGH",
-                            "ISTIO_MUTUAL",
-                            "OPTIONAL_MUTUAL",
-                        ],
-                    )
-                });
-                // The translator serves SIMPLE and says why it does not serve the others.
-                let mode: &'static str = match mode.as_deref() {
-                    Some("SIMPLE") | None => "SIMPLE",
-                    Some("PASSTHROUGH") => "PASSTHROUGH",
-                    Some("MUTUAL") => "MUTUAL",
-                    Some("AUTO_PASSTHROUGH") => "AUTO_PASSTHROUGH",
-                    Some("ISTIO_MUTUAL") => "ISTIO_MUTUAL",
-                    Some(_) => "OPTIONAL_MUTUAL",
-                };
-                let credential_name = to
-                    .get("credentialName")
-                    .and_then(|n| cx.string(n, &to.field("credentialName")))
-                    .unwrap_or_default();
-                tls = Some(istio::ServerTls {
-                    mode,
-                    credential_name,
-                });
-            }
-            if let Some(port) = port {
-                servers.push(istio::Server { port, hosts, tls });
-            }
-        }
-    }
-    (cx.problems.len() == before).then_some(istio::GatewaySpec { selector, servers })
-}
-
-fn decode_string_match(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<StringMatch> {
-    let o = cx.object(node, field, &["exact", "prefix", "regex"])?;
-    let mut found = Vec::new();
-    for key in ["exact", "prefix", "regex"] {
-        if let Some(n) = o.get(key)
-            && let Some(v) = cx.string(n, &o.field(key))
-        {
-            found.push((key, v, n.pos));
-        }
-    }
-    match found.as_slice() {
-        [(key, v, pos)] => Some(match *key {
-            "exact" => StringMatch::Exact(v.clone()),
-            "prefix" => StringMatch::Prefix(v.clone()),
-            _ => {
-                if let Err(e) = spec::check_regex(v) {
-                    cx.report(*pos, &o.field("regex"), e);
-                    return None;
-                }
-                StringMatch::Regex(v.clone())
-            }
-        }),
-        _ => {
-            cx.report(
-                node.pos,
-                field,
-                "give exactly one of exact, prefix or regex",
-            );
-            None
-        }
-    }
-}
-
-fn decode_destination(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::Destination> {
-    let d = cx.object(node, field, &["host", "port", "subset"])?;
-    if let Some(n) = d.get("subset") {
-        cx.report(
-            n.pos,
-            &d.field("subset"),
-            "subsets need DestinationRules, which tidegate does not read; route to the Service",
-        );
-    }
-    let host = d
-        .require(
-            cx,
-            "host",
-            "a Service name, or <name>.<namespace>.svc.cluster.local",
-        )
-        .and_then(|n| cx.string(n, &d.field("host")));
-    // Without a port Istio picks the Service's only port; tidegate knows no Service
-    // objects, so the port must be said.
-    let port = d
-        .require(cx, "port", "{number: <the Service port>}")
-        .and_then(|p| {
-            let po = cx.object(p, &d.field("port"), &["number"])?;
-            po.require(cx, "number", "the Service port")
-                .and_then(|n| cx.int(n, &po.field("number"), 1, 65535))
-        });
-    Some(istio::Destination {
-        host: host?,
-        port: istio::PortSelector {
-            number: port? as u16,
-        },
-    })
-}
-
-fn decode_header_ops(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::HeaderOperations> {
-    let h = cx.object(node, field, &["set", "add", "remove"])?;
-    let mut out = istio::HeaderOperations::default();
-    for (key, slot) in [("set", &mut out.set), ("add", &mut out.add)] {
-        if let Some(n) = h.get(key) {
-            for (_, k, v) in cx.string_map(n, &h.field(key)).unwrap_or_default() {
-                slot.insert(k, v);
-            }
-        }
-    }
-    if let Some(n) = h.get("remove") {
-        out.remove = cx
-            .strings(n, &h.field("remove"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, s)| s)
-            .collect();
-    }
-    Some(out)
-}
-
-fn duration(cx: &mut Cx<'_>, o: &Obj<'_>, key: &str) -> Option<String> {
-    let n = o.get(key)?;
-    let s = cx.string(n, &o.field(key))?;
-    if crate::xds::translate::rules::duration_ms(&s).is_none() {
-        cx.report(
-            n.pos,
-            &o.field(key),
-            format!("`{s}` is not a duration; valid: such as 10s, 1.5s or 100ms"),
-        );
-        return None;
-    }
-    Some(s)
-}
-
-fn decode_virtual_service(cx: &mut Cx<'_>, node: &Node) -> Option<istio::VirtualServiceSpec> {
-    let before = cx.problems.len();
-    let s = cx.object(
-        node,
-        "spec",
-        &["hosts", "gateways", "http", "tcp", "tls", "exportTo"],
-    )?;
-    for unsupported in ["tcp", "tls"] {
-        if let Some(n) = s.get(unsupported) {
-            cx.report(n.pos, &s.field(unsupported), format!("`{unsupported}` routes are not served by tidegate (gateway proxies serve HTTP); remove them"));
-        }
-    }
-    let strings = |cx: &mut Cx<'_>, key: &str| -> Vec<String> {
-        s.get(key)
-            .and_then(|n| cx.strings(n, &s.field(key)))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(_, v)| v)
-            .collect()
-    };
-    let hosts = strings(cx, "hosts");
-    let gateways = strings(cx, "gateways");
-    if gateways.is_empty() {
-        cx.report(node.pos, "spec.gateways", "a VirtualService without gateways applies to sidecars, which tidegate does not serve; name the Istio Gateway(s), such as [istio-ingress/httpbin-gateway]");
-    }
-    let mut http = Vec::new();
-    if let Some(items) = s.get("http").and_then(|n| cx.list(n, "spec.http")) {
-        for (i, item) in items.iter().enumerate() {
-            if let Some(r) = decode_vs_http(cx, item, &format!("spec.http[{i}]")) {
-                http.push(r);
-            }
-        }
-    }
-    (cx.problems.len() == before).then_some(istio::VirtualServiceSpec {
-        hosts,
-        gateways,
-        http,
-    })
-}
-
-fn decode_vs_http(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::HttpRoute> {
-    let h = cx.object(
-        node,
-        field,
-        &[
-            "name",
-            "match",
-            "route",
-            "redirect",
-            "directResponse",
-            "rewrite",
-            "timeout",
-            "headers",
-            "mirror",
-            "mirrorPercentage",
-            "mirrors",
-            "retries",
-            "corsPolicy",
-        ],
-    )?;
-    let mut out = istio::HttpRoute {
-        name: h.get("name").and_then(|n| cx.string(n, &h.field("name"))),
-        timeout: duration(cx, &h, "timeout"),
-        ..istio::HttpRoute::default()
-    };
-    if let Some(items) = h.get("match").and_then(|n| cx.list(n, &h.field("match"))) {
-        for (i, item) in items.iter().enumerate() {
-            let f = format!("{}[{i}]", h.field("match"));
-            let Some(m) = cx.object(
-                item,
-                &f,
-                &["name", "uri", "headers", "queryParams", "method"],
-            ) else {
-                continue;
-            };
-            let mut out_m = istio::HttpMatchRequest {
-                uri: m
-                    .get("uri")
-                    .and_then(|n| decode_string_match(cx, n, &m.field("uri"))),
-                method: m
-                    .get("method")
-                    .and_then(|n| decode_string_match(cx, n, &m.field("method"))),
-                ..Default::default()
-            };
-            for (key, slot) in [
-                ("headers", &mut out_m.headers),
-                ("queryParams", &mut out_m.query_params),
-            ] {
-                let Some(n) = m.get(key) else { continue };
-                let Value::Map(entries) = &n.value else {
-                    cx.report(
-                        n.pos,
-                        &m.field(key),
-                        "expected a mapping of name to {exact|prefix|regex}",
-                    );
-                    continue;
-                };
-                for (k, v) in entries {
-                    if let Some(name) = cx.string(k, &m.field(key))
-                        && let Some(sm) =
-                            decode_string_match(cx, v, &format!("{}.{name}", m.field(key)))
-                    {
-                        slot.insert(name, sm);
-                    }
-                }
-            }
-            out.match_.push(out_m);
-        }
-    }
-    if let Some(items) = h.get("route").and_then(|n| cx.list(n, &h.field("route"))) {
-        for (i, item) in items.iter().enumerate() {
-            let f = format!("{}[{i}]", h.field("route"));
-            let Some(r) = cx.object(item, &f, &["destination", "weight", "headers"]) else {
-                continue;
-            };
-            if let Some(n) = r.get("headers") {
-                cx.report(n.pos, &r.field("headers"), "per-destination headers are not supported by tidegate; set them on the http route");
-            }
-            let destination = r
-                .require(cx, "destination", "{host, port: {number}}")
-                .and_then(|n| decode_destination(cx, n, &r.field("destination")));
-            let weight = r
-                .get("weight")
-                .and_then(|n| cx.int(n, &r.field("weight"), 0, 100))
-                .map(|w| w as u32);
-            if let Some(destination) = destination {
-                out.route.push(istio::RouteDestination {
-                    destination,
-                    weight,
-                });
-            }
-        }
-    }
-    if let Some(n) = h.get("redirect")
-        && let Some(r) = cx.object(
-            n,
-            &h.field("redirect"),
-            &["uri", "authority", "port", "scheme", "redirectCode"],
-        )
-    {
-        let s = |cx: &mut Cx<'_>, k: &str| r.get(k).and_then(|n| cx.string(n, &r.field(k)));
-        out.redirect = Some(istio::HttpRedirect {
-            uri: s(cx, "uri"),
-            authority: s(cx, "authority"),
-            port: r
-                .get("port")
-                .and_then(|n| cx.int(n, &r.field("port"), 1, 65535))
-                .map(|p| p as u16),
-            scheme: s(cx, "scheme"),
-            // Istio's default redirect code.
-            redirect_code: r
-                .get("redirectCode")
-                .and_then(|n| cx.int(n, &r.field("redirectCode"), 300, 399))
-                .map_or(301, |c| c as u16),
-        });
-    }
-    if let Some(n) = h.get("directResponse")
-        && let Some(d) = cx.object(n, &h.field("directResponse"), &["status"])
-        && let Some(st) = d
-            .require(cx, "status", "an HTTP status code")
-            .and_then(|x| cx.int(x, &d.field("status"), 200, 599))
-    {
-        out.direct_response = Some(istio::DirectResponse { status: st as u16 });
-    }
-    if let Some(n) = h.get("rewrite")
-        && let Some(r) = cx.object(
-            n,
-            &h.field("rewrite"),
-            &["uri", "uriRegexRewrite", "authority"],
-        )
-    {
-        let mut rw = istio::HttpRewrite {
-            uri: r.get("uri").and_then(|n| cx.string(n, &r.field("uri"))),
-            authority: r
-                .get("authority")
-                .and_then(|n| cx.string(n, &r.field("authority"))),
-            ..Default::default()
-        };
-        if let Some(x) = r.get("uriRegexRewrite")
-            && let Some(o) = cx.object(x, &r.field("uriRegexRewrite"), &["match", "rewrite"])
-        {
-            let m = o
-                .require(cx, "match", "a regular expression")
-                .and_then(|n| cx.string(n, &o.field("match")));
-            let w = o
-                .require(cx, "rewrite", "the substitution")
-                .and_then(|n| cx.string(n, &o.field("rewrite")));
-            if let (Some(m), Some(w)) = (m, w) {
-                rw.uri_regex_rewrite = Some(istio::RegexRewrite {
-                    match_: m,
-                    rewrite: w,
-                });
-            }
-        }
-        out.rewrite = Some(rw);
-    }
-    if let Some(n) = h.get("headers")
-        && let Some(o) = cx.object(n, &h.field("headers"), &["request", "response"])
-    {
-        out.headers = Some(istio::Headers {
-            request: o
-                .get("request")
-                .and_then(|x| decode_header_ops(cx, x, &o.field("request"))),
-            response: o
-                .get("response")
-                .and_then(|x| decode_header_ops(cx, x, &o.field("response"))),
-        });
-    }
-    let percent = |cx: &mut Cx<'_>, n: &Node, f: &str| -> Option<istio::Percent> {
-        let o = cx.object(n, f, &["value"])?;
-        let v = o.require(cx, "value", "a percentage from 0 to 100")?;
-        let value = match &v.value {
-            Value::Float(x) => *x,
-            Value::Int(i) => *i as f64,
-            _ => {
-                cx.report(v.pos, &o.field("value"), "expected a number from 0 to 100");
-                return None;
-            }
-        };
-        Some(istio::Percent { value })
-    };
-    if let Some(n) = h.get("mirror")
-        && let Some(destination) = decode_destination(cx, n, &h.field("mirror"))
-    {
-        let percentage = h
-            .get("mirrorPercentage")
-            .and_then(|p| percent(cx, p, &h.field("mirrorPercentage")));
-        out.mirrors.push(istio::HttpMirrorPolicy {
-            destination,
-            percentage,
-        });
-    }
-    if let Some(items) = h
-        .get("mirrors")
-        .and_then(|n| cx.list(n, &h.field("mirrors")))
-    {
-        for (i, item) in items.iter().enumerate() {
-            let f = format!("{}[{i}]", h.field("mirrors"));
-            let Some(m) = cx.object(item, &f, &["destination", "percentage"]) else {
-                continue;
-            };
-            let destination = m
-                .require(cx, "destination", "{host, port: {number}}")
-                .and_then(|n| decode_destination(cx, n, &m.field("destination")));
-            let percentage = m
-                .get("percentage")
-                .and_then(|p| percent(cx, p, &m.field("percentage")));
-            if let Some(destination) = destination {
-                out.mirrors.push(istio::HttpMirrorPolicy {
-                    destination,
-                    percentage,
-                });
-            }
-        }
-    }
-    if let Some(n) = h.get("retries")
-        && let Some(r) = cx.object(
-            n,
-            &h.field("retries"),
-            &["attempts", "retryOn", "perTryTimeout", "backoff"],
-        )
-    {
-        out.retries = Some(istio::HttpRetry {
-            attempts: r
-                .get("attempts")
-                .and_then(|x| cx.int(x, &r.field("attempts"), 0, 1000))
-                .map_or(2, |a| a as u32),
-            // Istio's default conditions.
-            retry_on: r
-                .get("retryOn")
-                .and_then(|x| cx.string(x, &r.field("retryOn")))
-                .unwrap_or_else(|| {
-                    "connect-failure,refused-stream,unavailable,cancelled,503".into()
-                }),
-            per_try_timeout: duration(cx, &r, "perTryTimeout"),
-            backoff: duration(cx, &r, "backoff"),
-        });
-    }
-    if let Some(n) = h.get("corsPolicy")
-        && let Some(c) = cx.object(
-            n,
-            &h.field("corsPolicy"),
-            &[
-                "allowOrigins",
-                "allowMethods",
-                "allowHeaders",
-                "exposeHeaders",
-                "maxAge",
-                "allowCredentials",
-            ],
-        )
-    {
-        let mut policy = istio::CorsPolicy::default();
-        if let Some(items) = c
-            .get("allowOrigins")
-            .and_then(|x| cx.list(x, &c.field("allowOrigins")))
-        {
-            for (i, item) in items.iter().enumerate() {
-                if let Some(m) =
-                    decode_string_match(cx, item, &format!("{}[{i}]", c.field("allowOrigins")))
-                {
-                    policy.allow_origins.push(m);
-                }
-            }
-        }
-        for (key, slot) in [
-            ("allowMethods", &mut policy.allow_methods),
-            ("allowHeaders", &mut policy.allow_headers),
-            ("exposeHeaders", &mut policy.expose_headers),
-        ] {
-            if let Some(x) = c.get(key) {
-                *slot = cx
-                    .strings(x, &c.field(key))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, s)| s)
-                    .collect();
-            }
-        }
-        policy.max_age = duration(cx, &c, "maxAge");
-        policy.allow_credentials = c
-            .get("allowCredentials")
-            .and_then(|x| cx.boolean(x, &c.field("allowCredentials")));
-        out.cors_policy = Some(policy);
-    }
-    Some(out)
 }

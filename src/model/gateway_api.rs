@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 
 use serde::Serialize;
 
-use super::ObjectMeta;
+use super::meta::ObjectMeta;
 
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
 pub const GROUP: &str = "gateway.networking.k8s.io";

@@ -4,9 +4,35 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::ObjectMeta;
+use super::meta::ObjectMeta;
 
 pub const API_VERSION: &str = "networking.istio.io/v1";
+
+/// `gatewayClassName` of an ambient waypoint (what `istioctl waypoint apply` creates).
+pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+
+/// The port a waypoint terminates HBONE (HTTP/2 CONNECT over mutual TLS) on.
+pub const HBONE_PORT: u16 = 15008;
+
+/// Labels and annotations Istio reads, as tidegate writes and reads them.
+pub mod label {
+    /// Namespace (or Service) label: the waypoint its traffic goes through.
+    pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
+    /// Namespace label: the namespace of the waypoint named by [`USE_WAYPOINT`].
+    pub const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
+    /// Namespace label: ingress gateways send traffic through the waypoint too.
+    pub const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+    /// Namespace label: `ambient` puts the namespace in the ambient mesh.
+    pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+    /// Namespace label: sidecar injection with a given control-plane revision.
+    pub const REVISION: &str = "istio.io/rev";
+    /// Namespace label: `enabled` injects sidecars from the default revision.
+    pub const INJECTION: &str = "istio-injection";
+    /// Waypoint Gateway label: which traffic the waypoint handles (`service`).
+    pub const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
+    /// Gateway annotation: the type of the Service Istio deploys for it.
+    pub const SERVICE_TYPE: &str = "networking.istio.io/service-type";
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

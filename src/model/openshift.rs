@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::ObjectMeta;
+use super::meta::ObjectMeta;
 
 pub const API_VERSION: &str = "route.openshift.io/v1";
 

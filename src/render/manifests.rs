@@ -3,11 +3,18 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Error, README_MARKER, Result, YAML_MARKER};
-use crate::gitsync::Source;
-use crate::intent::{Config, Exposure, Intent, Mode};
+use super::error::{Error, Result};
 use crate::model::gateway_api::{HttpRouteMatch, PathMatchType};
+use crate::model::summary::{Exposure, IntentSummary, Mode, Protocol, Provenance, Summary};
 use crate::model::{Model, Object};
+
+/// First line of every YAML file tidegate writes. A later render deletes stale files only
+/// if they start with it, so files a person put in the output directory are never removed.
+pub const YAML_MARKER: &str =
+    "# Rendered by tidegate. Do not edit: the next render replaces this file.";
+/// First line of every README tidegate writes (same purpose as [`YAML_MARKER`]).
+pub const README_MARKER: &str =
+    "<!-- Rendered by tidegate. Do not edit: the next render replaces this file. -->";
 
 /// Rendered files: path relative to the output root (`/`-separated) → contents.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,8 +38,9 @@ fn to_yaml<T: Serialize>(what: &str, value: &T) -> Result<String> {
     Ok(format!("{YAML_MARKER}\n{body}"))
 }
 
-/// Renders the model of `config` (read from `source`) into files.
-pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendered> {
+/// Renders `model` into files; `summary` says where it came from and what its intents
+/// are, for the READMEs.
+pub fn render(model: &Model, summary: &Summary<'_>) -> Result<Rendered> {
     let mut files = BTreeMap::new();
     let mut by_ns: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for o in &model.objects {
@@ -53,7 +61,7 @@ pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendere
         );
         files.insert(
             format!("{ns}/README.md"),
-            namespace_readme(ns, model, config, source),
+            namespace_readme(ns, model, summary),
         );
     }
     let top = Kustomization {
@@ -62,17 +70,16 @@ pub fn render(model: &Model, config: &Config, source: &Source) -> Result<Rendere
         resources: by_ns.keys().copied().collect(),
     };
     files.insert("kustomization.yaml".into(), to_yaml("kustomization", &top)?);
-    files.insert("README.md".into(), top_readme(model, config, source));
+    files.insert("README.md".into(), top_readme(model, summary));
     Ok(Rendered { files })
 }
 
-fn source_line(source: &Source) -> String {
+fn source_line(source: &Provenance) -> String {
     match source {
-        Source::Commit {
+        Provenance::Commit {
             sha,
             subject,
             prefix,
-            ..
         } => {
             let dir = if prefix.is_empty() {
                 String::new()
@@ -81,22 +88,22 @@ fn source_line(source: &Source) -> String {
             };
             format!("Rendered from commit `{sha}`{dir}: {subject}")
         }
-        Source::Directory(_) => {
+        Provenance::Directory => {
             "Rendered from a plain directory, not from a commit: do not sync this to a cluster."
                 .to_owned()
         }
     }
 }
 
-fn top_readme(model: &Model, config: &Config, source: &Source) -> String {
+fn top_readme(model: &Model, summary: &Summary<'_>) -> String {
     let mut s = format!(
         "{README_MARKER}\n# Ingress manifests\n\n{}.\n\n",
-        source_line(source)
+        source_line(&summary.provenance)
     );
     let _ = writeln!(
         s,
         "{} intent(s) became {} object(s). Each directory is a namespace and a kustomization; `kubectl kustomize .` builds them all.\n",
-        config.intents.len(),
+        summary.intents.len(),
         model.objects.len()
     );
     s.push_str("Namespaces are only labelled, never owned: they carry `Prune=false,Delete=false` (Argo CD) and `prune: disabled` (Flux), so removing an intent never deletes a namespace.\n\n");
@@ -120,18 +127,18 @@ fn top_readme(model: &Model, config: &Config, source: &Source) -> String {
 
 /// The README of one namespace directory: provenance, then for every intent whose routes
 /// live here the seed's curl checks, with the names this render actually produced.
-fn namespace_readme(ns: &str, model: &Model, config: &Config, source: &Source) -> String {
+fn namespace_readme(ns: &str, model: &Model, summary: &Summary<'_>) -> String {
     let mut s = format!(
         "{README_MARKER}\n# Namespace `{ns}`\n\n{}.\n\n",
-        source_line(source)
+        source_line(&summary.provenance)
     );
-    for i in config.intents.iter().filter(|i| i.namespace == ns) {
+    for i in summary.intents.iter().filter(|i| i.namespace == ns) {
         intent_checks(&mut s, i, model);
     }
-    for i in config
+    for i in summary
         .intents
         .iter()
-        .filter(|i| i.namespace != ns && i.gateway_namespace() == ns)
+        .filter(|i| i.namespace != ns && i.gateway_namespace == ns)
     {
         let _ = writeln!(
             s,
@@ -142,33 +149,28 @@ fn namespace_readme(ns: &str, model: &Model, config: &Config, source: &Source) -
     s
 }
 
-fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
-    let gw_ns = i.gateway_namespace();
-    let gw = &i.gateway.name;
-    let _ = writeln!(
-        s,
-        "## Intent `{}` ({} mode)\n",
-        i.name,
-        i.mode.value.as_str()
-    );
+fn intent_checks(s: &mut String, i: &IntentSummary<'_>, model: &Model) {
+    let gw_ns = i.gateway_namespace;
+    let gw = i.gateway;
+    let _ = writeln!(s, "## Intent `{}` ({} mode)\n", i.name, i.mode.as_str());
     // Gateway API gateways get a Service `<name>-istio` from Istio; an injected (istio mode)
     // gateway's Service is the one rendered here, named like the gateway.
-    let svc = match i.mode.value {
-        Mode::Istio => gw.clone(),
+    let svc = match i.mode {
+        Mode::Istio => gw.to_owned(),
         _ => format!("{gw}-istio"),
     };
-    let scheme = if i.gateway.protocol == crate::intent::Protocol::Https {
+    let scheme = if i.protocol == Protocol::Https {
         "https"
     } else {
         "http"
     };
     let default_port = if scheme == "https" { 443 } else { 80 };
-    let port = if i.gateway.port == default_port {
+    let port = if i.port == default_port {
         String::new()
     } else {
-        format!(":{}", i.gateway.port)
+        format!(":{}", i.port)
     };
-    let host = &i.hostnames[0].value;
+    let host = i.host;
     let curl_host = host.replace("*.", "test.");
     let _ = writeln!(
         s,
@@ -189,7 +191,7 @@ fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
         );
     }
     let _ = writeln!(s, "```\n");
-    match i.gateway.exposure.value {
+    match i.exposure {
         Exposure::ClusterIP => {
             let _ = writeln!(
                 s,
@@ -201,12 +203,12 @@ fn intent_checks(s: &mut String, i: &Intent, model: &Model) {
                 s,
                 "From outside the cluster, through the gateway's LoadBalancer Service:\n\n```sh"
             );
-            if i.mode.value == Mode::Istio {
+            if i.mode == Mode::Istio {
                 let _ = writeln!(
                     s,
                     "INGRESS_HOST=$(kubectl get service {svc} -n {gw_ns} -o jsonpath='{{.status.loadBalancer.ingress[0].ip}}')   # .hostname on AWS"
                 );
-                let _ = writeln!(s, "INGRESS_PORT={}", i.gateway.port);
+                let _ = writeln!(s, "INGRESS_PORT={}", i.port);
             } else {
                 let listener = listener_name(model, i, host).unwrap_or_default();
                 let _ = writeln!(
@@ -263,16 +265,16 @@ fn curl(scheme: &str, host: &str, addr: &str, port: &str, path: &str, extra: &st
     }
 }
 
-fn listener_name(model: &Model, i: &Intent, host: &str) -> Option<String> {
+fn listener_name(model: &Model, i: &IntentSummary<'_>, host: &str) -> Option<String> {
     model.objects.iter().find_map(|o| match &**o {
         Object::Gateway(g)
-            if g.metadata.name == i.gateway.name
-                && g.metadata.namespace.as_deref() == Some(i.gateway_namespace()) =>
+            if g.metadata.name == i.gateway
+                && g.metadata.namespace.as_deref() == Some(i.gateway_namespace) =>
         {
             g.spec
                 .listeners
                 .iter()
-                .find(|l| l.port == i.gateway.port && l.hostname.as_deref() == Some(host))
+                .find(|l| l.port == i.port && l.hostname.as_deref() == Some(host))
                 .map(|l| l.name.clone())
         }
         _ => None,
@@ -281,9 +283,9 @@ fn listener_name(model: &Model, i: &Intent, host: &str) -> Option<String> {
 
 /// Example requests: one per match that a request can be made for, plus one that matches
 /// no rule. Returns (path with query, extra curl flags, expected outcome).
-fn samples(i: &Intent) -> Vec<(String, String, String)> {
+fn samples(i: &IntentSummary<'_>) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for rule in &i.rules {
+    for rule in i.rules {
         let target = match rule.backend_refs.first() {
             Some(b) => format!("routed to {}:{}", b.name, b.port),
             None => "redirected".to_owned(),

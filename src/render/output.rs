@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Error, README_MARKER, Rendered, Result, YAML_MARKER};
+use super::error::{Error, Result};
+use super::manifests::{README_MARKER, Rendered, YAML_MARKER};
 
 /// What a write changed, for the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

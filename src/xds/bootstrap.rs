@@ -48,7 +48,7 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
         .proxy
         .split_once('.')
         .ok_or_else(|| Error::Proxy(o.proxy.clone()))?;
-    let label = crate::intent::decode::is_dns1123_label;
+    let label = crate::model::names::is_dns1123_label;
     if !label(name) || !label(ns) {
         return Err(Error::Proxy(o.proxy.clone()));
     }

@@ -21,6 +21,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::plan::Backend;
+use crate::model::names::is_dns1123_label;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -168,12 +169,11 @@ fn parse_key(key: &str) -> Option<Backend> {
     let (svc_ns, port) = key.rsplit_once(':')?;
     let (svc, ns) = svc_ns.split_once('.')?;
     let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
-    (crate::intent::decode::is_dns1123_label(svc) && crate::intent::decode::is_dns1123_label(ns))
-        .then(|| Backend {
-            service: svc.to_owned(),
-            namespace: ns.to_owned(),
-            port,
-        })
+    (is_dns1123_label(svc) && is_dns1123_label(ns)).then(|| Backend {
+        service: svc.to_owned(),
+        namespace: ns.to_owned(),
+        port,
+    })
 }
 
 #[cfg(test)]

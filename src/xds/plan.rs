@@ -11,9 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The port waypoints terminate HBONE on (fixed by Istio's ambient mode).
-// TODO(merge): from model.
-pub const HBONE_PORT: u16 = 15008;
+use crate::model::istio::HBONE_PORT;
 
 /// A Kubernetes Service port a route sends to; names a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

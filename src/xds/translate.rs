@@ -29,9 +29,10 @@ use std::sync::Arc;
 
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
+use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
 use crate::xds::plan::ProxyPlan;
-use index::{Index, WAYPOINT_CLASS};
+use index::Index;
 
 /// Every proxy the model describes, by its node id `<gateway>.<namespace>`.
 pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {

@@ -25,9 +25,9 @@ pub fn render_dir(config_dir: &Path) -> (TempRepo, render::Rendered) {
 }
 
 pub fn render_repo(path: &Path, rev: Option<&str>) -> Result<render::Rendered, intent::Error> {
-    let tree = gitsync::read(path, rev).expect("read the repository");
+    let tree = gitsync::read(path, rev, &intent::LAYOUT).expect("read the repository");
     let (config, model) = intent::load_and_expand(&tree)?;
-    Ok(render::render(&model, &config, &tree.source).expect("render"))
+    Ok(render::render(&model, &config.summary(&tree.source)).expect("render"))
 }
 
 /// Commits one intent file (plus optional settings) and returns every problem reported.
@@ -37,7 +37,7 @@ pub fn problems_of<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<intent::Problem> {
         repo.write(path, text.as_ref());
     }
     repo.commit("bad input");
-    let tree = gitsync::read(repo.path(), None).expect("read");
+    let tree = gitsync::read(repo.path(), None, &intent::LAYOUT).expect("read");
     match intent::load_and_expand(&tree) {
         Ok(_) => Vec::new(),
         Err(intent::Error::Invalid(p)) => p,

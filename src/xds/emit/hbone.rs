@@ -55,11 +55,12 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{BoolValue, Duration};
 
+use crate::model::istio::HBONE_PORT;
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{
-    Action, Backend, Forward, HBONE_PORT, HeaderOps, PathMatch, ProxyPlan, ProxyRef, RoutePlan,
-    ServiceRef, Target, WaypointRef, WeightedTarget,
+    Action, Backend, Forward, HeaderOps, PathMatch, ProxyPlan, ProxyRef, RoutePlan, ServiceRef,
+    Target, WaypointRef, WeightedTarget,
 };
 
 use super::cluster::clusters;

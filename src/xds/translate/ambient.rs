@@ -8,10 +8,7 @@ use crate::xds::plan::{Backend, ProxyPlan, WaypointRef};
 
 use super::index::Index;
 
-// TODO(merge): from model.
-pub const USE_WAYPOINT: &str = "istio.io/use-waypoint";
-const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
-const INGRESS_USE_WAYPOINT: &str = "istio.io/ingress-use-waypoint";
+use crate::model::istio::label::{INGRESS_USE_WAYPOINT, USE_WAYPOINT, USE_WAYPOINT_NAMESPACE};
 
 /// The waypoint namespace `ns` uses, from its labels.
 pub fn namespace_waypoint<'a>(ix: &Index<'a>, ns: &str) -> Option<(&'a str, &'a str, bool)> {

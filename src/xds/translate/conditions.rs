@@ -8,9 +8,10 @@
 
 use serde::Serialize;
 
-use super::index::{Index, WAYPOINT_CLASS};
+use super::index::Index;
 use super::rules::{intersect, is_service, listener_allows, secret_permitted, service_permitted};
 use crate::model::gateway_api::{self as gw, HttpRoute};
+use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::Backend;

@@ -11,7 +11,8 @@ use crate::xds::plan::{
     Refused, RefusedReason, RetryPlan, RoutePlan, StrMatch, Target, WeightedTarget,
 };
 
-use super::rules::{duration_ms, is_service, service_permitted};
+use super::rules::{is_service, service_permitted};
+use crate::model::duration::parse_ms as duration_ms;
 
 /// One match of a rule as a route; `port` is the listener's (Service's, in a waypoint).
 pub fn route_plan(

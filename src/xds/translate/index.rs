@@ -9,11 +9,7 @@ use foldhash::HashMap;
 use crate::model::Object;
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
-use crate::model::istio::VirtualService;
-
-/// The gateway class whose Gateways are waypoints.
-// TODO(merge): from model.
-pub const WAYPOINT_CLASS: &str = "istio-waypoint";
+use crate::model::istio::{VirtualService, WAYPOINT_CLASS};
 
 /// The model's objects looked up by what translation asks: built once per model, so
 /// planning each proxy costs what that proxy has, not what the whole model has (scanning

@@ -14,7 +14,7 @@ use crate::xds::plan::{
 
 use super::ambient::route_through_waypoints;
 use super::index::Index;
-use super::rules::duration_ms;
+use crate::model::duration::parse_ms as duration_ms;
 
 pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();

@@ -176,33 +176,6 @@ pub fn secret_permitted(ix: &Index<'_>, gw_ns: &str, ns: &str, name: &str) -> bo
         })
 }
 
-/// Gateway API / Istio duration (`1h2m3s4ms`, also `1.5s` for Istio) in milliseconds.
-pub fn duration_ms(s: &str) -> Option<u64> {
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let value: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (1.0, 2)
-        } else if rest.starts_with('s') {
-            (1000.0, 1)
-        } else if rest.starts_with('m') {
-            (60_000.0, 1)
-        } else if rest.starts_with('h') {
-            (3_600_000.0, 1)
-        } else {
-            return None;
-        };
-        total += value * unit;
-        rest = &rest[len..];
-    }
-    Some(total as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,14 +201,5 @@ mod tests {
             intersect(Some("*.example.com"), &v(&["*.a.example.com"])),
             v(&["*.a.example.com"])
         );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration_ms("5s"), Some(5000));
-        assert_eq!(duration_ms("1m30s"), Some(90_000));
-        assert_eq!(duration_ms("250ms"), Some(250));
-        assert_eq!(duration_ms("1.5s"), Some(1500));
-        assert_eq!(duration_ms("x"), None);
     }
 }

@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 
 use crate::model::gateway_api::{self as gw, HttpRoute};
-use crate::xds::plan::{HBONE_PORT, ProxyPlan, ProxyRef, RoutePlan, ServiceRef, WaypointPlan};
+use crate::model::istio::HBONE_PORT;
+use crate::xds::plan::{ProxyPlan, ProxyRef, RoutePlan, ServiceRef, WaypointPlan};
 
-use super::ambient::{USE_WAYPOINT, namespace_waypoint};
+use super::ambient::namespace_waypoint;
 use super::http_route::route_plan;
 use super::index::Index;
 use super::rules::{SortKey, sort_key};
+use crate::model::istio::label::USE_WAYPOINT;
 
 /// The plan of waypoint `gateway`: the namespaces bound to it and the L7 routes of their
 /// Services.
