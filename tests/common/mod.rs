@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod schema;
+pub mod xds_json;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,18 @@ pub fn render_dir(config_dir: &Path) -> (TempRepo, render::Rendered) {
     let rendered = render_repo(repo.path(), None)
         .unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
     (repo, rendered)
+}
+
+/// Commits the files of `config_dir` to a fresh repository and expands that commit's
+/// intents into the model.
+pub fn model_dir(config_dir: &Path) -> (TempRepo, tidegate::model::Model) {
+    let mut repo = TempRepo::new();
+    repo.copy_dir(config_dir, "");
+    repo.commit("config under test");
+    let tree = gitsync::read(repo.path(), None).expect("read the repository");
+    let (_, model) = intent::load_and_expand(&tree)
+        .unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
+    (repo, model)
 }
 
 pub fn render_repo(path: &Path, rev: Option<&str>) -> Result<render::Rendered, intent::Error> {
