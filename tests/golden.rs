@@ -81,7 +81,8 @@ fn served(
     endpoints: Option<&Endpoints>,
     certs: Option<&Certs>,
 ) -> BTreeMap<String, Served> {
-    use tidegate::xds::translate::{envoy, plans};
+    use tidegate::xds::emit;
+    use tidegate::xds::translate::plans;
     fn section<M: prost::Message + prost::Name>(
         kind: &'static str,
         map: BTreeMap<String, M>,
@@ -95,8 +96,7 @@ fn served(
     plans(model)
         .into_iter()
         .map(|(id, plan)| {
-            let (r, warnings) =
-                envoy::resources(&id, &plan, endpoints, certs, &envoy::Variant::default());
+            let (r, warnings) = emit::resources(&plan, endpoints, certs, &emit::Variant::default());
             let resources = vec![
                 section("listeners", r.listeners),
                 section("routes", r.routes),

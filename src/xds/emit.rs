@@ -28,9 +28,10 @@ pub fn resources(
     variant: &Variant,
 ) -> (Resources, Vec<String>) {
     let mut warnings = Vec::new();
+    let (listeners, served) = listener::listeners(plan, variant, certs, &mut warnings);
     let mut res = Resources {
-        listeners: listener::listeners(plan, variant, certs, &mut warnings),
-        routes: route::route_configurations(plan, variant),
+        routes: route::route_configurations(plan, &served, variant),
+        listeners,
         ..Resources::default()
     };
     let mut backends = plan.backends();

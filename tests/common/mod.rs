@@ -31,7 +31,7 @@ pub fn model_dir(config_dir: &Path) -> (TempRepo, tidegate::model::Model) {
     let mut repo = TempRepo::new();
     repo.copy_dir(config_dir, "");
     repo.commit("config under test");
-    let tree = gitsync::read(repo.path(), None).expect("read the repository");
+    let tree = gitsync::read(repo.path(), None, &intent::LAYOUT).expect("read the repository");
     let (_, model) = intent::load_and_expand(&tree)
         .unwrap_or_else(|e| panic!("{} should be valid:\n{e}", config_dir.display()));
     (repo, model)

@@ -1,7 +1,7 @@
 //! Listeners (LDS): one per HTTP(S) port, bound to the client's address; a proxyless
 //! gRPC client gets an `api_listener` per host instead.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::listener::v3::{
     ApiListener, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
@@ -96,8 +96,11 @@ pub(super) fn listeners(
     variant: &Variant,
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
-) -> BTreeMap<String, Listener> {
+) -> (BTreeMap<String, Listener>, BTreeSet<u16>) {
     let mut listeners = BTreeMap::new();
+    // Ports whose listener is served: a port none of whose TLS chains can be served has
+    // no listener, and then no route configuration either.
+    let mut served = BTreeSet::new();
     for (port, l) in &plan.listeners {
         let l = l.http();
         let rc_name = route_config_name(*port, l);
@@ -111,6 +114,7 @@ pub(super) fn listeners(
             hcm.http_filters.insert(0, cors_filter());
         }
         if variant.proxyless {
+            served.insert(*port);
             for v in &l.vhosts {
                 for d in v.domains.iter().filter(|d| !d.contains('*')) {
                     let name = format!("{d}:{port}");
@@ -172,6 +176,7 @@ pub(super) fn listeners(
             if filter_chains.is_empty() {
                 continue;
             }
+            served.insert(*port);
             listeners.insert(
                 rc_name.clone(),
                 Listener {
@@ -187,5 +192,5 @@ pub(super) fn listeners(
             );
         }
     }
-    listeners
+    (listeners, served)
 }

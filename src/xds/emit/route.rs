@@ -1,7 +1,7 @@
 //! Route configurations (RDS): one per HTTP(S) port, or per Gateway listener of an HTTPS
 //! port whose listeners must answer each other's hosts with 421.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::core::v3::{self as core, HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::config::route::v3::{
@@ -22,13 +22,14 @@ use super::common::{
     string_matcher,
 };
 
-/// The route configurations of a plan's listeners.
+/// The route configurations of a plan's listeners on the `served` ports.
 pub(super) fn route_configurations(
     plan: &ProxyPlan,
+    served: &BTreeSet<u16>,
     variant: &Variant,
 ) -> BTreeMap<String, RouteConfiguration> {
     let mut routes = BTreeMap::new();
-    for (port, l) in &plan.listeners {
+    for (port, l) in plan.listeners.iter().filter(|(p, _)| served.contains(p)) {
         let l = l.http();
         let rc_name = route_config_name(*port, l);
         if per_listener_routes(l, variant) {
