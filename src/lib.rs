@@ -3,14 +3,21 @@
 //! # Layout
 //!
 //! ```text
-//! gitsync  read the config tree at a commit (never the work tree)
-//! intent   decode + validate intents (every problem, with file:line:column), expand them
 //! model    the Kubernetes objects a commit stands for: the one model in the middle
+//! gitsync  read the config tree at a commit (never the work tree); follow a repository
+//! intent   decode + validate intents (every problem, with file:line:column), expand them
 //! render   model → manifests (one directory per namespace, kustomize-ready, deterministic)
-//! xds      model → per-proxy plans → encoded snapshots → ADS (SotW and delta)
+//! xds      model → per-proxy plans (translate) → Envoy resources (emit) → encoded
+//!          snapshots → ADS (SotW and delta)
 //! admin    /healthz, /readyz, /status
+//! metrics  Prometheus metrics
 //! app      `serve`: the wiring of the above
+//! cli      the command line
 //! ```
+//!
+//! Layers import downward only (`model` ← `gitsync` ← `intent`; `model` ← `render`;
+//! `model` ← `xds`; `app` and `cli` on top) and no file imports a file that imports it
+//! back: `tests/layers.rs` checks it. ARCHITECTURE.md has the data flow.
 
 pub mod admin;
 pub mod app;
