@@ -213,28 +213,36 @@ async fn the_rendered_branch_gets_one_commit_per_changed_render() {
     server.wait_served(&one, WAIT).await.unwrap();
 
     let repo_path = repo.path().to_owned();
+    // Polled off the runtime: the server's sync loop runs on this (current-thread) runtime,
+    // and blocking it while waiting for the push would starve the push itself.
     let rendered = |n: usize| {
         let path = repo_path.clone();
-        tidegate::test_helpers::eventually_blocking(
-            &format!("{n} rendered commit(s)"),
-            WAIT,
-            move || {
-                let log = Command::new("git")
-                    .arg("-C")
-                    .arg(&path)
-                    .args(["log", "--format=%H %s", "rendered"])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&log.stdout).into_owned();
-                if text.lines().count() == n {
-                    Ok(text)
-                } else {
-                    Err(text)
-                }
-            },
-        )
+        async move {
+            tokio::task::spawn_blocking(move || {
+                tidegate::test_helpers::eventually_blocking(
+                    &format!("{n} rendered commit(s)"),
+                    WAIT,
+                    move || {
+                        let log = Command::new("git")
+                            .arg("-C")
+                            .arg(&path)
+                            .args(["log", "--format=%H %s", "rendered"])
+                            .output()
+                            .unwrap();
+                        let text = String::from_utf8_lossy(&log.stdout).into_owned();
+                        if text.lines().count() == n {
+                            Ok(text)
+                        } else {
+                            Err(text)
+                        }
+                    },
+                )
+            })
+            .await
+            .expect("poll the rendered branch")
+        }
     };
-    let log = rendered(1);
+    let log = rendered(1).await;
     assert!(log.contains(&format!("render: {} one", &one[..7])), "{log}");
     let message = git(repo.path(), &["log", "-1", "--format=%B", "rendered"]);
     assert!(
@@ -262,13 +270,13 @@ async fn the_rendered_branch_gets_one_commit_per_changed_render() {
     let two = repo.commit("docs only");
     server.wait_served(&two, WAIT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    rendered(1);
+    rendered(1).await;
 
     // A real change: a second rendered commit on top of the first.
     repo.write("intents/httpbin.yaml", intent("/three"));
     let three = repo.commit("three");
     server.wait_served(&three, WAIT).await.unwrap();
-    let log = rendered(2);
+    let log = rendered(2).await;
     assert!(
         log.lines()
             .next()
