@@ -9,6 +9,7 @@ pub mod certs;
 pub mod csds;
 pub mod endpoints;
 pub mod identity;
+pub mod inputs;
 pub mod server;
 pub mod snapshot;
 pub mod status;
