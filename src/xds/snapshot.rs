@@ -7,6 +7,8 @@
 //!
 //! One [`SnapshotWriter`] publishes through `ArcSwap`; any number of [`SnapshotReader`]s
 //! load the current snapshot without locking and wait for the next on a `watch` channel.
+//! A new snapshot reuses from the previous one every proxy whose plan is unchanged and
+//! that reads the same of the inputs ([`super::inputs`]).
 
 use super::translate::conditions::{self, GatewayApiStatus};
 use std::collections::{BTreeMap, HashMap};
@@ -364,7 +366,8 @@ fn encode(
 
 // === publication ===
 
-/// The only writer of the served snapshot. Not `Clone`: one task owns publication.
+/// The only writer of the served snapshot. Not `Clone`: one task owns publication
+/// (`serve`'s publisher, which the sync loop and the file watchers send updates to).
 pub struct SnapshotWriter {
     cell: Arc<ArcSwap<Snapshot>>,
     tx: watch::Sender<u64>,
