@@ -6,6 +6,12 @@
 //! the same after one intent file changes (decoding is cached by blob id, and proxies whose
 //! plan did not change keep their encoded resources).
 //!
+//! A second table measures an endpoints-file change on the served snapshot: the time from
+//! the new file's text to the new snapshot (parse, then `Snapshot::with_inputs`), for one
+//! Service's addresses changed (the common case: one Deployment scaled) and, for reference,
+//! every Service's addresses changed (touches every proxy). Each is the median of
+//! `BENCH_EP_ROUNDS` (default 5) rounds.
+//!
 //! ```sh
 //! cargo run --release --example bench_scale -- 100 1000 10000
 //! ```
@@ -95,6 +101,7 @@ fn main() {
         "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) | status (first /status) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut endpoint_rows = Vec::new();
     for n in sizes {
         let gateways = (n / 100).max(1);
         let mut repo = TempRepo::new();
@@ -135,5 +142,103 @@ fn main() {
             let sha = if r % 2 == 0 { &first } else { &second };
             std::hint::black_box(run(&src, sha, &mut cache, &mut plan_cache, &mut previous));
         }
+        if let Some(served) = previous.take() {
+            endpoint_rows.extend(endpoints_change(n, gateways, served));
+        }
     }
+    println!();
+    println!(
+        "| intents | gateways | endpoints change | parse | with_inputs | **to snapshot** | proxies re-encoded |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for row in endpoint_rows {
+        println!("{row}");
+    }
+}
+
+/// The endpoints file of `n` intents (each routes to its own Service), with the addresses
+/// of the Services `changed` selects moved by `shift`.
+fn endpoints_file(n: usize, shift: u8, changed: impl Fn(usize) -> bool) -> String {
+    let mut out = String::new();
+    for i in 0..n {
+        let last = if changed(i) { shift } else { 0 };
+        out.push_str(&format!(
+            "app{i}.team{}:8080: [\"10.{}.{}.{last}:8080\", \"10.{}.{}.{}:8080\"]\n",
+            i % 50,
+            i / 256 % 256,
+            i % 256,
+            i / 256 % 256,
+            i % 256,
+            last.wrapping_add(1)
+        ));
+    }
+    out
+}
+
+/// Rows for an endpoints-file change on `served` (the snapshot of the last commit).
+fn endpoints_change(
+    n: usize,
+    gateways: usize,
+    served: tidegate::xds::snapshot::Snapshot,
+) -> Vec<String> {
+    use tidegate::xds::endpoints::Endpoints;
+    use tidegate::xds::snapshot::{Inputs, Snapshot};
+    let rounds: usize = std::env::var("BENCH_EP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let inputs = |text: &str| Inputs {
+        endpoints: Some(std::sync::Arc::new(Endpoints::parse(text).unwrap())),
+        certs: None,
+    };
+    // The served state: the commit's snapshot with the file as it was.
+    let mut current: Snapshot = served.with_inputs(inputs(&endpoints_file(n, 0, |_| false)));
+    let ids: Vec<String> = current.proxy_ids().cloned().collect();
+    let mut rows = Vec::new();
+    for (label, pick) in [
+        (
+            "one Service's addresses",
+            (|i: usize| i == 7) as fn(usize) -> bool,
+        ),
+        ("every Service's addresses", |_| true),
+    ] {
+        let mut parse = Vec::new();
+        let mut total = Vec::new();
+        let mut reencoded = 0;
+        for r in 0..rounds {
+            // Alternate between two files so that every round is a change.
+            let text = endpoints_file(n, if r % 2 == 0 { 100 } else { 0 }, pick);
+            let t = Instant::now();
+            let next = inputs(&text);
+            let parsed = t.elapsed();
+            let snapshot = current.with_inputs(next);
+            let elapsed = t.elapsed();
+            reencoded = ids
+                .iter()
+                .filter(|id| {
+                    !std::sync::Arc::ptr_eq(
+                        &current.proxy(id, &Default::default()),
+                        &snapshot.proxy(id, &Default::default()),
+                    )
+                })
+                .count();
+            parse.push(parsed);
+            total.push(elapsed);
+            current = snapshot;
+        }
+        let median = |v: &mut Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let (p, t) = (median(&mut parse), median(&mut total));
+        rows.push(format!(
+            "| {n} | {gateways} | {label} | {} | {} | **{}** | {reencoded} of {} |",
+            ms(p),
+            ms(t - p),
+            ms(t),
+            ids.len()
+        ));
+    }
+    rows
 }

@@ -2,6 +2,12 @@
 //! read, validated, expanded, rendered and translated; then the snapshot is published and
 //! the manifests are written. All or nothing: an invalid commit is rejected whole and the
 //! last good one keeps being served.
+//!
+//! Tasks: the sync loop (reads, validates and plans commits), the endpoints and
+//! certificates watchers (read their files) and the xDS and admin servers. Only the
+//! [`publisher`] writes the served snapshot; the others send it updates.
+
+mod publisher;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::admin::{AdminState, Rejected};
 use crate::gitsync::Source;
@@ -18,9 +24,10 @@ use crate::gitsync::source::RepoSource;
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::server::Ads;
-use crate::xds::snapshot::{self, Inputs, Origin, Snapshot, SnapshotWriter};
+use crate::xds::snapshot::{self, Inputs, Origin, Snapshot, SnapshotReader};
 use crate::xds::status::Registry;
 use crate::{intent, render, xds};
+use publisher::Update;
 
 /// How long to let a burst of ref updates settle before reading.
 const DEBOUNCE: Duration = Duration::from_millis(20);
@@ -72,22 +79,31 @@ pub struct Running {
     pub xds: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
     pub state: Arc<AdminState>,
-    /// Publication is serialized (the sync loop and the endpoints watcher both publish);
-    /// readers never take this lock.
-    writer: Arc<Mutex<SnapshotWriter>>,
+    /// To the publisher, the only writer of the served snapshot.
+    updates: mpsc::Sender<Update>,
+    snapshots: SnapshotReader,
     trigger: mpsc::Sender<()>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Serves `snapshot` from now on (tests use it to serve hand-made configs).
+    /// Serves `snapshot` from now on (tests use it to serve hand-made configs); returns
+    /// once it is served.
     pub async fn publish(&self, snapshot: Snapshot) {
-        self.writer.lock().await.publish(snapshot);
+        let (served, published) = oneshot::channel();
+        if self
+            .updates
+            .send(Update::Replace(snapshot, served))
+            .await
+            .is_ok()
+        {
+            let _ = published.await;
+        }
     }
 
     pub async fn current(&self) -> Arc<Snapshot> {
-        self.writer.lock().await.current()
+        self.snapshots.load()
     }
 
     /// Asks the sync loop to look at the repository now.
@@ -190,7 +206,10 @@ pub async fn start(
             warnings: Vec::new(),
         },
         Default::default(),
-        Inputs { endpoints, certs },
+        Inputs {
+            endpoints: endpoints.clone(),
+            certs: certs.clone(),
+        },
     );
     let (writer, reader) = snapshot::channel(empty);
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -232,16 +251,25 @@ pub async fn start(
             tracing::error!("admin server failed: {e}");
         }
     }));
-    let writer = Arc::new(Mutex::new(writer));
+    let (updates, updates_rx) = mpsc::channel(publisher::UPDATES);
+    // Not stopped by `shutdown`: it ends when every sender (the tasks below and `Running`)
+    // is gone, having applied what they sent.
+    tokio::spawn(publisher::run(writer, updates_rx));
     if let Some(path) = opts.endpoints.clone() {
         tasks.push(tokio::spawn(watch_endpoints(
             path,
-            writer.clone(),
+            endpoints,
+            updates.clone(),
             shutdown(),
         )));
     }
     if let Some(dir) = opts.certs.clone() {
-        tasks.push(tokio::spawn(watch_certs(dir, writer.clone(), shutdown())));
+        tasks.push(tokio::spawn(watch_certs(
+            dir,
+            certs,
+            updates.clone(),
+            shutdown(),
+        )));
     }
 
     let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone());
@@ -251,7 +279,7 @@ pub async fn start(
     let sync = Sync {
         source,
         opts: opts.clone(),
-        writer: writer.clone(),
+        updates: updates.clone(),
         state: state.clone(),
         cache: Default::default(),
         _watcher: watcher,
@@ -260,8 +288,9 @@ pub async fn start(
     Ok(Running {
         xds: xds_addr,
         admin: admin_addr,
+        snapshots: state.snapshots.clone(),
         state,
-        writer,
+        updates,
         trigger,
         stop,
         tasks,
@@ -315,7 +344,7 @@ fn watch_refs(
 struct Sync {
     source: RepoSource,
     opts: ServeOptions,
-    writer: Arc<Mutex<SnapshotWriter>>,
+    updates: mpsc::Sender<Update>,
     state: Arc<AdminState>,
     /// What the previous commit decoded and planned, reused where unchanged.
     cache: (intent::Cache, xds::translate::Cache),
@@ -324,7 +353,10 @@ struct Sync {
 
 /// The result of processing one commit, computed off the async workers.
 struct Built {
-    snapshot: Snapshot,
+    origin: Origin,
+    plans: std::collections::BTreeMap<String, Arc<xds::plan::ProxyPlan>>,
+    /// How long planning took (encoding is the publisher's).
+    planning: Duration,
     /// Rendered after the snapshot is published, and only when manifests are written
     /// (render fails only on a bug, never on input the validation accepted).
     /// The very model the snapshot keeps for its status (shared, not copied per commit).
@@ -399,21 +431,11 @@ impl Sync {
             return Ok(());
         }
         *last = Some(sha.clone());
-        let previous = self.writer.lock().await.current();
-        let inputs = previous.inputs().clone();
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut self.cache);
         let metrics = self.state.metrics.clone();
         let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(
-                &source,
-                &sha,
-                inputs,
-                Some(previous),
-                &mut cache.0,
-                &mut cache.1,
-                &metrics,
-            );
+            let r = build(&source, &sha, &mut cache.0, &mut cache.1, &metrics);
             (r, cache)
         })
         .await
@@ -428,7 +450,7 @@ impl Sync {
                 tracing::error!(
                     "commit {revision} rejected ({} problem(s)); still serving {}",
                     errors.len(),
-                    self.writer.lock().await.current().origin.revision
+                    self.state.snapshots.load().origin.revision
                 );
                 for e in &errors {
                     tracing::error!("  {e}");
@@ -452,8 +474,25 @@ impl Sync {
     }
 
     async fn serve(&mut self, b: Built) {
-        let origin = b.snapshot.origin.clone();
-        self.writer.lock().await.publish(b.snapshot);
+        let origin = b.origin.clone();
+        let (served, published) = oneshot::channel();
+        let update = Update::Commit {
+            origin: b.origin,
+            plans: b.plans,
+            model: b.model.clone(),
+            served,
+        };
+        if self.updates.send(update).await.is_err() {
+            return;
+        }
+        // Ready, and the manifests of this commit, once its config is served.
+        let Ok(encoding) = published.await else {
+            return;
+        };
+        self.state
+            .metrics
+            .stage("translate")
+            .observe((b.planning + encoding).as_secs_f64());
         self.state.ready.store(true, Ordering::Release);
         self.state.metrics.served_commits.inc();
         if let Source::Commit { time, .. } = &b.tree_source {
@@ -546,12 +585,10 @@ enum BuildError {
     Source(String),
 }
 
-/// Reads, validates, expands, renders and translates commit `sha` (blocking).
+/// Reads, validates, expands and plans commit `sha` (blocking); the publisher encodes.
 fn build(
     source: &RepoSource,
     sha: &str,
-    inputs: Inputs,
-    previous: Option<Arc<Snapshot>>,
     cache: &mut intent::Cache,
     plans: &mut xds::translate::Cache,
     metrics: &crate::metrics::Metrics,
@@ -582,16 +619,11 @@ fn build(
     };
     let model = Arc::new(model);
     let t = std::time::Instant::now();
-    let snapshot = Snapshot::build_shared(
-        origin,
-        xds::translate::plans_cached(&model, plans),
-        inputs,
-        previous.as_deref(),
-    )
-    .with_model(model.clone());
-    timer("translate", t);
+    let plans = xds::translate::plans_cached(&model, plans);
     Ok(Built {
-        snapshot,
+        origin,
+        plans,
+        planning: t.elapsed(),
         model,
         config,
         tree_source: tree.source,
@@ -647,11 +679,13 @@ async fn on_file_changes<F, Fut>(
     }
 }
 
-/// Watches the endpoints file; a change republishes the snapshot with new endpoints (only
-/// EDS resources differ, so only EDS is pushed). A broken file keeps the last good one.
+/// Watches the endpoints file; a change is sent to the publisher, which re-encodes the
+/// proxies that use what changed. A broken file keeps the last good one. `last` is the
+/// file as last read (and sent).
 async fn watch_endpoints(
     path: PathBuf,
-    writer: Arc<Mutex<SnapshotWriter>>,
+    last: Option<Arc<Endpoints>>,
+    updates: mpsc::Sender<Update>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     // Watch the directory: editors and `mv` replace the file, which a file watch misses.
@@ -668,22 +702,29 @@ async fn watch_endpoints(
     };
     // Let a burst of writes settle before reading.
     let settle = Duration::from_millis(50);
+    // Shared with each reload's future (one at a time: reloads run in turn).
+    let last = Arc::new(std::sync::Mutex::new(last));
     on_file_changes(dir, notify::RecursiveMode::NonRecursive, wanted, settle, shutdown, || {
-        let (path, writer) = (path.clone(), writer.clone());
+        let (path, last, updates) = (path.clone(), last.clone(), updates.clone());
         async move {
-            match Endpoints::load(&path) {
-                Ok(eps) => {
-                    let writer = writer.lock().await;
-                    let current = writer.current();
-                    if current.endpoints().map(|e| e.as_ref()) != Some(&eps) {
-                        tracing::info!(file = %path.display(), services = eps.entries.len(), "endpoints changed");
-                        let inputs = Inputs {
-                            endpoints: Some(Arc::new(eps)),
-                            ..current.inputs().clone()
-                        };
-                        writer.publish(current.with_inputs(inputs));
-                    }
+            let previous = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // Reading, parsing and comparing a large file are blocking work.
+            let loaded = tokio::task::spawn_blocking(move || {
+                Endpoints::load(&path).map(|eps| {
+                    let changed = previous.as_deref() != Some(&eps);
+                    (path, eps, changed)
+                })
+            })
+            .await;
+            match loaded {
+                Ok(Ok((path, eps, true))) => {
+                    tracing::info!(file = %path.display(), services = eps.entries.len(), "endpoints changed");
+                    let eps = Arc::new(eps);
+                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(eps.clone());
+                    let _ = updates.send(Update::Endpoints(eps)).await;
                 }
+                Ok(Ok((_, _, false))) => {}
+                Ok(Err(e)) => tracing::warn!("keeping the previous endpoints: {e}"),
                 Err(e) => tracing::warn!("keeping the previous endpoints: {e}"),
             }
         }
@@ -691,19 +732,23 @@ async fn watch_endpoints(
     .await
 }
 
-/// Watches the certificates directory; a change republishes the snapshot with the new
-/// certificates, so only the SDS secrets (and what their presence decides) change: Envoy
+/// Watches the certificates directory; a change is sent to the publisher, so only the
+/// SDS secrets (and what their presence decides) of the proxies using them change: Envoy
 /// rotates them without a restart. Problems (a missing or unparsable file) are logged and
-/// listed in `/status`; what needs that file is left out with a warning.
+/// listed in `/status`; what needs that file is left out with a warning. `last` is the
+/// directory as last read (and sent).
 async fn watch_certs(
     dir: PathBuf,
-    writer: Arc<Mutex<SnapshotWriter>>,
+    last: Option<Arc<Certs>>,
+    updates: mpsc::Sender<Update>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     // Recursive: pairs live two levels down, and Secret volumes swap a `..data` symlink.
     // A rotation writes a certificate and a key: let both land before reading.
     let settle = Duration::from_millis(100);
     let watched = dir.clone();
+    // Shared with each reload's future (one at a time: reloads run in turn).
+    let last = Arc::new(std::sync::Mutex::new(last));
     on_file_changes(
         watched,
         notify::RecursiveMode::Recursive,
@@ -711,35 +756,35 @@ async fn watch_certs(
         settle,
         shutdown,
         || {
-            let (dir, writer) = (dir.clone(), writer.clone());
+            let (dir, last, updates) = (dir.clone(), last.clone(), updates.clone());
             async move {
-                let previous = writer.lock().await.current().inputs().certs.clone();
+                let previous = last.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let loaded = {
                     let dir = dir.clone();
-                    tokio::task::spawn_blocking(move || Certs::reload(&dir, previous.as_deref()))
-                        .await
+                    tokio::task::spawn_blocking(move || {
+                        Certs::reload(&dir, previous.as_deref()).map(|certs| {
+                            let changed = previous.as_deref() != Some(&certs);
+                            (certs, changed)
+                        })
+                    })
+                    .await
                 };
                 match loaded {
-                    Ok(Ok(certs)) => {
-                        let writer = writer.lock().await;
-                        let current = writer.current();
-                        if current.inputs().certs.as_deref() != Some(&certs) {
-                            for p in &certs.problems {
-                                tracing::warn!("certificates: {p}");
-                            }
-                            tracing::info!(
-                                dir = %dir.display(),
-                                identities = certs.identities.len(),
-                                secrets = certs.secrets.len(),
-                                "certificates changed"
-                            );
-                            let inputs = Inputs {
-                                certs: Some(Arc::new(certs)),
-                                ..current.inputs().clone()
-                            };
-                            writer.publish(current.with_inputs(inputs));
+                    Ok(Ok((certs, true))) => {
+                        for p in &certs.problems {
+                            tracing::warn!("certificates: {p}");
                         }
+                        tracing::info!(
+                            dir = %dir.display(),
+                            identities = certs.identities.len(),
+                            secrets = certs.secrets.len(),
+                            "certificates changed"
+                        );
+                        let certs = Arc::new(certs);
+                        *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(certs.clone());
+                        let _ = updates.send(Update::Certs(certs)).await;
                     }
+                    Ok(Ok((_, false))) => {}
                     Ok(Err(e)) => tracing::warn!("keeping the previous certificates: {e}"),
                     Err(e) => tracing::warn!("keeping the previous certificates: {e}"),
                 }

@@ -11,6 +11,7 @@ pub mod csds;
 pub mod emit;
 pub mod endpoints;
 pub mod identity;
+pub mod inputs;
 pub mod plan;
 pub mod server;
 pub mod snapshot;

@@ -27,10 +27,10 @@ use tonic::{Request, Status, Streaming};
 
 use super::emit::Variant;
 use super::identity::San;
-use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader};
+use super::snapshot::{ProxySnapshot, Snapshot, SnapshotReader, TypeResources};
 use super::status::{Nack, Registry, StreamHandle};
 use super::type_url::TypeUrl;
-use super::wire::{Outgoing, frame, frame_concat};
+use super::wire::{Outgoing, Streams, frame, frame_concat};
 
 /// Node metadata key with the address a proxy's listeners bind (`tidegate bootstrap --bind`).
 pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
@@ -38,6 +38,9 @@ pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
 /// Responses waiting for a slow proxy. Small: every response is the latest state of its
 /// type, so a proxy that does not read holds back the server only by this much.
 const SEND_BUFFER: usize = 8;
+
+/// Unanswered delta responses remembered per type (to know what a late NACK rejected).
+const MAX_IN_FLIGHT: usize = 64;
 
 #[derive(Clone)]
 pub struct Ads {
@@ -80,11 +83,11 @@ pub async fn serve(
         AggregatedName, ClusterName, EndpointName, ListenerName, RouteName, XdsService,
     };
     builder
-        .add_service(XdsService::<AggregatedName>::new(ads.clone()))
-        .add_service(XdsService::<ClusterName>::new(ads.clone()))
-        .add_service(XdsService::<EndpointName>::new(ads.clone()))
-        .add_service(XdsService::<ListenerName>::new(ads.clone()))
-        .add_service(XdsService::<RouteName>::new(ads))
+        .add_service(XdsService::<AggregatedName, _>::new(ads.clone()))
+        .add_service(XdsService::<ClusterName, _>::new(ads.clone()))
+        .add_service(XdsService::<EndpointName, _>::new(ads.clone()))
+        .add_service(XdsService::<ListenerName, _>::new(ads.clone()))
+        .add_service(XdsService::<RouteName, _>::new(ads))
         .add_service(csds.into_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
@@ -170,53 +173,74 @@ fn identity(node: &Node) -> Identity {
     }
 }
 
+/// Ids listed in the warning for an unknown proxy (a fleet has thousands).
+const LIST_KNOWN: usize = 10;
+
 fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Snapshot) {
-    let known: Vec<String> = snapshot.proxy_ids().cloned().collect();
+    let known = snapshot.knows(&ident.proxy);
+    let warning = if ident.proxy.is_empty() {
+        Some("node.cluster is empty: set it to <gateway>.<namespace> (tidegate bootstrap does); serving an empty config".to_owned())
+    } else if !known {
+        let total = snapshot.proxy_ids().count();
+        let mut listed: Vec<&str> = snapshot
+            .proxy_ids()
+            .take(LIST_KNOWN)
+            .map(String::as_str)
+            .collect();
+        let more = format!("and {} more", total.saturating_sub(LIST_KNOWN));
+        if total > LIST_KNOWN {
+            listed.push(&more);
+        }
+        Some(format!(
+            "no gateway {} in {}: serving an empty config (known: {})",
+            ident.proxy,
+            snapshot.origin.revision,
+            if listed.is_empty() {
+                "none".to_owned()
+            } else {
+                listed.join(", ")
+            }
+        ))
+    } else {
+        None
+    };
     handle.update(|s| {
         s.node_id = node.id.clone();
         s.proxy = ident.proxy.clone();
         s.variant = ident.variant.clone();
-        s.known = known.contains(&ident.proxy);
+        s.known = known;
         s.warnings.clear();
-        if ident.proxy.is_empty() {
-            s.warnings.push("node.cluster is empty: set it to <gateway>.<namespace> (tidegate bootstrap does); serving an empty config".into());
-        } else if !s.known {
-            s.warnings.push(format!(
-                "no gateway {} in {}: serving an empty config (known: {})",
-                ident.proxy,
-                snapshot.origin.revision,
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            ));
-        }
+        s.warnings.extend(warning);
     });
 }
 
+/// Shows in the status whether the proxy is known and the warnings of the config it is
+/// served, once per config: `shown` is the config last shown, so a push of an unchanged
+/// proxy (another proxy's change) takes no lock for it.
 fn refresh_warnings(
     handle: &StreamHandle,
+    shown: &mut Option<Arc<ProxySnapshot>>,
     ident: &Identity,
     snapshot: &Snapshot,
-    ps: &ProxySnapshot,
+    ps: &Arc<ProxySnapshot>,
 ) {
-    identify_known(handle, ident, snapshot);
+    if shown.as_ref().is_some_and(|s| Arc::ptr_eq(s, ps)) {
+        return;
+    }
+    let known = snapshot.knows(&ident.proxy);
     handle.update(|s| {
+        s.known = known;
         s.warnings.retain(|w| !w.starts_with("config: "));
         s.warnings
             .extend(ps.warnings.iter().map(|w| format!("config: {w}")));
     });
+    *shown = Some(ps.clone());
 }
 
-fn identify_known(handle: &StreamHandle, ident: &Identity, snapshot: &Snapshot) {
-    let known = snapshot.proxy_ids().any(|p| *p == ident.proxy);
-    handle.update(|s| s.known = known);
-}
-
-impl Ads {
+impl Streams for Ads {
     /// A state-of-the-world stream: ADS, or one resource type's own service (the stream
     /// serves whatever types it is asked for either way).
-    pub(super) fn open_sotw(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> mpsc::Receiver<Outgoing> {
+    fn open_sotw(&self, request: Request<Streaming<DiscoveryRequest>>) -> mpsc::Receiver<Outgoing> {
         let (tx, rx) = mpsc::channel(SEND_BUFFER);
         let stream = SotwStream {
             peer: peer_sans(&request),
@@ -224,6 +248,7 @@ impl Ads {
             handle: self.registry.open("sotw"),
             tx,
             ident: None,
+            shown: None,
             nonce: 0,
             types: BTreeMap::new(),
         };
@@ -235,7 +260,7 @@ impl Ads {
     }
 
     /// A delta stream (ADS or per type).
-    pub(super) fn open_delta(
+    fn open_delta(
         &self,
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> mpsc::Receiver<Outgoing> {
@@ -246,6 +271,7 @@ impl Ads {
             handle: self.registry.open("delta"),
             tx,
             ident: None,
+            shown: None,
             nonce: 0,
             types: BTreeMap::new(),
         };
@@ -392,6 +418,8 @@ struct SotwStream {
     handle: StreamHandle,
     tx: mpsc::Sender<Outgoing>,
     ident: Option<Identity>,
+    /// The config whose warnings the status shows.
+    shown: Option<Arc<ProxySnapshot>>,
     nonce: u64,
     types: BTreeMap<TypeUrl, SotwType>,
 }
@@ -468,7 +496,7 @@ impl SotwStream {
     async fn push(&mut self, t: TypeUrl, snapshot: &Snapshot) -> Result<(), ()> {
         let ps = self.proxy(snapshot);
         if let Some(ident) = &self.ident {
-            refresh_warnings(&self.handle, ident, snapshot, &ps);
+            refresh_warnings(&self.handle, &mut self.shown, ident, snapshot, &ps);
         }
         let res = ps.of(t);
         let state = self.types.entry(t).or_default();
@@ -534,12 +562,50 @@ struct DeltaType {
     subscribed: BTreeSet<String>,
     /// What the proxy has (or was sent): name → version.
     has: BTreeMap<String, String>,
-    /// (name, version) pairs the proxy rejected: not sent again.
+    /// (name, version) pairs the proxy rejected: not sent again while that is the
+    /// version served. Only current versions of wanted resources are kept.
     rejected: BTreeSet<(String, String)>,
-    /// Resources of each unacknowledged response, to know what a NACK rejected.
-    in_flight: BTreeMap<String, Vec<(String, String)>>,
+    /// Resources of each unacknowledged response, by nonce, to know what a NACK rejected.
+    /// A proxy answers responses in order, so an answer forgets older nonces too.
+    in_flight: BTreeMap<u64, Vec<(String, String)>>,
     /// Whether the proxy got any response for this type yet.
     answered: bool,
+}
+
+impl DeltaType {
+    /// A rejection stands for the version rejected while it is served and wanted:
+    /// removed, unsubscribed or changed resources leave the bookkeeping.
+    fn prune_rejected(&mut self, res: &TypeResources) {
+        if self.rejected.is_empty() {
+            return;
+        }
+        let (wildcard, subscribed) = (self.wildcard, &self.subscribed);
+        self.rejected.retain(|(name, version)| {
+            (wildcard || subscribed.contains(name))
+                && res
+                    .resources
+                    .get(name)
+                    .is_some_and(|r| r.version == *version)
+        });
+    }
+
+    /// Response `nonce` carries `sent`. Bounded even for a proxy that never answers: an
+    /// answer to a forgotten nonce counts as stale.
+    fn sending(&mut self, nonce: u64, sent: Vec<(String, String)>) {
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.in_flight.pop_first();
+        }
+        self.in_flight.insert(nonce, sent);
+    }
+
+    /// The proxy answered response `nonce`: what it carried, if it is ours and
+    /// unanswered. Responses before it were answered already, or never will be.
+    fn answered_nonce(&mut self, nonce: &str) -> Option<Vec<(String, String)>> {
+        let n = nonce.parse::<u64>().ok()?;
+        let sent = self.in_flight.remove(&n)?;
+        self.in_flight = self.in_flight.split_off(&n);
+        Some(sent)
+    }
 }
 
 struct DeltaStream {
@@ -549,6 +615,8 @@ struct DeltaStream {
     handle: StreamHandle,
     tx: mpsc::Sender<Outgoing>,
     ident: Option<Identity>,
+    /// The config whose warnings the status shows.
+    shown: Option<Arc<ProxySnapshot>>,
     nonce: u64,
     types: BTreeMap<TypeUrl, DeltaType>,
 }
@@ -607,10 +675,11 @@ impl DeltaStream {
                 state.subscribed.remove(name);
                 // Forget it, so that subscribing again sends it again.
                 state.has.remove(name);
+                state.rejected.retain(|(n, _)| n != name);
             }
         }
         if !req.response_nonce.is_empty() {
-            match state.in_flight.remove(&req.response_nonce) {
+            match state.answered_nonce(&req.response_nonce) {
                 // Not a nonce of ours (or already answered): nothing to acknowledge.
                 None => self.handle.update(|s| s.ignored_requests += 1),
                 Some(sent) => {
@@ -661,17 +730,19 @@ impl DeltaStream {
             None => snapshot.proxy("", &Variant::default()),
         };
         if let Some(ident) = &self.ident {
-            refresh_warnings(&self.handle, ident, snapshot, &ps);
+            refresh_warnings(&self.handle, &mut self.shown, ident, snapshot, &ps);
         }
         let res = ps.of(t);
         let state = self.types.entry(t).or_default();
+        state.prune_rejected(res);
         let wanted = |name: &String| state.wildcard || state.subscribed.contains(name);
 
         let mut resources = Vec::new();
         for (name, r) in res.resources.iter().filter(|(n, _)| wanted(n)) {
             let current = state.has.get(name);
             if current != Some(&r.version)
-                && !state.rejected.contains(&(name.clone(), r.version.clone()))
+                && (state.rejected.is_empty()
+                    || !state.rejected.contains(&(name.clone(), r.version.clone())))
             {
                 resources.push(r.clone());
             }
@@ -694,8 +765,8 @@ impl DeltaStream {
         }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        state.in_flight.insert(
-            nonce.clone(),
+        state.sending(
+            self.nonce,
             resources
                 .iter()
                 .map(|r| (r.name.clone(), r.version.clone()))
@@ -729,4 +800,61 @@ fn snapshot_version(snapshot: &Snapshot, ident: Option<&Identity>, t: TypeUrl) -
         None => snapshot.proxy("", &Variant::default()),
     };
     ps.of(t).version.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resources(items: &[(&str, &str)]) -> TypeResources {
+        TypeResources::for_tests(items)
+    }
+
+    fn pairs(items: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+        items
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn rejections_last_while_the_rejected_version_is_served_and_wanted() {
+        let mut t = DeltaType {
+            subscribed: ["a", "b", "c"].map(String::from).into(),
+            rejected: pairs(&[("a", "1"), ("b", "1"), ("c", "1")]),
+            ..DeltaType::default()
+        };
+        // `a` still served at the rejected version; `b` changed; `c` removed.
+        t.prune_rejected(&resources(&[("a", "1"), ("b", "2")]));
+        assert_eq!(t.rejected, pairs(&[("a", "1")]));
+        // Unsubscribed: forgotten too.
+        t.subscribed.remove("a");
+        t.prune_rejected(&resources(&[("a", "1"), ("b", "2")]));
+        assert!(t.rejected.is_empty());
+    }
+
+    #[test]
+    fn in_flight_responses_are_forgotten_once_answered_or_superseded() {
+        let mut t = DeltaType::default();
+        for n in 1..=3 {
+            t.sending(n, vec![(format!("r{n}"), "v".into())]);
+        }
+        // The proxy answers 2: 1 will never be answered.
+        assert_eq!(t.answered_nonce("2"), Some(vec![("r2".into(), "v".into())]));
+        assert_eq!(t.in_flight.keys().copied().collect::<Vec<_>>(), [3]);
+        assert_eq!(t.answered_nonce("1"), None, "superseded");
+        assert_eq!(t.answered_nonce("2"), None, "answered already");
+        assert_eq!(t.answered_nonce("x"), None, "not ours");
+        assert!(t.answered_nonce("3").is_some());
+        assert!(t.in_flight.is_empty());
+        // A proxy that never answers holds at most the last MAX_IN_FLIGHT.
+        for n in 10..10 + 2 * MAX_IN_FLIGHT as u64 {
+            t.sending(n, Vec::new());
+        }
+        assert_eq!(t.in_flight.len(), MAX_IN_FLIGHT);
+        assert_eq!(
+            t.in_flight.first_key_value().map(|(k, _)| *k),
+            Some(10 + MAX_IN_FLIGHT as u64)
+        );
+    }
 }

@@ -7,6 +7,8 @@
 //!
 //! One [`SnapshotWriter`] publishes through `ArcSwap`; any number of [`SnapshotReader`]s
 //! load the current snapshot without locking and wait for the next on a `watch` channel.
+//! A new snapshot reuses from the previous one every proxy whose plan is unchanged and
+//! that reads the same of the inputs ([`super::inputs`]).
 
 use super::translate::conditions::{self, GatewayApiStatus};
 use std::collections::{BTreeMap, HashMap};
@@ -18,9 +20,9 @@ use prost::{Message, Name};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::certs::Certs;
 use super::emit::{self, Variant};
 use super::endpoints::Endpoints;
+pub use super::inputs::Inputs;
 use super::plan::ProxyPlan;
 use super::type_url::TypeUrl;
 
@@ -74,6 +76,25 @@ impl TypeResources {
             resources,
             full_response: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Resources of the given names and versions (empty messages), for tests of what
+    /// streams keep.
+    #[cfg(test)]
+    pub(crate) fn for_tests(items: &[(&str, &str)]) -> Self {
+        Self::new(
+            items
+                .iter()
+                .map(|(n, v)| {
+                    let r = Resource {
+                        name: n.to_string(),
+                        version: v.to_string(),
+                        any: Any::default(),
+                    };
+                    (n.to_string(), Arc::new(r))
+                })
+                .collect(),
+        )
     }
 
     /// `DiscoveryResponse` fields version_info, resources (all, by name) and type_url,
@@ -135,35 +156,22 @@ impl Interner {
     }
 }
 
-/// What the served config is built from besides the commit: files given to `serve`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Inputs {
-    pub endpoints: Option<Arc<Endpoints>>,
-    pub certs: Option<Arc<Certs>>,
-}
-
-impl Inputs {
-    /// The very same files (not just equal ones): cheap, and what a reload replaces.
-    fn same_as(&self, other: &Inputs) -> bool {
-        fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
-            match (a, b) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-                _ => false,
-            }
-        }
-        same(&self.endpoints, &other.endpoints) && same(&self.certs, &other.certs)
-    }
-}
+/// Non-default variants kept per proxy (see [`Snapshot::proxy`]). A real proxy asks for
+/// one shape (its bind address, or proxyless); the bound only stops a client that sends
+/// many binds for one gateway from growing the cache without limit.
+pub const MAX_VARIANTS_PER_PROXY: usize = 8;
 
 pub struct Snapshot {
     pub origin: Origin,
     plans: BTreeMap<String, Arc<ProxyPlan>>,
     inputs: Inputs,
-    proxies: BTreeMap<String, Arc<ProxySnapshot>>,
+    /// Looked up on every push, by every stream: hashed, not ordered (`plans` gives the
+    /// order).
+    proxies: HashMap<String, Arc<ProxySnapshot>>,
     /// Proxies that asked for a non-default variant (bind address, proxyless), built on
-    /// first use and kept for the life of the snapshot.
-    variants: Mutex<HashMap<(String, Variant), Arc<ProxySnapshot>>>,
+    /// first use and kept for the life of the snapshot, at most
+    /// [`MAX_VARIANTS_PER_PROXY`] per proxy; past that, built on every ask.
+    variants: Mutex<HashMap<String, HashMap<Variant, Arc<ProxySnapshot>>>>,
     empty: Arc<ProxySnapshot>,
     /// The model the plans came from, for Gateway API status (see [`Snapshot::gateway_api`]).
     model: Option<Arc<crate::model::Model>>,
@@ -189,22 +197,24 @@ impl Snapshot {
 
     /// Like [`Snapshot::build`] for plans already shared (from `translate::plans_cached`,
     /// where an unchanged proxy's plan is the previous commit's very `Arc`), reusing from
-    /// `previous` every proxy whose plan and inputs are unchanged: comparing a plan costs a
-    /// fraction of encoding and hashing its resources, and a commit usually changes a few
-    /// gateways of many.
+    /// `previous` every proxy whose plan is unchanged and that reads the same of the inputs
+    /// (see [`super::inputs`]): comparing a plan costs a fraction of encoding and hashing
+    /// its resources, a commit usually changes a few gateways of many, and an endpoints or
+    /// certificate change touches the proxies that use what changed.
     pub fn build_shared(
         origin: Origin,
         plans: BTreeMap<String, Arc<ProxyPlan>>,
         inputs: Inputs,
         previous: Option<&Snapshot>,
     ) -> Self {
-        let previous = previous.filter(|p| p.inputs.same_as(&inputs));
+        let same_inputs = previous.is_some_and(|p| p.inputs.same_as(&inputs));
         let mut interner = Interner::default();
-        let mut proxies = BTreeMap::new();
+        let mut proxies = HashMap::with_capacity(plans.len());
         for (id, plan) in &plans {
             if let Some(prev) = previous
                 && let Some(prev_plan) = prev.plans.get(id)
                 && (Arc::ptr_eq(prev_plan, plan) || **prev_plan == **plan)
+                && (same_inputs || super::inputs::reads(id, plan).same(&prev.inputs, &inputs))
             {
                 proxies.insert(id.clone(), prev.proxies[id].clone());
                 continue;
@@ -242,8 +252,8 @@ impl Snapshot {
             .clone()
     }
 
-    /// The same config with other inputs (endpoints, certificates): only the resources
-    /// that depend on them change.
+    /// The same config with other inputs (endpoints, certificates): only the proxies that
+    /// read what changed are encoded again; the others keep their very `Arc`.
     pub fn with_inputs(&self, inputs: Inputs) -> Self {
         let mut next =
             Self::build_shared(self.origin.clone(), self.plans.clone(), inputs, Some(self));
@@ -259,31 +269,61 @@ impl Snapshot {
         self.inputs.endpoints.as_ref()
     }
 
-    /// Ids of the proxies the model describes.
+    /// Ids of the proxies the model describes, in order.
     pub fn proxy_ids(&self) -> impl Iterator<Item = &String> {
-        self.proxies.keys()
+        self.plans.keys()
+    }
+
+    /// Whether the model describes proxy `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.proxies.contains_key(id)
     }
 
     /// What proxy `id` is served, shaped for `variant`; an empty config if unknown.
     pub fn proxy(&self, id: &str, variant: &Variant) -> Arc<ProxySnapshot> {
-        let Some(plan) = self.plans.get(id) else {
+        let Some(default) = self.proxies.get(id) else {
             return self.empty.clone();
         };
         if *variant == Variant::default() {
-            return self.proxies[id].clone();
+            return default.clone();
         }
-        let mut variants = self.variants.lock().unwrap_or_else(|e| e.into_inner());
-        variants
-            .entry((id.to_owned(), variant.clone()))
-            .or_insert_with(|| {
-                Arc::new(encode(
-                    plan,
-                    &self.inputs,
-                    variant,
-                    &mut Interner::default(),
-                ))
-            })
-            .clone()
+        let cached = |v: &HashMap<String, HashMap<Variant, Arc<ProxySnapshot>>>| {
+            v.get(id).and_then(|v| v.get(variant)).cloned()
+        };
+        if let Some(ps) = cached(&self.lock_variants()) {
+            return ps;
+        }
+        // Encoded without the lock: other streams' lookups do not wait for it (two streams
+        // asking for one new variant at once may both encode it; one is kept).
+        let ps = Arc::new(encode(
+            &self.plans[id],
+            &self.inputs,
+            variant,
+            &mut Interner::default(),
+        ));
+        let mut variants = self.lock_variants();
+        if let Some(kept) = cached(&variants) {
+            return kept;
+        }
+        let kept = variants.get(id).map_or(0, HashMap::len);
+        if kept < MAX_VARIANTS_PER_PROXY {
+            variants
+                .entry(id.to_owned())
+                .or_default()
+                .insert(variant.clone(), ps.clone());
+        }
+        ps
+    }
+
+    fn lock_variants(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<Variant, Arc<ProxySnapshot>>>> {
+        self.variants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many variants are kept (for tests of the bound).
+    pub fn cached_variants(&self) -> usize {
+        self.lock_variants().values().map(HashMap::len).sum()
     }
 }
 
@@ -323,7 +363,8 @@ fn encode(
 
 // === publication ===
 
-/// The only writer of the served snapshot. Not `Clone`: one task owns publication.
+/// The only writer of the served snapshot. Not `Clone`: one task owns publication
+/// (`serve`'s publisher, which the sync loop and the file watchers send updates to).
 pub struct SnapshotWriter {
     cell: Arc<ArcSwap<Snapshot>>,
     tx: watch::Sender<u64>,

@@ -1,15 +1,17 @@
 //! What every connected proxy has been sent, has acknowledged and has rejected: the source
-//! of `/status`. Streams write their own entry; the admin endpoint reads a copy.
+//! of `/status`. Streams write their own entry under its own lock (a push takes no lock
+//! other streams wait on); the admin endpoint reads a copy.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
 use super::emit::Variant;
 use super::type_url::TypeUrl;
 use crate::metrics::{Metrics, ProtocolLabel, TypeLabel};
+use prometheus_client::metrics::counter::Counter;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Nack {
@@ -90,13 +92,26 @@ pub struct ProxyStatus {
     pub variant: Variant,
 }
 
-#[derive(Default)]
+type Entry = Arc<Mutex<ProxyStatus>>;
+
 pub struct Registry {
     next: AtomicU64,
-    streams: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// Locked to open, close and list streams; a stream updates its entry alone.
+    streams: Mutex<BTreeMap<u64, Entry>>,
     /// The latest refused streams (certificate did not match the claimed gateway).
     denied: Mutex<std::collections::VecDeque<String>>,
     pub metrics: Arc<Metrics>,
+    /// The `pushes` and `nacks` counters by [`TypeUrl::index`], looked up once each: the
+    /// family's lookup takes its lock and builds a label on every call. Created on first
+    /// use, so `/metrics` lists only the types pushed.
+    pushes: [OnceLock<Counter>; 5],
+    nacks: [OnceLock<Counter>; 5],
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::build(Arc::default())
+    }
 }
 
 impl Registry {
@@ -105,10 +120,34 @@ impl Registry {
     }
 
     pub fn with_metrics(metrics: Arc<Metrics>) -> Arc<Self> {
-        Arc::new(Self {
+        Arc::new(Self::build(metrics))
+    }
+
+    fn build(metrics: Arc<Metrics>) -> Self {
+        Self {
+            next: AtomicU64::new(0),
+            streams: Mutex::default(),
+            denied: Mutex::default(),
             metrics,
-            ..Self::default()
+            pushes: Default::default(),
+            nacks: Default::default(),
+        }
+    }
+
+    fn count(&self, nack: bool, t: TypeUrl) {
+        let (cell, family) = if nack {
+            (&self.nacks[t.index()], &self.metrics.nacks)
+        } else {
+            (&self.pushes[t.index()], &self.metrics.pushes)
+        };
+        cell.get_or_init(|| {
+            family
+                .get_or_create(&TypeLabel {
+                    r#type: t.short().into(),
+                })
+                .clone()
         })
+        .inc();
     }
 
     /// Registers a new stream; its entry disappears when the handle is dropped.
@@ -120,15 +159,16 @@ impl Registry {
             })
             .inc();
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let status = ProxyStatus {
+        let status = Arc::new(Mutex::new(ProxyStatus {
             stream: id,
             protocol,
             ..ProxyStatus::default()
-        };
-        self.lock().insert(id, status);
+        }));
+        self.lock().insert(id, status.clone());
         StreamHandle {
             id,
             protocol,
+            status,
             registry: self.clone(),
         }
     }
@@ -145,26 +185,32 @@ impl Registry {
 
     /// A copy of every stream's status, by stream number.
     pub fn snapshot(&self) -> Vec<ProxyStatus> {
-        self.lock().values().cloned().collect()
+        let entries: Vec<Entry> = self.lock().values().cloned().collect();
+        // Copied without holding the map's lock: streams opening meanwhile do not wait.
+        entries.iter().map(|e| lock(e).clone()).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ProxyStatus>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
         // A panic elsewhere must not take the status page down with it.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
+fn lock(entry: &Entry) -> std::sync::MutexGuard<'_, ProxyStatus> {
+    entry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct StreamHandle {
     id: u64,
     protocol: &'static str,
+    /// This stream's entry: updates lock it alone.
+    status: Entry,
     registry: Arc<Registry>,
 }
 
 impl StreamHandle {
     pub fn update(&self, f: impl FnOnce(&mut ProxyStatus)) {
-        if let Some(s) = self.registry.lock().get_mut(&self.id) {
-            f(s);
-        }
+        f(&mut lock(&self.status));
     }
 
     pub fn update_type(&self, t: TypeUrl, f: impl FnOnce(&mut TypeStatus)) {
@@ -177,13 +223,7 @@ impl StreamHandle {
 
     /// A response carrying `version` went out.
     pub fn sent(&self, t: TypeUrl, version: &str) {
-        self.registry
-            .metrics
-            .pushes
-            .get_or_create(&TypeLabel {
-                r#type: t.short().into(),
-            })
-            .inc();
+        self.registry.count(false, t);
         self.update_type(t, |s| {
             s.sent_version = Some(version.to_owned());
             s.responses += 1;
@@ -218,13 +258,7 @@ impl StreamHandle {
     }
 
     pub fn nacked(&self, t: TypeUrl, nack: Nack) {
-        self.registry
-            .metrics
-            .nacks
-            .get_or_create(&TypeLabel {
-                r#type: t.short().into(),
-            })
-            .inc();
+        self.registry.count(true, t);
         self.update_type(t, |s| {
             s.nacks += 1;
             s.last_nack = Some(nack);

@@ -11,7 +11,9 @@
 //!
 //! One [`XdsService`] per service name (ADS, CDS, EDS, LDS, RDS): `Stream*` methods are
 //! state-of-the-world streams, `Delta*` methods delta streams, `Fetch*` (REST-style
-//! polling) is answered `UNIMPLEMENTED`.
+//! polling) is answered `UNIMPLEMENTED`. What runs a stream is given as [`Streams`]: this
+//! module knows the transport, not the protocol (the ADS server imports it, not the
+//! other way round).
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -19,6 +21,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use http_body::Frame;
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -27,7 +30,18 @@ use tonic::codec::{BufferSettings, DecodeBuf, Decoder, Streaming};
 use tonic::codegen::{Service, http};
 use tonic::server::NamedService;
 
-use super::server::Ads;
+/// Opens the streams of the two protocols: each gets its requests and returns the
+/// receiver of what to send.
+pub trait Streams: Clone + Send + Sync + 'static {
+    fn open_sotw(
+        &self,
+        request: tonic::Request<Streaming<DiscoveryRequest>>,
+    ) -> mpsc::Receiver<Outgoing>;
+    fn open_delta(
+        &self,
+        request: tonic::Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> mpsc::Receiver<Outgoing>;
+}
 
 /// One response, already framed, or the status that ends the stream.
 pub type Outgoing = Result<Bytes, Box<Status>>;
@@ -137,31 +151,31 @@ service_names! {
     RouteName = "envoy.service.route.v3.RouteDiscoveryService";
 }
 
-pub struct XdsService<N> {
-    ads: Ads,
+pub struct XdsService<N, S> {
+    streams: S,
     _name: PhantomData<fn() -> N>,
 }
 
-impl<N> XdsService<N> {
-    pub fn new(ads: Ads) -> Self {
+impl<N, S> XdsService<N, S> {
+    pub fn new(streams: S) -> Self {
         Self {
-            ads,
+            streams,
             _name: PhantomData,
         }
     }
 }
 
-impl<N> Clone for XdsService<N> {
+impl<N, S: Clone> Clone for XdsService<N, S> {
     fn clone(&self) -> Self {
-        Self::new(self.ads.clone())
+        Self::new(self.streams.clone())
     }
 }
 
-impl<N: ServiceName> NamedService for XdsService<N> {
+impl<N: ServiceName, S> NamedService for XdsService<N, S> {
     const NAME: &'static str = N::NAME;
 }
 
-impl<N: ServiceName> Service<http::Request<Body>> for XdsService<N> {
+impl<N: ServiceName, S: Streams> Service<http::Request<Body>> for XdsService<N, S> {
     type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
@@ -176,14 +190,14 @@ impl<N: ServiceName> Service<http::Request<Body>> for XdsService<N> {
         let rx = if method.starts_with("Stream") {
             let requests =
                 Streaming::new_request(RequestDecoder(PhantomData), body, None, Some(MAX_REQUEST));
-            self.ads
+            self.streams
                 .open_sotw(tonic::Request::from_http(http::Request::from_parts(
                     parts, requests,
                 )))
         } else if method.starts_with("Delta") {
             let requests =
                 Streaming::new_request(RequestDecoder(PhantomData), body, None, Some(MAX_REQUEST));
-            self.ads
+            self.streams
                 .open_delta(tonic::Request::from_http(http::Request::from_parts(
                     parts, requests,
                 )))

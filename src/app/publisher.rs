@@ -1,0 +1,237 @@
+//! The one task that publishes the served snapshot.
+//!
+//! Everything that changes what is served — a new commit's plans, a new endpoints file,
+//! new certificates, a hand-made snapshot (tests) — is an [`Update`] sent on one bounded
+//! channel. The publisher owns the [`SnapshotWriter`] and applies updates in the order
+//! they were sent, each to its latest state: a commit is encoded with the newest inputs,
+//! so it can never put back endpoints or certificates a later update replaced. Updates
+//! queued together are folded into one build (the result is the same as applying them one
+//! by one: a snapshot is a function of its plans and inputs). Encoding runs on the
+//! blocking pool, never on the async workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::Model;
+use crate::xds::certs::Certs;
+use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::ProxyPlan;
+use crate::xds::snapshot::{Inputs, Origin, Snapshot, SnapshotWriter};
+
+/// Updates waiting for the publisher. Senders wait when it is full: a burst of file
+/// changes is held back rather than queued without bound.
+pub const UPDATES: usize = 16;
+
+pub enum Update {
+    /// A validated commit: its plans (shared with the plan cache) and its model.
+    Commit {
+        origin: Origin,
+        plans: BTreeMap<String, Arc<ProxyPlan>>,
+        model: Arc<Model>,
+        /// Told, once it is served, how long encoding it took.
+        served: oneshot::Sender<Duration>,
+    },
+    Endpoints(Arc<Endpoints>),
+    Certs(Arc<Certs>),
+    /// Serve this snapshot as it is (with its own inputs) from now on.
+    Replace(Snapshot, oneshot::Sender<Duration>),
+}
+
+/// Runs until every sender is gone.
+pub async fn run(writer: SnapshotWriter, mut updates: mpsc::Receiver<Update>) {
+    while let Some(first) = updates.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < UPDATES {
+            match updates.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        let current = writer.current();
+        let applied = tokio::task::spawn_blocking(move || apply(&current, batch)).await;
+        match applied {
+            Ok((next, waiting, took)) => {
+                if let Some(next) = next {
+                    writer.publish(next);
+                }
+                for w in waiting {
+                    let _ = w.send(took);
+                }
+            }
+            // A panic while encoding: keep serving the current snapshot (senders waiting
+            // see their channel closed).
+            Err(e) => tracing::error!("building the snapshot failed: {e}"),
+        }
+    }
+}
+
+enum Base {
+    Commit {
+        origin: Origin,
+        plans: BTreeMap<String, Arc<ProxyPlan>>,
+        model: Arc<Model>,
+    },
+    Replace(Snapshot),
+}
+
+/// `current` with `batch` applied in order: the next snapshot (none if nothing changed),
+/// who waits for it, and how long it took.
+pub fn apply(
+    current: &Snapshot,
+    batch: Vec<Update>,
+) -> (Option<Snapshot>, Vec<oneshot::Sender<Duration>>, Duration) {
+    let started = Instant::now();
+    let mut inputs = current.inputs().clone();
+    let mut base = None;
+    let mut waiting = Vec::new();
+    for u in batch {
+        match u {
+            Update::Endpoints(e) => inputs.endpoints = Some(e),
+            Update::Certs(c) => inputs.certs = Some(c),
+            Update::Commit {
+                origin,
+                plans,
+                model,
+                served,
+            } => {
+                base = Some(Base::Commit {
+                    origin,
+                    plans,
+                    model,
+                });
+                waiting.push(served);
+            }
+            Update::Replace(s, served) => {
+                inputs = s.inputs().clone();
+                base = Some(Base::Replace(s));
+                waiting.push(served);
+            }
+        }
+    }
+    let next = match base {
+        Some(Base::Commit {
+            origin,
+            plans,
+            model,
+        }) => Some(Snapshot::build_shared(origin, plans, inputs, Some(current)).with_model(model)),
+        Some(Base::Replace(s)) if s.inputs().same_as(&inputs) => Some(s),
+        Some(Base::Replace(s)) => Some(s.with_inputs(inputs)),
+        None if same_values(current.inputs(), &inputs) => None,
+        None => Some(current.with_inputs(inputs)),
+    };
+    (next, waiting, started.elapsed())
+}
+
+/// Equal files (a watcher woken by a touch sends what is already served).
+fn same_values(a: &Inputs, b: &Inputs) -> bool {
+    a.same_as(b) || a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::snapshot;
+
+    fn endpoints(text: &str) -> Arc<Endpoints> {
+        Arc::new(Endpoints::parse(text).unwrap())
+    }
+
+    fn origin(revision: &str) -> Origin {
+        Origin {
+            revision: revision.into(),
+            ..Origin::default()
+        }
+    }
+
+    fn commit(revision: &str) -> (Update, oneshot::Receiver<Duration>) {
+        let (served, published) = oneshot::channel();
+        let update = Update::Commit {
+            origin: origin(revision),
+            plans: BTreeMap::new(),
+            model: Arc::default(),
+            served,
+        };
+        (update, published)
+    }
+
+    #[tokio::test]
+    async fn updates_apply_in_order_to_the_latest_state() {
+        let old = endpoints("a.b:80: [\"10.0.0.1:80\"]\n");
+        let new = endpoints("a.b:80: [\"10.0.0.2:80\"]\n");
+        let (writer, reader) = snapshot::channel(Snapshot::build(
+            origin("start"),
+            BTreeMap::new(),
+            Inputs {
+                endpoints: Some(old),
+                certs: None,
+            },
+        ));
+        let (tx, rx) = mpsc::channel(UPDATES);
+        let publisher = tokio::spawn(run(writer, rx));
+
+        // The endpoints change after the commit was read, before it is encoded: the
+        // commit is served with the new endpoints, not the ones it was read with.
+        tx.send(Update::Endpoints(new.clone())).await.unwrap();
+        let (update, published) = commit("c1");
+        tx.send(update).await.unwrap();
+        published.await.unwrap();
+        let served = reader.load();
+        assert_eq!(served.origin.revision, "c1");
+        assert!(Arc::ptr_eq(served.endpoints().unwrap(), &new));
+
+        // And the other way round: endpoints after a commit apply to that commit.
+        let newer = endpoints("a.b:80: [\"10.0.0.3:80\"]\n");
+        let (update, published) = commit("c2");
+        tx.send(update).await.unwrap();
+        tx.send(Update::Endpoints(newer.clone())).await.unwrap();
+        published.await.unwrap();
+        let mut changes = reader.changes();
+        changes
+            .wait_for(|_| {
+                reader
+                    .load()
+                    .endpoints()
+                    .is_some_and(|e| Arc::ptr_eq(e, &newer))
+            })
+            .await
+            .unwrap();
+        assert_eq!(reader.load().origin.revision, "c2");
+
+        drop(tx);
+        publisher.await.unwrap();
+    }
+
+    #[test]
+    fn a_batch_is_folded_into_one_build_and_no_change_publishes_nothing() {
+        let e1 = endpoints("a.b:80: [\"10.0.0.1:80\"]\n");
+        let current = Snapshot::build(
+            origin("start"),
+            BTreeMap::new(),
+            Inputs {
+                endpoints: Some(e1.clone()),
+                certs: None,
+            },
+        );
+        // The same file read again (another Arc, equal contents): nothing to publish.
+        let (next, waiting, _) = apply(
+            &current,
+            vec![Update::Endpoints(endpoints("a.b:80: [\"10.0.0.1:80\"]\n"))],
+        );
+        assert!(next.is_none() && waiting.is_empty());
+
+        let e2 = endpoints("a.b:80: [\"10.0.0.2:80\"]\n");
+        let e3 = endpoints("a.b:80: [\"10.0.0.3:80\"]\n");
+        let (c1, _r1) = commit("c1");
+        let (next, waiting, _) = apply(
+            &current,
+            vec![Update::Endpoints(e2), c1, Update::Endpoints(e3.clone())],
+        );
+        let next = next.unwrap();
+        assert_eq!(next.origin.revision, "c1");
+        assert!(Arc::ptr_eq(next.endpoints().unwrap(), &e3));
+        assert_eq!(waiting.len(), 1);
+    }
+}
