@@ -49,6 +49,14 @@ pub struct ProxyRef {
 }
 
 impl ProxyRef {
+    /// The proxy of the Gateway `name` in `namespace` (`default` when the object has none).
+    pub fn of(name: &str, namespace: Option<&str>) -> Self {
+        ProxyRef {
+            name: name.to_owned(),
+            namespace: namespace.unwrap_or("default").to_owned(),
+        }
+    }
+
     pub fn id(&self) -> String {
         format!("{}.{}", self.name, self.namespace)
     }

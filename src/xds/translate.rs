@@ -31,7 +31,7 @@ use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
 use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
-use crate::xds::plan::ProxyPlan;
+use crate::xds::plan::{ProxyPlan, ProxyRef};
 use index::Index;
 
 /// Every proxy the model describes, by its node id `<gateway>.<namespace>`.
@@ -160,6 +160,7 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
     out
 }
 
+/// The node id of the proxy implementing Gateway `name` in `namespace`.
 pub fn proxy_id(name: &str, namespace: Option<&str>) -> String {
-    format!("{name}.{}", namespace.unwrap_or("default"))
+    ProxyRef::of(name, namespace).id()
 }

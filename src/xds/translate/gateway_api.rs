@@ -21,14 +21,10 @@ use super::rules::{
 pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
     let mut plan = ProxyPlan {
-        proxy: ProxyRef {
-            name: gateway.metadata.name.clone(),
-            namespace: gateway
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-        },
+        proxy: ProxyRef::of(
+            &gateway.metadata.name,
+            gateway.metadata.namespace.as_deref(),
+        ),
         ..ProxyPlan::default()
     };
     let grants = &ix.grants;

@@ -20,14 +20,10 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
     let gw_name = &gateway.metadata.name;
     let mut plan = ProxyPlan {
-        proxy: ProxyRef {
-            name: gw_name.clone(),
-            namespace: gateway
-                .metadata
-                .namespace
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-        },
+        proxy: ProxyRef::of(
+            &gateway.metadata.name,
+            gateway.metadata.namespace.as_deref(),
+        ),
         ..ProxyPlan::default()
     };
 

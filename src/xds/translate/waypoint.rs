@@ -22,10 +22,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let name = gateway.metadata.name.as_str();
     let ns = gateway.metadata.namespace.as_deref().unwrap_or("default");
     let mut plan = ProxyPlan {
-        proxy: ProxyRef {
-            name: name.to_owned(),
-            namespace: ns.to_owned(),
-        },
+        proxy: ProxyRef::of(name, Some(ns)),
         ..ProxyPlan::default()
     };
     let mut wp = WaypointPlan::default();
