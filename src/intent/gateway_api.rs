@@ -354,63 +354,60 @@ pub fn decode_value_matches(
     slot
 }
 
+/// Every filter type: its name, the field that holds its settings, and the model's type.
+/// One table for the fields allowed, the types allowed, and the settings field of each.
+const FILTERS: &[(&str, &str, FilterType)] = &[
+    (
+        "RequestHeaderModifier",
+        "requestHeaderModifier",
+        FilterType::RequestHeaderModifier,
+    ),
+    (
+        "ResponseHeaderModifier",
+        "responseHeaderModifier",
+        FilterType::ResponseHeaderModifier,
+    ),
+    (
+        "RequestRedirect",
+        "requestRedirect",
+        FilterType::RequestRedirect,
+    ),
+    ("URLRewrite", "urlRewrite", FilterType::UrlRewrite),
+    ("RequestMirror", "requestMirror", FilterType::RequestMirror),
+    ("CORS", "cors", FilterType::Cors),
+    ("ExtensionRef", "extensionRef", FilterType::ExtensionRef),
+];
+
 pub fn decode_filter(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<HttpRouteFilter> {
-    let f = cx.object(
-        node,
-        field,
-        &[
-            "type",
-            "requestHeaderModifier",
-            "responseHeaderModifier",
-            "requestRedirect",
-            "urlRewrite",
-            "requestMirror",
-            "cors",
-            "extensionRef",
-        ],
-    )?;
+    let fields: Vec<&str> = std::iter::once("type")
+        .chain(FILTERS.iter().map(|(_, key, _)| *key))
+        .collect();
+    let f = cx.object(node, field, &fields)?;
     let t = f.require(
         cx,
         "type",
         "RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror or CORS",
     )?;
-    let ty = cx.choice(
-        t,
-        &f.field("type"),
-        &[
-            "RequestHeaderModifier",
-            "ResponseHeaderModifier",
-            "RequestRedirect",
-            "URLRewrite",
-            "RequestMirror",
-            "CORS",
-            "ExtensionRef",
-        ],
-    )?;
-    let (type_, key) = match ty.as_str() {
-        "RequestHeaderModifier" => (FilterType::RequestHeaderModifier, "requestHeaderModifier"),
-        "ResponseHeaderModifier" => (FilterType::ResponseHeaderModifier, "responseHeaderModifier"),
-        "RequestRedirect" => (FilterType::RequestRedirect, "requestRedirect"),
-        "URLRewrite" => (FilterType::UrlRewrite, "urlRewrite"),
-        "RequestMirror" => (FilterType::RequestMirror, "requestMirror"),
-        "CORS" => (FilterType::Cors, "cors"),
-        "ExtensionRef" if cx.plain => (FilterType::ExtensionRef, "extensionRef"),
-        other => {
-            cx.report(t.pos, &f.field("type"), format!("the {other} filter is not supported in intents (it names an implementation-specific object); supported: RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror, CORS"));
-            return None;
-        }
-    };
+    let names: Vec<&str> = FILTERS.iter().map(|(name, _, _)| *name).collect();
+    let ty = cx.choice(t, &f.field("type"), &names)?;
+    let (_, key, type_) = *FILTERS.iter().find(|(name, _, _)| *name == ty)?;
+    // ExtensionRef names an implementation's own object: plain routes may carry it (and
+    // get the spec's 500), intents may not.
+    if type_ == FilterType::ExtensionRef && !cx.plain {
+        let supported: Vec<&str> = names.into_iter().filter(|n| *n != ty).collect();
+        cx.report(
+            t.pos,
+            &f.field("type"),
+            format!(
+                "the {ty} filter is not supported in intents (it names an implementation-specific object); supported: {}",
+                supported.join(", ")
+            ),
+        );
+        return None;
+    }
     let mut out = HttpRouteFilter::of(type_);
-    for other in [
-        "requestHeaderModifier",
-        "responseHeaderModifier",
-        "requestRedirect",
-        "urlRewrite",
-        "requestMirror",
-        "cors",
-        "extensionRef",
-    ] {
-        if other != key && f.get(other).is_some() {
+    for (_, other, _) in FILTERS {
+        if *other != key && f.get(other).is_some() {
             cx.report(
                 f.get(other).map_or(node.pos, |n| n.pos),
                 &f.field(other),
