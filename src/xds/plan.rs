@@ -309,6 +309,8 @@ pub struct Refused {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// 0 when the reference gives none (kinds other than Service may omit it).
+    pub port: u16,
     pub reason: RefusedReason,
 }
 

@@ -425,6 +425,8 @@ fn lowercase(names: &[String]) -> Vec<String> {
 fn target_cluster(t: &Target) -> String {
     match t {
         Target::Service(b) => b.cluster_name(),
-        Target::Refused(r) => format!("refused|{}|{}/{}", r.kind, r.namespace, r.name),
+        // With the port, as a Service's cluster has it: two refused references in one rule
+        // stay two weighted clusters.
+        Target::Refused(r) => format!("refused|{}|{}/{}:{}", r.kind, r.namespace, r.name, r.port),
     }
 }

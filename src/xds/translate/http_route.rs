@@ -81,6 +81,7 @@ pub fn route_plan(
                 kind: b.kind.clone(),
                 namespace: ns,
                 name: b.name.clone(),
+                port: b.port,
                 reason,
             }),
         };

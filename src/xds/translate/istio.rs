@@ -214,15 +214,7 @@ fn route_plan(
         request_headers: ops(headers.and_then(|h| h.request.as_ref())),
         response_headers: ops(headers.and_then(|h| h.response.as_ref())),
         cors: http.cors_policy.as_ref().map(|c| CorsPlan {
-            allow_origins: c
-                .allow_origins
-                .iter()
-                .map(|o| match o {
-                    StringMatch::Exact(v) => StrMatch::Exact(v.clone()),
-                    StringMatch::Prefix(v) => StrMatch::Prefix(v.clone()),
-                    StringMatch::Regex(v) => StrMatch::Regex(v.clone()),
-                })
-                .collect(),
+            allow_origins: c.allow_origins.iter().map(str_match).collect(),
             allow_credentials: c.allow_credentials.unwrap_or(false),
             allow_methods: c.allow_methods.clone(),
             allow_headers: c.allow_headers.clone(),
