@@ -371,12 +371,12 @@ pub(super) fn waypoint(
         return (false, backends);
     };
     // Every Service port of the bound namespaces that has a VIP: one filter chain each.
-    let own = WaypointRef {
-        name: plan.proxy.name.clone(),
+    // The waypoint's own Service port 15008 is not one it routes.
+    let own = Backend {
+        service: plan.proxy.name.clone(),
         namespace: plan.proxy.namespace.clone(),
-        exists: true,
-    }
-    .hbone_backend();
+        port: HBONE_PORT,
+    };
     let mut chains = Vec::new();
     let mut served: BTreeSet<ServiceRef> = BTreeSet::new();
     for (key, entry) in &endpoints.entries {
