@@ -17,5 +17,10 @@ pub struct Options {
 }
 
 pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("diff of {} {}..{}: not built yet", opts.repo, opts.base, opts.head)
+    anyhow::bail!(
+        "diff of {} {}..{}: not built yet",
+        opts.repo,
+        opts.base,
+        opts.head
+    )
 }
