@@ -469,9 +469,9 @@ fn answer_routes(
             }
             if served == 0 || total == 0 {
                 // Nothing reaches a backend: the first failing share's status.
-                a.status = if !missing.is_empty() {
-                    503
-                } else if f.grpc {
+                // Missing endpoints answer 503 (Envoy's "no healthy upstream"); refused
+                // references answer 500, or 503 on a gRPC route.
+                a.status = if !missing.is_empty() || f.grpc {
                     503
                 } else {
                     500
