@@ -751,7 +751,16 @@ fn near_misses(routes: &[RoutePlan], req: &Request) -> String {
                     why.push(format!("query {k}{}", str_match_text(m)));
                 }
             }
-            format!("{} wants {}", r.name, why.join(", "))
+            let h = RouteHit::of(&r.name);
+            let who = if h.kind.is_empty() {
+                r.name.clone()
+            } else {
+                format!(
+                    "{} {}/{} rule {} match {}",
+                    h.kind, h.namespace, h.object, h.rule, h.r#match
+                )
+            };
+            format!("{who} wants {}", why.join(", "))
         })
         .collect();
     if near.is_empty() {
