@@ -73,7 +73,26 @@ pub fn ask(
             }
         )
     })?;
-    Ok(explain::evaluate(plan, req, endpoints))
+    let mut answer = explain::evaluate(plan, req, endpoints);
+    // A route that answers an error itself: what its Gateway API status says about it
+    // (e.g. ResolvedRefs=False: RefNotPermitted, with the reference).
+    if matches!(answer.status, 500 | 503)
+        && let Some(hit) = &answer.route
+        && let Some(rs) =
+            loaded.status.routes.iter().find(|r| {
+                r.kind == hit.kind && r.namespace == hit.namespace && r.name == hit.object
+            })
+    {
+        for c in rs.parents.iter().flat_map(|p| &p.conditions) {
+            if c.status != "True" {
+                answer.reason.push_str(&format!(
+                    "; status {}={} ({}): {}",
+                    c.type_, c.status, c.reason, c.message
+                ));
+            }
+        }
+    }
+    Ok(answer)
 }
 
 /// The JSON answer (a contract: `status`, `backends`, `route`, `redirect`, `reason` are

@@ -397,6 +397,23 @@ fn answer_routes(
     a.precedence = matching.map(|other| precedence(route, other)).collect();
     a.route = Some(RouteHit::of(&route.name));
     a.filters = filters(route);
+    // A CORS preflight is answered by the proxy's CORS filter, never forwarded (the
+    // policy sets `forward_not_matching_preflights: false`).
+    if let Some(c) = &route.cors
+        && req.method == "OPTIONS"
+        && req.header("access-control-request-method").is_some()
+        && let Some(origin) = req.header("origin")
+    {
+        a.status = 200;
+        a.reason = if c.allow_origins.iter().any(|m| str_matches(m, &origin)) {
+            format!("CORS preflight from {origin} answered by the proxy: allowed")
+        } else {
+            format!(
+                "CORS preflight from {origin} answered by the proxy without CORS headers: the origin is not allowed"
+            )
+        };
+        return;
+    }
     match &route.action {
         Action::Status(421) if route.name == "misdirected" => {
             a.status = 421;
