@@ -116,6 +116,17 @@ impl Repo {
     }
 }
 
+/// Writes a report to stdout. A reader that stops early (`| head`, a pager quit) is not an
+/// error: the rest is not wanted.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 /// What caches survive between two sides: decoded files (by blob id), expansions and
 /// plans (by their inputs). The second side of a diff pays only for what changed.
 #[derive(Default)]

@@ -49,9 +49,9 @@ pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
     if opts.json {
         let mut v = to_json(&side, loaded, &opts.proxy, &req, &answer);
         v["revision"] = json!(side.tree.source.revision());
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
-        print!("{}", to_text(&side, loaded, &opts.proxy, &req, &answer));
+        super::print(&to_text(&side, loaded, &opts.proxy, &req, &answer))?;
     }
     Ok(ExitCode::SUCCESS)
 }
