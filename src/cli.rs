@@ -120,8 +120,9 @@ pub enum Command {
         /// The TLS server name (SNI) of an https URL; default the URL's host.
         #[arg(long)]
         sni: Option<String>,
-        /// The endpoints file `serve` is given: a backend without endpoints answers 503.
-        /// Without it, every Service is assumed to have endpoints (DNS in a cluster).
+        /// The endpoints file `serve` is given: a Service it does not list does not exist
+        /// (500), one listed without addresses has no endpoints (503). Without it, every
+        /// Service is assumed to exist with endpoints (DNS in a cluster).
         #[arg(long)]
         endpoints: Option<PathBuf>,
         /// Print a JSON object instead of text.
@@ -150,8 +151,8 @@ pub enum Command {
         /// Only these proxies (NAME.NAMESPACE); repeatable. Default: every proxy.
         #[arg(long)]
         proxy: Vec<String>,
-        /// The endpoints file `serve` is given (traffic answers 503 for backends without
-        /// endpoints); default: every Service has endpoints.
+        /// The endpoints file `serve` is given (traffic answers 500 for Services it does
+        /// not list, 503 for those without addresses); default: every Service has endpoints.
         #[arg(long)]
         endpoints: Option<PathBuf>,
     },

@@ -230,11 +230,12 @@ fn the_pull_request_workflow_comments_the_diff_and_gates_on_validation() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let dir = repo.path().to_owned();
     let run = |script: &str, base: &str, head: &str| {
         let out_file = tempfile::NamedTempFile::new().unwrap();
         let out = Command::new("bash")
             .args(["-e", "-o", "pipefail", "-c", script])
-            .current_dir(repo.path())
+            .current_dir(&dir)
             .env("PATH", &path)
             .env("CONFIG", config)
             .env("BASE_SHA", base)
@@ -252,7 +253,7 @@ fn the_pull_request_workflow_comments_the_diff_and_gates_on_validation() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(outputs.trim(), "status=2", "a change: diff exits 2");
-    let md = std::fs::read_to_string(repo.path().join("tidegate-diff.md")).unwrap();
+    let md = std::fs::read_to_string(dir.join("tidegate-diff.md")).unwrap();
     assert!(!md.contains('\u{1b}'), "no ANSI in a comment: {md}");
     assert!(md.contains("/anything") && md.contains("/headers"), "{md}");
     let (out, _) = run(&validate, &base, &head);
@@ -269,7 +270,7 @@ fn the_pull_request_workflow_comments_the_diff_and_gates_on_validation() {
     let (out, outputs) = run(&diff, &head, &bad);
     assert!(!out.status.success());
     assert_eq!(outputs.trim(), "status=1");
-    let md = std::fs::read_to_string(repo.path().join("tidegate-diff.md")).unwrap();
+    let md = std::fs::read_to_string(dir.join("tidegate-diff.md")).unwrap();
     assert!(
         md.contains(&format!("{intent}:")) || md.contains("intents/httpbin-gateway-api.yaml:"),
         "{md}"

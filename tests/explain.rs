@@ -258,24 +258,44 @@ fn redirects_404s_and_closed_ports_are_answers_too() {
     );
 }
 
+/// As Envoy answers (measured by `tests/explain_envoy.rs`): a Service the endpoints file
+/// does not list has no cluster (500), one listed without addresses has no endpoints (503).
 #[test]
-fn a_backend_without_endpoints_answers_503_when_the_endpoints_file_is_given() {
+fn with_the_endpoints_file_an_unlisted_service_answers_500_and_an_empty_one_503() {
     let repo = shop();
     let dir = tempfile::tempdir().unwrap();
     let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(&endpoints, "api.web:80: [\"127.0.0.1:9\"]\n").unwrap();
+    std::fs::write(
+        &endpoints,
+        "api.web:80: [\"127.0.0.1:9\"]\ncanary.web:80: []\n",
+    )
+    .unwrap();
     let ep = ["--endpoints", arg(&endpoints)];
     let api = explain(repo.path(), EDGE, "http://shop.example.com/api", &ep);
     assert_eq!(api["status"], 200, "{api:#}");
     let health = explain(repo.path(), EDGE, "http://shop.example.com/api/health", &ep);
-    assert_eq!(health["status"], 503, "{health:#}");
+    assert_eq!(health["status"], 500, "{health:#}");
     assert!(
         health["reason"]
             .as_str()
             .unwrap()
-            .contains("health.web:80 has no endpoints"),
+            .contains("health.web:80 is not in the endpoints file"),
         "{health:#}"
     );
+    let canary = explain(
+        repo.path(),
+        EDGE,
+        "http://shop.example.com/api/v2",
+        &["-H", "x-canary: 1", ep[0], ep[1]],
+    );
+    assert_eq!(canary["status"], 503, "{canary:#}");
+    assert!(
+        canary["reason"].as_str().unwrap().contains("no endpoints"),
+        "{canary:#}"
+    );
+    // Without the file every Service is taken to exist.
+    let any = explain(repo.path(), EDGE, "http://shop.example.com/api/health", &[]);
+    assert_eq!(any["status"], 200, "{any:#}");
 }
 
 #[test]

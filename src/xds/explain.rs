@@ -444,8 +444,8 @@ fn answer_routes(
                             weight: w.weight,
                         });
                         a.clusters.push(b.cluster_name());
-                        if let Some(why) = unavailable(plan, b, endpoints) {
-                            missing.push((b, w.weight, why));
+                        if let Some((status, why)) = unavailable(plan, b, endpoints, f.grpc) {
+                            missing.push((b, w.weight, status, why));
                         }
                     }
                     Target::Refused(r) => a.refused.push(RefusedShare {
@@ -468,7 +468,7 @@ fn answer_routes(
             let served: u64 = a
                 .backends
                 .iter()
-                .filter(|s| !missing.iter().any(|(b, _, _)| *b == &s.backend))
+                .filter(|s| !missing.iter().any(|(b, ..)| *b == &s.backend))
                 .map(|s| u64::from(s.weight))
                 .sum();
             let mut why: Vec<String> = Vec::new();
@@ -478,21 +478,26 @@ fn answer_routes(
                     r.weight, r.status, r.reference, r.why
                 ));
             }
-            for (b, w, m) in &missing {
+            for (b, w, status, m) in &missing {
                 why.push(format!(
-                    "{w} of {total} answered 503: {} {m}",
+                    "{w} of {total} answered {status}: {} {m}",
                     b.endpoints_key()
                 ));
             }
             if served == 0 || total == 0 {
-                // Nothing reaches a backend: the first failing share's status.
-                // Missing endpoints answer 503 (Envoy's "no healthy upstream"); refused
-                // references answer 500, or 503 on a gRPC route.
-                a.status = if !missing.is_empty() || f.grpc {
-                    503
-                } else {
-                    500
-                };
+                // Nothing reaches a backend: the status of the largest failing share
+                // (Envoy picks a share per request; one status is the honest summary).
+                let failing = a
+                    .refused
+                    .iter()
+                    .map(|r| (r.weight, r.status))
+                    .chain(missing.iter().map(|(_, w, status, _)| (*w, *status)));
+                a.status = failing
+                    .fold(None, |best: Option<(u32, u16)>, (w, st)| match best {
+                        Some((bw, _)) if bw >= w => best,
+                        _ => Some((w, st)),
+                    })
+                    .map_or(500, |(_, st)| st);
                 a.reason = format!("no backend can answer: {}", why.join("; "));
             } else {
                 a.status = 200;
@@ -517,24 +522,41 @@ fn answer_routes(
     }
 }
 
-/// Why `b` cannot answer, if it cannot: no endpoints in the file, or a waypoint that does
-/// not exist.
-fn unavailable(plan: &ProxyPlan, b: &Backend, endpoints: Option<&Endpoints>) -> Option<String> {
+/// Why `b` cannot answer, if it cannot, and the status its share gets. With an endpoints
+/// file, a Service it does not list does not exist: it has no cluster, so the route's
+/// `cluster_not_found_response_code` answers (500; 503 on a gRPC route). A Service listed
+/// with no addresses exists with no endpoints: 503, as does a waypoint that does not
+/// exist (its tunnel cluster is closed).
+fn unavailable(
+    plan: &ProxyPlan,
+    b: &Backend,
+    endpoints: Option<&Endpoints>,
+    grpc: bool,
+) -> Option<(u16, String)> {
     if let Some(w) = plan.via_waypoint.get(b) {
         if !w.exists {
-            return Some(format!(
-                "goes through waypoint {}, which does not exist",
-                w.proxy_id()
+            return Some((
+                503,
+                format!(
+                    "goes through waypoint {}, which does not exist",
+                    w.proxy_id()
+                ),
             ));
         }
         return None;
     }
     let e = endpoints?;
-    let has = e
-        .entries
-        .get(&b.endpoints_key())
-        .is_some_and(|entry| !entry.addresses.is_empty());
-    (!has).then(|| "has no endpoints in the endpoints file".to_owned())
+    match e.entries.get(&b.endpoints_key()) {
+        None => Some((
+            if grpc { 503 } else { 500 },
+            "is not in the endpoints file: the Service does not exist (no cluster)".to_owned(),
+        )),
+        Some(entry) if entry.addresses.is_empty() => Some((
+            503,
+            "has no endpoints (listed with no addresses in the endpoints file)".to_owned(),
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The chain Envoy picks for `sni`: an exact server name, then the longest wildcard that
@@ -964,8 +986,8 @@ fn waypoint(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) -> A
             weight: 1,
         });
         a.clusters.push(backend.cluster_name());
-        if let Some(why) = unavailable(plan, &backend, endpoints) {
-            a.status = 503;
+        if let Some((status, why)) = unavailable(plan, &backend, endpoints, false) {
+            a.status = status;
             a.reason = format!("{} {why}", backend.endpoints_key());
         } else {
             a.status = 200;
