@@ -99,6 +99,62 @@ pub enum Command {
         #[arg(long)]
         certs: Option<PathBuf>,
     },
+    /// What a proxy does with one request: the listener, the route that matches (with its
+    /// file and line), why it wins, the filters, and the backends or the status answered.
+    Explain {
+        /// The config repo: a path or a URL (mirrored with its branches and tags).
+        #[arg(long, default_value = "config-repo")]
+        repo: String,
+        /// The revision to explain; default HEAD.
+        #[arg(long)]
+        rev: Option<String>,
+        /// The proxy: NAME.NAMESPACE of its Gateway (as `bootstrap --proxy`).
+        #[arg(long)]
+        proxy: String,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// A request header, `Name: value`; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The TLS server name (SNI) of an https URL; default the URL's host.
+        #[arg(long)]
+        sni: Option<String>,
+        /// The endpoints file `serve` is given: a backend without endpoints answers 503.
+        /// Without it, every Service is assumed to have endpoints (DNS in a cluster).
+        #[arg(long)]
+        endpoints: Option<PathBuf>,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The request: scheme, host (for a waypoint: the Service's name or VIP), port
+        /// (selects the listener; default 80/443), path and query.
+        url: String,
+    },
+    /// What a change does: validation, manifests, proxies, Gateway API status and traffic
+    /// between two revisions. Exit status 0: no change, 2: changes, 1: the head is invalid
+    /// or an error.
+    Diff {
+        /// The config repo: a path or a URL (mirrored with its branches and tags).
+        #[arg(long, default_value = "config-repo")]
+        repo: String,
+        /// The revision the change starts from (e.g. the target branch).
+        #[arg(long)]
+        base: String,
+        /// The revision with the change (e.g. the pull request's head).
+        #[arg(long)]
+        head: String,
+        /// Output: text for terminals, markdown for a pull-request comment, json for tools.
+        #[arg(long, default_value = "text", value_parser = ["text", "markdown", "json"])]
+        format: String,
+        /// Only these proxies (NAME.NAMESPACE); repeatable. Default: every proxy.
+        #[arg(long)]
+        proxy: Vec<String>,
+        /// The endpoints file `serve` is given (traffic answers 503 for backends without
+        /// endpoints); default: every Service has endpoints.
+        #[arg(long)]
+        endpoints: Option<PathBuf>,
+    },
     /// Show every connected proxy and where it stands per resource type (SYNCED, STALE,
     /// NACKED, NOT SENT), like `istioctl proxy-status`.
     Status {
@@ -277,6 +333,42 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain {
+            repo,
+            rev,
+            proxy,
+            method,
+            headers,
+            sni,
+            endpoints,
+            json,
+            url,
+        } => crate::review::explain::run(&crate::review::explain::Options {
+            repo,
+            rev,
+            proxy,
+            method,
+            headers,
+            sni,
+            endpoints,
+            json,
+            url,
+        }),
+        Command::Diff {
+            repo,
+            base,
+            head,
+            format,
+            proxy,
+            endpoints,
+        } => crate::review::diff::run(&crate::review::diff::Options {
+            repo,
+            base,
+            head,
+            format,
+            proxies: proxy,
+            endpoints,
+        }),
         Command::Status { admin, json } => {
             let body = http_get(&admin, "/status").with_context(|| {
                 format!("asking {admin} for /status (is tidegate serve running there?)")

@@ -12,6 +12,7 @@
 //! admin    /healthz, /readyz, /status
 //! metrics  Prometheus metrics
 //! app      `serve`: the wiring of the above
+//! review   `explain` and `diff`: a revision through the whole pipeline, offline
 //! cli      the command line
 //! ```
 //!
@@ -27,6 +28,7 @@ pub mod intent;
 pub mod metrics;
 pub mod model;
 pub mod render;
+pub mod review;
 pub mod xds;
 
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,156 @@
+//! The review loop: what a proxy does with one request (`explain`), and what a change does
+//! to manifests, proxies, status and traffic (`diff`), answered offline from a repository,
+//! before anything is merged or served.
+//!
+//! Both run a revision through the same pipeline `serve` does (read, validate, expand,
+//! render, translate, status) into a [`Side`]; `explain` evaluates a request against one
+//! side's plans, `diff` compares two sides. On top of everything, like `app` and `cli`.
+
+pub mod diff;
+pub mod explain;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::gitsync::{self, Tree};
+use crate::intent::{self, Config};
+use crate::model::Model;
+use crate::render::{self, Rendered};
+use crate::xds::plan::ProxyPlan;
+use crate::xds::translate::{self, conditions};
+
+/// A repository to review: a path (a work tree, a directory in one, a bare repository) or
+/// a URL, mirrored once with all its branches and tags.
+pub struct Repo {
+    repo: git2::Repository,
+    /// The config's directory inside the repository ("" for the root).
+    prefix: String,
+    /// Set when the repository is a mirror of this URL.
+    pub url: Option<String>,
+}
+
+impl Repo {
+    pub fn open(repo: &str) -> anyhow::Result<Self> {
+        if gitsync::source::is_url(repo) {
+            let source = gitsync::source::RepoSource::new(repo, None, None);
+            let (git, prefix) = source.open()?;
+            // Every branch and tag: the revisions asked for may be any of them.
+            gitsync::source::run_git(
+                Some(git.path()),
+                &[
+                    "fetch",
+                    "--no-tags",
+                    "--force",
+                    "--prune",
+                    repo,
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            )
+            .with_context(|| format!("fetching {repo}"))?;
+            // HEAD of a fresh mirror points at nothing; point it where the remote's does.
+            if let Ok(out) =
+                gitsync::source::run_git(None, &["ls-remote", "--symref", repo, "HEAD"])
+                && let Some(target) = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("ref: ")?.split('\t').next())
+            {
+                let _ = git.set_head(target);
+            }
+            return Ok(Repo {
+                repo: git,
+                prefix,
+                url: Some(repo.to_owned()),
+            });
+        }
+        let abs = std::path::Path::new(repo)
+            .canonicalize()
+            .with_context(|| format!("opening {repo}"))?;
+        let git = git2::Repository::discover(&abs).with_context(|| {
+            format!(
+                "{} is not in a Git repository (review compares commits)",
+                abs.display()
+            )
+        })?;
+        let prefix = gitsync::prefix_in(&git, &abs)?;
+        Ok(Repo {
+            repo: git,
+            prefix,
+            url: None,
+        })
+    }
+
+    /// The config tree at `rev` (default `HEAD`), skipping blobs `known` says are cached.
+    pub fn read(
+        &self,
+        rev: Option<&str>,
+        known: &dyn Fn(&str, &str) -> bool,
+    ) -> anyhow::Result<Tree> {
+        let rev = rev.unwrap_or("HEAD");
+        Ok(gitsync::read_commit_with(
+            &self.repo,
+            rev,
+            &self.prefix,
+            &intent::LAYOUT,
+            known,
+        )?)
+    }
+}
+
+/// What caches survive between two sides: decoded files (by blob id), expansions and
+/// plans (by their inputs). The second side of a diff pays only for what changed.
+#[derive(Default)]
+pub struct Caches {
+    intent: intent::Cache,
+    plans: translate::Cache,
+}
+
+/// One revision through the whole pipeline.
+pub struct Side {
+    pub tree: Tree,
+    /// The commit's config and everything made from it, or why it was rejected.
+    pub outcome: Result<Loaded, intent::Error>,
+}
+
+/// What a valid revision stands for.
+pub struct Loaded {
+    pub config: Config,
+    pub model: Model,
+    pub rendered: Rendered,
+    /// Every proxy's plan, by node id `<gateway>.<namespace>`.
+    pub plans: BTreeMap<String, Arc<ProxyPlan>>,
+    /// The Gateway API status a controller would report.
+    pub status: conditions::GatewayApiStatus,
+}
+
+impl Side {
+    /// Reads `rev` of `repo` and runs it through the pipeline. Errors only when the
+    /// revision cannot be read; an invalid config is a [`Side`] whose outcome is the error.
+    pub fn load(repo: &Repo, rev: Option<&str>, caches: &mut Caches) -> anyhow::Result<Self> {
+        let cache = &caches.intent;
+        let tree = repo.read(rev, &|path, id| cache.knows(path, id))?;
+        let outcome = match intent::load_and_expand_cached(&tree, &mut caches.intent) {
+            Err(e) => Err(e),
+            Ok((config, model)) => {
+                let rendered = render::render(&model, &config.summary(&tree.source))?;
+                let plans = translate::plans_cached(&model, &mut caches.plans);
+                let status = conditions::status(&model, None);
+                Ok(Loaded {
+                    config,
+                    model,
+                    rendered,
+                    plans,
+                    status,
+                })
+            }
+        };
+        Ok(Side { tree, outcome })
+    }
+
+    pub fn loaded(&self) -> Option<&Loaded> {
+        self.outcome.as_ref().ok()
+    }
+}
