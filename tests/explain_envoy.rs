@@ -44,11 +44,19 @@ const GHOST: &str = "ghost";
 /// A Service the endpoints file lists with no addresses: requests get 503.
 const DRAINED: &str = "drained";
 const PORTS: [u16; 2] = [80, 8080];
-const HOSTS: [&str; 3] = ["a.example.com", "b.example.com", "*.w.example.com"];
+/// `*.example.com` overlaps the others: the most specific host wins.
+const HOSTS: [&str; 4] = [
+    "a.example.com",
+    "b.example.com",
+    "*.w.example.com",
+    "*.example.com",
+];
 const WORDS: [&str; 4] = ["a", "api", "b", "shop"];
 const METHODS: [&str; 3] = ["GET", "POST", "PUT"];
-const HEADER: (&str, [&str; 2]) = ("X-Env", ["blue", "green"]);
-const QUERY: (&str, [&str; 2]) = ("debug", ["on", "off"]);
+/// Header and query-parameter names with the values matches use; two names each, so that
+/// "more header (query) matches win" decides between routes.
+const HEADERS: [(&str, [&str; 2]); 2] = [("X-Env", ["blue", "green"]), ("X-Team", ["ops", "dev"])];
+const QUERIES: [(&str, [&str; 2]); 2] = [("debug", ["on", "off"]), ("page", ["1", "2"])];
 
 // === a seeded PRNG (splitmix64: tiny, and good enough to spread test inputs) ===
 
@@ -95,8 +103,9 @@ enum PathKind {
 struct Match {
     path: Option<(PathKind, String)>,
     method: Option<&'static str>,
-    header: Option<&'static str>,
-    query: Option<&'static str>,
+    /// `(name, value)`, at most one per name.
+    headers: Vec<(&'static str, &'static str)>,
+    query: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Clone, Debug)]
@@ -162,11 +171,22 @@ fn gen_path(rng: &mut Rng) -> (PathKind, String) {
 }
 
 fn gen_match(rng: &mut Rng) -> Match {
+    let mut some = |list: &[(&'static str, [&'static str; 2])]| {
+        let mut out = Vec::new();
+        for (name, values) in list {
+            if rng.chance(20) {
+                out.push((*name, rng.pick(values)));
+            }
+        }
+        out
+    };
+    let headers = some(&HEADERS);
+    let query = some(&QUERIES);
     Match {
         path: rng.chance(90).then(|| gen_path(rng)),
         method: rng.chance(25).then(|| rng.pick(&METHODS)),
-        header: rng.chance(25).then(|| rng.pick(&HEADER.1)),
-        query: rng.chance(25).then(|| rng.pick(&QUERY.1)),
+        headers,
+        query,
     }
 }
 
@@ -345,19 +365,17 @@ fn intent_yaml(mode: &str, port: u16, i: &IntentSpec) -> String {
                 if let Some(method) = m.method {
                     parts.push(format!("method: {method}"));
                 }
-                if let Some(v) = m.header {
-                    parts.push(format!(
-                        "headers: [{{name: {}, value: {}}}]",
-                        HEADER.0,
-                        q(v)
-                    ));
+                let pairs = |list: &[(&str, &str)]| {
+                    list.iter()
+                        .map(|(k, v)| format!("{{name: {k}, value: {}}}", q(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                if !m.headers.is_empty() {
+                    parts.push(format!("headers: [{}]", pairs(&m.headers)));
                 }
-                if let Some(v) = m.query {
-                    parts.push(format!(
-                        "queryParams: [{{name: {}, value: {}}}]",
-                        QUERY.0,
-                        q(v)
-                    ));
+                if !m.query.is_empty() {
+                    parts.push(format!("queryParams: [{}]", pairs(&m.query)));
                 }
                 writeln!(y, "    - {{{}}}", parts.join(", ")).unwrap();
             }
@@ -497,32 +515,42 @@ fn gen_request(rng: &mut Rng, case: &Case) -> Request {
         Some((_, p)) => rng.pick(&plain_samples(p)),
         None => rng.pick(&["/", "/zzz", "/api/v1"]).to_string(),
     };
-    let wanted_query = m.and_then(|m| m.query);
-    if rng.chance(if wanted_query.is_some() { 80 } else { 30 }) {
-        let value = match wanted_query {
-            Some(v) if rng.chance(75) => v,
-            _ => rng.pick(&QUERY.1),
-        };
-        path.push_str(&match rng.range(0, 4) {
-            0 => format!("?x=1&{}={value}", QUERY.0),
-            1 => "?other=1".to_owned(),
-            _ => format!("?{}={value}", QUERY.0),
-        });
+    // Each name: the target's value most of the time it has one, else now and then a
+    // random value (right or wrong for other routes).
+    let mut query = Vec::new();
+    for (name, values) in QUERIES {
+        let wanted = m.and_then(|m| m.query.iter().find(|(k, _)| *k == name));
+        if rng.chance(if wanted.is_some() { 80 } else { 25 }) {
+            let value = match wanted {
+                Some((_, v)) if rng.chance(75) => *v,
+                _ => rng.pick(&values),
+            };
+            query.push(format!("{name}={value}"));
+        }
+    }
+    if rng.chance(15) {
+        query.insert(rng.range(0, query.len()), "other=1".to_owned());
+    }
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
     }
     let mut headers = Vec::new();
-    let wanted_header = m.and_then(|m| m.header);
-    if rng.chance(if wanted_header.is_some() { 80 } else { 30 }) {
-        let value = match wanted_header {
-            Some(v) if rng.chance(75) => v,
-            _ => rng.pick(&HEADER.1),
-        };
-        // Header names match case-insensitively.
-        let name = if rng.chance(50) {
-            HEADER.0.to_ascii_lowercase()
-        } else {
-            HEADER.0.to_owned()
-        };
-        headers.push((name, value.to_owned()));
+    for (name, values) in HEADERS {
+        let wanted = m.and_then(|m| m.headers.iter().find(|(k, _)| *k == name));
+        if rng.chance(if wanted.is_some() { 80 } else { 25 }) {
+            let value = match wanted {
+                Some((_, v)) if rng.chance(75) => *v,
+                _ => rng.pick(&values),
+            };
+            // Header names match case-insensitively.
+            let name = if rng.chance(50) {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_owned()
+            };
+            headers.push((name, value.to_owned()));
+        }
     }
     let method = match m.and_then(|m| m.method) {
         Some(meth) if rng.chance(75) => meth,
@@ -534,6 +562,14 @@ fn gen_request(rng: &mut Rng, case: &Case) -> Request {
         _ => rng.pick(&case.hosts),
     };
     let host = match host_pattern {
+        "*.example.com" => rng
+            .pick(&[
+                "c.example.com",
+                "a.example.com",
+                "x.w.example.com",
+                "example.com",
+            ])
+            .to_string(),
         "*.w.example.com" => rng
             .pick(&[
                 "x.w.example.com",
@@ -817,24 +853,33 @@ fn satisfies(m: &Match, r: &Request) -> bool {
         }
         Some((PathKind::RegularExpression, re)) => regex_matches(re, path),
     };
-    let header_ok = m.header.is_none_or(|v| {
+    let header_ok = m.headers.iter().all(|(name, v)| {
         r.headers
             .iter()
-            .any(|(k, hv)| k.eq_ignore_ascii_case(HEADER.0) && hv == v)
+            .any(|(k, hv)| k.eq_ignore_ascii_case(name) && hv == v)
     });
     let query_ok = m
         .query
-        .is_none_or(|v| query.split('&').any(|kv| kv == format!("{}={v}", QUERY.0)));
+        .iter()
+        .all(|(name, v)| query.split('&').any(|kv| kv == format!("{name}={v}")));
     path_ok && header_ok && query_ok && m.method.is_none_or(|meth| meth == r.method)
 }
 
 /// Checks Envoy's answer against the rule set without precedence: 404 exactly when no
 /// rule matches; otherwise the answer is one that a matching rule gives.
 fn sanity(case: &Case, r: &Request, envoy: &Observed) -> Option<String> {
+    // The most specific hostname that covers the request's host takes it whole (Envoy's
+    // virtual host, Gateway API's listener): no falling back to a wider wildcard.
+    let specific = case
+        .intents
+        .iter()
+        .flat_map(|i| &i.hostnames)
+        .filter(|h| host_matches(h, &r.host))
+        .max_by_key(|h| (!h.starts_with('*'), h.len()));
     let matching: Vec<&Rule> = case
         .intents
         .iter()
-        .filter(|i| i.hostnames.iter().any(|h| host_matches(h, &r.host)))
+        .filter(|i| specific.is_some_and(|s| i.hostnames.contains(s)))
         .flat_map(|i| &i.rules)
         .filter(|rule| rule.matches.is_empty() || rule.matches.iter().any(|m| satisfies(m, r)))
         .collect();
