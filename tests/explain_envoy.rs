@@ -31,7 +31,7 @@ use tidegate::{gitsync, intent};
 /// Seeds run under `CI=true` (each mode derives its own rule sets from them).
 /// Chosen for what they cover (over both modes: forwards, weighted pairs, 404s, 301/302
 /// with and without host/path/port changes, 500 and 503).
-const CI_SEEDS: [u64; 4] = [10, 14, 16, 22];
+const CI_SEEDS: [u64; 4] = [1, 7, 10, 16];
 /// Invalid rule sets tolerated per seed before the generator counts as broken.
 const MAX_REJECTED: usize = 20;
 
@@ -494,6 +494,53 @@ fn plain_samples(p: &str) -> Vec<String> {
         parent,
         p.to_uppercase(),
     ]
+}
+
+/// A host the pattern covers.
+fn concrete_host(rng: &mut Rng, pattern: &str) -> String {
+    match pattern.strip_prefix('*') {
+        Some(suffix) => format!("{}{suffix}", rng.pick(&["x", "c"])),
+        None => pattern.to_owned(),
+    }
+}
+
+/// A request that satisfies every condition of the `n`th match of the case (another route
+/// may still win it): each match, and so each backend, redirect and failure, is tried once.
+fn aimed_request(rng: &mut Rng, case: &Case, n: usize) -> Option<Request> {
+    let (i, m) = case
+        .intents
+        .iter()
+        .flat_map(|i| {
+            i.rules
+                .iter()
+                .flat_map(move |r| r.matches.iter().map(move |m| (i, m)))
+        })
+        .nth(n)?;
+    let path = match &m.path {
+        None => "/".to_owned(),
+        Some((PathKind::Exact, p)) => p.clone(),
+        Some((PathKind::PathPrefix, p)) => format!("{}/x", p.trim_end_matches('/')),
+        Some((PathKind::RegularExpression, re)) => regex_samples(re)
+            .into_iter()
+            .find(|s| regex_matches(re, s))
+            .expect("a sample matches each generated regex"),
+    };
+    let query: Vec<String> = m.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pattern = rng.pick(&i.hostnames);
+    Some(Request {
+        method: m.method.unwrap_or_else(|| rng.pick(&METHODS)),
+        host: concrete_host(rng, pattern),
+        path: if query.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", query.join("&"))
+        },
+        headers: m
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
 }
 
 fn gen_request(rng: &mut Rng, case: &Case) -> Request {
@@ -1216,8 +1263,12 @@ async fn agrees_with_envoy(mode: &'static str) {
         let mut rng = Rng::new(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0x5eed);
         let mut found = Vec::new();
         let mut seen = std::collections::BTreeMap::new();
-        for _ in 0..per_case {
-            let req = gen_request(&mut rng, &case);
+        for n in 0..per_case {
+            // Half the budget at most aimed at each match in turn, the rest random.
+            let req = match aimed_request(&mut rng, &case, n).filter(|_| n < per_case / 2) {
+                Some(r) => r,
+                None => gen_request(&mut rng, &case),
+            };
             let t = Instant::now();
             let envoy = send(rig.addr(), rig.port, &req).await;
             in_envoy += t.elapsed();
