@@ -297,9 +297,9 @@ fn a_refused_backend_answers_500_and_says_why() {
         a["reason"].as_str().unwrap().contains("ReferenceGrant"),
         "{a:#}"
     );
-    // A plain object's route points at its document.
+    // A plain object's route points at its match in the file.
     assert_eq!(a["route"]["file"], "resources/other.yaml", "{a:#}");
-    assert_eq!(a["route"]["line"], 1, "{a:#}");
+    assert_eq!(a["route"]["line"], 8, "{a:#}");
 }
 
 #[test]

@@ -397,6 +397,23 @@ fn answer_routes(
     a.precedence = matching.map(|other| precedence(route, other)).collect();
     a.route = Some(RouteHit::of(&route.name));
     a.filters = filters(route);
+    // A CORS preflight is answered by the proxy's CORS filter, never forwarded (the
+    // policy sets `forward_not_matching_preflights: false`).
+    if let Some(c) = &route.cors
+        && req.method == "OPTIONS"
+        && req.header("access-control-request-method").is_some()
+        && let Some(origin) = req.header("origin")
+    {
+        a.status = 200;
+        a.reason = if c.allow_origins.iter().any(|m| str_matches(m, &origin)) {
+            format!("CORS preflight from {origin} answered by the proxy: allowed")
+        } else {
+            format!(
+                "CORS preflight from {origin} answered by the proxy without CORS headers: the origin is not allowed"
+            )
+        };
+        return;
+    }
     match &route.action {
         Action::Status(421) if route.name == "misdirected" => {
             a.status = 421;
@@ -469,9 +486,9 @@ fn answer_routes(
             }
             if served == 0 || total == 0 {
                 // Nothing reaches a backend: the first failing share's status.
-                a.status = if !missing.is_empty() {
-                    503
-                } else if f.grpc {
+                // Missing endpoints answer 503 (Envoy's "no healthy upstream"); refused
+                // references answer 500, or 503 on a gRPC route.
+                a.status = if !missing.is_empty() || f.grpc {
                     503
                 } else {
                     500
@@ -751,7 +768,16 @@ fn near_misses(routes: &[RoutePlan], req: &Request) -> String {
                     why.push(format!("query {k}{}", str_match_text(m)));
                 }
             }
-            format!("{} wants {}", r.name, why.join(", "))
+            let h = RouteHit::of(&r.name);
+            let who = if h.kind.is_empty() {
+                r.name.clone()
+            } else {
+                format!(
+                    "{} {}/{} rule {} match {}",
+                    h.kind, h.namespace, h.object, h.rule, h.r#match
+                )
+            };
+            format!("{who} wants {}", why.join(", "))
         })
         .collect();
     if near.is_empty() {
