@@ -1052,6 +1052,11 @@ fn valid_case(mode: &str, port: u16, seed: u64) -> (Case, Vec<(String, String)>,
     );
 }
 
+/// Both protocols get exercised: state-of-the-world for one mode, delta for the other.
+fn delta(mode: &str) -> bool {
+    mode == "istio"
+}
+
 struct Rig {
     mode: &'static str,
     port: u16,
@@ -1111,7 +1116,7 @@ impl Rig {
         let boot = bootstrap(&Options {
             proxy: format!("{GATEWAY}.{GATEWAY_NS}"),
             xds: server.xds.to_string(),
-            delta: false,
+            delta: delta(mode),
             bind: Some("127.0.0.1".into()),
             admin: admin.to_string(),
             tls: None,
@@ -1183,6 +1188,7 @@ impl Rig {
             },
         );
         let admin = self.server.admin;
+        let protocol = if delta(self.mode) { "delta" } else { "sotw" };
         eventually(
             "Envoy to acknowledge the commit",
             Duration::from_secs(20),
@@ -1198,6 +1204,7 @@ impl Rig {
                         .filter(|p| p["proxy"] == id.as_str())
                         .max_by_key(|p| p["stream"].as_u64())
                         .ok_or("not connected")?;
+                    assert_eq!(p["protocol"], protocol, "{p}");
                     let mut pending = Vec::new();
                     for t in TypeUrl::ALL {
                         let want = &proxy.of(t).version;
