@@ -1320,7 +1320,7 @@ async fn agrees_with_envoy(mode: &'static str) {
             };
             if let Some((why, json)) = why {
                 found.push(format!(
-                    "  request: {req}\n  {why}\n  Envoy: {envoy:?}\n  explain: {json}\n  replay: {}",
+                    "  request: {req}\n  {why}\n  Envoy: {envoy:?}\n  explain: {json}\n  command (its repo and endpoints file are gone once the test ends; the files are above): {}",
                     rig.explain.command_line(&sha, &req)
                 ));
             }
