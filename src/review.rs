@@ -52,7 +52,8 @@ impl Repo {
             )
             .with_context(|| format!("fetching {repo}"))?;
             // HEAD of a fresh mirror points at nothing; point it where the remote's does.
-            if let Ok(out) = gitsync::source::run_git(None, &["ls-remote", "--symref", repo, "HEAD"])
+            if let Ok(out) =
+                gitsync::source::run_git(None, &["ls-remote", "--symref", repo, "HEAD"])
                 && let Some(target) = out
                     .lines()
                     .find_map(|l| l.strip_prefix("ref: ")?.split('\t').next())

@@ -25,9 +25,15 @@ const PENDING: &[(&str, &str)] = &[];
 
 /// Top-level modules a layer must not import. `model` imports nothing of the crate at all.
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("gitsync", &["intent", "render", "xds", "app", "cli", "review"]),
+    (
+        "gitsync",
+        &["intent", "render", "xds", "app", "cli", "review"],
+    ),
     ("intent", &["xds", "render", "app", "cli", "review"]),
-    ("render", &["intent", "xds", "app", "cli", "gitsync", "review"]),
+    (
+        "render",
+        &["intent", "xds", "app", "cli", "gitsync", "review"],
+    ),
     ("xds", &["intent", "render", "app", "cli", "review"]),
 ];
 
