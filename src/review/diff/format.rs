@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{Answer, Report, StatusChange, TrafficChange};
+use super::report::{ConditionState, Report, StatusChange};
+use super::traffic::{Answer, TrafficChange};
 
 pub fn json(r: &Report) -> String {
     let mut s = serde_json::to_string_pretty(r).unwrap_or_default();
@@ -68,7 +69,7 @@ pub fn summary(r: &Report) -> String {
     format!("{revs}: {}", parts.join(", "))
 }
 
-fn condition(c: &Option<super::ConditionState>) -> String {
+fn condition(c: &Option<ConditionState>) -> String {
     match c {
         None => "-".into(),
         Some(c) => format!("{} ({})", c.status, c.reason),

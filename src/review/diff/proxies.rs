@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use prost::Message;
 use serde::Serialize;
 
-use super::Loaded;
+use crate::review::Loaded;
 use crate::xds::emit::{self, Variant};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::Loaded;
+use crate::review::Loaded;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::explain::{self, Share};
 use crate::xds::plan::ProxyPlan;
@@ -81,7 +81,11 @@ impl Answer {
         Answer {
             status: a.status,
             backend: top.map(|s| backend(s, None)),
-            backends: a.backends.iter().map(|s| backend(s, Some(s.weight))).collect(),
+            backends: a
+                .backends
+                .iter()
+                .map(|s| backend(s, Some(s.weight)))
+                .collect(),
             route: a.route.clone(),
             redirect: a.redirect.clone(),
             reason: a.reason.clone(),

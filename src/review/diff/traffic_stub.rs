@@ -1,6 +1,6 @@
 use serde::Serialize;
 
-use super::Loaded;
+use crate::review::Loaded;
 use crate::xds::endpoints::Endpoints;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
