@@ -180,6 +180,8 @@ fn line(host: &str, r: &RoutePlan) -> String {
     let mut s = format!("{host}  ");
     let _ = match &r.path {
         PathMatch::Exact(p) => write!(s, "Exact {p}"),
+        // A string prefix `/` is every path: what Gateway API's `PathPrefix /` becomes.
+        PathMatch::Prefix(p) if p == "/" => write!(s, "PathPrefix /"),
         PathMatch::Prefix(p) => write!(s, "Prefix {p}"),
         PathMatch::SegmentPrefix(p) => write!(s, "PathPrefix {p}"),
         PathMatch::Regex(p) => write!(s, "RegularExpression {p}"),
