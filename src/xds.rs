@@ -10,6 +10,7 @@ pub mod certs;
 pub mod csds;
 pub mod emit;
 pub mod endpoints;
+pub mod explain;
 pub mod identity;
 pub mod inputs;
 pub mod plan;

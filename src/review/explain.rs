@@ -1,7 +1,15 @@
 //! `tidegate explain`: what a proxy does with one request, with where the rule came from.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::{Caches, Loaded, Repo, Side, source};
+use crate::xds::endpoints::Endpoints;
+use crate::xds::explain::{self, Answer, Request};
 
 /// `tidegate explain`'s arguments.
 #[derive(Clone, Debug)]
@@ -18,6 +26,160 @@ pub struct Options {
     pub url: String,
 }
 
+/// Prints the answer; exit 0 whenever there is one (a 404 is an answer), 1 when the
+/// revision is invalid.
 pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("explain {} on {}: not built yet", opts.url, opts.proxy)
+    let req = Request::parse(&opts.url, &opts.method, &opts.headers, opts.sni.as_deref())?;
+    let endpoints = opts
+        .endpoints
+        .as_deref()
+        .map(Endpoints::load)
+        .transpose()
+        .context("reading the endpoints file")?;
+    let repo = Repo::open(&opts.repo)?;
+    let side = Side::load(&repo, opts.rev.as_deref(), &mut Caches::default())?;
+    let loaded = match &side.outcome {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {} rejected: {e}", side.tree.source);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let answer = ask(loaded, &opts.proxy, &req, endpoints.as_ref())?;
+    if opts.json {
+        let mut v = to_json(loaded, &opts.proxy, &req, &answer);
+        v["revision"] = json!(side.tree.source.revision());
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", to_text(loaded, &opts.proxy, &req, &answer));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The answer of proxy `proxy` (`name.namespace`) of a loaded revision.
+pub fn ask(
+    loaded: &Loaded,
+    proxy: &str,
+    req: &Request,
+    endpoints: Option<&Endpoints>,
+) -> anyhow::Result<Answer> {
+    let plan = loaded.plans.get(proxy).with_context(|| {
+        format!(
+            "no proxy {proxy} in this revision; proxies: {}",
+            if loaded.plans.is_empty() {
+                "none".to_owned()
+            } else {
+                loaded.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )
+    })?;
+    Ok(explain::evaluate(plan, req, endpoints))
+}
+
+/// The JSON answer (a contract: `status`, `backends`, `route`, `redirect`, `reason` are
+/// read by scripts; more fields may come, none go).
+pub fn to_json(loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> Value {
+    let route = a.route.as_ref().map(|h| {
+        let at = source::locate(&loaded.config, &loaded.model, h);
+        json!({
+            "kind": h.kind,
+            "namespace": h.namespace,
+            "name": h.object,
+            "rule": h.rule,
+            "match": h.r#match,
+            "file": at.as_ref().map(|l| l.file.clone()),
+            "line": at.as_ref().map(|l| l.line),
+            "id": h.name,
+        })
+    });
+    json!({
+        "proxy": proxy,
+        "request": request_json(req),
+        "status": a.status,
+        "backends": a.backends.iter().map(|s| json!({
+            "name": s.backend.service,
+            "namespace": s.backend.namespace,
+            "port": s.backend.port,
+            "weight": s.weight,
+        })).collect::<Vec<_>>(),
+        "route": route,
+        "redirect": a.redirect,
+        "reason": a.reason,
+        "listener": a.listener,
+        "chain": a.chain,
+        "virtualHost": a.vhost,
+        "precedence": a.precedence,
+        "filters": a.filters,
+        "refused": a.refused.iter().map(|r| json!({
+            "reference": r.reference, "weight": r.weight, "status": r.status, "why": r.why,
+        })).collect::<Vec<_>>(),
+        "clusters": a.clusters,
+    })
+}
+
+pub fn request_json(req: &Request) -> Value {
+    json!({
+        "method": req.method,
+        "url": req.url(),
+        "headers": req.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>(),
+    })
+}
+
+fn to_text(loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {} via proxy {proxy}", req.method, req.url());
+    for (k, v) in &req.headers {
+        let _ = writeln!(out, "  {k}: {v}");
+    }
+    let status = if a.status == 0 {
+        "no HTTP answer".to_owned()
+    } else {
+        a.status.to_string()
+    };
+    let _ = writeln!(out, "answer:    {status}: {}", a.reason);
+    if !a.listener.is_empty() {
+        let _ = writeln!(out, "listener:  {} ({})", a.listener, a.chain);
+    }
+    if !a.vhost.is_empty() {
+        let _ = writeln!(out, "vhost:     {}", a.vhost);
+    }
+    if let Some(h) = &a.route {
+        let at = source::locate(&loaded.config, &loaded.model, h)
+            .map(|l| format!(" at {}:{}", l.file, l.line))
+            .unwrap_or_default();
+        if h.kind.is_empty() {
+            let _ = writeln!(out, "route:     {}", h.name);
+        } else {
+            let _ = writeln!(
+                out,
+                "route:     {} {}/{} rule {} match {}{at}",
+                h.kind, h.namespace, h.object, h.rule, h.r#match
+            );
+        }
+    }
+    for p in &a.precedence {
+        let _ = writeln!(out, "  {p}");
+    }
+    for f in &a.filters {
+        let _ = writeln!(out, "filter:    {f}");
+    }
+    if let Some(l) = &a.redirect {
+        let _ = writeln!(out, "location:  {l}");
+    }
+    for (s, c) in a.backends.iter().zip(&a.clusters) {
+        let _ = writeln!(
+            out,
+            "backend:   {} weight {} (cluster {c})",
+            s.backend.endpoints_key(),
+            s.weight
+        );
+    }
+    for r in &a.refused {
+        let _ = writeln!(
+            out,
+            "refused:   {} weight {}: answered {}: {}",
+            r.reference, r.weight, r.status, r.why
+        );
+    }
+    out
 }

@@ -174,7 +174,7 @@ pub(super) fn duration(ms: u64) -> Duration {
 /// (`<name>.<listener>`): several Gateway listeners terminating TLS on one port, so that a
 /// request whose Host belongs to another listener than the one its SNI chose is answered
 /// 421 (Misdirected Request), as Gateway API requires.
-pub(super) fn per_listener_routes(l: &HttpListener, variant: &Variant) -> bool {
+pub fn per_listener_routes(l: &HttpListener, variant: &Variant) -> bool {
     !variant.proxyless && l.tls.len() > 1 && l.tls.iter().all(|t| !t.listener.is_empty())
 }
 
