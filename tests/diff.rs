@@ -365,3 +365,123 @@ fn a_url_repository_is_mirrored_with_its_branches() {
         ["shop.example.com:80  PathPrefix /api → api-v2.shop:8080 (1)"]
     );
 }
+
+/// The traffic entry of `proxy` for `url`.
+fn traffic<'a>(r: &'a Value, proxy: &str, url: &str) -> &'a Value {
+    r["traffic"]
+        .as_array()
+        .expect("traffic is a list")
+        .iter()
+        .find(|t| t["proxy"] == proxy && t["request"]["url"] == url)
+        .unwrap_or_else(|| panic!("no traffic for {proxy} {url}: {r:#}"))
+}
+
+#[test]
+fn a_moved_backend_shows_in_traffic_with_both_backends() {
+    let (mut repo, base) = shop();
+    // Most of /api moves to api-v2; the largest share is the backend shown.
+    repo.write(
+        "intents/shop.yaml",
+        intent(
+            "shop",
+            "shop.example.com",
+            "edge",
+            "  - matches: [{path: {type: PathPrefix, value: /api}}]\n    backendRefs: [{name: api, port: 8080, weight: 10}, {name: api-v2, port: 8080, weight: 90}]\n",
+        ),
+    );
+    let head = repo.commit("canary");
+    let (code, r) = diff_json(&path(&repo), &base, &head, &[]);
+    assert_eq!(code, 2, "{r:#}");
+    let t = traffic(&r, "edge.ingress", "http://shop.example.com:80/api");
+    assert_eq!(t["request"]["method"], "GET");
+    assert_eq!(t["base"]["status"], 200);
+    assert_eq!(
+        t["base"]["backend"],
+        serde_json::json!({"name": "api", "namespace": "shop", "port": 8080}),
+        "{t:#}"
+    );
+    assert_eq!(t["head"]["status"], 200);
+    assert_eq!(
+        t["head"]["backend"],
+        serde_json::json!({"name": "api-v2", "namespace": "shop", "port": 8080}),
+        "{t:#}"
+    );
+    let shares: Vec<(String, u64)> = t["head"]["backends"]
+        .as_array()
+        .expect("backends")
+        .iter()
+        .map(|b| {
+            (
+                b["name"].as_str().expect("name").to_owned(),
+                b["weight"].as_u64().expect("weight"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        [("api".to_owned(), 10), ("api-v2".to_owned(), 90)],
+        "{t:#}"
+    );
+    assert_eq!(r["traffic"].as_array().map(Vec::len), Some(1), "{r:#}");
+}
+
+#[test]
+fn a_new_route_answers_404_in_the_base_and_200_in_the_head() {
+    let (mut repo, base) = shop();
+    repo.write(
+        "intents/shop.yaml",
+        intent(
+            "shop",
+            "shop.example.com",
+            "edge",
+            &(rule("PathPrefix", "/api", "api") + &rule("Exact", "/health", "health")),
+        ),
+    );
+    // And a new proxy: nothing answers on the base side.
+    repo.write(
+        "intents/blog.yaml",
+        intent(
+            "blog",
+            "blog.example.com",
+            "blog-edge",
+            &rule("PathPrefix", "/", "blog"),
+        ),
+    );
+    let head = repo.commit("health and blog");
+    let (code, r) = diff_json(&path(&repo), &base, &head, &[]);
+    assert_eq!(code, 2, "{r:#}");
+    let t = traffic(&r, "edge.ingress", "http://shop.example.com:80/health");
+    assert_eq!(t["base"]["status"], 404, "{t:#}");
+    assert_eq!(t["base"]["backend"], Value::Null);
+    assert_eq!(t["head"]["status"], 200, "{t:#}");
+    assert_eq!(t["head"]["backend"]["name"], "health");
+    // The unchanged route is answered the same: not listed.
+    assert!(
+        r["traffic"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|t| t["request"]["url"] != "http://shop.example.com:80/api"),
+        "{r:#}"
+    );
+    let t = traffic(&r, "blog-edge.ingress", "http://blog.example.com:80/");
+    assert_eq!(t["base"]["status"], 0, "{t:#}");
+    assert_eq!(t["head"]["status"], 200, "{t:#}");
+    assert_eq!(r["proxies"]["blog-edge.ingress"]["change"], "added");
+    // --proxy limits traffic too.
+    let (_, r) = diff_json(
+        &path(&repo),
+        &base,
+        &head,
+        &["--proxy", "blog-edge.ingress"],
+    );
+    assert!(
+        r["traffic"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|t| t["proxy"] == "blog-edge.ingress"),
+        "{r:#}"
+    );
+    assert_eq!(r["traffic"].as_array().map(Vec::len), Some(1), "{r:#}");
+}

@@ -8,8 +8,6 @@
 mod format;
 mod proxies;
 mod report;
-// Until `crate::xds::explain` lands: the same types, no requests compared.
-#[path = "diff/traffic_stub.rs"]
 mod traffic;
 
 use std::io::IsTerminal as _;

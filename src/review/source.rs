@@ -79,12 +79,10 @@ pub fn locate(config: &Config, model: &Model, hit: &RouteHit) -> Option<Location
     })?;
     let m = vs.spec.http.get(hit.rule)?.match_.get(hit.r#match);
     let found = m.and_then(|m| find_intent_match(intent, m));
-    found
-        .and_then(|(ri, mi)| at(ri, mi))
-        .or(Some(Location {
-            file: intent.file.clone(),
-            line: intent.pos.line,
-        }))
+    found.and_then(|(ri, mi)| at(ri, mi)).or(Some(Location {
+        file: intent.file.clone(),
+        line: intent.pos.line,
+    }))
 }
 
 fn find_intent_match(
@@ -92,9 +90,9 @@ fn find_intent_match(
     m: &crate::model::istio::HttpMatchRequest,
 ) -> Option<(usize, usize)> {
     let path = match &m.uri {
-        Some(StringMatch::Exact(p)) | Some(StringMatch::Prefix(p)) | Some(StringMatch::Regex(p)) => {
-            p.as_str()
-        }
+        Some(StringMatch::Exact(p))
+        | Some(StringMatch::Prefix(p))
+        | Some(StringMatch::Regex(p)) => p.as_str(),
         None => "/",
     };
     let method = match &m.method {

@@ -17,7 +17,9 @@ use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::ProxyPlan;
 
-pub use common::{MESH_CA, MESH_IDENTITY, Resources, Variant, any, per_listener_routes, secret_name};
+pub use common::{
+    MESH_CA, MESH_IDENTITY, Resources, Variant, any, per_listener_routes, secret_name,
+};
 pub use route::misdirected_vhosts;
 
 /// Everything the proxy of `plan` is served, given the files `serve` was given, with the

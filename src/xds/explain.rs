@@ -928,10 +928,14 @@ fn waypoint(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) -> A
 fn service_of(host: &str, endpoints: Option<&Endpoints>) -> Option<ServiceRef> {
     if let Ok(ip) = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
         let e = endpoints?;
-        return e.entries.values().find(|x| x.vip == Some(ip)).map(|x| ServiceRef {
-            name: x.service.service.clone(),
-            namespace: x.service.namespace.clone(),
-        });
+        return e
+            .entries
+            .values()
+            .find(|x| x.vip == Some(ip))
+            .map(|x| ServiceRef {
+                name: x.service.service.clone(),
+                namespace: x.service.namespace.clone(),
+            });
     }
     let host = host.trim_end_matches('.');
     let host = host.strip_suffix(".svc.cluster.local").unwrap_or(host);
@@ -1012,7 +1016,11 @@ fn probe(r: &RoutePlan, scheme: &str, host: &str, port: u16) -> Request {
         path,
         query: r.query.iter().map(|(k, m)| (k.clone(), value(m))).collect(),
         method: r.method.clone().unwrap_or_else(|| "GET".into()),
-        headers: r.headers.iter().map(|(k, m)| (k.clone(), value(m))).collect(),
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, m)| (k.clone(), value(m)))
+            .collect(),
         sni: None,
     }
 }
@@ -1031,7 +1039,11 @@ pub fn sample(pattern: &str) -> Option<String> {
                     // Prefer a letter or digit within the range when there is one.
                     let pick = ('a'..='z')
                         .chain('0'..='9')
-                        .find(|ch| c.ranges().iter().any(|r| r.start() <= *ch && *ch <= r.end()))
+                        .find(|ch| {
+                            c.ranges()
+                                .iter()
+                                .any(|r| r.start() <= *ch && *ch <= r.end())
+                        })
                         .unwrap_or(r.start());
                     out.push(pick);
                 }

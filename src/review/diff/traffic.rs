@@ -86,7 +86,7 @@ impl Answer {
                 .iter()
                 .map(|s| backend(s, Some(s.weight)))
                 .collect(),
-            route: a.route.clone(),
+            route: a.route.as_ref().map(|r| r.name.clone()),
             redirect: a.redirect.clone(),
             reason: a.reason.clone(),
         }

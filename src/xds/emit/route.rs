@@ -100,11 +100,7 @@ pub(super) fn route_configuration(
 /// listeners of the port own. A chain with a hostname also sends everything outside it
 /// (`*`) there; the chain of the listener without one (the default chain) leaves
 /// unknown hosts to 404. Domains the chain serves itself are never shadowed.
-pub fn misdirected_vhosts(
-    l: &HttpListener,
-    chain: &TlsPlan,
-    own: &[&VhostPlan],
-) -> Vec<VhostPlan> {
+pub fn misdirected_vhosts(l: &HttpListener, chain: &TlsPlan, own: &[&VhostPlan]) -> Vec<VhostPlan> {
     let mut taken: std::collections::BTreeSet<&str> = own
         .iter()
         .flat_map(|v| v.domains.iter().map(String::as_str))
