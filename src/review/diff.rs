@@ -46,7 +46,7 @@ pub enum Error {
 /// head is invalid or the diff could not be made (the errors are printed: `cli::main`
 /// would map an `Err` to 2, which here means "changes").
 pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
-    match diff(opts) {
+    match report(opts) {
         Ok((report, out)) => {
             print!("{out}");
             Ok(ExitCode::from(report.exit_code()))
@@ -58,7 +58,13 @@ pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn diff(opts: &Options) -> anyhow::Result<(Report, String)> {
+/// `report` as plain text (no colour).
+pub fn format_text(report: &Report) -> String {
+    format::text(report, false)
+}
+
+/// The report of `opts` and its text in `opts.format`: all `run` does but print.
+pub fn report(opts: &Options) -> anyhow::Result<(Report, String)> {
     if !matches!(opts.format.as_str(), "text" | "markdown" | "json") {
         return Err(Error::Format(opts.format.clone()).into());
     }
