@@ -25,8 +25,9 @@ use crate::xds::translate::{self, conditions};
 /// A repository to review: a path (a work tree, a directory in one, a bare repository) or
 /// a URL, mirrored once with all its branches and tags.
 pub struct Repo {
-    repo: git2::Repository,
-    /// The config's directory inside the repository ("" for the root).
+    /// `None`: a plain directory outside any repository, read as files (no revisions).
+    repo: Option<git2::Repository>,
+    /// The config's directory inside the repository ("" for the root), or the directory.
     prefix: String,
     /// Set when the repository is a mirror of this URL.
     pub url: Option<String>,
@@ -61,7 +62,7 @@ impl Repo {
                 let _ = git.set_head(target);
             }
             return Ok(Repo {
-                repo: git,
+                repo: Some(git),
                 prefix,
                 url: Some(repo.to_owned()),
             });
@@ -69,15 +70,16 @@ impl Repo {
         let abs = std::path::Path::new(repo)
             .canonicalize()
             .with_context(|| format!("opening {repo}"))?;
-        let git = git2::Repository::discover(&abs).with_context(|| {
-            format!(
-                "{} is not in a Git repository (review compares commits)",
-                abs.display()
-            )
-        })?;
+        let Ok(git) = git2::Repository::discover(&abs) else {
+            return Ok(Repo {
+                repo: None,
+                prefix: abs.to_string_lossy().into_owned(),
+                url: None,
+            });
+        };
         let prefix = gitsync::prefix_in(&git, &abs)?;
         Ok(Repo {
-            repo: git,
+            repo: Some(git),
             prefix,
             url: None,
         })
@@ -89,14 +91,39 @@ impl Repo {
         rev: Option<&str>,
         known: &dyn Fn(&str, &str) -> bool,
     ) -> anyhow::Result<Tree> {
+        let Some(git) = &self.repo else {
+            // Files as they are: there is only one revision.
+            anyhow::ensure!(
+                rev.is_none(),
+                "{} is not in a Git repository: it has no revision {}",
+                self.prefix,
+                rev.unwrap_or_default()
+            );
+            return Ok(gitsync::read(
+                std::path::Path::new(&self.prefix),
+                None,
+                &intent::LAYOUT,
+            )?);
+        };
         let rev = rev.unwrap_or("HEAD");
         Ok(gitsync::read_commit_with(
-            &self.repo,
+            git,
             rev,
             &self.prefix,
             &intent::LAYOUT,
             known,
         )?)
+    }
+}
+
+/// Writes a report to stdout. A reader that stops early (`| head`, a pager quit) is not an
+/// error: the rest is not wanted.
+pub fn print(text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

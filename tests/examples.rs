@@ -186,3 +186,94 @@ fn the_quickstart_passes_the_seed_checks() {
         "two sidecar-mode gateways with four types each; the ambient gateway and its waypoint with five (SDS too):\n{text}"
     );
 }
+
+/// The pull-request workflow's `diff` and `validate` steps, run as written (bash, the job's
+/// env, `$GITHUB_OUTPUT`) with this build's `tidegate` first on PATH, against real commits:
+/// a change gets a markdown comment and passes; an invalid head gets the errors in the
+/// comment and fails both steps.
+#[test]
+fn the_pull_request_workflow_comments_the_diff_and_gates_on_validation() {
+    let workflow = docs(&examples().join("pr-review/github-actions.yaml")).remove(0);
+    let job = &workflow["jobs"]["review"];
+    let steps = job["steps"].as_array().unwrap();
+    let step = |id: &str| {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}"))["run"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (diff, validate) = (step("diff"), step("validate"));
+    // The comment posts the file the diff step writes.
+    let comment = steps
+        .iter()
+        .find(|s| s["name"] == "Comment")
+        .and_then(|s| s["run"].as_str())
+        .unwrap();
+    assert!(
+        diff.contains("> tidegate-diff.md") && comment.contains("--body-file tidegate-diff.md")
+    );
+    let config = job["env"]["CONFIG"].as_str().unwrap();
+
+    let mut repo = tidegate::test_helpers::TempRepo::new();
+    repo.copy_dir(&common::manifest_dir().join("config-repo"), config);
+    let base = repo.commit("base");
+    let intent = format!("{config}/intents/httpbin-gateway-api.yaml");
+    let text = std::fs::read_to_string(repo.path().join(&intent)).unwrap();
+    repo.write(&intent, text.replace("value: /headers", "value: /anything"));
+    let head = repo.commit("a route moves");
+    let bin = Path::new(env!("CARGO_BIN_EXE_tidegate")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |script: &str, base: &str, head: &str| {
+        let out_file = tempfile::NamedTempFile::new().unwrap();
+        let out = Command::new("bash")
+            .args(["-e", "-o", "pipefail", "-c", script])
+            .current_dir(repo.path())
+            .env("PATH", &path)
+            .env("CONFIG", config)
+            .env("BASE_SHA", base)
+            .env("HEAD_SHA", head)
+            .env("GITHUB_OUTPUT", out_file.path())
+            .output()
+            .unwrap();
+        let outputs = std::fs::read_to_string(out_file.path()).unwrap();
+        (out, outputs)
+    };
+    let (out, outputs) = run(&diff, &base, &head);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(outputs.trim(), "status=2", "a change: diff exits 2");
+    let md = std::fs::read_to_string(repo.path().join("tidegate-diff.md")).unwrap();
+    assert!(!md.contains('\u{1b}'), "no ANSI in a comment: {md}");
+    assert!(md.contains("/anything") && md.contains("/headers"), "{md}");
+    let (out, _) = run(&validate, &base, &head);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An invalid head: the comment lists the problem with its file and line, and both
+    // steps fail.
+    repo.write(&intent, text.replace("port: 8000", "port: 0"));
+    let bad = repo.commit("break it");
+    let (out, outputs) = run(&diff, &head, &bad);
+    assert!(!out.status.success());
+    assert_eq!(outputs.trim(), "status=1");
+    let md = std::fs::read_to_string(repo.path().join("tidegate-diff.md")).unwrap();
+    assert!(
+        md.contains(&format!("{intent}:")) || md.contains("intents/httpbin-gateway-api.yaml:"),
+        "{md}"
+    );
+    let (out, _) = run(&validate, &head, &bad);
+    assert!(!out.status.success());
+}

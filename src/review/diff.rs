@@ -48,7 +48,7 @@ pub enum Error {
 pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
     match report(opts) {
         Ok((report, out)) => {
-            print!("{out}");
+            super::print(&out)?;
             Ok(ExitCode::from(report.exit_code()))
         }
         Err(e) => {

@@ -47,11 +47,11 @@ pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
     };
     let answer = ask(loaded, &opts.proxy, &req, endpoints.as_ref())?;
     if opts.json {
-        let mut v = to_json(loaded, &opts.proxy, &req, &answer);
+        let mut v = to_json(&side, loaded, &opts.proxy, &req, &answer);
         v["revision"] = json!(side.tree.source.revision());
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
     } else {
-        print!("{}", to_text(loaded, &opts.proxy, &req, &answer));
+        super::print(&to_text(&side, loaded, &opts.proxy, &req, &answer))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -73,14 +73,34 @@ pub fn ask(
             }
         )
     })?;
-    Ok(explain::evaluate(plan, req, endpoints))
+    let mut answer = explain::evaluate(plan, req, endpoints);
+    // A route that answers an error itself: what its Gateway API status says about it
+    // (e.g. ResolvedRefs=False: RefNotPermitted, with the reference).
+    if matches!(answer.status, 500 | 503)
+        && let Some(hit) = &answer.route
+        && let Some(rs) =
+            loaded.status.routes.iter().find(|r| {
+                r.kind == hit.kind && r.namespace == hit.namespace && r.name == hit.object
+            })
+    {
+        for c in rs.parents.iter().flat_map(|p| &p.conditions) {
+            if c.status != "True" {
+                answer.reason.push_str(&format!(
+                    "; status {}={} ({}): {}",
+                    c.type_, c.status, c.reason, c.message
+                ));
+            }
+        }
+    }
+    Ok(answer)
 }
 
 /// The JSON answer (a contract: `status`, `backends`, `route`, `redirect`, `reason` are
 /// read by scripts; more fields may come, none go).
-pub fn to_json(loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> Value {
+pub fn to_json(side: &Side, loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> Value {
+    let tree = &side.tree;
     let route = a.route.as_ref().map(|h| {
-        let at = source::locate(&loaded.config, &loaded.model, h);
+        let at = source::locate(&loaded.config, &loaded.model, tree, h);
         json!({
             "kind": h.kind,
             "namespace": h.namespace,
@@ -125,7 +145,8 @@ pub fn request_json(req: &Request) -> Value {
     })
 }
 
-fn to_text(loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> String {
+fn to_text(side: &Side, loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> String {
+    let tree = &side.tree;
     let mut out = String::new();
     let _ = writeln!(out, "{} {} via proxy {proxy}", req.method, req.url());
     for (k, v) in &req.headers {
@@ -144,7 +165,7 @@ fn to_text(loaded: &Loaded, proxy: &str, req: &Request, a: &Answer) -> String {
         let _ = writeln!(out, "vhost:     {}", a.vhost);
     }
     if let Some(h) = &a.route {
-        let at = source::locate(&loaded.config, &loaded.model, h)
+        let at = source::locate(&loaded.config, &loaded.model, tree, h)
             .map(|l| format!(" at {}:{}", l.file, l.line))
             .unwrap_or_default();
         if h.kind.is_empty() {

@@ -1,6 +1,8 @@
 //! Where a route came from: the file and line in the repository of the rule and match a
 //! plan's route was made of.
 
+use crate::gitsync::Tree;
+use crate::intent::node::{self, Node, Pos, Value};
 use crate::intent::{Config, Intent};
 use crate::model::istio::StringMatch;
 use crate::model::{Model, Object};
@@ -14,10 +16,11 @@ pub struct Location {
     pub line: u32,
 }
 
-/// Where the rule and match of `hit` were written: the match's line in an intent, or the
-/// document's first line of a plain object in `resources/`. `None` for routes a proxy
-/// makes itself (a waypoint's pass-through, a misdirected host).
-pub fn locate(config: &Config, model: &Model, hit: &RouteHit) -> Option<Location> {
+/// Where the rule and match of `hit` were written: the match's line in an intent or in a
+/// plain object of `resources/` (its document's first line when `tree` lacks the file's
+/// text). `None` for routes a proxy makes itself (a waypoint's pass-through, a
+/// misdirected host).
+pub fn locate(config: &Config, model: &Model, tree: &Tree, hit: &RouteHit) -> Option<Location> {
     if hit.kind.is_empty() {
         return None;
     }
@@ -33,9 +36,14 @@ pub fn locate(config: &Config, model: &Model, hit: &RouteHit) -> Option<Location
             && meta.name == hit.object
             && meta.namespace.as_deref().unwrap_or("default") == hit.namespace
         {
+            let line = tree
+                .files
+                .get(&r.file)
+                .and_then(|text| match_line(text, r.pos, hit))
+                .unwrap_or(r.pos.line);
             return Some(Location {
                 file: r.file.clone(),
-                line: r.pos.line,
+                line,
             });
         }
     }
@@ -118,4 +126,43 @@ fn find_intent_match(
         }
     }
     None
+}
+
+/// The line of match `hit.match` of rule `hit.rule` (`spec.rules[r].matches[m]`, or
+/// `spec.http[r].match[m]` of a VirtualService) in the document of `text` at `doc`; the
+/// rule's line when the match is not written (a rule without matches).
+fn match_line(text: &[u8], doc: Pos, hit: &RouteHit) -> Option<u32> {
+    let text = std::str::from_utf8(text).ok()?;
+    let docs = node::parse_documents(text).ok()?;
+    let d = docs.iter().find(|d| d.pos == doc)?;
+    let (rules, matches) = if hit.kind == "VirtualService" {
+        ("http", "match")
+    } else {
+        ("rules", "matches")
+    };
+    let rule = get(get(d, "spec")?, rules).and_then(|r| index(r, hit.rule))?;
+    Some(
+        get(rule, matches)
+            .and_then(|m| index(m, hit.r#match))
+            .unwrap_or(rule)
+            .pos
+            .line,
+    )
+}
+
+fn get<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
+    match &n.value {
+        Value::Map(kv) => kv
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn index(n: &Node, i: usize) -> Option<&Node> {
+    match &n.value {
+        Value::Seq(v) => v.get(i),
+        _ => None,
+    }
 }

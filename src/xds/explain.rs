@@ -33,7 +33,8 @@ pub enum Error {
 pub struct Request {
     /// `http` or `https`.
     pub scheme: String,
-    /// The Host header's name (lowercase, without the port).
+    /// The Host header as sent, lowercase: the URL's host, with its port when the URL
+    /// names one other than the scheme's default; `-H 'Host: …'` overrides it.
     pub host: String,
     /// The port connected to: selects the listener.
     pub port: u16,
@@ -81,7 +82,7 @@ impl Request {
             None => (path_query, Vec::new()),
         };
         let path = if path.is_empty() { "/" } else { path };
-        let headers = headers
+        let mut headers = headers
             .iter()
             .map(|h| {
                 let (k, v) = h.split_once(':').ok_or_else(|| Error::Header(h.clone()))?;
@@ -92,10 +93,19 @@ impl Request {
                 Ok((k.to_ascii_lowercase(), v.trim().to_owned()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let port = port.unwrap_or(default_port);
+        let mut host = if port == default_port {
+            host.to_ascii_lowercase()
+        } else {
+            format!("{}:{port}", host.to_ascii_lowercase())
+        };
+        if let Some(i) = headers.iter().position(|(k, _)| k == "host") {
+            host = headers.remove(i).1.to_ascii_lowercase();
+        }
         Ok(Request {
             scheme,
-            host: host.to_ascii_lowercase(),
-            port: port.unwrap_or(default_port),
+            host,
+            port,
             path: path.to_owned(),
             query,
             method: method.to_ascii_uppercase(),
@@ -104,14 +114,25 @@ impl Request {
         })
     }
 
-    /// The request's URL again, the port always written.
+    /// The request's URL again (host from the Host header), the port always written.
     pub fn url(&self) -> String {
-        let mut u = format!("{}://{}:{}{}", self.scheme, self.host, self.port, self.path);
+        let mut u = format!(
+            "{}://{}:{}{}",
+            self.scheme,
+            self.host_name(),
+            self.port,
+            self.path
+        );
         if !self.query.is_empty() {
             u.push('?');
             u.push_str(&query_string(&self.query));
         }
         u
+    }
+
+    /// The Host header without its port: what virtual hosts are matched against.
+    pub fn host_name(&self) -> &str {
+        split_port(&self.host).map_or(self.host.as_str(), |(h, _)| h)
     }
 
     /// The values of header `name`, joined with `,` as Envoy's matchers see them.
@@ -302,7 +323,7 @@ pub fn evaluate(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) 
             );
             return a;
         }
-        let sni = req.sni.as_deref().unwrap_or(&req.host);
+        let sni = req.sni.as_deref().unwrap_or(req.host_name());
         let Some(chain) = tls_chain(l, sni) else {
             a.reason = format!(
                 "TLS handshake fails: no certificate of port {} is served for SNI {sni:?} (names: {})",
@@ -334,7 +355,7 @@ pub fn evaluate(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) 
             l.vhosts.iter().collect()
         }
     };
-    let Some(vhost) = select_vhost(&vhosts, &req.host) else {
+    let Some(vhost) = select_vhost(&vhosts, req.host_name()) else {
         a.status = 404;
         a.reason = format!(
             "no virtual host of port {} serves host {:?} (hosts: {})",
@@ -376,6 +397,23 @@ fn answer_routes(
     a.precedence = matching.map(|other| precedence(route, other)).collect();
     a.route = Some(RouteHit::of(&route.name));
     a.filters = filters(route);
+    // A CORS preflight is answered by the proxy's CORS filter, never forwarded (the
+    // policy sets `forward_not_matching_preflights: false`).
+    if let Some(c) = &route.cors
+        && req.method == "OPTIONS"
+        && req.header("access-control-request-method").is_some()
+        && let Some(origin) = req.header("origin")
+    {
+        a.status = 200;
+        a.reason = if c.allow_origins.iter().any(|m| str_matches(m, &origin)) {
+            format!("CORS preflight from {origin} answered by the proxy: allowed")
+        } else {
+            format!(
+                "CORS preflight from {origin} answered by the proxy without CORS headers: the origin is not allowed"
+            )
+        };
+        return;
+    }
     match &route.action {
         Action::Status(421) if route.name == "misdirected" => {
             a.status = 421;
@@ -448,9 +486,9 @@ fn answer_routes(
             }
             if served == 0 || total == 0 {
                 // Nothing reaches a backend: the first failing share's status.
-                a.status = if !missing.is_empty() {
-                    503
-                } else if f.grpc {
+                // Missing endpoints answer 503 (Envoy's "no healthy upstream"); refused
+                // references answer 500, or 503 on a gRPC route.
+                a.status = if !missing.is_empty() || f.grpc {
                     503
                 } else {
                     500
@@ -730,7 +768,16 @@ fn near_misses(routes: &[RoutePlan], req: &Request) -> String {
                     why.push(format!("query {k}{}", str_match_text(m)));
                 }
             }
-            format!("{} wants {}", r.name, why.join(", "))
+            let h = RouteHit::of(&r.name);
+            let who = if h.kind.is_empty() {
+                r.name.clone()
+            } else {
+                format!(
+                    "{} {}/{} rule {} match {}",
+                    h.kind, h.namespace, h.object, h.rule, h.r#match
+                )
+            };
+            format!("{who} wants {}", why.join(", "))
         })
         .collect();
     if near.is_empty() {
@@ -816,15 +863,24 @@ fn filters(r: &RoutePlan) -> Vec<String> {
     out
 }
 
-/// The Location Envoy writes for redirect `r` of `route` (`newUri`): the scheme, host and
-/// port asked for or the request's, the path replaced, its matched prefix replaced, or
-/// kept, and the query kept.
+/// The Location Envoy writes for redirect `r` of `route` (its `newUri`, measured against
+/// Envoy 1.40): the scheme asked for or the request's; the host asked for, else the
+/// request's Host header with its port; a port asked for is always written, `:443` too;
+/// the path replaced, its matched prefix replaced, or kept; the query kept.
 fn location(r: &Redirect, route: &RoutePlan, req: &Request) -> String {
     let scheme = r.scheme.clone().unwrap_or_else(|| req.scheme.clone());
-    let host = r.host.clone().unwrap_or_else(|| req.host.clone());
-    let port = match r.port {
-        Some(p) => format!(":{p}"),
-        None => String::new(),
+    let authority = match (&r.host, r.port) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.clone(),
+        (None, Some(p)) => format!("{}:{p}", req.host_name()),
+        (None, None) => {
+            // A scheme change drops the old scheme's default port from the Host.
+            let default = format!(":{}", default_port(&req.scheme));
+            match req.host.strip_suffix(&default) {
+                Some(h) if scheme != req.scheme => h.to_owned(),
+                _ => req.host.clone(),
+            }
+        }
     };
     let path = match &r.path {
         None => req.path.clone(),
@@ -842,7 +898,7 @@ fn location(r: &Redirect, route: &RoutePlan, req: &Request) -> String {
             pattern,
             substitution,
         }) => regex::Regex::new(pattern).map_or(req.path.clone(), |re| {
-            re.replace_all(&req.path, substitution.replace("\\", "$").as_str())
+            re.replace_all(&req.path, substitution.replace('\\', "$").as_str())
                 .into_owned()
         }),
     };
@@ -851,12 +907,11 @@ fn location(r: &Redirect, route: &RoutePlan, req: &Request) -> String {
     } else {
         format!("?{}", query_string(&req.query))
     };
-    // The default port of the scheme is not written.
-    let port = match (scheme.as_str(), port.as_str()) {
-        ("http", ":80") | ("https", ":443") => String::new(),
-        _ => port,
-    };
-    format!("{scheme}://{host}{port}{path}{query}")
+    format!("{scheme}://{authority}{path}{query}")
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
 }
 
 /// A waypoint: the URL's host names a Service (`svc.ns.svc.cluster.local`, `svc.ns`, or
@@ -866,7 +921,7 @@ fn waypoint(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) -> A
     let Some(wp) = &plan.waypoint else {
         return a;
     };
-    let service = service_of(&req.host, endpoints);
+    let service = service_of(req.host_name(), endpoints);
     let Some(service) = service else {
         a.reason = format!(
             "{:?} names no Service: a waypoint is asked for `svc.ns.svc.cluster.local`, `svc.ns`, or a VIP of the endpoints file",
