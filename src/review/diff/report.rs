@@ -204,7 +204,13 @@ fn without_provenance(text: &str) -> std::borrow::Cow<'_, str> {
         return text.into();
     }
     text.split_inclusive('\n')
-        .filter(|l| !l.starts_with(PROVENANCE))
+        .map(|l| {
+            if l.starts_with(PROVENANCE) {
+                "Rendered from commit `…`.\n"
+            } else {
+                l
+            }
+        })
         .collect::<String>()
         .into()
 }
