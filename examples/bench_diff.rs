@@ -5,7 +5,9 @@
 //! (one process: open, both sides through the pipeline with shared caches, compare, print)
 //! and its parts: the base side (cold: nothing is cached yet), the head side with the
 //! base's caches and, for the cache effect, without them; the comparison. Each figure is
-//! the median of `BENCH_ROUNDS` (default 3) rounds.
+//! the median of `BENCH_ROUNDS` (default 3) rounds. A second table splits a side into the
+//! pipeline's steps, run one after the other (`Side::load` runs render, plans and status
+//! side by side).
 //!
 //! ```sh
 //! cargo run --release --example bench_diff -- 1000 10000
@@ -59,6 +61,7 @@ fn main() {
         "| intents | gateways | **tidegate diff** (one process) | base side (cold) | head side, shared caches | head side, cold | compare | print | changes found |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut step_rows = Vec::new();
     for n in sizes {
         let gateways = (n / 100).max(1);
         let mut repo = TempRepo::new();
@@ -114,6 +117,41 @@ fn main() {
             let (_, t) = time(|| Side::load(&git, Some(&head), &mut Caches::default()).unwrap());
             cold.push(t);
         }
+        let steps = |rev: &str,
+                     ic: &mut tidegate::intent::Cache,
+                     pc: &mut tidegate::xds::translate::Cache| {
+            let git = git2::Repository::open(&path).unwrap();
+            let (tree, read) = time(|| {
+                tidegate::gitsync::read_commit_with(
+                    &git,
+                    rev,
+                    "",
+                    &tidegate::intent::LAYOUT,
+                    &|p, id| ic.knows(p, id),
+                )
+                .unwrap()
+            });
+            let ((config, model), validate) =
+                time(|| tidegate::intent::load_and_expand_cached(&tree, ic).unwrap());
+            let (_, render) =
+                time(|| tidegate::render::render(&model, &config.summary(&tree.source)).unwrap());
+            let (_, plans) = time(|| tidegate::xds::translate::plans_cached(&model, pc));
+            let (_, status) = time(|| tidegate::xds::translate::conditions::status(&model, None));
+            [read, validate, render, plans, status]
+        };
+        let (mut ic, mut pc) = Default::default();
+        let cold_steps = steps(&base, &mut ic, &mut pc);
+        let warm = steps(&head, &mut ic, &mut pc);
+        for (label, t) in [("base (cold)", cold_steps), ("head (shared caches)", warm)] {
+            step_rows.push(format!(
+                "| {n} | {label} | {} | {} | {} | {} | {} |",
+                ms(t[0]),
+                ms(t[1]),
+                ms(t[2]),
+                ms(t[3]),
+                ms(t[4])
+            ));
+        }
         println!(
             "| {n} | {gateways} | **{}** | {} | {} | {} | {} | {} | {found} |",
             ms(median(whole)),
@@ -123,5 +161,11 @@ fn main() {
             ms(median(cmp)),
             ms(median(print)),
         );
+    }
+    println!();
+    println!("| intents | side | read | validate+expand | render | plans | status |");
+    println!("|---|---|---|---|---|---|---|");
+    for row in step_rows {
+        println!("{row}");
     }
 }
