@@ -263,6 +263,17 @@ fn errors_that_are_not_the_heads_exit_1_too() {
             vec!["--base", base.as_str(), "--head", "HEAD", "--proxy", "edge"],
             "NAME.NAMESPACE",
         ),
+        (
+            vec![
+                "--base",
+                base.as_str(),
+                "--head",
+                "HEAD",
+                "--proxy",
+                "edg.ingress",
+            ],
+            "no such proxy in either revision (proxies: edge.ingress)",
+        ),
     ] {
         let mut all = vec!["diff", "--repo", repo.path().to_str().expect("utf-8")];
         all.extend(args);

@@ -40,6 +40,8 @@ pub enum Error {
     Format(String),
     #[error("--proxy {0}: expected NAME.NAMESPACE")]
     Proxy(String),
+    #[error("--proxy {0}: no such proxy in either revision (proxies: {1})")]
+    NoSuchProxy(String, String),
 }
 
 /// Prints the diff of `opts.base..opts.head`. Exit status 0: no change, 2: changes, 1: the
@@ -79,6 +81,18 @@ pub fn report(opts: &Options) -> anyhow::Result<(Report, String)> {
     let mut caches = Caches::default();
     let base = Side::load(&repo, Some(&opts.base), &mut caches)?;
     let head = Side::load(&repo, Some(&opts.head), &mut caches)?;
+    // A misspelt --proxy would otherwise read as "no change".
+    let ids: std::collections::BTreeSet<&String> = [&base, &head]
+        .iter()
+        .filter_map(|s| s.loaded())
+        .flat_map(|l| l.plans.keys())
+        .collect();
+    if head.loaded().is_some()
+        && let Some(p) = opts.proxies.iter().find(|p| !ids.contains(p))
+    {
+        let known: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+        return Err(Error::NoSuchProxy(p.clone(), known.join(", ")).into());
+    }
     let report = Report::between(
         (&opts.base, &base),
         (&opts.head, &head),
