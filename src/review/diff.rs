@@ -102,7 +102,11 @@ pub fn report(opts: &Options) -> anyhow::Result<(Report, String)> {
     let out = match opts.format.as_str() {
         "json" => format::json(&report),
         "markdown" => format::markdown(&report),
-        _ => format::text(&report, std::io::stdout().is_terminal()),
+        // Colour for a person at a terminal, never in a file or a pipe (nor with NO_COLOR).
+        _ => format::text(
+            &report,
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        ),
     };
     Ok((report, out))
 }
