@@ -245,6 +245,11 @@ fn an_invalid_head_exits_1_with_its_errors_at_file_and_line() {
         "{}",
         text(&out)
     );
+    assert!(
+        !text(&out).contains('\x1b'),
+        "no colour in a pipe: {}",
+        text(&out)
+    );
     let (code, r) = diff_json(&path(&repo), &head, &base, &[]);
     assert_eq!(code, 2, "{r:#}");
     assert_eq!(r["valid"], true);
