@@ -1,0 +1,319 @@
+//! Per proxy: the xDS resources that differ (by name and encoded bytes, what Envoy would be
+//! sent) and the routes that differ, as readable lines made from the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use prost::Message;
+use serde::Serialize;
+
+use crate::review::Loaded;
+use crate::xds::emit::{self, Variant};
+use crate::xds::endpoints::Endpoints;
+use crate::xds::plan::{
+    Action, HeaderOps, PathMatch, PathRewrite, ProxyPlan, Redirect, RefusedReason, RoutePlan,
+    StrMatch, Target,
+};
+
+/// What changes for one proxy.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ProxyChange {
+    /// `added`, `removed` or `changed`.
+    pub change: &'static str,
+    pub listeners: Names,
+    pub routes: Names,
+    pub clusters: Names,
+    pub endpoints: Names,
+    pub secrets: Names,
+    /// Routes as `host  match → backend (weight) [filters]`, those only in the base
+    /// (`removed`) and only in the head (`added`).
+    pub route_lines: Lines,
+}
+
+/// Resource names of one type.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Names {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+impl Names {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Lines {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl ProxyChange {
+    /// The resource types with changes, in the order Envoy receives them.
+    pub fn kinds(&self) -> [(&'static str, &Names); 5] {
+        [
+            ("listeners", &self.listeners),
+            ("routes", &self.routes),
+            ("clusters", &self.clusters),
+            ("endpoints", &self.endpoints),
+            ("secrets", &self.secrets),
+        ]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kinds().iter().all(|(_, r)| r.is_empty())
+            && self.route_lines.added.is_empty()
+            && self.route_lines.removed.is_empty()
+    }
+}
+
+/// Every wanted proxy of base ∪ head whose resources or routes differ.
+pub fn compare(
+    base: Option<&Loaded>,
+    head: &Loaded,
+    endpoints: Option<&Endpoints>,
+    wanted: &dyn Fn(&str) -> bool,
+) -> BTreeMap<String, ProxyChange> {
+    let empty = BTreeMap::new();
+    let before = base.map_or(&empty, |b| &b.plans);
+    let ids: BTreeSet<&String> = before.keys().chain(head.plans.keys()).collect();
+    let mut out = BTreeMap::new();
+    for id in ids.into_iter().filter(|id| wanted(id)) {
+        let (b, h) = (before.get(id), head.plans.get(id));
+        // Unchanged proxies share their plan with the base (the plan cache), or an equal
+        // one: the same plan emits the same resources, so there is nothing to encode.
+        if let (Some(b), Some(h)) = (b, h)
+            && (std::sync::Arc::ptr_eq(b, h) || **b == **h)
+        {
+            continue;
+        }
+        let change = one(b.map(|p| &**p), h.map(|p| &**p), endpoints);
+        if !change.is_empty() {
+            out.insert(id.clone(), change);
+        }
+    }
+    out
+}
+
+fn one(base: Option<&ProxyPlan>, head: Option<&ProxyPlan>, eps: Option<&Endpoints>) -> ProxyChange {
+    let variant = Variant::default();
+    let emit = |p: Option<&ProxyPlan>| {
+        p.map(|p| emit::resources(p, eps, None, &variant).0)
+            .unwrap_or_default()
+    };
+    let (b, h) = (emit(base), emit(head));
+    let lines = |p: Option<&ProxyPlan>| p.map(route_lines).unwrap_or_default();
+    let (lb, lh) = (lines(base), lines(head));
+    let (sb, sh): (BTreeSet<&String>, BTreeSet<&String>) =
+        (lb.iter().collect(), lh.iter().collect());
+    ProxyChange {
+        change: match (base, head) {
+            (None, _) => "added",
+            (_, None) => "removed",
+            _ => "changed",
+        },
+        listeners: names(&b.listeners, &h.listeners),
+        routes: names(&b.routes, &h.routes),
+        clusters: names(&b.clusters, &h.clusters),
+        endpoints: names(&b.endpoints, &h.endpoints),
+        secrets: names(&b.secrets, &h.secrets),
+        route_lines: Lines {
+            added: lh.iter().filter(|l| !sb.contains(l)).cloned().collect(),
+            removed: lb.iter().filter(|l| !sh.contains(l)).cloned().collect(),
+        },
+    }
+}
+
+/// Names only on one side, and names on both whose encoded message differs.
+fn names<M: Message>(base: &BTreeMap<String, M>, head: &BTreeMap<String, M>) -> Names {
+    let mut r = Names::default();
+    for (name, m) in head {
+        match base.get(name) {
+            None => r.added.push(name.clone()),
+            Some(old) if old.encode_to_vec() != m.encode_to_vec() => r.changed.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    r.removed = base
+        .keys()
+        .filter(|n| !head.contains_key(*n))
+        .cloned()
+        .collect();
+    r
+}
+
+/// Every route of `plan`, in match order per virtual host:
+/// `host:port  match → backend (weight) [filters]`.
+pub fn route_lines(plan: &ProxyPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    for (port, l) in &plan.listeners {
+        for v in &l.http().vhosts {
+            let host = format!("{}:{port}", v.domains.join(","));
+            out.extend(v.routes.iter().map(|r| line(&host, r)));
+        }
+    }
+    if let Some(w) = &plan.waypoint {
+        for (svc, routes) in &w.routes {
+            for (port, r) in routes {
+                let host = match port {
+                    Some(p) => format!("{}.{}:{p}", svc.name, svc.namespace),
+                    None => format!("{}.{}", svc.name, svc.namespace),
+                };
+                out.push(line(&host, r));
+            }
+        }
+    }
+    out
+}
+
+fn str_match(name: &str, m: &StrMatch) -> String {
+    match m {
+        StrMatch::Exact(v) => format!("{name}={v}"),
+        StrMatch::Prefix(v) => format!("{name}^={v}"),
+        StrMatch::Regex(v) => format!("{name}~{v}"),
+    }
+}
+
+fn line(host: &str, r: &RoutePlan) -> String {
+    let mut s = format!("{host}  ");
+    let _ = match &r.path {
+        PathMatch::Exact(p) => write!(s, "Exact {p}"),
+        // A string prefix `/` is every path: what Gateway API's `PathPrefix /` becomes.
+        PathMatch::Prefix(p) if p == "/" => write!(s, "PathPrefix /"),
+        PathMatch::Prefix(p) => write!(s, "Prefix {p}"),
+        PathMatch::SegmentPrefix(p) => write!(s, "PathPrefix {p}"),
+        PathMatch::Regex(p) => write!(s, "RegularExpression {p}"),
+    };
+    if let Some(m) = &r.method {
+        let _ = write!(s, " {m}");
+    }
+    for (name, m) in &r.headers {
+        let _ = write!(s, " {}", str_match(name, m));
+    }
+    for (name, m) in &r.query {
+        let _ = write!(s, " ?{}", str_match(name, m));
+    }
+    s.push_str(" → ");
+    let mut filters = Vec::new();
+    match &r.action {
+        Action::Forward(f) => {
+            let targets: Vec<String> = f
+                .backends
+                .iter()
+                .map(|w| {
+                    let t = match &w.target {
+                        Target::Service(b) => format!("{}.{}:{}", b.service, b.namespace, b.port),
+                        Target::Refused(x) => format!(
+                            "{} {}/{}:{} refused ({})",
+                            x.kind,
+                            x.namespace,
+                            x.name,
+                            x.port,
+                            match x.reason {
+                                RefusedReason::NotAService => "not a Service",
+                                RefusedReason::NotPermitted => "not permitted",
+                            }
+                        ),
+                    };
+                    let mut t = format!("{t} ({})", w.weight);
+                    let mut own = Vec::new();
+                    header_ops(&mut own, "request", &w.request_headers);
+                    header_ops(&mut own, "response", &w.response_headers);
+                    if !own.is_empty() {
+                        let _ = write!(t, " [{}]", own.join(", "));
+                    }
+                    t
+                })
+                .collect();
+            if targets.is_empty() {
+                s.push_str("no backend");
+            } else {
+                s.push_str(&targets.join(", "));
+            }
+            if let Some(h) = &f.host_rewrite {
+                filters.push(format!("host rewrite {h}"));
+            }
+            if let Some(p) = &f.path_rewrite {
+                filters.push(format!("path rewrite {}", rewrite(p)));
+            }
+            for m in &f.mirrors {
+                filters.push(format!(
+                    "mirror {}.{}:{} {}/{}",
+                    m.backend.service,
+                    m.backend.namespace,
+                    m.backend.port,
+                    m.numerator,
+                    m.denominator
+                ));
+            }
+            if let Some(t) = f.timeout_ms {
+                filters.push(format!("timeout {t}ms"));
+            }
+            if let Some(t) = f.per_try_timeout_ms {
+                filters.push(format!("per-try timeout {t}ms"));
+            }
+            if let Some(rt) = &f.retry {
+                let mut on = rt.on.clone();
+                on.extend(rt.codes.iter().map(u16::to_string));
+                filters.push(format!("retry {} on {}", rt.attempts, on.join(",")));
+            }
+            if f.grpc {
+                filters.push("grpc".into());
+            }
+        }
+        Action::Redirect(rd) => s.push_str(&redirect(rd)),
+        Action::Status(code) => {
+            let _ = write!(s, "status {code}");
+        }
+    }
+    header_ops(&mut filters, "request", &r.request_headers);
+    header_ops(&mut filters, "response", &r.response_headers);
+    if let Some(c) = &r.cors {
+        let origins: Vec<String> = c
+            .allow_origins
+            .iter()
+            .map(|o| str_match("origin", o))
+            .collect();
+        filters.push(format!("cors {}", origins.join(" ")));
+    }
+    if !filters.is_empty() {
+        let _ = write!(s, " [{}]", filters.join(", "));
+    }
+    s
+}
+
+fn header_ops(out: &mut Vec<String>, which: &str, ops: &HeaderOps) {
+    out.extend(ops.set.iter().map(|(k, v)| format!("{which} set {k}: {v}")));
+    out.extend(ops.add.iter().map(|(k, v)| format!("{which} add {k}: {v}")));
+    out.extend(ops.remove.iter().map(|k| format!("{which} remove {k}")));
+}
+
+fn rewrite(p: &PathRewrite) -> String {
+    match p {
+        PathRewrite::Prefix(v) => format!("prefix {v}"),
+        PathRewrite::Full(v) => format!("full {v}"),
+        PathRewrite::Regex {
+            pattern,
+            substitution,
+        } => format!("regex {pattern} → {substitution}"),
+    }
+}
+
+fn redirect(r: &Redirect) -> String {
+    let mut s = format!("redirect {}", r.status);
+    if let Some(x) = &r.scheme {
+        let _ = write!(s, " scheme {x}");
+    }
+    if let Some(x) = &r.host {
+        let _ = write!(s, " host {x}");
+    }
+    if let Some(x) = r.port {
+        let _ = write!(s, " port {x}");
+    }
+    if let Some(p) = &r.path {
+        let _ = write!(s, " path {}", rewrite(p));
+    }
+    s
+}
