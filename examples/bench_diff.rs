@@ -119,7 +119,8 @@ fn main() {
         }
         let steps = |rev: &str,
                      ic: &mut tidegate::intent::Cache,
-                     pc: &mut tidegate::xds::translate::Cache| {
+                     pc: &mut tidegate::xds::translate::Cache,
+                     rc: &mut tidegate::render::Cache| {
             let git = git2::Repository::open(&path).unwrap();
             let (tree, read) = time(|| {
                 tidegate::gitsync::read_commit_with(
@@ -133,15 +134,16 @@ fn main() {
             });
             let ((config, model), validate) =
                 time(|| tidegate::intent::load_and_expand_cached(&tree, ic).unwrap());
-            let (_, render) =
-                time(|| tidegate::render::render(&model, &config.summary(&tree.source)).unwrap());
+            let (_, render) = time(|| {
+                tidegate::render::render_cached(&model, &config.summary(&tree.source), rc).unwrap()
+            });
             let (_, plans) = time(|| tidegate::xds::translate::plans_cached(&model, pc));
             let (_, status) = time(|| tidegate::xds::translate::conditions::status(&model, None));
             [read, validate, render, plans, status]
         };
-        let (mut ic, mut pc) = Default::default();
-        let cold_steps = steps(&base, &mut ic, &mut pc);
-        let warm = steps(&head, &mut ic, &mut pc);
+        let (mut ic, mut pc, mut rc) = Default::default();
+        let cold_steps = steps(&base, &mut ic, &mut pc, &mut rc);
+        let warm = steps(&head, &mut ic, &mut pc, &mut rc);
         for (label, t) in [("base (cold)", cold_steps), ("head (shared caches)", warm)] {
             step_rows.push(format!(
                 "| {n} | {label} | {} | {} | {} | {} | {} |",

@@ -18,5 +18,5 @@ pub mod manifests;
 pub mod output;
 
 pub use error::{Error, Result};
-pub use manifests::{README_MARKER, Rendered, YAML_MARKER, render};
+pub use manifests::{Cache, README_MARKER, Rendered, YAML_MARKER, render, render_cached};
 pub use output::write_dir;

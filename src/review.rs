@@ -127,12 +127,14 @@ pub fn print(text: &str) -> std::io::Result<()> {
     }
 }
 
-/// What caches survive between two sides: decoded files (by blob id), expansions and
-/// plans (by their inputs). The second side of a diff pays only for what changed.
+/// What caches survive between two sides: decoded files (by blob id), expansions, plans
+/// (by their inputs) and objects' YAML (by object). The second side of a diff pays only
+/// for what changed.
 #[derive(Default)]
 pub struct Caches {
     intent: intent::Cache,
     plans: translate::Cache,
+    render: render::Cache,
 }
 
 /// One revision through the whole pipeline.
@@ -170,10 +172,12 @@ impl Side {
                 // Render, plans and status only read the model: side by side (at 10,000
                 // intents each is ~100 ms, and `diff` loads two revisions).
                 let summary = config.summary(&tree.source);
+                let (render_cache, plan_cache) = (&mut caches.render, &mut caches.plans);
                 let (rendered, plans, status) = std::thread::scope(|s| {
-                    let rendered = s.spawn(|| render::render(&model, &summary));
+                    let rendered =
+                        s.spawn(|| render::render_cached(&model, &summary, render_cache));
                     let status = s.spawn(|| conditions::status(&model, None));
-                    let plans = translate::plans_cached(&model, &mut caches.plans);
+                    let plans = translate::plans_cached(&model, plan_cache);
                     (join(rendered), plans, join(status))
                 });
                 let rendered = rendered?;
