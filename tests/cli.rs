@@ -4,29 +4,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use common::{arg, text, tidegate};
+
+use std::process::Command;
 
 use tidegate::test_helpers::{TempRepo, files_under};
-
-fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(args)
-        .output()
-        .expect("run tidegate")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 const INTENT: &str = "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: httpbin, namespace: httpbin}\nspec:\n  mode: gateway-api\n  hostnames: [httpbin.example.com]\n  gateway: {name: httpbin-gateway, port: 80}\n  rules:\n  - matches: [{path: {value: /headers}}]\n    backendRefs: [{name: httpbin, port: 8000}]\n";
 

@@ -1,25 +1,12 @@
 //! `tidegate diff` through real repositories and the real binary: exit statuses, the JSON
 //! contract, markdown for pull requests, URL repositories.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{text, tidegate};
 
 use serde_json::Value;
 use tidegate::test_helpers::TempRepo;
-
-fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(args)
-        .output()
-        .expect("run tidegate")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `diff --format json` of `base..head`: the exit status and the report.
 fn diff_json(repo: &str, base: &str, head: &str, extra: &[&str]) -> (i32, Value) {

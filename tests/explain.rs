@@ -3,30 +3,14 @@
 //! endpoints, waypoints, and the JSON contract. Whether its answers are Envoy's is
 //! `tests/explain_envoy.rs`'s question.
 
+mod common;
+
+use common::{arg, text, tidegate};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 use tidegate::test_helpers::TempRepo;
-
-fn tidegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidegate"))
-        .args(args)
-        .output()
-        .expect("run tidegate")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// `explain --json` of `url` with extra arguments; panics unless it exits 0.
 fn explain(repo: &Path, proxy: &str, url: &str, extra: &[&str]) -> Value {

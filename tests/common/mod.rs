@@ -11,6 +11,27 @@ use std::path::{Path, PathBuf};
 use tidegate::test_helpers::{TempRepo, files_under};
 use tidegate::{gitsync, intent, render};
 
+/// Runs this build's `tidegate` binary with `args`.
+pub fn tidegate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args(args)
+        .output()
+        .expect("run tidegate")
+}
+
+/// A command's stdout then stderr, for assertion messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
