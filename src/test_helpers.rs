@@ -347,19 +347,27 @@ pub async fn http_request(
         .await
         .ok()?
         .ok()?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Some(HttpResponse {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
+    HttpResponse::parse(&raw)
+}
+
+impl HttpResponse {
+    /// An HTTP/1.1 response as read off the socket: status line, headers (names
+    /// lowercase), body.
+    pub fn parse(raw: &[u8]) -> Option<HttpResponse> {
+        let text = String::from_utf8_lossy(raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Some(HttpResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        })
+    }
 }
 
 pub async fn http_get(addr: SocketAddr, host: &str, path: &str) -> Option<HttpResponse> {

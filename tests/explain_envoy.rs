@@ -732,19 +732,7 @@ async fn exchange(
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
         .ok()??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Some(HttpResponse {
-        status,
-        headers,
-        body: body.to_owned(),
-    })
+    HttpResponse::parse(&raw)
 }
 
 async fn send(addr: SocketAddr, port: u16, r: &Request) -> Observed {
