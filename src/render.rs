@@ -18,5 +18,7 @@ pub mod manifests;
 pub mod output;
 
 pub use error::{Error, Result};
-pub use manifests::{Cache, README_MARKER, Rendered, YAML_MARKER, render, render_cached};
+pub use manifests::{
+    Cache, PROVENANCE, README_MARKER, Rendered, YAML_MARKER, render, render_cached,
+};
 pub use output::write_dir;

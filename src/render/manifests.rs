@@ -12,6 +12,8 @@ use crate::model::{Model, Object};
 /// if they start with it, so files a person put in the output directory are never removed.
 pub const YAML_MARKER: &str =
     "# Rendered by tidegate. Do not edit: the next render replaces this file.";
+/// How a rendered README's line naming its commit starts (`diff` ignores that line).
+pub const PROVENANCE: &str = "Rendered from commit `";
 /// First line of every README tidegate writes (same purpose as [`YAML_MARKER`]).
 pub const README_MARKER: &str =
     "<!-- Rendered by tidegate. Do not edit: the next render replaces this file. -->";
@@ -110,7 +112,7 @@ fn source_line(source: &Provenance) -> String {
             } else {
                 format!(" (directory `{prefix}/`)")
             };
-            format!("Rendered from commit `{sha}`{dir}: {subject}")
+            format!("{PROVENANCE}{sha}`{dir}: {subject}")
         }
         Provenance::Directory => {
             "Rendered from a plain directory, not from a commit: do not sync this to a cluster."

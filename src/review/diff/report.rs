@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::proxies::{self, ProxyChange};
 use super::traffic::{self, TrafficChange};
 use crate::gitsync::Source;
+use crate::render::PROVENANCE;
 use crate::review::{Loaded, Side};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::translate::conditions::{Condition, GatewayApiStatus, GatewayStatus, RouteStatus};
@@ -195,9 +196,6 @@ fn manifests(base: Option<&Loaded>, head: &Loaded) -> Manifests {
     }
     m
 }
-
-/// The first line of a rendered README that names its commit (see `render::manifests`).
-const PROVENANCE: &str = "Rendered from commit `";
 
 fn without_provenance(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains(PROVENANCE) {
