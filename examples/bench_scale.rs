@@ -33,6 +33,8 @@ struct Times {
     read: Duration,
     validate: Duration,
     render: Duration,
+    /// The same render without the previous commit's YAML (before `serve` kept it).
+    render_uncached: Duration,
     translate: Duration,
     /// Gateway API conditions, computed on the first `/status` of a snapshot.
     status: Duration,
@@ -43,6 +45,7 @@ fn run(
     sha: &str,
     cache: &mut tidegate::intent::Cache,
     plan_cache: &mut tidegate::xds::translate::Cache,
+    render_cache: &mut tidegate::render::Cache,
     previous: &mut Option<tidegate::xds::snapshot::Snapshot>,
 ) -> Times {
     let t = Instant::now();
@@ -54,8 +57,13 @@ fn run(
     let (config, model) = tidegate::intent::load_and_expand_cached(&tree, cache).unwrap();
     let validate = t.elapsed();
     let t = Instant::now();
-    let rendered = tidegate::render::render(&model, &config.summary(&tree.source)).unwrap();
+    let rendered =
+        tidegate::render::render_cached(&model, &config.summary(&tree.source), render_cache)
+            .unwrap();
     let render = t.elapsed();
+    let t = Instant::now();
+    std::hint::black_box(tidegate::render::render(&model, &config.summary(&tree.source)).unwrap());
+    let render_uncached = t.elapsed();
     let t = Instant::now();
     let plans = tidegate::xds::translate::plans_cached(&model, plan_cache);
     let planned = t.elapsed();
@@ -78,6 +86,7 @@ fn run(
         read,
         validate,
         render,
+        render_uncached,
         translate,
         status,
     }
@@ -98,9 +107,9 @@ fn main() {
         sizes
     };
     println!(
-        "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) | status (first /status) |"
+        "| intents | gateways | run | read | validate+expand | translate+encode | **to snapshot** | render (after publishing) | render without the previous YAML | status (first /status) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut endpoint_rows = Vec::new();
     for n in sizes {
         let gateways = (n / 100).max(1);
@@ -120,16 +129,25 @@ fn main() {
         let mut cache = tidegate::intent::Cache::default();
         let mut previous = None;
         let mut plan_cache = tidegate::xds::translate::Cache::default();
+        let mut render_cache = tidegate::render::Cache::default();
         for (label, sha) in [("cold", &first), ("one file changed", &second)] {
-            let t = run(&src, sha, &mut cache, &mut plan_cache, &mut previous);
+            let t = run(
+                &src,
+                sha,
+                &mut cache,
+                &mut plan_cache,
+                &mut render_cache,
+                &mut previous,
+            );
             let to_snapshot = t.read + t.validate + t.translate;
             println!(
-                "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} | {} |",
+                "| {n} | {gateways} | {label} | {} | {} | {} | **{}** | {} | {} | {} |",
                 ms(t.read),
                 ms(t.validate),
                 ms(t.translate),
                 ms(to_snapshot),
                 ms(t.render),
+                ms(t.render_uncached),
                 ms(t.status),
             );
         }
@@ -140,7 +158,14 @@ fn main() {
             .unwrap_or(0);
         for r in 0..rounds {
             let sha = if r % 2 == 0 { &first } else { &second };
-            std::hint::black_box(run(&src, sha, &mut cache, &mut plan_cache, &mut previous));
+            std::hint::black_box(run(
+                &src,
+                sha,
+                &mut cache,
+                &mut plan_cache,
+                &mut render_cache,
+                &mut previous,
+            ));
         }
         if let Some(served) = previous.take() {
             endpoint_rows.extend(endpoints_change(n, gateways, served));

@@ -282,6 +282,7 @@ pub async fn start(
         updates: updates.clone(),
         state: state.clone(),
         cache: Default::default(),
+        render_cache: Default::default(),
         _watcher: watcher,
     };
     tasks.push(tokio::spawn(sync.run(triggers, shutdown())));
@@ -348,6 +349,9 @@ struct Sync {
     state: Arc<AdminState>,
     /// What the previous commit decoded and planned, reused where unchanged.
     cache: (intent::Cache, xds::translate::Cache),
+    /// The previous render's objects' YAML (a commit re-serializes only what changed).
+    /// Behind a lock only to cross into the blocking pool; renders run one at a time.
+    render_cache: Arc<std::sync::Mutex<render::Cache>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -511,9 +515,15 @@ impl Sync {
         }
         let (model, config, source) = (b.model, b.config, b.tree_source.clone());
         let metrics = self.state.metrics.clone();
+        let render_cache = self.render_cache.clone();
         let rendered = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let r = render::render(&model, &config.summary(&source));
+            // A render that panicked left the cache as consistent as any other: each
+            // entry is an object with its own YAML.
+            let mut cache = render_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let r = render::render_cached(&model, &config.summary(&source), &mut cache);
             metrics.stage("render").observe(t.elapsed().as_secs_f64());
             r
         })

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use tidegate::render::Rendered;
 use tidegate::test_helpers::TempRepo;
 use tidegate::xds::snapshot::{Inputs, Snapshot};
 use tidegate::xds::translate::Cache as Plans;
@@ -47,32 +48,42 @@ fn versions(s: &Snapshot) -> Vec<(String, Vec<String>)> {
 struct Pipeline {
     files: tidegate::intent::Cache,
     plans: Plans,
+    render: tidegate::render::Cache,
     previous: Option<Snapshot>,
 }
 
 impl Pipeline {
-    fn run(&mut self, repo: &TempRepo) -> (tidegate::model::Model, Snapshot) {
+    /// The model, the snapshot and the rendered files of the repository's HEAD.
+    fn run(&mut self, repo: &TempRepo) -> (tidegate::model::Model, Snapshot, Rendered) {
         let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
-        let (_, model) = tidegate::intent::load_and_expand_cached(&tree, &mut self.files).unwrap();
+        let (config, model) =
+            tidegate::intent::load_and_expand_cached(&tree, &mut self.files).unwrap();
+        let rendered = tidegate::render::render_cached(
+            &model,
+            &config.summary(&tree.source),
+            &mut self.render,
+        )
+        .unwrap();
         let snapshot = Snapshot::build_shared(
             Default::default(),
             tidegate::xds::translate::plans_cached(&model, &mut self.plans),
             Inputs::default(),
             self.previous.as_ref(),
         );
-        (model, snapshot)
+        (model, snapshot, rendered)
     }
 }
 
-fn scratch(repo: &TempRepo) -> (tidegate::model::Model, Snapshot) {
+fn scratch(repo: &TempRepo) -> (tidegate::model::Model, Snapshot, Rendered) {
     let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
-    let (_, model) = tidegate::intent::load_and_expand(&tree).unwrap();
+    let (config, model) = tidegate::intent::load_and_expand(&tree).unwrap();
+    let rendered = tidegate::render::render(&model, &config.summary(&tree.source)).unwrap();
     let snapshot = Snapshot::build(
         Default::default(),
         tidegate::xds::translate::plans(&model),
         Inputs::default(),
     );
-    (model, snapshot)
+    (model, snapshot, rendered)
 }
 
 #[test]
@@ -94,6 +105,7 @@ fn every_step_equals_a_run_from_scratch_and_unchanged_gateways_are_reused() {
     let mut p = Pipeline {
         files: Default::default(),
         plans: Default::default(),
+        render: Default::default(),
         previous: None,
     };
 
@@ -247,11 +259,16 @@ fn every_step_equals_a_run_from_scratch_and_unchanged_gateways_are_reused() {
     for (what, edit, reencoded) in steps {
         edit(&repo);
         repo.commit(what);
-        let (model, snapshot) = p.run(&repo);
-        let (want_model, want_snapshot) = scratch(&repo);
+        let (model, snapshot, rendered) = p.run(&repo);
+        let (want_model, want_snapshot, want_rendered) = scratch(&repo);
         assert_eq!(
             model, want_model,
             "{what}: the model differs from a fresh run"
+        );
+        // The render cache hands on unchanged objects' YAML: byte for byte a fresh render.
+        assert_eq!(
+            rendered.files, want_rendered.files,
+            "{what}: the manifests differ from a fresh render"
         );
         assert_eq!(
             versions(&snapshot),
