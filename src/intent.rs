@@ -139,13 +139,10 @@ pub fn load_cached(tree: &Tree, cache: &mut Cache) -> Result<Config, Error> {
     let mut fresh = decode_fresh(tree, cache);
     for (path, id) in &tree.ids {
         let is_resource = path.starts_with(resources::RESOURCES_DIR);
-        let Some(rest) = path
-            .strip_prefix(INTENTS_DIR)
-            .or_else(|| path.strip_prefix(resources::RESOURCES_DIR))
-        else {
+        if !path.starts_with(INTENTS_DIR) && !is_resource {
             continue;
-        };
-        if !(rest.ends_with(".yaml") || rest.ends_with(".yml")) {
+        }
+        if !is_yaml(path) {
             warnings.push(format!(
                 "{path}: ignored (only *.yaml and *.yml files are read)"
             ));
@@ -275,8 +272,8 @@ fn decode_fresh<'t>(
         .ids
         .iter()
         .filter(|(path, id)| {
-            (path.ends_with(".yaml") || path.ends_with(".yml"))
-                && (path.starts_with(INTENTS_DIR) || path.starts_with(resources::RESOURCES_DIR))
+            (path.starts_with(INTENTS_DIR) || path.starts_with(resources::RESOURCES_DIR))
+                && is_yaml(path)
                 && !cache.knows(path, id)
         })
         .filter_map(|(path, _)| {
@@ -312,6 +309,11 @@ fn decode_fresh<'t>(
             .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// The files of `intents/` and `resources/` that are read; others there are warned about.
+fn is_yaml(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
 fn decode_file(path: &str, bytes: &[u8], plain: bool) -> FileResult {

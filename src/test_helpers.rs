@@ -324,7 +324,9 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`); `None` if the
-/// connection fails (nothing listening yet).
+/// connection fails (nothing listening yet). The response is read up to its
+/// `content-length` (to EOF without one): Envoy holds a connection open for a second after
+/// a response of its own (404, 3xx) until the client closes it (`delayed_close_timeout`).
 pub async fn http_request(
     addr: SocketAddr,
     method: &str,
@@ -343,10 +345,30 @@ pub async fn http_request(
     req.push_str("\r\n");
     sock.write_all(req.as_bytes()).await.ok()?;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut raw))
+    let read = async {
+        loop {
+            if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..at]);
+                let length = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+                if length.is_some_and(|n| raw.len() - at - 4 >= n) {
+                    return Some(());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match sock.read(&mut chunk).await {
+                Ok(0) => return Some(()),
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
         .await
-        .ok()?
-        .ok()?;
+        .ok()??;
     HttpResponse::parse(&raw)
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tidegate::test_helpers::{
-    EchoServer, Envoy, HttpResponse, TempRepo, envoy_binary, eventually, free_port,
+    EchoServer, Envoy, TempRepo, envoy_binary, eventually, free_port, http_request,
 };
 use tidegate::xds::bootstrap::{Options, bootstrap};
 use tidegate::xds::emit::Variant;
@@ -685,56 +685,6 @@ struct Observed {
     backend: Option<String>,
 }
 
-/// One HTTP/1.1 request; reads the response up to its `content-length` instead of EOF, as
-/// Envoy holds a connection open for a second after a response of its own (404, 3xx) until
-/// the client closes it (`delayed_close_timeout`).
-async fn exchange(
-    addr: SocketAddr,
-    method: &str,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<HttpResponse> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock =
-        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-            .await
-            .ok()?
-            .ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        write!(req, "{k}: {v}\r\n").unwrap();
-    }
-    req.push_str("\r\n");
-    sock.write_all(req.as_bytes()).await.ok()?;
-    let mut raw = Vec::new();
-    let read = async {
-        loop {
-            let text = String::from_utf8_lossy(&raw);
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let length = head
-                    .lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-                if length.is_some_and(|n| body.len() >= n) {
-                    return Some(());
-                }
-            }
-            let mut chunk = [0u8; 4096];
-            match sock.read(&mut chunk).await {
-                Ok(0) => return Some(()),
-                Ok(n) => raw.extend_from_slice(&chunk[..n]),
-                Err(_) => return None,
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .ok()??;
-    HttpResponse::parse(&raw)
-}
-
 async fn send(addr: SocketAddr, port: u16, r: &Request) -> Observed {
     let headers: Vec<(&str, &str)> = r
         .headers
@@ -746,7 +696,7 @@ async fn send(addr: SocketAddr, port: u16, r: &Request) -> Observed {
     let resp = eventually(&format!("an answer to {r}"), Duration::from_secs(5), || {
         let (host, headers) = (&host, &headers);
         async move {
-            exchange(addr, r.method, host, &r.path, headers)
+            http_request(addr, r.method, host, &r.path, headers)
                 .await
                 .ok_or_else(|| "no answer".to_owned())
         }
@@ -1254,7 +1204,7 @@ impl Rig {
             &format!("{host} to answer"),
             Duration::from_secs(20),
             || async {
-                match exchange(addr, "GET", &host, "/", &[]).await {
+                match http_request(addr, "GET", &host, "/", &[]).await {
                     Some(r) if r.status == 200 => Ok(()),
                     Some(r) => Err(format!("{} {}", r.status, r.body)),
                     None => Err(format!("no answer; envoy log:\n{}", self.envoy.log())),
