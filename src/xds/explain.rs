@@ -654,7 +654,18 @@ fn str_matches(m: &StrMatch, value: &str) -> bool {
 
 /// RE2 as Envoy runs it: the whole value must match.
 fn full_match(pattern: &str, value: &str) -> bool {
-    regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|re| re.is_match(value))
+    // Compiled once per pattern: `diff` asks every probe of a proxy against every route.
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+            Default::default();
+    }
+    COMPILED.with_borrow_mut(|compiled| {
+        compiled
+            .entry(pattern.to_owned())
+            .or_insert_with(|| regex::Regex::new(&format!("^(?:{pattern})$")).ok())
+            .as_ref()
+            .is_some_and(|re| re.is_match(value))
+    })
 }
 
 /// Why `winner` (earlier, and matching) wins over `other` (later, matching too).
@@ -738,17 +749,22 @@ fn precedence_reason(winner: &RoutePlan, other: &RoutePlan, w: &RouteHit, o: &Ro
 }
 
 /// A match in one line: `PathPrefix /a GET [x-env=canary] ?v=2`.
+/// `diff` shows routes with the same words.
 pub fn describe_match(r: &RoutePlan) -> String {
     let mut s = match &r.path {
         PathMatch::Exact(p) => format!("Exact {p}"),
-        PathMatch::Prefix(p) | PathMatch::SegmentPrefix(p) => format!("PathPrefix {p}"),
+        // A string prefix `/` is every path: what Gateway API's `PathPrefix /` becomes.
+        PathMatch::Prefix(p) if p == "/" => "PathPrefix /".to_owned(),
+        // A VirtualService's string prefix (`/a` matches `/ab`).
+        PathMatch::Prefix(p) => format!("Prefix {p}"),
+        PathMatch::SegmentPrefix(p) => format!("PathPrefix {p}"),
         PathMatch::Regex(p) => format!("RegularExpression {p}"),
     };
     if let Some(m) = &r.method {
         s.push_str(&format!(" {m}"));
     }
     for (k, m) in &r.headers {
-        s.push_str(&format!(" [{k}{}]", str_match_text(m)));
+        s.push_str(&format!(" {k}{}", str_match_text(m)));
     }
     for (k, m) in &r.query {
         s.push_str(&format!(" ?{k}{}", str_match_text(m)));
@@ -809,8 +825,8 @@ fn near_misses(routes: &[RoutePlan], req: &Request) -> String {
     }
 }
 
-/// What a route changes besides where the request goes.
-fn filters(r: &RoutePlan) -> Vec<String> {
+/// What a route changes besides where the request goes (`diff` shows the same lines).
+pub fn filters(r: &RoutePlan) -> Vec<String> {
     let mut out = Vec::new();
     let ops = |out: &mut Vec<String>, what: &str, o: &HeaderOps| {
         for (k, v) in &o.set {
@@ -829,14 +845,8 @@ fn filters(r: &RoutePlan) -> Vec<String> {
         if let Some(h) = &f.host_rewrite {
             out.push(format!("host rewritten to {h}"));
         }
-        match &f.path_rewrite {
-            Some(PathRewrite::Prefix(p)) => out.push(format!("matched prefix replaced by {p}")),
-            Some(PathRewrite::Full(p)) => out.push(format!("path replaced by {p}")),
-            Some(PathRewrite::Regex {
-                pattern,
-                substitution,
-            }) => out.push(format!("path rewritten: {pattern} → {substitution}")),
-            None => {}
+        if let Some(p) = &f.path_rewrite {
+            out.push(describe_rewrite(p));
         }
         for m in &f.mirrors {
             out.push(format!(
@@ -859,6 +869,9 @@ fn filters(r: &RoutePlan) -> Vec<String> {
         }
         if let Some(t) = f.timeout_ms {
             out.push(format!("timeout {t} ms"));
+        }
+        if let Some(t) = f.per_try_timeout_ms {
+            out.push(format!("per-try timeout {t} ms"));
         }
         if let Some(r) = &f.retry {
             out.push(format!(
@@ -883,6 +896,18 @@ fn filters(r: &RoutePlan) -> Vec<String> {
         ));
     }
     out
+}
+
+/// A path rewrite in words.
+pub fn describe_rewrite(p: &PathRewrite) -> String {
+    match p {
+        PathRewrite::Prefix(v) => format!("matched prefix replaced by {v}"),
+        PathRewrite::Full(v) => format!("path replaced by {v}"),
+        PathRewrite::Regex {
+            pattern,
+            substitution,
+        } => format!("path rewritten: {pattern} → {substitution}"),
+    }
 }
 
 /// The Location Envoy writes for redirect `r` of `route` (its `newUri`, measured against

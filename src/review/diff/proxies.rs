@@ -10,10 +10,8 @@ use serde::Serialize;
 use crate::review::Loaded;
 use crate::xds::emit::{self, Variant};
 use crate::xds::endpoints::Endpoints;
-use crate::xds::plan::{
-    Action, HeaderOps, PathMatch, PathRewrite, ProxyPlan, Redirect, RefusedReason, RoutePlan,
-    StrMatch, Target,
-};
+use crate::xds::explain;
+use crate::xds::plan::{Action, ProxyPlan, Redirect, RefusedReason, RoutePlan, Target};
 
 /// What changes for one proxy.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -168,35 +166,10 @@ pub fn route_lines(plan: &ProxyPlan) -> Vec<String> {
     out
 }
 
-fn str_match(name: &str, m: &StrMatch) -> String {
-    match m {
-        StrMatch::Exact(v) => format!("{name}={v}"),
-        StrMatch::Prefix(v) => format!("{name}^={v}"),
-        StrMatch::Regex(v) => format!("{name}~{v}"),
-    }
-}
-
+/// One route as a line: `host  match → backends (weight) [filters]`, in the words
+/// `explain` uses.
 fn line(host: &str, r: &RoutePlan) -> String {
-    let mut s = format!("{host}  ");
-    let _ = match &r.path {
-        PathMatch::Exact(p) => write!(s, "Exact {p}"),
-        // A string prefix `/` is every path: what Gateway API's `PathPrefix /` becomes.
-        PathMatch::Prefix(p) if p == "/" => write!(s, "PathPrefix /"),
-        PathMatch::Prefix(p) => write!(s, "Prefix {p}"),
-        PathMatch::SegmentPrefix(p) => write!(s, "PathPrefix {p}"),
-        PathMatch::Regex(p) => write!(s, "RegularExpression {p}"),
-    };
-    if let Some(m) = &r.method {
-        let _ = write!(s, " {m}");
-    }
-    for (name, m) in &r.headers {
-        let _ = write!(s, " {}", str_match(name, m));
-    }
-    for (name, m) in &r.query {
-        let _ = write!(s, " ?{}", str_match(name, m));
-    }
-    s.push_str(" → ");
-    let mut filters = Vec::new();
+    let mut s = format!("{host}  {} → ", explain::describe_match(r));
     match &r.action {
         Action::Forward(f) => {
             let targets: Vec<String> = f
@@ -204,7 +177,7 @@ fn line(host: &str, r: &RoutePlan) -> String {
                 .iter()
                 .map(|w| {
                     let t = match &w.target {
-                        Target::Service(b) => format!("{}.{}:{}", b.service, b.namespace, b.port),
+                        Target::Service(b) => b.endpoints_key(),
                         Target::Refused(x) => format!(
                             "{} {}/{}:{} refused ({})",
                             x.kind,
@@ -217,14 +190,7 @@ fn line(host: &str, r: &RoutePlan) -> String {
                             }
                         ),
                     };
-                    let mut t = format!("{t} ({})", w.weight);
-                    let mut own = Vec::new();
-                    header_ops(&mut own, "request", &w.request_headers);
-                    header_ops(&mut own, "response", &w.response_headers);
-                    if !own.is_empty() {
-                        let _ = write!(t, " [{}]", own.join(", "));
-                    }
-                    t
+                    format!("{t} ({})", w.weight)
                 })
                 .collect();
             if targets.is_empty() {
@@ -232,73 +198,20 @@ fn line(host: &str, r: &RoutePlan) -> String {
             } else {
                 s.push_str(&targets.join(", "));
             }
-            if let Some(h) = &f.host_rewrite {
-                filters.push(format!("host rewrite {h}"));
-            }
-            if let Some(p) = &f.path_rewrite {
-                filters.push(format!("path rewrite {}", rewrite(p)));
-            }
-            for m in &f.mirrors {
-                filters.push(format!(
-                    "mirror {}.{}:{} {}/{}",
-                    m.backend.service,
-                    m.backend.namespace,
-                    m.backend.port,
-                    m.numerator,
-                    m.denominator
-                ));
-            }
-            if let Some(t) = f.timeout_ms {
-                filters.push(format!("timeout {t}ms"));
-            }
-            if let Some(t) = f.per_try_timeout_ms {
-                filters.push(format!("per-try timeout {t}ms"));
-            }
-            if let Some(rt) = &f.retry {
-                let mut on = rt.on.clone();
-                on.extend(rt.codes.iter().map(u16::to_string));
-                filters.push(format!("retry {} on {}", rt.attempts, on.join(",")));
-            }
-            if f.grpc {
-                filters.push("grpc".into());
-            }
         }
         Action::Redirect(rd) => s.push_str(&redirect(rd)),
         Action::Status(code) => {
             let _ = write!(s, "status {code}");
         }
     }
-    header_ops(&mut filters, "request", &r.request_headers);
-    header_ops(&mut filters, "response", &r.response_headers);
-    if let Some(c) = &r.cors {
-        let origins: Vec<String> = c
-            .allow_origins
-            .iter()
-            .map(|o| str_match("origin", o))
-            .collect();
-        filters.push(format!("cors {}", origins.join(" ")));
+    let mut filters = explain::filters(r);
+    if matches!(&r.action, Action::Forward(f) if f.grpc) {
+        filters.push("gRPC".into());
     }
     if !filters.is_empty() {
         let _ = write!(s, " [{}]", filters.join(", "));
     }
     s
-}
-
-fn header_ops(out: &mut Vec<String>, which: &str, ops: &HeaderOps) {
-    out.extend(ops.set.iter().map(|(k, v)| format!("{which} set {k}: {v}")));
-    out.extend(ops.add.iter().map(|(k, v)| format!("{which} add {k}: {v}")));
-    out.extend(ops.remove.iter().map(|k| format!("{which} remove {k}")));
-}
-
-fn rewrite(p: &PathRewrite) -> String {
-    match p {
-        PathRewrite::Prefix(v) => format!("prefix {v}"),
-        PathRewrite::Full(v) => format!("full {v}"),
-        PathRewrite::Regex {
-            pattern,
-            substitution,
-        } => format!("regex {pattern} → {substitution}"),
-    }
 }
 
 fn redirect(r: &Redirect) -> String {
@@ -313,7 +226,7 @@ fn redirect(r: &Redirect) -> String {
         let _ = write!(s, " port {x}");
     }
     if let Some(p) = &r.path {
-        let _ = write!(s, " path {}", rewrite(p));
+        let _ = write!(s, " {}", explain::describe_rewrite(p));
     }
     s
 }
