@@ -224,7 +224,7 @@ pub fn main() -> ExitCode {
 /// fine: what `kubectl describe` would show, before anything is applied. Not errors: the
 /// API server accepts such objects, and the proxies serve the rest.
 fn print_conditions(model: &crate::model::Model) {
-    let status = crate::xds::translate::conditions::status(model, None);
+    let status = crate::xds::translate::conditions::status(model, None, None);
     let api = serde_json::to_value(&status).unwrap_or_default();
     for line in flagged_conditions(&api) {
         println!("status: {line}");

@@ -176,7 +176,7 @@ impl Side {
                 let (rendered, plans, status) = std::thread::scope(|s| {
                     let rendered =
                         s.spawn(|| render::render_cached(&model, &summary, render_cache));
-                    let status = s.spawn(|| conditions::status(&model, None));
+                    let status = s.spawn(|| conditions::status(&model, None, None));
                     let plans = translate::plans_cached(&model, plan_cache);
                     (join(rendered), plans, join(status))
                 });

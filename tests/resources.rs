@@ -113,7 +113,7 @@ fn a_route_from_a_namespace_the_listener_does_not_admit_is_not_attached_and_says
             .all(|r| !r.name.contains("extra")),
         "{plan:#?}"
     );
-    let status = conditions::status(&model, None);
+    let status = conditions::status(&model, None, None);
     let r = status
         .routes
         .iter()
@@ -189,7 +189,7 @@ spec:
     ]);
     let endpoints =
         tidegate::xds::endpoints::Endpoints::parse("svc.infra:8080: [\"127.0.0.1:1\"]\n").unwrap();
-    let status = conditions::status(&model, Some(&endpoints));
+    let status = conditions::status(&model, Some(&endpoints), None);
     let of = |name: &str, t: &str| {
         let c = status
             .routes
@@ -474,7 +474,7 @@ spec:
   to: [{group: \"\", kind: Secret}]
 ";
     let listener_refs = |model: &tidegate::model::Model| {
-        let status = conditions::status(model, None);
+        let status = conditions::status(model, None, None);
         let c = status.gateways[0].listeners[0]
             .conditions
             .iter()

@@ -657,6 +657,7 @@ fn gateway_api_gateway(
             gateway_class_name: settings.gateway_class_name.clone(),
             listeners,
             allowed_listeners: None,
+            infrastructure: None,
         },
     }
 }
@@ -755,6 +756,7 @@ fn expand_ambient<'a>(
             spec: gw::GatewaySpec {
                 gateway_class_name: WAYPOINT_CLASS.into(),
                 allowed_listeners: None,
+                infrastructure: None,
                 listeners: vec![Listener {
                     name: "mesh".into(),
                     hostname: None,

@@ -15,6 +15,7 @@ use super::rules::{
 use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
+use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::Backend;
 
@@ -97,7 +98,14 @@ impl RouteStatus {
 
 /// The status of every Gateway and route of `model`. With `endpoints`, a backend Service
 /// missing from it is reported as not found (it is what proxies are told exists).
-pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus {
+///
+/// With `certs`, a certificateRef to a Secret that is not there (or could not be read) is
+/// an invalid reference, as a controller reports a missing Secret.
+pub fn status(
+    model: &Model,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+) -> GatewayApiStatus {
     let ix = Index::new(&model.objects);
     let gateways: Vec<&gw::Gateway> = model
         .objects
@@ -238,7 +246,9 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                 .spec
                 .listeners
                 .iter()
-                .map(|l| listener_status(&ix, &ns, &g.metadata.name, l, &mut ports, &attached))
+                .map(|l| {
+                    listener_status(&ix, &ns, &g.metadata.name, l, &mut ports, &attached, certs)
+                })
                 .collect();
             let ok = |l: &ListenerStatus, type_: &str| {
                 l.conditions
@@ -251,7 +261,22 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                 namespace: ns,
                 name: g.metadata.name.clone(),
                 conditions: vec![
-                    if listeners.iter().all(valid) {
+                    if let Some(p) = g
+                        .spec
+                        .infrastructure
+                        .as_ref()
+                        .and_then(|i| i.parameters_ref.as_ref())
+                    {
+                        Condition::new(
+                            "Accepted",
+                            false,
+                            "InvalidParameters",
+                            format!(
+                                "parametersRef {}/{} {}: tidegate reads no parameters objects; remove it",
+                                p.group, p.kind, p.name
+                            ),
+                        )
+                    } else if listeners.iter().all(valid) {
                         Condition::new("Accepted", true, "Accepted", "")
                     } else {
                         // Accepted while any listener is: the valid ones are served.
@@ -292,6 +317,7 @@ fn listener_status<'g>(
     l: &'g gw::Listener,
     ports: &mut std::collections::BTreeMap<u16, &'g str>,
     attached: &Attachments,
+    certs: Option<&Certs>,
 ) -> ListenerStatus {
     let protocol = l.protocol.as_str();
     let carried = protocol_kinds(protocol);
@@ -299,7 +325,14 @@ fn listener_status<'g>(
     let conflict = *ports.entry(l.port).or_insert(protocol) != protocol;
     let mode = l.tls.as_ref().map(|t| t.mode);
     let has_certs = l.tls.as_ref().is_some_and(|t| {
-        !t.certificate_refs.is_empty() && t.certificate_refs.iter().all(|r| r.kind == "Secret")
+        !t.certificate_refs.is_empty()
+            && t.certificate_refs.iter().all(|r| {
+                let key = (
+                    r.namespace.as_deref().unwrap_or(ns).to_owned(),
+                    r.name.clone(),
+                );
+                r.kind == "Secret" && certs.is_none_or(|c| c.secrets.contains_key(&key))
+            })
     });
     let tls_ok = match protocol {
         "HTTPS" => mode == Some("Terminate") && has_certs,
