@@ -202,8 +202,8 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                     .collect(),
             }),
             "TCP" | "UDP" => {
-                // Several routes on one listener: the oldest (here: first by
-                // namespace/name) carries the traffic, as the spec says.
+                // Several routes on one listener: the oldest carries the traffic, as the
+                // spec says.
                 let forward = l4
                     .ports
                     .get(&port)
@@ -256,9 +256,9 @@ struct SniCandidates {
 }
 
 /// Which of several routes competing for one SNI name or one TCP/UDP listener wins: the
-/// first (Git has no creation time, the spec's first tie-breaker; namespace/name is its
-/// second).
-type RouteOrder = (String, String);
+/// oldest (`metadata.created`, from Git history; unknown counts as newest), then the first
+/// by namespace/name, the spec's tie-breakers.
+type RouteOrder = (i64, String, String);
 
 /// Attaches the TLSRoutes, TCPRoutes or UDPRoutes of `routes` to a TLS, TCP or UDP listener.
 fn plan_connections(
@@ -278,7 +278,11 @@ fn plan_connections(
         if !attaches(ix, route, kind, route_ns, owner, listener) {
             continue;
         }
-        let order = (route_ns.to_owned(), route.metadata.name.clone());
+        let order = (
+            route.metadata.created.unwrap_or(i64::MAX),
+            route_ns.to_owned(),
+            route.metadata.name.clone(),
+        );
         let forward = L4Forward {
             name: format!(
                 "{}/{route_ns}/{}/rule/0",

@@ -46,8 +46,8 @@ fn conflict(earlier: &Listener, later: &Listener) -> Option<&'static str> {
     (earlier.hostname == later.hostname).then_some("HostnameConflict")
 }
 
-/// Creation order, as the spec breaks ties: oldest first (`created`: the commit time the
-/// object appeared at, from Git history; unknown sorts last), then namespace and name.
+/// Creation order, as the spec breaks ties: oldest first (`created`: where in Git history
+/// the object appeared; unknown sorts last), then namespace and name.
 pub fn age_key(meta: &ObjectMeta) -> (i64, &str, &str) {
     (
         meta.created.unwrap_or(i64::MAX),
