@@ -27,7 +27,7 @@ fn field<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
     }
 }
 
-fn text<'n>(node: Option<&'n Node>) -> Option<&'n str> {
+fn text(node: Option<&Node>) -> Option<&str> {
     match &node?.value {
         Value::Str(s) => Some(s),
         _ => None,
