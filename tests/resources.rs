@@ -552,21 +552,21 @@ fn the_oldest_of_competing_tcp_routes_wins_by_git_history_not_by_name() {
     let mut repo = TempRepo::new();
     repo.write("tidegate.yaml", SETTINGS)
         .write("resources/gateway.yaml", TCP_GATEWAY)
-        .write("resources/zz-older.yaml", &tcp_route("zz-older", "old"));
+        .write("resources/zz-older.yaml", tcp_route("zz-older", "old"));
     repo.commit("the first route");
-    repo.write("resources/aa-newer.yaml", &tcp_route("aa-newer", "new"));
+    repo.write("resources/aa-newer.yaml", tcp_route("aa-newer", "new"));
     repo.commit("a second route, first by name");
     assert_eq!(tcp_winner(&repo), "tcproute/infra/zz-older/rule/0");
 
     // Editing the older route does not make it younger.
-    repo.write("resources/zz-older.yaml", &tcp_route("zz-older", "old-v2"));
+    repo.write("resources/zz-older.yaml", tcp_route("zz-older", "old-v2"));
     repo.commit("edit the older route");
     assert_eq!(tcp_winner(&repo), "tcproute/infra/zz-older/rule/0");
 
     // Removed and added again, it is the newest.
     repo.remove("resources/zz-older.yaml");
     repo.commit("remove it");
-    repo.write("resources/zz-older.yaml", &tcp_route("zz-older", "old"));
+    repo.write("resources/zz-older.yaml", tcp_route("zz-older", "old"));
     repo.commit("add it back");
     assert_eq!(tcp_winner(&repo), "tcproute/infra/aa-newer/rule/0");
 }
