@@ -201,3 +201,38 @@ pub(super) fn tls_inspector() -> envoy_types::pb::envoy::config::listener::v3::L
         ..ListenerFilter::default()
     }
 }
+
+/// Whether `secret` can be served on `port` (it is in `--certs`); if not, a warning says
+/// which names go unserved and what file would serve them.
+pub(super) fn secret_served(
+    port: u16,
+    protocol: &str,
+    server_names: &[String],
+    secret: &crate::xds::plan::SecretRef,
+    certs: Option<&crate::xds::certs::Certs>,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let crate::xds::plan::SecretRef {
+        namespace: ns,
+        name,
+    } = secret;
+    let Some(certs) = certs else {
+        warnings.push(format!(
+            "{protocol} on port {port} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)"
+        ));
+        return false;
+    };
+    if !certs.secrets.contains_key(&(ns.clone(), name.clone())) {
+        warnings.push(format!(
+            "{protocol} on port {port} for {} is not served: {}",
+            if server_names.is_empty() {
+                "any host".to_owned()
+            } else {
+                server_names.join(", ")
+            },
+            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
+        ));
+        return false;
+    }
+    true
+}

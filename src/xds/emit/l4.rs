@@ -30,7 +30,8 @@ use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{L4Forward, ListenerKind, ListenerPlan, SecretRef, Target};
 
 use super::common::{
-    Variant, any, network_filter, sds, secret_name, socket_address, tls_inspector, transport_socket,
+    Variant, any, network_filter, sds, secret_name, secret_served, socket_address, tls_inspector,
+    transport_socket,
 };
 use super::endpoint::load_assignment;
 
@@ -203,7 +204,7 @@ fn terminating_socket(
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
 ) -> Option<core::TransportSocket> {
-    if !super::listener::secret_served(port, "TLS", server_names, secret, certs, warnings) {
+    if !secret_served(port, "TLS", server_names, secret, certs, warnings) {
         return None;
     }
     let SecretRef {

@@ -19,7 +19,8 @@ use crate::xds::plan::{ProxyPlan, SecretRef, TlsPlan};
 
 use super::common::{
     CORS_FILTER, Variant, any, http_connection_manager, network_filter, per_listener_routes,
-    route_config_name, sds, secret_name, socket_address, tls_inspector, transport_socket,
+    route_config_name, sds, secret_name, secret_served, socket_address, tls_inspector,
+    transport_socket,
 };
 
 /// Envoy's CORS filter, placed before the router in listeners that have a route with a
@@ -32,41 +33,6 @@ fn cors_filter() -> HttpFilter {
         ))),
         ..HttpFilter::default()
     }
-}
-
-/// Whether `secret` can be served on `port` (it is in `--certs`); if not, a warning says
-/// which names go unserved and what file would serve them.
-pub(super) fn secret_served(
-    port: u16,
-    protocol: &str,
-    server_names: &[String],
-    secret: &SecretRef,
-    certs: Option<&Certs>,
-    warnings: &mut Vec<String>,
-) -> bool {
-    let SecretRef {
-        namespace: ns,
-        name,
-    } = secret;
-    let Some(certs) = certs else {
-        warnings.push(format!(
-            "{protocol} on port {port} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)"
-        ));
-        return false;
-    };
-    if !certs.secrets.contains_key(&(ns.clone(), name.clone())) {
-        warnings.push(format!(
-            "{protocol} on port {port} for {} is not served: {}",
-            if server_names.is_empty() {
-                "any host".to_owned()
-            } else {
-                server_names.join(", ")
-            },
-            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
-        ));
-        return false;
-    }
-    true
 }
 
 /// The TLS Secret an HTTPS listener's chain serves, if it is in `--certs`.

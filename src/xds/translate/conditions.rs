@@ -345,7 +345,9 @@ pub fn status(
                     ),
                     None => {
                         let listeners = statuses(&owner);
-                        let any_valid = listeners.iter().any(valid);
+                        // Taken when a listener of it is served (a listener whose
+                        // certificate it may not use is not).
+                        let any_valid = listeners.iter().any(|l| ok(l, "Programmed"));
                         if any_valid {
                             attached_sets += 1;
                         }
