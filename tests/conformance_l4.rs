@@ -584,7 +584,7 @@ impl Certs {
 
 struct Gateway {
     ip: String,
-    _envoy: Envoy,
+    envoy: Envoy,
 }
 
 struct Harness {
@@ -594,6 +594,8 @@ struct Harness {
     _http: echo::Backends,
     _l4: l4_echo::L4Backends,
     gateways: BTreeMap<String, Gateway>,
+    /// The last octet of the next Gateway's loopback address.
+    next_ip: u8,
     certs: Certs,
     base: Vec<Value>,
     _dirs: Vec<tempfile::TempDir>,
@@ -745,6 +747,7 @@ impl Harness {
             _http: http,
             _l4: l4,
             gateways: BTreeMap::new(),
+            next_ip: 2,
             certs,
             base: base.to_vec(),
             _dirs: vec![certs_dir, files],
@@ -886,6 +889,8 @@ impl Harness {
             let r = self.run_case(case).await;
             out.push((id, r));
         }
+        // The next test names other Gateways: stop these Envoys.
+        self.gateways.clear();
         out
     }
 
@@ -954,10 +959,29 @@ impl Harness {
             if r.is_ok() || (Instant::now() >= settled && tries >= 2) || tries >= 30 {
                 return match r {
                     Ok(()) => Check::Pass,
-                    Err(e) => Check::Fail(e),
+                    Err(e) => Check::Fail(format!("{e}{}", self.envoy_complaints(&gateway))),
                 };
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last warnings or errors of the Envoy of `gateway` (e.g. a listener it could not
+    /// bind), for a failure message.
+    fn envoy_complaints(&self, gateway: &str) -> String {
+        let Some(g) = self.gateways.get(gateway) else {
+            return String::new();
+        };
+        let log = g.envoy.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]")
+            })
+            .collect();
+        match lines.last() {
+            Some(l) => format!(" (Envoy: {})", shorten(l, 200)),
+            None => String::new(),
         }
     }
 
@@ -970,7 +994,13 @@ impl Harness {
             return Err(format!("tidegate serves no configuration for {gateway}"));
         }
         if !self.gateways.contains_key(gateway) {
-            let ip = format!("127.0.0.{}", self.gateways.len() + 2);
+            // A fresh address per Envoy: a stopped one's sockets may linger.
+            let ip = format!("127.0.0.{}", self.next_ip);
+            self.next_ip = self
+                .next_ip
+                .checked_add(1)
+                .filter(|n| *n < 255)
+                .unwrap_or(2);
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let boot = bootstrap(&Options {
                 proxy: id.clone(),
@@ -987,7 +1017,7 @@ impl Harness {
                 admin,
             );
             self.gateways
-                .insert(gateway.to_owned(), Gateway { ip, _envoy: envoy });
+                .insert(gateway.to_owned(), Gateway { ip, envoy });
         }
         let ip = self.gateways[gateway].ip.clone();
         let proxy = snapshot.proxy(

@@ -91,8 +91,8 @@ fn condition_holds(have: &Value, want: &Value) -> Result<(), String> {
 
 fn brief(v: &Value) -> String {
     let s = serde_json::to_string(v).unwrap_or_default();
-    if s.len() > 300 {
-        format!("{}…", &s[..s.floor_char_boundary(300)])
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
     } else {
         s
     }
