@@ -27,6 +27,9 @@ pub enum Object {
     Gateway(gateway_api::Gateway),
     HttpRoute(gateway_api::HttpRoute),
     GrpcRoute(gateway_api::GrpcRoute),
+    /// TLSRoute, TCPRoute or UDPRoute (by its `kind`).
+    L4Route(gateway_api::L4Route),
+    ListenerSet(gateway_api::ListenerSet),
     ReferenceGrant(gateway_api::ReferenceGrant),
     IstioGateway(istio::Gateway),
     VirtualService(istio::VirtualService),
@@ -41,6 +44,8 @@ impl Object {
             Object::Gateway(o) => &o.metadata,
             Object::HttpRoute(o) => &o.metadata,
             Object::GrpcRoute(o) => &o.metadata,
+            Object::L4Route(o) => &o.metadata,
+            Object::ListenerSet(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::IstioGateway(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
@@ -51,9 +56,11 @@ impl Object {
     pub fn api_version(&self) -> &'static str {
         match self {
             Object::Namespace(_) | Object::Service(_) => "v1",
-            Object::Gateway(_) | Object::HttpRoute(_) | Object::GrpcRoute(_) => {
-                gateway_api::API_VERSION
-            }
+            Object::Gateway(_)
+            | Object::HttpRoute(_)
+            | Object::GrpcRoute(_)
+            | Object::L4Route(_)
+            | Object::ListenerSet(_) => gateway_api::API_VERSION,
             Object::ReferenceGrant(_) => gateway_api::REFERENCE_GRANT_API_VERSION,
             Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
             Object::Route(_) => openshift::API_VERSION,
@@ -67,6 +74,8 @@ impl Object {
             Object::Gateway(_) | Object::IstioGateway(_) => "Gateway",
             Object::HttpRoute(_) => "HTTPRoute",
             Object::GrpcRoute(_) => "GRPCRoute",
+            Object::L4Route(r) => r.kind,
+            Object::ListenerSet(_) => "ListenerSet",
             Object::ReferenceGrant(_) => "ReferenceGrant",
             Object::VirtualService(_) => "VirtualService",
             Object::Route(_) => "Route",
@@ -87,6 +96,12 @@ impl Object {
             Object::Gateway(_) => "gateway",
             Object::HttpRoute(_) => "httproute",
             Object::GrpcRoute(_) => "grpcroute",
+            Object::L4Route(r) => match r.kind {
+                "TLSRoute" => "tlsroute",
+                "TCPRoute" => "tcproute",
+                _ => "udproute",
+            },
+            Object::ListenerSet(_) => "listenerset",
             Object::ReferenceGrant(_) => "referencegrant",
             Object::IstioGateway(_) => "istio-gateway",
             Object::VirtualService(_) => "virtualservice",

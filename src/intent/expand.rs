@@ -385,6 +385,8 @@ fn meta_mut(o: &mut Object) -> &mut ObjectMeta {
         Object::Gateway(x) => &mut x.metadata,
         Object::HttpRoute(x) => &mut x.metadata,
         Object::GrpcRoute(x) => &mut x.metadata,
+        Object::L4Route(x) => &mut x.metadata,
+        Object::ListenerSet(x) => &mut x.metadata,
         Object::ReferenceGrant(x) => &mut x.metadata,
         Object::IstioGateway(x) => &mut x.metadata,
         Object::VirtualService(x) => &mut x.metadata,
@@ -654,6 +656,7 @@ fn gateway_api_gateway(
         spec: gw::GatewaySpec {
             gateway_class_name: settings.gateway_class_name.clone(),
             listeners,
+            allowed_listeners: None,
         },
     }
 }
@@ -751,6 +754,7 @@ fn expand_ambient<'a>(
             metadata: wmeta,
             spec: gw::GatewaySpec {
                 gateway_class_name: WAYPOINT_CLASS.into(),
+                allowed_listeners: None,
                 listeners: vec![Listener {
                     name: "mesh".into(),
                     hostname: None,

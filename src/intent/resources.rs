@@ -38,7 +38,7 @@ pub struct Resource {
     pub pos: Pos,
 }
 
-const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
+const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
 
 /// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
 const SERVER_METADATA: &[&str] = &[
@@ -90,7 +90,14 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let valid_versions: &[&str] = match kind.as_str() {
         "Namespace" => &["v1"],
         "Gateway" | "VirtualService" if istio_kind => istio_decode::VERSIONS,
-        "Gateway" | "HTTPRoute" | "GRPCRoute" => &[gw::API_VERSION],
+        "Gateway" | "HTTPRoute" | "GRPCRoute" | "ListenerSet" => &[gw::API_VERSION],
+        // Exported from clusters that still serve the alpha versions; written back as v1.
+        "TLSRoute" => &[
+            gw::API_VERSION,
+            "gateway.networking.k8s.io/v1alpha3",
+            "gateway.networking.k8s.io/v1alpha2",
+        ],
+        "TCPRoute" | "UDPRoute" => &[gw::API_VERSION, "gateway.networking.k8s.io/v1alpha2"],
         "ReferenceGrant" => &[gw::REFERENCE_GRANT_API_VERSION, gw::API_VERSION],
         other => {
             cx.report(
@@ -192,6 +199,24 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 },
             })
         }
+        "TLSRoute" | "TCPRoute" | "UDPRoute" => {
+            let spec = require_spec(cx, &o)?;
+            let kind = match kind.as_str() {
+                "TLSRoute" => "TLSRoute",
+                "TCPRoute" => "TCPRoute",
+                _ => "UDPRoute",
+            };
+            Object::L4Route(decode_l4_route(cx, kind, metadata?, spec)?)
+        }
+        "ListenerSet" => {
+            let spec = require_spec(cx, &o)?;
+            Object::ListenerSet(gw::ListenerSet {
+                api_version: gw::API_VERSION,
+                kind: "ListenerSet",
+                metadata: metadata?,
+                spec: decode_listener_set_spec(cx, spec)?,
+            })
+        }
         _ => {
             let spec = require_spec(cx, &o)?;
             Object::ReferenceGrant(ReferenceGrant {
@@ -228,6 +253,103 @@ fn decode_route_spec<R>(
         }
     }
     Some((parent_refs?, hostnames?, rules, s.get("rules").is_some()))
+}
+
+/// A TLSRoute, TCPRoute or UDPRoute: parentRefs, `hostnames` (TLSRoute only: SNI names)
+/// and rules of backendRefs.
+fn decode_l4_route(
+    cx: &mut Cx<'_>,
+    kind: &'static str,
+    metadata: ObjectMeta,
+    spec: &Node,
+) -> Option<gw::L4Route> {
+    let allowed: &[&str] = if kind == "TLSRoute" {
+        &["parentRefs", "hostnames", "rules"]
+    } else {
+        &["parentRefs", "rules"]
+    };
+    let s = cx.object(spec, "spec", allowed)?;
+    let parent_refs = decode_parent_refs(cx, &s);
+    let hostnames = decode_hostnames(cx, &s);
+    let mut rules = Vec::new();
+    let items = s
+        .require(cx, "rules", "at least one rule with backendRefs")
+        .and_then(|n| cx.list(n, "spec.rules"));
+    for (i, item) in items.unwrap_or_default().iter().enumerate() {
+        let field = format!("spec.rules[{i}]");
+        let Some(r) = cx.object(item, &field, &["name", "backendRefs"]) else {
+            continue;
+        };
+        let name = r.get("name").and_then(|n| cx.string(n, &r.field("name")));
+        let mut backend_refs = Vec::new();
+        if let Some(items) = r
+            .require(cx, "backendRefs", "the Services connections go to")
+            .and_then(|n| cx.list(n, &r.field("backendRefs")))
+        {
+            for (j, b) in items.iter().enumerate() {
+                let f = format!("{}[{j}]", r.field("backendRefs"));
+                let Some(decoded) = gateway_api::decode_backend(cx, b, &f) else {
+                    continue;
+                };
+                if !decoded.filters.is_empty() {
+                    cx.report(
+                        b.pos,
+                        &format!("{f}.filters"),
+                        format!("{kind} backendRefs have no filters; remove them"),
+                    );
+                    continue;
+                }
+                backend_refs.push(decoded);
+            }
+        }
+        rules.push(gw::L4RouteRule { name, backend_refs });
+    }
+    if kind == "TLSRoute" && hostnames.as_ref().is_some_and(Vec::is_empty) {
+        // The spec requires SNI names on a TLSRoute (the CRD's minItems is 1 since v1).
+        cx.report(
+            spec.pos,
+            "spec.hostnames",
+            "a TLSRoute needs at least one hostname (the SNI names it serves)",
+        );
+    }
+    Some(gw::L4Route {
+        api_version: gw::API_VERSION,
+        kind,
+        metadata,
+        spec: gw::L4RouteSpec {
+            parent_refs: parent_refs?,
+            hostnames: hostnames?,
+            rules,
+        },
+    })
+}
+
+/// A ListenerSet's spec: its parent Gateway and its listeners (the Gateway's listener schema).
+fn decode_listener_set_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::ListenerSetSpec> {
+    let s = cx.object(node, "spec", &["parentRef", "listeners"])?;
+    let parent = s
+        .require(cx, "parentRef", "the Gateway the listeners are added to")
+        .and_then(|n| cx.object(n, "spec.parentRef", &["group", "kind", "name", "namespace"]));
+    let parent_ref = parent.and_then(|p| {
+        let get = |cx: &mut Cx<'_>, key: &str| p.get(key).and_then(|n| cx.string(n, &p.field(key)));
+        let group = get(cx, "group").unwrap_or_else(|| gw::GROUP.to_owned());
+        let kind = get(cx, "kind").unwrap_or_else(|| "Gateway".to_owned());
+        let namespace = get(cx, "namespace");
+        let name = p
+            .require(cx, "name", "the Gateway's name")
+            .and_then(|n| cx.string(n, &p.field("name")))?;
+        Some(gw::ParentGatewayRef {
+            group,
+            kind,
+            name,
+            namespace,
+        })
+    });
+    let listeners = decode_listeners(cx, &s)?;
+    Some(gw::ListenerSetSpec {
+        parent_ref: parent_ref?,
+        listeners,
+    })
 }
 
 fn require_spec<'n>(cx: &mut Cx<'_>, o: &Obj<'n>) -> Option<&'n Node> {
@@ -290,6 +412,7 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
         &[
             "gatewayClassName",
             "listeners",
+            "allowedListeners",
             "addresses",
             "infrastructure",
         ],
@@ -306,6 +429,44 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
     let class = s
         .require(cx, "gatewayClassName", "the GatewayClass, such as istio")
         .and_then(|n| cx.string(n, "spec.gatewayClassName"));
+    let listeners = decode_listeners(cx, &s);
+    let mut allowed_listeners = None;
+    if let Some(n) = s.get("allowedListeners")
+        && let Some(a) = cx.object(n, "spec.allowedListeners", &["namespaces"])
+    {
+        let mut namespaces = RouteNamespaces {
+            from: "None",
+            selector: None,
+        };
+        if let Some(ns) = a.get("namespaces")
+            && let Some(o) = cx.object(ns, &a.field("namespaces"), &["from", "selector"])
+        {
+            if let Some(f) = o.get("from") {
+                namespaces.from = match cx
+                    .choice(f, &o.field("from"), &["All", "Same", "Selector", "None"])
+                    .as_deref()
+                {
+                    Some("All") => "All",
+                    Some("Same") => "Same",
+                    Some("Selector") => "Selector",
+                    _ => "None",
+                };
+            }
+            if let Some(sel) = o.get("selector") {
+                namespaces.selector = decode_selector(cx, sel, &o.field("selector"));
+            }
+        }
+        allowed_listeners = Some(gw::AllowedListeners { namespaces });
+    }
+    Some(gw::GatewaySpec {
+        gateway_class_name: class?,
+        listeners: listeners?,
+        allowed_listeners,
+    })
+}
+
+/// `spec.listeners` of a Gateway or ListenerSet: names unique.
+fn decode_listeners(cx: &mut Cx<'_>, s: &Obj<'_>) -> Option<Vec<Listener>> {
     let items = s
         .require(cx, "listeners", "at least one listener")
         .and_then(|n| cx.list(n, "spec.listeners"))?;
@@ -326,10 +487,7 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
             listeners.push(l);
         }
     }
-    Some(gw::GatewaySpec {
-        gateway_class_name: class?,
-        listeners,
-    })
+    Some(listeners)
 }
 
 fn decode_listener(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Listener> {

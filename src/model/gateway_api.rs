@@ -25,6 +25,112 @@ pub struct Gateway {
 pub struct GatewaySpec {
     pub gateway_class_name: String,
     pub listeners: Vec<Listener>,
+    /// Which namespaces' ListenerSets may add listeners to this Gateway (`None`: the
+    /// spec's default, none may).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_listeners: Option<AllowedListeners>,
+}
+
+/// `spec.allowedListeners`: `namespaces.from` is `None`, `Same`, `All` or `Selector`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedListeners {
+    pub namespaces: RouteNamespaces,
+}
+
+/// A `ListenerSet`: listeners added to a Gateway (`spec.parentRef`) from the ListenerSet's
+/// own namespace, so a team can expose its hostnames on a shared Gateway without editing it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSet {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: ListenerSetSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetSpec {
+    pub parent_ref: ParentGatewayRef,
+    pub listeners: Vec<Listener>,
+}
+
+/// A ListenerSet's parent: a Gateway (`namespace` absent: the ListenerSet's own).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentGatewayRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// `TLSRoute`, `TCPRoute` and `UDPRoute`: they route connections (TLS by SNI, TCP and UDP by
+/// listener), never requests, and differ only in kind and in TLSRoute's `hostnames` (the
+/// SNI names it serves), so one type carries all three.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4Route {
+    pub api_version: &'static str,
+    /// `TLSRoute`, `TCPRoute` or `UDPRoute`.
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: L4RouteSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4RouteSpec {
+    pub parent_refs: Vec<ParentRef>,
+    /// TLSRoute only: the SNI names, matched like HTTPRoute hostnames.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    pub rules: Vec<L4RouteRule>,
+}
+
+/// A rule of an L4 route: backends only (their `filters` stay empty).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4RouteRule {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub backend_refs: Vec<HttpBackendRef>,
+}
+
+/// The route kinds that carry connections, with the listener protocols they attach to.
+pub const L4_KINDS: [(&str, &str); 3] = [
+    ("TLSRoute", "TLS"),
+    ("TCPRoute", "TCP"),
+    ("UDPRoute", "UDP"),
+];
+
+impl L4Route {
+    /// The route as an HTTPRoute with its parentRefs, hostnames and backends, so attachment
+    /// and reference rules (one implementation, `xds::translate::rules`) read it alike.
+    pub fn as_http(&self) -> HttpRoute {
+        HttpRoute {
+            api_version: API_VERSION,
+            kind: "HTTPRoute",
+            metadata: self.metadata.clone(),
+            spec: HttpRouteSpec {
+                parent_refs: self.spec.parent_refs.clone(),
+                hostnames: self.spec.hostnames.clone(),
+                rules: self
+                    .spec
+                    .rules
+                    .iter()
+                    .map(|r| HttpRouteRule {
+                        name: r.name.clone(),
+                        matches: Vec::new(),
+                        backend_refs: r.backend_refs.clone(),
+                        ..HttpRouteRule::default()
+                    })
+                    .collect(),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod endpoint;
 mod hbone;
+mod l4;
 mod listener;
 mod route;
 mod secret;
@@ -60,6 +61,10 @@ pub fn resources(
     backends.sort();
     backends.dedup();
     let (clusters, loads) = cluster::backend_clusters(&backends, plan, endpoints);
+    res.clusters.extend(clusters);
+    res.endpoints.extend(loads);
+    let udp: Vec<_> = plan.listeners.values().collect();
+    let (clusters, loads) = l4::udp_clusters(&udp, endpoints);
     res.clusters.extend(clusters);
     res.endpoints.extend(loads);
     mesh |= hbone::tunnels(plan, endpoints, certs, &mut res, &mut warnings);

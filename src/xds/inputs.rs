@@ -71,8 +71,8 @@ pub fn reads<'a>(id: &'a str, plan: &'a ProxyPlan) -> Reads<'a> {
     let mut tls_secrets: Vec<(String, String)> = plan
         .listeners
         .values()
-        .flat_map(|l| l.http().tls.iter())
-        .map(|t| (t.secret.namespace.clone(), t.secret.name.clone()))
+        .flat_map(|l| l.secrets())
+        .map(|s| (s.namespace.clone(), s.name.clone()))
         .collect();
     tls_secrets.sort();
     tls_secrets.dedup();

@@ -152,6 +152,13 @@ impl ProxyPlan {
                     .collect(),
                 _ => Vec::new(),
             })
+            .chain(
+                self.listeners
+                    .values()
+                    .flat_map(ListenerPlan::l4_forwards)
+                    .flat_map(|f| &f.backends)
+                    .filter_map(|t| t.target.service().cloned()),
+            )
             .collect();
         out.sort();
         out.dedup();
@@ -165,14 +172,52 @@ pub struct ListenerPlan {
     pub kind: ListenerKind,
 }
 
-/// What a listener speaks. Only HTTP (and HTTPS, terminated) today; TLS passthrough, TCP
-/// and UDP listeners route connections, not requests, and become variants of their own
-/// (SNI or port → backends), emitted as `tcp_proxy`/`udp_proxy` chains.
+/// What a listener speaks: HTTP (and HTTPS, terminated) routes requests; TLS, TCP and UDP
+/// listeners route connections (by SNI, or all of a port's), emitted as `tcp_proxy` and
+/// `udp_proxy` chains. One port has one kind: Envoy's listener is per port and protocol.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ListenerKind {
     Http(HttpListener),
+    Tls(TlsListener),
+    Tcp(L4Forward),
+    Udp(L4Forward),
 }
 
+/// A TLS listener: one chain per SNI name (or one for any name), each passing the TLS
+/// stream through untouched to its backends or terminating it first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsListener {
+    pub chains: Vec<SniChain>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SniChain {
+    /// The SNI names (exact or `*.suffix`) this chain serves; empty: any name, including
+    /// none.
+    pub server_names: Vec<String>,
+    /// Terminate TLS with this certificate, then forward the plain stream; `None`:
+    /// passthrough (the backend does the TLS handshake with the client).
+    pub terminate: Option<SecretRef>,
+    pub forward: L4Forward,
+    /// The Gateway listener (or Istio server) the chain comes from.
+    pub listener: String,
+}
+
+/// Where connections (or UDP sessions) go: weighted backends, as a route's rule chose them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct L4Forward {
+    /// Where the route came from, e.g. `tcproute/ns/name/rule/0`.
+    pub name: String,
+    /// Weight-0 entries are dropped. Refused backends keep their share: it has no cluster,
+    /// so those connections are closed. Empty: every connection is closed.
+    pub backends: Vec<L4Target>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct L4Target {
+    pub target: Target,
+    pub weight: u32,
+}
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HttpListener {
     /// TLS termination (HTTPS): one filter chain per entry. Empty: plain HTTP.
@@ -189,16 +234,47 @@ impl ListenerPlan {
         }
     }
 
-    /// The HTTP side of the listener (every listener is HTTP today).
+    /// The HTTP side of the listener; an L4 listener has none (an empty one is returned,
+    /// so request-level readers see no virtual hosts there).
     pub fn http(&self) -> &HttpListener {
+        static NONE: std::sync::LazyLock<HttpListener> =
+            std::sync::LazyLock::new(HttpListener::default);
         match &self.kind {
             ListenerKind::Http(h) => h,
+            _ => &NONE,
         }
     }
 
+    /// The HTTP side of an HTTP listener.
+    ///
+    /// # Panics
+    /// On an L4 listener: frontends build HTTP listeners before they add to them.
     pub fn http_mut(&mut self) -> &mut HttpListener {
         match &mut self.kind {
             ListenerKind::Http(h) => h,
+            _ => panic!("port {} is not an HTTP listener", self.port),
+        }
+    }
+
+    /// The TLS Secrets the listener serves (HTTPS chains and terminating TLS chains).
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        match &self.kind {
+            ListenerKind::Http(h) => h.tls.iter().map(|t| &t.secret).collect(),
+            ListenerKind::Tls(t) => t
+                .chains
+                .iter()
+                .filter_map(|c| c.terminate.as_ref())
+                .collect(),
+            ListenerKind::Tcp(_) | ListenerKind::Udp(_) => Vec::new(),
+        }
+    }
+
+    /// The connection routes of the listener (TLS chains, or the TCP/UDP forward).
+    pub fn l4_forwards(&self) -> Vec<&L4Forward> {
+        match &self.kind {
+            ListenerKind::Http(_) => Vec::new(),
+            ListenerKind::Tls(t) => t.chains.iter().map(|c| &c.forward).collect(),
+            ListenerKind::Tcp(f) | ListenerKind::Udp(f) => vec![f],
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Listeners (LDS): one per HTTP(S) port, bound to the client's address; a proxyless
-//! gRPC client gets an `api_listener` per host instead.
+//! gRPC client gets an `api_listener` per host instead. TLS, TCP and UDP ports are `l4`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,6 +102,16 @@ pub(super) fn listeners(
     // no listener, and then no route configuration either.
     let mut served = BTreeSet::new();
     for (port, l) in &plan.listeners {
+        if !matches!(l.kind, crate::xds::plan::ListenerKind::Http(_)) {
+            // Connections, not requests: no route configuration. A proxyless gRPC client
+            // has no use for them.
+            if !variant.proxyless
+                && let Some((name, listener)) = super::l4::listener(l, variant, certs, warnings)
+            {
+                listeners.insert(name, listener);
+            }
+            continue;
+        }
         let l = l.http();
         let rc_name = route_config_name(*port, l);
         let split = per_listener_routes(l, variant);

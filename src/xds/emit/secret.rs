@@ -45,8 +45,8 @@ pub(super) fn secrets(
         }
     }
     if !variant.proxyless {
-        for t in plan.listeners.values().flat_map(|l| l.http().tls.iter()) {
-            let SecretRef { namespace, name } = &t.secret;
+        for secret in plan.listeners.values().flat_map(|l| l.secrets()) {
+            let SecretRef { namespace, name } = secret;
             if let Some(p) = certs.secrets.get(&(namespace.clone(), name.clone())) {
                 secrets.push((secret_name(namespace, name), tls_pair(p)));
             }

@@ -9,7 +9,9 @@
 use serde::Serialize;
 
 use super::index::Index;
-use super::rules::{intersect, is_service, listener_allows, secret_permitted, service_permitted};
+use super::rules::{
+    intersect, is_service, listener_allows, protocol_kinds, secret_permitted, service_permitted,
+};
 use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
@@ -93,8 +95,6 @@ impl RouteStatus {
     }
 }
 
-const HTTP_KINDS: [&str; 2] = ["HTTPRoute", "GRPCRoute"];
-
 /// The status of every Gateway and route of `model`. With `endpoints`, a backend Service
 /// missing from it is reported as not found (it is what proxies are told exists).
 pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus {
@@ -128,6 +128,7 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         let (kind, route): (&'static str, std::borrow::Cow<'_, HttpRoute>) = match &**o {
             Object::HttpRoute(r) => ("HTTPRoute", std::borrow::Cow::Borrowed(r)),
             Object::GrpcRoute(r) => ("GRPCRoute", std::borrow::Cow::Owned(r.as_http())),
+            Object::L4Route(r) => (r.kind, std::borrow::Cow::Owned(r.as_http())),
             _ => continue,
         };
         let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
@@ -239,26 +240,24 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                 .iter()
                 .map(|l| listener_status(&ix, &ns, &g.metadata.name, l, &mut ports, &attached))
                 .collect();
-            let valid = listeners.iter().all(|l| {
+            let ok = |l: &ListenerStatus, type_: &str| {
                 l.conditions
                     .iter()
-                    .all(|c| (c.type_ == "Conflicted") != (c.status == "True"))
-            });
-            let any_programmed = listeners.iter().any(|l| {
-                l.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Programmed" && c.status == "True")
-            });
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            };
+            let valid = |l: &ListenerStatus| ok(l, "Accepted") && !ok(l, "Conflicted");
+            let any_programmed = listeners.iter().any(|l| ok(l, "Programmed"));
             GatewayStatus {
                 namespace: ns,
                 name: g.metadata.name.clone(),
                 conditions: vec![
-                    if valid {
+                    if listeners.iter().all(valid) {
                         Condition::new("Accepted", true, "Accepted", "")
                     } else {
+                        // Accepted while any listener is: the valid ones are served.
                         Condition::new(
                             "Accepted",
-                            true,
+                            listeners.iter().any(valid),
                             "ListenersNotValid",
                             "some listeners are not served; see their conditions",
                         )
@@ -294,31 +293,42 @@ fn listener_status<'g>(
     ports: &mut std::collections::BTreeMap<u16, &'g str>,
     attached: &Attachments,
 ) -> ListenerStatus {
-    let supported = matches!(l.protocol.as_str(), "HTTP" | "HTTPS");
-    let conflict = *ports.entry(l.port).or_insert(l.protocol.as_str()) != l.protocol.as_str();
-    let tls_ok = l.protocol != "HTTPS"
-        || l.tls.as_ref().is_some_and(|t| {
-            t.mode == "Terminate"
-                && !t.certificate_refs.is_empty()
-                && t.certificate_refs.iter().all(|r| r.kind == "Secret")
-        });
-    let certs_permitted = l.tls.as_ref().is_none_or(|t| {
-        t.certificate_refs.iter().all(|r| {
-            let secret_ns = r.namespace.as_deref().unwrap_or(ns);
-            secret_permitted(ix, ns, secret_ns, &r.name)
-        })
+    let protocol = l.protocol.as_str();
+    let carried = protocol_kinds(protocol);
+    let supported = !carried.is_empty();
+    let conflict = *ports.entry(l.port).or_insert(protocol) != protocol;
+    let mode = l.tls.as_ref().map(|t| t.mode);
+    let has_certs = l.tls.as_ref().is_some_and(|t| {
+        !t.certificate_refs.is_empty() && t.certificate_refs.iter().all(|r| r.kind == "Secret")
     });
-    let kinds: Vec<&'static str> = HTTP_KINDS
+    let tls_ok = match protocol {
+        "HTTPS" => mode == Some("Terminate") && has_certs,
+        "TLS" => mode == Some("Passthrough") || (mode == Some("Terminate") && has_certs),
+        _ => true,
+    };
+    let certs_permitted = l.tls.as_ref().is_none_or(|t| {
+        t.mode == "Passthrough"
+            || t.certificate_refs.iter().all(|r| {
+                let secret_ns = r.namespace.as_deref().unwrap_or(ns);
+                secret_permitted(ix, ns, secret_ns, &r.name)
+            })
+    });
+    let listed = l
+        .allowed_routes
+        .as_ref()
+        .map_or(&[][..], |a| a.kinds.as_slice());
+    // The kinds the protocol carries, narrowed to those listed; every listed kind must be
+    // one of them.
+    let kinds: Vec<&'static str> = carried
         .iter()
         .copied()
         .filter(|k| {
-            l.allowed_routes.as_ref().is_none_or(|a| {
-                a.kinds.is_empty() || a.kinds.iter().any(|x| x.kind == *k && x.group == gw::GROUP)
-            })
+            listed.is_empty() || listed.iter().any(|x| x.kind == *k && x.group == gw::GROUP)
         })
         .collect();
-    let kinds_ok =
-        l.allowed_routes.as_ref().is_none_or(|a| a.kinds.is_empty()) || !kinds.is_empty();
+    let kinds_ok = listed
+        .iter()
+        .all(|x| x.group == gw::GROUP && carried.contains(&x.kind.as_str()));
     let mut conditions = vec![
         if supported {
             Condition::new("Accepted", true, "Accepted", "")
@@ -327,7 +337,10 @@ fn listener_status<'g>(
                 "Accepted",
                 false,
                 "UnsupportedProtocol",
-                format!("protocol {} is not served; valid: HTTP, HTTPS", l.protocol),
+                format!(
+                    "protocol {} is not served; valid: HTTP, HTTPS, TLS, TCP, UDP",
+                    l.protocol
+                ),
             )
         },
         if conflict {
@@ -354,14 +367,21 @@ fn listener_status<'g>(
                 "ResolvedRefs",
                 false,
                 "InvalidCertificateRef",
-                "HTTPS needs TLS mode Terminate with certificateRefs to Secrets",
+                if protocol == "TLS" {
+                    "TLS needs mode Passthrough, or Terminate with certificateRefs to Secrets"
+                } else {
+                    "HTTPS needs TLS mode Terminate with certificateRefs to Secrets"
+                },
             )
         } else {
             Condition::new(
                 "ResolvedRefs",
                 false,
                 "InvalidRouteKinds",
-                "none of allowedRoutes.kinds is supported; valid: HTTPRoute, GRPCRoute",
+                format!(
+                    "allowedRoutes.kinds lists a kind {protocol} does not carry; valid: {}",
+                    carried.join(", ")
+                ),
             )
         },
     ];

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::model::gateway_api::{self as gw, FilterType};
 use crate::xds::plan::{
-    Action, HttpListener, ListenerKind, ListenerPlan, ProxyPlan, ProxyRef, RoutePlan, SecretRef,
-    TlsPlan, VhostPlan,
+    Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, ProxyPlan, ProxyRef,
+    RoutePlan, SecretRef, SniChain, TlsListener, TlsPlan, VhostPlan,
 };
 
 use super::ambient::route_through_waypoints;
-use super::http_route::route_plan;
+use super::http_route::{route_plan, target};
 use super::index::{Attached, Index};
 use super::rules::{
     SortKey, Specificity, attaches, intersect, secret_permitted, sort_key, specificity,
@@ -64,6 +64,8 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let mut vhosts: BTreeMap<(u16, String), Entry> = BTreeMap::new();
     // port → (protocol, certificates); HTTP and HTTPS cannot share a port.
     let mut ports: BTreeMap<u16, (&str, Vec<TlsPlan>)> = BTreeMap::new();
+    // TLS, TCP and UDP listeners' connection routes.
+    let mut l4 = Connections::default();
 
     for listener in &gateway.spec.listeners {
         let protocol = listener.protocol.as_str();
@@ -107,6 +109,24 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                     continue;
                 }
             }
+            "TLS" => match listener.tls.as_ref() {
+                Some(t) if t.mode == "Passthrough" => {}
+                Some(_) => {
+                    // Terminate: the first certificate the Gateway may use.
+                    match listener_certificate(ix, &mut plan, gw_ns, listener) {
+                        Some(t) => tls.push(t),
+                        None => continue,
+                    }
+                }
+                None => {
+                    plan.warnings.push(format!(
+                        "listener {} (TLS, port {}) is not served: it needs `tls.mode` Passthrough, or Terminate with certificateRefs",
+                        listener.name, listener.port
+                    ));
+                    continue;
+                }
+            },
+            "TCP" | "UDP" => {}
             other => {
                 plan.warnings.push(format!(
                     "listener {} has protocol {other}, which gateway proxies do not serve",
@@ -123,9 +143,17 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             ));
             continue;
         }
+        if matches!(protocol, "TLS" | "TCP" | "UDP") {
+            let terminate = tls.into_iter().next().map(|t| t.secret);
+            plan_connections(ix, &mut l4, routes, gateway, gw_ns, listener, terminate);
+            continue;
+        }
         // Only the first certificate of a listener is served (Envoy picks one per chain).
         entry.1.extend(tls.into_iter().take(1));
         for attached in routes {
+            if attached.l4.is_some() {
+                continue;
+            }
             let route = &*attached.route;
             let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
             if !attaches(
@@ -176,19 +204,47 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         }
     }
 
-    for (port, (_, mut tls)) in ports {
+    for (port, (protocol, mut tls)) in ports {
         tls.sort();
         tls.dedup();
-        plan.listeners.insert(
-            port,
-            ListenerPlan {
-                port,
-                kind: ListenerKind::Http(HttpListener {
-                    tls,
-                    vhosts: Vec::new(),
-                }),
-            },
-        );
+        let kind = match protocol {
+            "TLS" => ListenerKind::Tls(TlsListener {
+                chains: l4
+                    .sni
+                    .range((port, String::new())..(port + 1, String::new()))
+                    .filter(|((p, _), _)| *p == port)
+                    .filter_map(|((_, domain), c)| {
+                        let (_, forward) = c.routes.iter().min_by(|a, b| a.0.cmp(&b.0))?;
+                        Some(SniChain {
+                            server_names: vec![domain.clone()],
+                            terminate: c.terminate.clone(),
+                            forward: forward.clone(),
+                            listener: c.listener.clone(),
+                        })
+                    })
+                    .collect(),
+            }),
+            "TCP" | "UDP" => {
+                // Several routes on one listener: the oldest (here: first by
+                // namespace/name) carries the traffic, as the spec says.
+                let forward = l4
+                    .ports
+                    .get(&port)
+                    .and_then(|r| r.iter().min_by(|a, b| a.0.cmp(&b.0)))
+                    .map(|(_, f)| f.clone())
+                    .unwrap_or_default();
+                if protocol == "TCP" {
+                    ListenerKind::Tcp(forward)
+                } else {
+                    ListenerKind::Udp(forward)
+                }
+            }
+            _ => ListenerKind::Http(HttpListener {
+                tls,
+                vhosts: Vec::new(),
+            }),
+        };
+        plan.listeners.insert(port, ListenerPlan { port, kind });
     }
     for ((port, domain), (_, owner, mut routes)) in vhosts {
         // Precedence, then namespace/name of the route (Git has no creation time, the
@@ -204,4 +260,139 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     }
     route_through_waypoints(ix, &mut plan);
     plan
+}
+
+/// The connection routes of a Gateway's TLS, TCP and UDP listeners while they are planned.
+#[derive(Default)]
+struct Connections {
+    /// (port, SNI name) → the chain's owner and its candidate routes.
+    sni: BTreeMap<(u16, String), SniCandidates>,
+    /// TCP/UDP port → candidate routes.
+    ports: BTreeMap<u16, Vec<(RouteOrder, L4Forward)>>,
+}
+
+struct SniCandidates {
+    specificity: Specificity,
+    listener: String,
+    terminate: Option<SecretRef>,
+    routes: Vec<(RouteOrder, L4Forward)>,
+}
+
+/// Which of several routes competing for one SNI name or one TCP/UDP listener wins: the
+/// first (Git has no creation time, the spec's first tie-breaker; namespace/name is its
+/// second).
+type RouteOrder = (String, String);
+
+/// Attaches the TLSRoutes, TCPRoutes or UDPRoutes of `routes` to a TLS, TCP or UDP listener.
+fn plan_connections(
+    ix: &Index<'_>,
+    l4: &mut Connections,
+    routes: &[Attached<'_>],
+    gateway: &gw::Gateway,
+    gw_ns: &str,
+    listener: &gw::Listener,
+    terminate: Option<SecretRef>,
+) {
+    for attached in routes {
+        let Some(kind) = attached.l4 else {
+            continue;
+        };
+        let route = &*attached.route;
+        let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
+        if !attaches(ix, route, kind, route_ns, gateway, gw_ns, listener) {
+            continue;
+        }
+        let order = (route_ns.to_owned(), route.metadata.name.clone());
+        let forward = L4Forward {
+            name: format!(
+                "{}/{route_ns}/{}/rule/0",
+                kind.to_ascii_lowercase(),
+                route.metadata.name
+            ),
+            backends: route
+                .spec
+                .rules
+                .iter()
+                .take(1)
+                .flat_map(|r| &r.backend_refs)
+                .filter(|b| b.weight > 0)
+                .map(|b| L4Target {
+                    target: target(b, kind, route_ns, &ix.grants),
+                    weight: b.weight,
+                })
+                .collect(),
+        };
+        if kind != "TLSRoute" {
+            l4.ports
+                .entry(listener.port)
+                .or_default()
+                .push((order, forward));
+            continue;
+        }
+        for domain in intersect(listener.hostname.as_deref(), &route.spec.hostnames) {
+            let spec = specificity(listener.hostname.as_deref());
+            let entry = l4
+                .sni
+                .entry((listener.port, domain))
+                .or_insert_with(|| SniCandidates {
+                    specificity: spec,
+                    listener: listener.name.clone(),
+                    terminate: terminate.clone(),
+                    routes: Vec::new(),
+                });
+            // A more specific listener owns the name (listener isolation, as for HTTP).
+            if spec < entry.specificity {
+                *entry = SniCandidates {
+                    specificity: spec,
+                    listener: listener.name.clone(),
+                    terminate: terminate.clone(),
+                    routes: Vec::new(),
+                };
+            } else if spec > entry.specificity || entry.listener != listener.name {
+                continue;
+            }
+            entry.routes.push((order.clone(), forward.clone()));
+        }
+    }
+}
+
+/// The certificate a terminating listener serves: its first certificateRef that is a Secret
+/// the Gateway may use (warnings say why others are not).
+fn listener_certificate(
+    ix: &Index<'_>,
+    plan: &mut ProxyPlan,
+    gw_ns: &str,
+    listener: &gw::Listener,
+) -> Option<TlsPlan> {
+    let t = listener.tls.as_ref()?;
+    for r in &t.certificate_refs {
+        let ns = r.namespace.as_deref().unwrap_or(gw_ns);
+        if r.kind != "Secret" {
+            plan.warnings.push(format!(
+                "listener {}: certificateRef {}/{} is not served: only Secrets are",
+                listener.name, ns, r.name
+            ));
+            continue;
+        }
+        if !secret_permitted(ix, gw_ns, ns, &r.name) {
+            plan.warnings.push(format!(
+                "listener {}: certificateRef {}/{} is not served: no ReferenceGrant in {ns} allows Gateways of {gw_ns} to use it",
+                listener.name, ns, r.name
+            ));
+            continue;
+        }
+        return Some(TlsPlan {
+            server_names: listener.hostname.iter().cloned().collect(),
+            secret: SecretRef {
+                namespace: ns.to_owned(),
+                name: r.name.clone(),
+            },
+            listener: listener.name.clone(),
+        });
+    }
+    plan.warnings.push(format!(
+        "listener {} ({}, port {}) is not served: no certificateRef it may use",
+        listener.name, listener.protocol, listener.port
+    ));
+    None
 }

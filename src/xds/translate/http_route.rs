@@ -14,6 +14,41 @@ use crate::xds::plan::{
 use super::rules::{is_service, service_permitted};
 use crate::model::duration::parse_ms as duration_ms;
 
+/// Where a backendRef of a route of `route_kind` in `route_ns` sends. An unusable backend
+/// (not a Service, or not permitted) keeps its share of the traffic, which fails: the
+/// emitter gives it no cluster (HTTP 500 via `cluster_not_found_response_code`; a closed
+/// connection for L4 routes).
+pub fn target(
+    b: &gw::HttpBackendRef,
+    route_kind: &str,
+    route_ns: &str,
+    grants: &[&ReferenceGrant],
+) -> Target {
+    let ns = b.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
+    let refused = if !is_service(b) {
+        Some(RefusedReason::NotAService)
+    } else if !service_permitted(grants, route_kind, route_ns, &ns, &b.name) {
+        Some(RefusedReason::NotPermitted)
+    } else {
+        None
+    };
+    match refused {
+        None => Target::Service(Backend {
+            service: b.name.clone(),
+            namespace: ns,
+            port: b.port,
+        }),
+        Some(reason) => Target::Refused(Refused {
+            group: b.group.clone(),
+            kind: b.kind.clone(),
+            namespace: ns,
+            name: b.name.clone(),
+            port: b.port,
+            reason,
+        }),
+    }
+}
+
 /// One match of a rule as a route; `port` is the listener's (Service's, in a waypoint).
 pub fn route_plan(
     name: String,
@@ -59,32 +94,7 @@ pub fn route_plan(
     let permitted =
         |ns: &str, name: &str| service_permitted(grants, route_kind, route_ns, ns, name);
     for b in rule.backend_refs.iter().filter(|b| b.weight > 0) {
-        let ns = b.namespace.clone().unwrap_or_else(|| route_ns.to_owned());
-        // An unusable backend (not a Service, or not permitted) keeps its share of the
-        // traffic, which gets 500: the emitter gives it no cluster (see
-        // `cluster_not_found_response_code`).
-        let refused = if !is_service(b) {
-            Some(RefusedReason::NotAService)
-        } else if !permitted(&ns, &b.name) {
-            Some(RefusedReason::NotPermitted)
-        } else {
-            None
-        };
-        let target = match refused {
-            None => Target::Service(Backend {
-                service: b.name.clone(),
-                namespace: ns,
-                port: b.port,
-            }),
-            Some(reason) => Target::Refused(Refused {
-                group: b.group.clone(),
-                kind: b.kind.clone(),
-                namespace: ns,
-                name: b.name.clone(),
-                port: b.port,
-                reason,
-            }),
-        };
+        let target = target(b, route_kind, route_ns, grants);
         let (mut request, mut response) = (HeaderOps::default(), HeaderOps::default());
         for f in &b.filters {
             match f.type_ {

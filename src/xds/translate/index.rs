@@ -32,16 +32,23 @@ pub struct Index<'a> {
 }
 
 /// A route attached to a Gateway; a GRPCRoute is carried as the HTTPRoute it routes like
-/// (`GrpcRoute::as_http`).
+/// (`GrpcRoute::as_http`), a TLSRoute, TCPRoute or UDPRoute as an HTTPRoute with its
+/// parents, hostnames and backends (`L4Route::as_http`), so attachment is one rule.
 #[derive(Clone, Debug)]
 pub struct Attached<'a> {
     pub route: std::borrow::Cow<'a, HttpRoute>,
     pub grpc: bool,
+    /// `TLSRoute`, `TCPRoute` or `UDPRoute`; `None` for HTTP and gRPC routes.
+    pub l4: Option<&'static str>,
 }
 
 impl Attached<'_> {
     pub fn kind(&self) -> &'static str {
-        if self.grpc { "GRPCRoute" } else { "HTTPRoute" }
+        match (self.l4, self.grpc) {
+            (Some(k), _) => k,
+            (None, true) => "GRPCRoute",
+            (None, false) => "HTTPRoute",
+        }
     }
 }
 
@@ -87,6 +94,7 @@ impl<'a> Index<'a> {
                             ix.routes_by_gateway.entry(key).or_default().push(Attached {
                                 route: std::borrow::Cow::Borrowed(r),
                                 grpc: false,
+                                l4: None,
                             });
                             ix.route_objects.entry(key).or_default().push(o);
                         }
@@ -103,6 +111,24 @@ impl<'a> Index<'a> {
                             ix.routes_by_gateway.entry(key).or_default().push(Attached {
                                 route: std::borrow::Cow::Owned(http.clone()),
                                 grpc: true,
+                                l4: None,
+                            });
+                            ix.route_objects.entry(key).or_default().push(o);
+                        }
+                    }
+                }
+                Object::L4Route(r) => {
+                    let route_ns = r.metadata.namespace.as_deref().unwrap_or_default();
+                    let mut named: Vec<(&str, &str)> = Vec::new();
+                    let http = r.as_http();
+                    for p in &r.spec.parent_refs {
+                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
+                        if p.kind == "Gateway" && !named.contains(&key) {
+                            named.push(key);
+                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
+                                route: std::borrow::Cow::Owned(http.clone()),
+                                grpc: false,
+                                l4: Some(r.kind),
                             });
                             ix.route_objects.entry(key).or_default().push(o);
                         }

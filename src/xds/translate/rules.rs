@@ -63,6 +63,17 @@ pub fn attaches(
     parent_matches && listener_allows(ix, listener, kind, route_ns, gw_ns)
 }
 
+/// The route kinds a listener protocol carries.
+pub fn protocol_kinds(protocol: &str) -> &'static [&'static str] {
+    match protocol {
+        "HTTP" | "HTTPS" => &["HTTPRoute", "GRPCRoute"],
+        "TLS" => &["TLSRoute"],
+        "TCP" => &["TCPRoute"],
+        "UDP" => &["UDPRoute"],
+        _ => &[],
+    }
+}
+
 /// Whether `listener` accepts a route of `kind` from namespace `route_ns`.
 pub fn listener_allows(
     ix: &Index<'_>,
@@ -72,11 +83,12 @@ pub fn listener_allows(
     gw_ns: &str,
 ) -> bool {
     let kinds = listener.allowed_routes.as_ref().map(|a| a.kinds.as_slice());
-    let kind_ok = match kinds {
-        Some(k) if !k.is_empty() => k.iter().any(|k| k.group == gw::GROUP && k.kind == kind),
-        // The kinds the listener's protocol carries.
-        _ => matches!(listener.protocol.as_str(), "HTTP" | "HTTPS"),
-    };
+    // A kind the listener's protocol carries, and (when the listener lists kinds) listed.
+    let kind_ok = protocol_kinds(&listener.protocol).contains(&kind)
+        && match kinds {
+            Some(k) if !k.is_empty() => k.iter().any(|k| k.group == gw::GROUP && k.kind == kind),
+            _ => true,
+        };
     if !kind_ok {
         return false;
     }
