@@ -596,6 +596,9 @@ struct Harness {
     gateways: BTreeMap<String, Gateway>,
     /// The last octet of the next Gateway's loopback address.
     next_ip: u8,
+    /// Until when failing checks are retried: [`SETTLE`] after the last commit was served
+    /// (later, a failing check is tried once more and then reported).
+    settled: Instant,
     certs: Certs,
     base: Vec<Value>,
     _dirs: Vec<tempfile::TempDir>,
@@ -748,6 +751,7 @@ impl Harness {
             _l4: l4,
             gateways: BTreeMap::new(),
             next_ip: 2,
+            settled: Instant::now(),
             certs,
             base: base.to_vec(),
             _dirs: vec![certs_dir, files],
@@ -812,10 +816,13 @@ impl Harness {
             yaml_of(&objects.iter().collect::<Vec<_>>()),
         );
         let sha = self.repo.commit(what);
-        self.server
+        let r = self
+            .server
             .wait_served(&sha, Duration::from_secs(20))
             .await
-            .map_err(|e| format!("commit not served: {}", e.join("; ")))
+            .map_err(|e| format!("commit not served: {}", e.join("; ")));
+        self.settled = Instant::now() + SETTLE;
+        r
     }
 
     async fn run_test(&mut self, test: &L4Test) -> Vec<(String, Check)> {
@@ -894,9 +901,9 @@ impl Harness {
         out
     }
 
-    /// Polls `/status` until `check` passes or [`SETTLE`] has passed.
+    /// Polls `/status` until `check` passes, or fails after the configuration settled.
     async fn poll(&self, check: impl Fn(&Value, &[String]) -> Check) -> Check {
-        let deadline = Instant::now() + SETTLE;
+        let deadline = self.settled;
         loop {
             let served: Vec<String> = self
                 .server
@@ -946,7 +953,6 @@ impl Harness {
         };
         let port = req["port"].as_u64().unwrap_or(80) as u16;
         let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
-        let settled = Instant::now() + SETTLE;
         let mut tries = 0;
         loop {
             tries += 1;
@@ -956,7 +962,7 @@ impl Harness {
                 None | Some("http") | Some("https") => self.http_case(req, e, addr).await,
                 Some(p) => Err(format!("protocol {p} not known to the harness")),
             };
-            if r.is_ok() || (Instant::now() >= settled && tries >= 2) || tries >= 30 {
+            if r.is_ok() || (Instant::now() >= self.settled && tries >= 2) || tries >= 30 {
                 return match r {
                     Ok(()) => Check::Pass,
                     Err(e) => Check::Fail(format!("{e}{}", self.envoy_complaints(&gateway))),
