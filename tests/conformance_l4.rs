@@ -384,12 +384,13 @@ fn report(
             .filter(|i| i.profiles.iter().any(|p| p == profile))
             .collect();
         let mut body = String::new();
-        let mut counts = [[0usize; 2]; 2]; // [core, extended] × [passed, total]
+        let mut counts = [[0usize; 3]; 2]; // [core, extended] × [passed, total, not run]
         for inv in &tests {
             let (p, t, notes, ok) = line(&inv.short_name, inv, rows, &prev, previous.is_some());
             let k = usize::from(!inv.core);
             counts[k][1] += 1;
             counts[k][0] += usize::from(ok);
+            counts[k][2] += usize::from(t == 0);
             let _ = writeln!(
                 body,
                 "| {} | {} | {p}/{t} | {notes} |",
@@ -399,8 +400,8 @@ fn report(
         }
         let _ = writeln!(
             out,
-            "## {profile}\n\nCore: {}/{} tests pass; Extended: {}/{} tests pass.\n",
-            counts[0][0], counts[0][1], counts[1][0], counts[1][1]
+            "## {profile}\n\nCore: {}/{} tests pass ({} not run); Extended: {}/{} tests pass ({} not run).\n",
+            counts[0][0], counts[0][1], counts[0][2], counts[1][0], counts[1][1], counts[1][2]
         );
         out.push_str("| ShortName | Core/Extended | passed/total | notes |\n|---|---|---|---|\n");
         out.push_str(&body);
@@ -1423,4 +1424,49 @@ fn the_verdict_follows_the_lists() {
     let v = verdict(&rows);
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].starts_with("A failed"));
+}
+
+#[test]
+fn profile_tables_count_both_extractions() {
+    let inv = |n: &str, profiles: &[&str], core: bool, in_cases: bool| l4_data::Inventory {
+        short_name: n.into(),
+        profiles: profiles.iter().map(|p| p.to_string()).collect(),
+        core,
+        in_cases,
+    };
+    let inventory = vec![
+        inv("GatewayA", &["GATEWAY-HTTP", "GATEWAY-TLS"], true, false),
+        inv("TLSRouteB", &["GATEWAY-TLS"], false, false),
+        inv("HTTPRouteC", &["GATEWAY-HTTP"], true, true),
+        inv("HTTPRouteD", &["GATEWAY-HTTP"], true, true),
+        inv("GatewayE", &["GATEWAY-TLS"], false, false),
+    ];
+    let mut rows = BTreeMap::new();
+    rows.insert(
+        "GatewayA".to_owned(),
+        Row::of(true, &[("a".into(), Check::Pass)]),
+    );
+    rows.insert(
+        "TLSRouteB".to_owned(),
+        Row::of(false, &[("b".into(), Check::Fail("x".into()))]),
+    );
+    let previous = "| ShortName | Core or Extended | passed/total | notes |\n|---|---|---|---|\n| HTTPRouteC | Core | 2/2 |  |\n| HTTPRouteD | Core | 1/2 | boom |\n";
+    let md = report(&rows, &inventory, Some(previous), Duration::from_secs(1));
+    assert!(
+        md.contains("## GATEWAY-HTTP\n\nCore: 2/3 tests pass (0 not run); Extended: 0/0"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## GATEWAY-TLS\n\nCore: 1/1 tests pass (0 not run); Extended: 0/2 tests pass (1 not run)"),
+        "{md}"
+    );
+    assert!(md.contains("| TLSRouteB | Extended | 0/1 | b: x |"), "{md}");
+    assert!(
+        md.contains("| HTTPRouteD | Core | 1/2 | cases.yaml (target/conformance.md): boom |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| GatewayE | Extended | 0/0 | not extracted (cluster-only) |"),
+        "{md}"
+    );
 }
