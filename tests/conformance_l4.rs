@@ -155,6 +155,47 @@ const ADAPTATIONS: &[(&str, &str)] = &[
 /// eventual consistency).
 const SETTLE: Duration = Duration::from_secs(3);
 const MAX_DISTRIBUTION_ATTEMPTS: u64 = 3;
+/// The `expect` fields the harness checks (or, for `*_NOT_CHECKED_BY_SUITE`, `note`,
+/// `tls_server_cert`'s prose, reads as documented).
+const KNOWN_EXPECT: &[&str] = &[
+    "status_conditions",
+    "status_fields",
+    "status",
+    "namespace",
+    "backend_pod_prefix",
+    "backend_request",
+    "tls_server_cert",
+    "backend_is_tls",
+    "backend_sni",
+    "connection_rejected",
+    "udp_service",
+    "udp_reply",
+    "dns_response",
+    "tcp_connect",
+    "tcp_echo_reply",
+    "distribution",
+    "distribution_tolerance",
+    "distribution_attempts",
+    "all_samples_backend_pod_prefix",
+    "all_samples_backend",
+    "note",
+];
+/// The `request` fields the harness sends by.
+const KNOWN_REQUEST: &[&str] = &[
+    "protocol",
+    "gateway",
+    "listener",
+    "port",
+    "method",
+    "path",
+    "host",
+    "tls_sni",
+    "trust",
+    "send",
+    "samples",
+    "concurrency",
+    "dns_query",
+];
 /// Profiles reported.
 const PROFILES: &[&str] = &[
     "GATEWAY-HTTP",
@@ -924,6 +965,23 @@ impl Harness {
 
     async fn run_case(&mut self, case: &Value) -> Check {
         let e = &case["expect"];
+        // An expectation or request field the harness does not check must not pass silently.
+        let unknown: Vec<&String> = e
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| !KNOWN_EXPECT.contains(&k.as_str()))
+            .chain(
+                case["request"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|k| !KNOWN_REQUEST.contains(&k.as_str())),
+            )
+            .collect();
+        if !unknown.is_empty() {
+            return Check::Fail(format!("fields not known to the harness: {unknown:?}"));
+        }
         let Some(req) = case.get("request") else {
             return self
                 .poll(|api, served| {
@@ -1112,6 +1170,14 @@ impl Harness {
         let echo = resp.echo().ok_or("a 200 not from an echo backend")?;
         check_pod(e, &echo)?;
         let br = &e["backend_request"];
+        if let Some(k) = br
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .find(|k| !["method", "path", "host"].contains(&k.as_str()))
+        {
+            return Err(format!("backend_request.{k} is not known to the harness"));
+        }
         for (k, sent) in [("method", &method), ("path", &path), ("host", &host)] {
             let want = br[k].as_str().unwrap_or(sent);
             if echo[k] != want {
