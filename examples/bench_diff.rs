@@ -138,7 +138,8 @@ fn main() {
                 tidegate::render::render_cached(&model, &config.summary(&tree.source), rc).unwrap()
             });
             let (_, plans) = time(|| tidegate::xds::translate::plans_cached(&model, pc));
-            let (_, status) = time(|| tidegate::xds::translate::conditions::status(&model, None));
+            let (_, status) =
+                time(|| tidegate::xds::translate::conditions::status(&model, None, None));
             [read, validate, render, plans, status]
         };
         let (mut ic, mut pc, mut rc) = Default::default();

@@ -78,7 +78,9 @@ fn run(
         eprintln!("  plans {:?} encode {:?}", planned, translate - planned);
     }
     let t = Instant::now();
-    std::hint::black_box(tidegate::xds::translate::conditions::status(&model, None));
+    std::hint::black_box(tidegate::xds::translate::conditions::status(
+        &model, None, None,
+    ));
     let status = t.elapsed();
     std::hint::black_box(rendered);
     *previous = Some(snapshot);

@@ -616,12 +616,18 @@ fn build(
     let t = std::time::Instant::now();
     let loaded = intent::load_and_expand_cached(&tree, cache);
     timer("validate", t);
-    let (config, model) = loaded.map_err(|e| match e {
+    let (config, mut model) = loaded.map_err(|e| match e {
         intent::Error::Invalid(problems) => BuildError::Rejected {
             revision: sha.to_owned(),
             errors: problems.iter().map(ToString::to_string).collect(),
         },
     })?;
+    // The oldest of competing routes and ListenerSets wins: their ages come from history.
+    let (repo, prefix) = source
+        .open()
+        .map_err(|e| BuildError::Source(e.to_string()))?;
+    intent::created::stamp(&config, &mut model, &repo, sha, &prefix)
+        .map_err(|e| BuildError::Source(e.to_string()))?;
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),

@@ -101,6 +101,8 @@ pub enum Command {
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
+    /// `tls://`, `tcp://` and `udp://` URLs ask about a connection instead: the SNI chain or
+    /// port, the TLSRoute/TCPRoute/UDPRoute, and where connections go.
     Explain {
         /// The config repo: a path or a URL (mirrored with its branches and tags).
         #[arg(long, default_value = "config-repo")]
@@ -117,7 +119,7 @@ pub enum Command {
         /// A request header, `Name: value`; repeatable.
         #[arg(short = 'H', long = "header")]
         headers: Vec<String>,
-        /// The TLS server name (SNI) of an https URL; default the URL's host.
+        /// The TLS server name (SNI) of an https or tls URL; default the URL's host.
         #[arg(long)]
         sni: Option<String>,
         /// The endpoints file `serve` is given: a Service it does not list does not exist
@@ -128,8 +130,9 @@ pub enum Command {
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// The request: scheme, host (for a waypoint: the Service's name or VIP), port
-        /// (selects the listener; default 80/443), path and query.
+        /// The request: scheme (http, https, tls, tcp, udp), host (for a waypoint: the
+        /// Service's name or VIP), port (selects the listener; default 80/443, required for
+        /// tcp and udp), path and query.
         url: String,
     },
     /// What a change does: validation, manifests, proxies, Gateway API status and traffic
@@ -224,7 +227,7 @@ pub fn main() -> ExitCode {
 /// fine: what `kubectl describe` would show, before anything is applied. Not errors: the
 /// API server accepts such objects, and the proxies serve the rest.
 fn print_conditions(model: &crate::model::Model) {
-    let status = crate::xds::translate::conditions::status(model, None);
+    let status = crate::xds::translate::conditions::status(model, None, None);
     let api = serde_json::to_value(&status).unwrap_or_default();
     for line in flagged_conditions(&api) {
         println!("status: {line}");

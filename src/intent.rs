@@ -5,6 +5,7 @@
 //! tree, or every problem found in it, never a subset.
 
 pub mod config;
+pub mod created;
 pub mod decode;
 pub mod expand;
 pub mod gateway_api;

@@ -53,6 +53,22 @@ impl Object {
         }
     }
 
+    pub fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::Namespace(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::Gateway(o) => &mut o.metadata,
+            Object::HttpRoute(o) => &mut o.metadata,
+            Object::GrpcRoute(o) => &mut o.metadata,
+            Object::L4Route(o) => &mut o.metadata,
+            Object::ListenerSet(o) => &mut o.metadata,
+            Object::ReferenceGrant(o) => &mut o.metadata,
+            Object::IstioGateway(o) => &mut o.metadata,
+            Object::VirtualService(o) => &mut o.metadata,
+            Object::Route(o) => &mut o.metadata,
+        }
+    }
+
     pub fn api_version(&self) -> &'static str {
         match self {
             Object::Namespace(_) | Object::Service(_) => "v1",

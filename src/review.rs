@@ -168,7 +168,13 @@ impl Side {
         let tree = repo.read(rev, &|path, id| cache.knows(path, id))?;
         let outcome = match intent::load_and_expand_cached(&tree, &mut caches.intent) {
             Err(e) => Err(e),
-            Ok((config, model)) => {
+            Ok((config, mut model)) => {
+                // Competing routes and ListenerSets are ordered by age, as `serve` orders
+                // them, so a review shows what the proxies will do.
+                if let (Some(git), gitsync::Source::Commit { sha, .. }) = (&repo.repo, &tree.source)
+                {
+                    intent::created::stamp(&config, &mut model, git, sha, &repo.prefix)?;
+                }
                 // Render, plans and status only read the model: side by side (at 10,000
                 // intents each is ~100 ms, and `diff` loads two revisions).
                 let summary = config.summary(&tree.source);
@@ -176,7 +182,7 @@ impl Side {
                 let (rendered, plans, status) = std::thread::scope(|s| {
                     let rendered =
                         s.spawn(|| render::render_cached(&model, &summary, render_cache));
-                    let status = s.spawn(|| conditions::status(&model, None));
+                    let status = s.spawn(|| conditions::status(&model, None, None));
                     let plans = translate::plans_cached(&model, plan_cache);
                     (join(rendered), plans, join(status))
                 });

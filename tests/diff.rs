@@ -488,3 +488,74 @@ fn a_new_route_answers_404_in_the_base_and_200_in_the_head() {
     );
     assert_eq!(r["traffic"].as_array().map(Vec::len), Some(1), "{r:#}");
 }
+
+#[test]
+fn connection_routes_are_reviewed_as_lines_too() {
+    let gateway = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: tcp, port: 9300, protocol: TCP}
+  - {name: tls, port: 8443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
+";
+    let routes = |backend: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: db, namespace: infra}}
+spec:
+  parentRefs: [{{name: l4}}]
+  rules:
+  - backendRefs: [{{name: {backend}, port: 5432}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: web, namespace: infra}}
+spec:
+  parentRefs: [{{name: l4}}]
+  hostnames: [abc.example.com]
+  rules:
+  - backendRefs: [{{name: web, port: 8443, weight: 3}}, {{name: gone, namespace: other, port: 8443}}]
+"
+        )
+    };
+    let mut repo = TempRepo::new();
+    repo.write("resources/gateway.yaml", gateway)
+        .write("resources/routes.yaml", routes("db-v1"));
+    let base = repo.commit("l4");
+    repo.write("resources/routes.yaml", routes("db-v2"));
+    let head = repo.commit("db v2");
+    let (code, r) = diff_json(&path(&repo), &base, &head, &[]);
+    assert_eq!(code, 2, "{r:#}");
+    let p = &r["proxies"]["l4.infra"];
+    assert_eq!(
+        strs(&p["route_lines"]["removed"]),
+        ["tcp://*:9300  → db-v1.infra:5432 (1)"],
+        "{r:#}"
+    );
+    assert_eq!(
+        strs(&p["route_lines"]["added"]),
+        ["tcp://*:9300  → db-v2.infra:5432 (1)"],
+        "{r:#}"
+    );
+    // The TLS route did not change, so it is no line of the diff. Its own line: the SNI
+    // name, passthrough, and the backend of another namespace that no ReferenceGrant
+    // permits keeps its share (those connections are closed), saying why.
+    use tidegate::review::{Caches, Repo, Side};
+    let side = Side::load(
+        &Repo::open(&path(&repo)).expect("open"),
+        None,
+        &mut Caches::default(),
+    )
+    .expect("load");
+    let plan = &side.loaded().expect("valid").plans["l4.infra"];
+    assert_eq!(
+        tidegate::review::diff::route_lines(plan),
+        [
+            "tls://abc.example.com:8443  passthrough → web.infra:8443 (3), Service other/gone:8443 refused (not permitted) (1)",
+            "tcp://*:9300  → db-v2.infra:5432 (1)",
+        ]
+    );
+}

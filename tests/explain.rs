@@ -514,3 +514,80 @@ spec:
     let plain = explain(repo.path(), proxy, "http://a.example.com:443/", &[]);
     assert_eq!(plain["status"], 0, "{plain:#}");
 }
+
+#[test]
+fn connections_are_explained_by_sni_and_port() {
+    let mut repo = TempRepo::new();
+    repo.write(
+        "resources/l4.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: l4, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: tls, port: 8443, protocol: TLS, hostname: '*.example.com', tls: {mode: Passthrough}}
+  - {name: db, port: 5432, protocol: TCP}
+  - {name: dns, port: 5353, protocol: UDP}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {name: web, namespace: infra}
+spec:
+  parentRefs: [{name: l4}]
+  hostnames: [abc.example.com]
+  rules:
+  - backendRefs: [{name: web, port: 8443}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {name: db, namespace: infra}
+spec:
+  parentRefs: [{name: l4}]
+  rules:
+  - backendRefs: [{name: db, port: 5432, weight: 9}, {name: db, namespace: other, port: 5432}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: UDPRoute
+metadata: {name: dns, namespace: infra}
+spec:
+  parentRefs: [{name: l4}]
+  rules:
+  - backendRefs: [{name: coredns, port: 53}]
+",
+    );
+    repo.commit("l4");
+    let a = explain(repo.path(), "l4.infra", "tls://abc.example.com:8443", &[]);
+    assert_eq!(a["status"], 0, "{a:#}");
+    assert_eq!(a["backends"][0]["name"], "web", "{a:#}");
+    assert_eq!(a["route"]["kind"], "TLSRoute", "{a:#}");
+    assert_eq!(a["route"]["file"], "resources/l4.yaml", "{a:#}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("forwarded to web.infra:8443"),
+        "{a:#}"
+    );
+    // An SNI no route serves: closed during the handshake, the served names listed.
+    let a = explain(repo.path(), "l4.infra", "tls://other.org:8443", &[]);
+    assert!(a["backends"].as_array().unwrap().is_empty(), "{a:#}");
+    let why = a["reason"].as_str().unwrap();
+    assert!(
+        why.contains("closed during the TLS handshake") && why.contains("abc.example.com"),
+        "{a:#}"
+    );
+    // TCP: the refused share is closed, and says why.
+    let a = explain(repo.path(), "l4.infra", "tcp://gateway:5432", &[]);
+    assert_eq!(a["route"]["kind"], "TCPRoute", "{a:#}");
+    let why = a["reason"].as_str().unwrap();
+    assert!(
+        why.contains("db.infra:5432 (weight 9)") && why.contains("1 of 10 closed"),
+        "{a:#}"
+    );
+    let a = explain(repo.path(), "l4.infra", "udp://gateway:5353", &[]);
+    assert_eq!(a["backends"][0]["name"], "coredns", "{a:#}");
+    // Asked in the wrong protocol: which one the port speaks.
+    let a = explain(repo.path(), "l4.infra", "http://gateway:5432/", &[]);
+    assert!(a["reason"].as_str().unwrap().contains("tcp://"), "{a:#}");
+}

@@ -113,7 +113,7 @@ fn a_route_from_a_namespace_the_listener_does_not_admit_is_not_attached_and_says
             .all(|r| !r.name.contains("extra")),
         "{plan:#?}"
     );
-    let status = conditions::status(&model, None);
+    let status = conditions::status(&model, None, None);
     let r = status
         .routes
         .iter()
@@ -189,7 +189,7 @@ spec:
     ]);
     let endpoints =
         tidegate::xds::endpoints::Endpoints::parse("svc.infra:8080: [\"127.0.0.1:1\"]\n").unwrap();
-    let status = conditions::status(&model, Some(&endpoints));
+    let status = conditions::status(&model, Some(&endpoints), None);
     let of = |name: &str, t: &str| {
         let c = status
             .routes
@@ -474,7 +474,7 @@ spec:
   to: [{group: \"\", kind: Secret}]
 ";
     let listener_refs = |model: &tidegate::model::Model| {
-        let status = conditions::status(model, None);
+        let status = conditions::status(model, None, None);
         let c = status.gateways[0].listeners[0]
             .conditions
             .iter()
@@ -509,4 +509,64 @@ spec:
         }
     );
     assert_eq!(listener_refs(&with), ("True", "ResolvedRefs"));
+}
+
+/// A TCP Gateway and a TCPRoute `name` on it sending to Service `backend`.
+fn tcp_route(name: &str, backend: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: TCPRoute
+metadata: {{name: {name}, namespace: infra}}
+spec:
+  parentRefs: [{{name: tcp, namespace: infra}}]
+  rules:
+  - backendRefs: [{{name: {backend}, port: 9000}}]
+"
+    )
+}
+
+const TCP_GATEWAY: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: tcp, namespace: infra}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: tcp, port: 9300, protocol: TCP}
+";
+
+/// Which route carries the connections of the TCP listener at the repository's HEAD.
+fn tcp_winner(repo: &TempRepo) -> String {
+    use tidegate::review::{Caches, Repo, Side};
+    use tidegate::xds::plan::ListenerKind;
+    let repo = Repo::open(&repo.path().display().to_string()).expect("open");
+    let side = Side::load(&repo, None, &mut Caches::default()).expect("load");
+    let loaded = side.loaded().expect("valid");
+    match &loaded.plans["tcp.infra"].listeners[&9300].kind {
+        ListenerKind::Tcp(f) => f.name.clone(),
+        other => panic!("not a TCP listener: {other:?}"),
+    }
+}
+
+#[test]
+fn the_oldest_of_competing_tcp_routes_wins_by_git_history_not_by_name() {
+    let mut repo = TempRepo::new();
+    repo.write("tidegate.yaml", SETTINGS)
+        .write("resources/gateway.yaml", TCP_GATEWAY)
+        .write("resources/zz-older.yaml", tcp_route("zz-older", "old"));
+    repo.commit("the first route");
+    repo.write("resources/aa-newer.yaml", tcp_route("aa-newer", "new"));
+    repo.commit("a second route, first by name");
+    assert_eq!(tcp_winner(&repo), "tcproute/infra/zz-older/rule/0");
+
+    // Editing the older route does not make it younger.
+    repo.write("resources/zz-older.yaml", tcp_route("zz-older", "old-v2"));
+    repo.commit("edit the older route");
+    assert_eq!(tcp_winner(&repo), "tcproute/infra/zz-older/rule/0");
+
+    // Removed and added again, it is the newest.
+    repo.remove("resources/zz-older.yaml");
+    repo.commit("remove it");
+    repo.write("resources/zz-older.yaml", tcp_route("zz-older", "old"));
+    repo.commit("add it back");
+    assert_eq!(tcp_winner(&repo), "tcproute/infra/aa-newer/rule/0");
 }

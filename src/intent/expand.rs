@@ -279,7 +279,7 @@ impl<'a> Out<'a> {
     fn push(&mut self, mut o: Object, origin: &'a Intent) {
         // Namespaces are only labelled; everything else is owned and carries the label.
         if !matches!(o, Object::Namespace(_)) {
-            meta_mut(&mut o)
+            o.meta_mut()
                 .labels
                 .insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
         }
@@ -294,7 +294,7 @@ impl<'a> Out<'a> {
     /// Like `push`, for an object that belongs to `origin` alone: it also gets the
     /// intent's own labels and annotations.
     fn push_own(&mut self, mut o: Object, origin: &'a Intent) {
-        let meta = meta_mut(&mut o);
+        let meta = o.meta_mut();
         for (k, v) in &origin.labels {
             meta.labels.insert(k.clone(), v.clone());
         }
@@ -375,22 +375,6 @@ fn check_resources(out: &Out<'_>, resources: &[Resource], problems: &mut Vec<Pro
                 format!("intent {}/{} ({}:{})", i.namespace, i.name, i.file, i.pos),
             ));
         }
-    }
-}
-
-fn meta_mut(o: &mut Object) -> &mut ObjectMeta {
-    match o {
-        Object::Namespace(x) => &mut x.metadata,
-        Object::Service(x) => &mut x.metadata,
-        Object::Gateway(x) => &mut x.metadata,
-        Object::HttpRoute(x) => &mut x.metadata,
-        Object::GrpcRoute(x) => &mut x.metadata,
-        Object::L4Route(x) => &mut x.metadata,
-        Object::ListenerSet(x) => &mut x.metadata,
-        Object::ReferenceGrant(x) => &mut x.metadata,
-        Object::IstioGateway(x) => &mut x.metadata,
-        Object::VirtualService(x) => &mut x.metadata,
-        Object::Route(x) => &mut x.metadata,
     }
 }
 
@@ -657,6 +641,7 @@ fn gateway_api_gateway(
             gateway_class_name: settings.gateway_class_name.clone(),
             listeners,
             allowed_listeners: None,
+            infrastructure: None,
         },
     }
 }
@@ -755,6 +740,7 @@ fn expand_ambient<'a>(
             spec: gw::GatewaySpec {
                 gateway_class_name: WAYPOINT_CLASS.into(),
                 allowed_listeners: None,
+                infrastructure: None,
                 listeners: vec![Listener {
                     name: "mesh".into(),
                     hostname: None,

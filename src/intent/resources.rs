@@ -417,7 +417,7 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
             "infrastructure",
         ],
     )?;
-    for unsupported in ["addresses", "infrastructure"] {
+    for unsupported in ["addresses"] {
         if let Some(n) = s.get(unsupported) {
             cx.report(
                 n.pos,
@@ -458,10 +458,48 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
         }
         allowed_listeners = Some(gw::AllowedListeners { namespaces });
     }
+    let mut infrastructure = None;
+    if let Some(n) = s.get("infrastructure")
+        && let Some(i) = cx.object(
+            n,
+            "spec.infrastructure",
+            &["labels", "annotations", "parametersRef"],
+        )
+    {
+        let map = |cx: &mut Cx<'_>, key: &str| {
+            let mut out = BTreeMap::new();
+            if let Some(m) = i.get(key)
+                && let Some(entries) = cx.string_map(m, &i.field(key))
+            {
+                out.extend(entries.into_iter().map(|(_, k, v)| (k, v)));
+            }
+            out
+        };
+        let labels = map(cx, "labels");
+        let annotations = map(cx, "annotations");
+        let parameters_ref = i.get("parametersRef").and_then(|n| {
+            let p = cx.object(n, &i.field("parametersRef"), &["group", "kind", "name"])?;
+            let get = |cx: &mut Cx<'_>, key: &str| {
+                p.require(cx, key, "the parameters object's group, kind and name")
+                    .and_then(|n| cx.string(n, &p.field(key)))
+            };
+            Some(gw::RouteGroupKindName {
+                group: get(cx, "group")?,
+                kind: get(cx, "kind")?,
+                name: get(cx, "name")?,
+            })
+        });
+        infrastructure = Some(gw::GatewayInfrastructure {
+            labels,
+            annotations,
+            parameters_ref,
+        });
+    }
     Some(gw::GatewaySpec {
         gateway_class_name: class?,
         listeners: listeners?,
         allowed_listeners,
+        infrastructure,
     })
 }
 
@@ -543,6 +581,7 @@ fn decode_listener(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Listener
                     continue;
                 };
                 let kind = r.get("kind").and_then(|n| cx.string(n, &r.field("kind")));
+                let group = r.get("group").and_then(|n| cx.string(n, &r.field("group")));
                 let name = r
                     .require(cx, "name", "the Secret's name")
                     .and_then(|n| cx.string(n, &r.field("name")));
@@ -553,7 +592,9 @@ fn decode_listener(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Listener
                     certificate_refs.push(SecretRef {
                         group: "",
                         // Any other kind stays unserved (with a warning) in translation.
-                        kind: if kind.as_deref().is_none_or(|k| k == "Secret") {
+                        kind: if kind.as_deref().is_none_or(|k| k == "Secret")
+                            && group.as_deref().is_none_or(str::is_empty)
+                        {
                             "Secret"
                         } else {
                             "Unsupported"

@@ -29,6 +29,30 @@ pub struct GatewaySpec {
     /// spec's default, none may).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed_listeners: Option<AllowedListeners>,
+    /// `spec.infrastructure`: kept so the manifests say what Git says; a `parametersRef`
+    /// names an object tidegate has no kind for, so such a Gateway is not accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infrastructure: Option<GatewayInfrastructure>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayInfrastructure {
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters_ref: Option<RouteGroupKindName>,
+}
+
+/// A reference by group, kind and name (a Gateway's `parametersRef`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteGroupKindName {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
 }
 
 /// `spec.allowedListeners`: `namespaces.from` is `None`, `Same`, `All` or `Selector`.

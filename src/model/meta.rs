@@ -12,6 +12,13 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// When the object appeared: the first-parent position (from the root commit) of the
+    /// commit since which it has been in the repository, Git's stand-in for
+    /// `creationTimestamp`, which the spec uses to let the oldest of competing routes and
+    /// ListenerSets win (`gitsync::history`). Not written to manifests: an API server sets
+    /// its own.
+    #[serde(skip)]
+    pub created: Option<i64>,
 }
 
 impl ObjectMeta {

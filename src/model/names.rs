@@ -13,7 +13,18 @@ pub fn is_dns1123_label(s: &str) -> bool {
 
 /// DNS-1123 subdomain: what Kubernetes accepts for most object names.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    // Kubernetes' own rule (IsDNS1123Subdomain): the whole name at most 253 characters of
+    // dot-separated alphanumeric-and-dash parts; unlike a DNS label, a part may exceed 63.
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 /// A Gateway API hostname: a DNS name, optionally with a leading `*.` label, no IPs, no port.

@@ -29,6 +29,7 @@ pub fn locate(config: &Config, model: &Model, tree: &Tree, hit: &RouteHit) -> Op
         let (kind, meta) = match &*r.object {
             Object::HttpRoute(o) => ("HTTPRoute", &o.metadata),
             Object::GrpcRoute(o) => ("GRPCRoute", &o.metadata),
+            Object::L4Route(o) => (o.kind, &o.metadata),
             Object::VirtualService(o) => ("VirtualService", &o.metadata),
             _ => continue,
         };

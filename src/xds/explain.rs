@@ -16,8 +16,8 @@ use std::collections::BTreeSet;
 use crate::xds::emit::{misdirected_vhosts, per_listener_routes};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{
-    Action, Backend, HeaderOps, HttpListener, PathMatch, PathRewrite, ProxyPlan, Redirect,
-    RefusedReason, RoutePlan, ServiceRef, StrMatch, Target, VhostPlan,
+    Action, Backend, HeaderOps, HttpListener, ListenerKind, ListenerPlan, PathMatch, PathRewrite,
+    ProxyPlan, Redirect, RefusedReason, RoutePlan, ServiceRef, StrMatch, Target, VhostPlan,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +63,13 @@ impl Request {
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
         let scheme = scheme.to_ascii_lowercase();
+        // tls://, tcp:// and udp:// ask about connections (TLS, TCP and UDP listeners);
+        // TCP and UDP have no default port.
         let default_port = match scheme.as_str() {
             "http" => 80,
-            "https" => 443,
-            _ => return Err(bad("the scheme is neither http nor https")),
+            "https" | "tls" => 443,
+            "tcp" | "udp" => 0,
+            _ => return Err(bad("the scheme is none of http, https, tls, tcp, udp")),
         };
         let (authority, path_query) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -94,6 +97,9 @@ impl Request {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let port = port.unwrap_or(default_port);
+        if port == 0 {
+            return Err(bad("tcp:// and udp:// need a port"));
+        }
         let mut host = if port == default_port {
             host.to_ascii_lowercase()
         } else {
@@ -234,10 +240,22 @@ impl RouteHit {
         let kind = match parts.first().copied() {
             Some("httproute") => "HTTPRoute",
             Some("grpcroute") => "GRPCRoute",
+            Some("tlsroute") => "TLSRoute",
+            Some("tcproute") => "TCPRoute",
+            Some("udproute") => "UDPRoute",
             Some("virtualservice") => "VirtualService",
             _ => "",
         };
         match parts.as_slice() {
+            // A connection route: `kind/ns/name/rule/i` (a VirtualService's `tls/i`, `tcp/i`).
+            [_, ns, obj, _, rule] if !kind.is_empty() => RouteHit {
+                name: name.to_owned(),
+                kind: kind.to_owned(),
+                namespace: (*ns).to_owned(),
+                object: (*obj).to_owned(),
+                rule: rule.parse().unwrap_or(0),
+                r#match: 0,
+            },
             [_, ns, obj, _, rule, _, m] if !kind.is_empty() => RouteHit {
                 name: name.to_owned(),
                 kind: kind.to_owned(),
@@ -301,8 +319,21 @@ pub fn evaluate(plan: &ProxyPlan, req: &Request, endpoints: Option<&Endpoints>) 
         );
         return a;
     };
+    if !matches!(l.kind, ListenerKind::Http(_)) {
+        connection(&mut a, l, req, plan, endpoints);
+        return a;
+    }
     let l = l.http();
     a.listener = format!("port {}", req.port);
+    if matches!(req.scheme.as_str(), "tls" | "tcp" | "udp") {
+        a.reason = format!(
+            "port {} serves HTTP{}, not {} connections; ask with http:// or https://",
+            req.port,
+            if l.tls.is_empty() { "" } else { "S" },
+            req.scheme.to_ascii_uppercase()
+        );
+        return a;
+    }
     // The virtual hosts of the route configuration the connection's chain uses.
     let owned: Vec<VhostPlan>;
     let vhosts: Vec<&VhostPlan> = if l.tls.is_empty() {
@@ -562,17 +593,23 @@ fn unavailable(
 /// The chain Envoy picks for `sni`: an exact server name, then the longest wildcard that
 /// covers it, then the chain without names.
 fn tls_chain(l: &HttpListener, sni: &str) -> Option<usize> {
+    let names: Vec<&[String]> = l.tls.iter().map(|t| t.server_names.as_slice()).collect();
+    sni_chain(&names, sni)
+}
+
+/// Envoy's filter chain choice by SNI among chains serving `names` each: an exact name,
+/// then the longest `*.suffix`, then a chain without names.
+fn sni_chain(chains: &[&[String]], sni: &str) -> Option<usize> {
     let sni = sni.to_ascii_lowercase();
-    if let Some(i) = l
-        .tls
+    if let Some(i) = chains
         .iter()
-        .position(|t| t.server_names.iter().any(|n| n.eq_ignore_ascii_case(&sni)))
+        .position(|names| names.iter().any(|n| n.eq_ignore_ascii_case(&sni)))
     {
         return Some(i);
     }
     let mut best: Option<(usize, usize)> = None;
-    for (i, t) in l.tls.iter().enumerate() {
-        for n in &t.server_names {
+    for (i, names) in chains.iter().enumerate() {
+        for n in names.iter() {
             if let Some(suffix) = n.strip_prefix('*')
                 && sni.len() > suffix.len()
                 && sni.ends_with(&suffix.to_ascii_lowercase())
@@ -583,7 +620,123 @@ fn tls_chain(l: &HttpListener, sni: &str) -> Option<usize> {
         }
     }
     best.map(|(_, i)| i)
-        .or_else(|| l.tls.iter().position(|t| t.server_names.is_empty()))
+        .or_else(|| chains.iter().position(|names| names.is_empty()))
+}
+
+/// What a TLS, TCP or UDP listener does with a connection (no HTTP answer: `status` 0).
+fn connection(
+    a: &mut Answer,
+    l: &ListenerPlan,
+    req: &Request,
+    plan: &ProxyPlan,
+    endpoints: Option<&Endpoints>,
+) {
+    a.listener = format!("port {}", req.port);
+    let wrong = |a: &mut Answer, serves: &str, ask: &str| {
+        a.reason = format!(
+            "port {} serves {serves} connections; ask with {ask}",
+            req.port
+        );
+    };
+    let forward = match &l.kind {
+        ListenerKind::Http(_) => return,
+        ListenerKind::Tcp(f) => {
+            if req.scheme != "tcp" {
+                return wrong(a, "TCP", "tcp://");
+            }
+            a.chain = "TCP".into();
+            f
+        }
+        ListenerKind::Udp(f) => {
+            if req.scheme != "udp" {
+                return wrong(a, "UDP", "udp://");
+            }
+            a.chain = "UDP".into();
+            f
+        }
+        ListenerKind::Tls(t) => {
+            if !matches!(req.scheme.as_str(), "tls" | "https") {
+                return wrong(a, "TLS", "tls:// (or https:// for HTTPS passed through)");
+            }
+            let sni = req.sni.as_deref().unwrap_or(req.host_name());
+            let names: Vec<&[String]> =
+                t.chains.iter().map(|c| c.server_names.as_slice()).collect();
+            let Some(i) = sni_chain(&names, sni) else {
+                a.reason = format!(
+                    "the connection is closed during the TLS handshake: no route of port {} serves SNI {sni:?} (names: {})",
+                    req.port,
+                    list(t.chains.iter().flat_map(|c| &c.server_names))
+                );
+                return;
+            };
+            let c = &t.chains[i];
+            a.chain = match &c.terminate {
+                None => format!("TLS passthrough for {}", c.server_names.join(", ")),
+                Some(s) => format!(
+                    "TLS terminated for {} with {}/{}",
+                    c.server_names.join(", "),
+                    s.namespace,
+                    s.name
+                ),
+            };
+            &c.forward
+        }
+    };
+    if !forward.name.is_empty() {
+        a.route = Some(RouteHit::of(&forward.name));
+    }
+    let total: u64 = forward.backends.iter().map(|t| u64::from(t.weight)).sum();
+    let mut closed = Vec::new();
+    for t in &forward.backends {
+        match &t.target {
+            Target::Service(b) => {
+                a.backends.push(Share {
+                    backend: b.clone(),
+                    weight: t.weight,
+                });
+                a.clusters.push(b.cluster_name());
+                if let Some((_, why)) = unavailable(plan, b, endpoints, false) {
+                    closed.push(format!(
+                        "{} of {total} closed: {} {why}",
+                        t.weight,
+                        b.endpoints_key()
+                    ));
+                }
+            }
+            Target::Refused(r) => closed.push(format!(
+                "{} of {total} closed: {} {}/{}:{} is {}",
+                t.weight,
+                r.kind,
+                r.namespace,
+                r.name,
+                r.port,
+                match r.reason {
+                    RefusedReason::NotAService => "not a Service".to_owned(),
+                    RefusedReason::NotPermitted => format!(
+                        "in namespace {} and no ReferenceGrant lets the route use it",
+                        r.namespace
+                    ),
+                }
+            )),
+        }
+    }
+    a.reason = if forward.backends.is_empty() {
+        "the connection is closed: the route has no usable backend".to_owned()
+    } else if a.backends.is_empty() {
+        format!("the connection is closed: {}", closed.join("; "))
+    } else {
+        let to = a
+            .backends
+            .iter()
+            .map(|s| format!("{} (weight {})", s.backend.endpoints_key(), s.weight))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut r = format!("the connection is forwarded to {to}");
+        if !closed.is_empty() {
+            r.push_str(&format!("; but {}", closed.join("; ")));
+        }
+        r
+    };
 }
 
 /// Envoy's virtual host selection: an exact domain, then the longest `*suffix`, then the

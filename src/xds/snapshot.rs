@@ -245,7 +245,11 @@ impl Snapshot {
         self.gateway_api
             .get_or_init(|| {
                 Arc::new(match &self.model {
-                    Some(m) => conditions::status(m, self.inputs.endpoints.as_deref()),
+                    Some(m) => conditions::status(
+                        m,
+                        self.inputs.endpoints.as_deref(),
+                        self.inputs.certs.as_deref(),
+                    ),
                     None => GatewayApiStatus::default(),
                 })
             })

@@ -19,6 +19,7 @@ pub mod gateway_api;
 pub mod http_route;
 pub mod index;
 pub mod istio;
+pub mod listeners;
 pub mod rules;
 pub mod waypoint;
 
@@ -123,25 +124,49 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
             ),
             _ => continue,
         };
-        let attached: &[&Arc<Object>] = match which {
-            Which::Api(g) => ix
-                .route_objects
-                .get(&(
+        let attached: Vec<&Arc<Object>> = match which {
+            Which::Api(g) => {
+                let key = (
                     g.metadata.namespace.as_deref().unwrap_or_default(),
                     g.metadata.name.as_str(),
-                ))
-                .map_or(&[], Vec::as_slice),
+                );
+                // The Gateway's routes, its ListenerSets, and their routes.
+                let sets = ix
+                    .listener_set_objects
+                    .get(&key)
+                    .map_or(&[][..], Vec::as_slice);
+                let mut all: Vec<&Arc<Object>> = ix
+                    .route_objects
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                for set in sets {
+                    all.push(set);
+                    let m = set.meta();
+                    let set_key = (m.namespace.as_deref().unwrap_or_default(), m.name.as_str());
+                    all.extend(
+                        ix.route_objects
+                            .get(&set_key)
+                            .into_iter()
+                            .flatten()
+                            .copied(),
+                    );
+                }
+                all
+            }
             Which::Istio(g) => ix
                 .vs_objects
                 .get(&(
                     g.metadata.namespace.clone().unwrap_or_default(),
                     g.metadata.name.clone(),
                 ))
-                .map_or(&[], Vec::as_slice),
+                .map_or(Vec::new(), |v| v.clone()),
         };
         live.insert(id.clone());
         if let Some((k, plan)) = cache.proxies.get(&id)
-            && k.matches(o, attached)
+            && k.matches(o, &attached)
         {
             out.insert(id, plan.clone());
             continue;

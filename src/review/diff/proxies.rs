@@ -11,7 +11,9 @@ use crate::review::Loaded;
 use crate::xds::emit::{self, Variant};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::explain;
-use crate::xds::plan::{Action, ProxyPlan, Redirect, RefusedReason, RoutePlan, Target};
+use crate::xds::plan::{
+    Action, L4Forward, ListenerKind, ProxyPlan, Redirect, RefusedReason, RoutePlan, Target,
+};
 
 /// What changes for one proxy.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -143,10 +145,30 @@ fn names<M: Message>(base: &BTreeMap<String, M>, head: &BTreeMap<String, M>) -> 
 }
 
 /// Every route of `plan`, in match order per virtual host:
-/// `host:port  match → backend (weight) [filters]`.
+/// `host:port  match → backend (weight) [filters]`; connection routes as
+/// `tls://sni:port → backend (weight)` (`passthrough` or `terminated`), `tcp://*:port → …`,
+/// `udp://*:port → …`.
 pub fn route_lines(plan: &ProxyPlan) -> Vec<String> {
     let mut out = Vec::new();
     for (port, l) in &plan.listeners {
+        match &l.kind {
+            ListenerKind::Http(_) => {}
+            ListenerKind::Tls(t) => out.extend(t.chains.iter().map(|c| {
+                let how = if c.terminate.is_some() {
+                    "terminated"
+                } else {
+                    "passthrough"
+                };
+                let names = if c.server_names.is_empty() {
+                    "*".to_owned()
+                } else {
+                    c.server_names.join(",")
+                };
+                format!("tls://{names}:{port}  {how} → {}", l4_targets(&c.forward))
+            })),
+            ListenerKind::Tcp(f) => out.push(format!("tcp://*:{port}  → {}", l4_targets(f))),
+            ListenerKind::Udp(f) => out.push(format!("udp://*:{port}  → {}", l4_targets(f))),
+        }
         for v in &l.http().vhosts {
             let host = format!("{}:{port}", v.domains.join(","));
             out.extend(v.routes.iter().map(|r| line(&host, r)));
@@ -166,6 +188,36 @@ pub fn route_lines(plan: &ProxyPlan) -> Vec<String> {
     out
 }
 
+/// Where a connection route sends: `svc.ns:port (weight), …`, or `no backend (closed)`.
+fn l4_targets(f: &L4Forward) -> String {
+    if f.backends.is_empty() {
+        return "no backend (connections closed)".into();
+    }
+    f.backends
+        .iter()
+        .map(|t| format!("{} ({})", target(&t.target), t.weight))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A target in words: the Service port, or the refused reference and why.
+fn target(t: &Target) -> String {
+    match t {
+        Target::Service(b) => b.endpoints_key(),
+        Target::Refused(x) => format!(
+            "{} {}/{}:{} refused ({})",
+            x.kind,
+            x.namespace,
+            x.name,
+            x.port,
+            match x.reason {
+                RefusedReason::NotAService => "not a Service",
+                RefusedReason::NotPermitted => "not permitted",
+            }
+        ),
+    }
+}
+
 /// One route as a line: `host  match → backends (weight) [filters]`, in the words
 /// `explain` uses.
 fn line(host: &str, r: &RoutePlan) -> String {
@@ -175,23 +227,7 @@ fn line(host: &str, r: &RoutePlan) -> String {
             let targets: Vec<String> = f
                 .backends
                 .iter()
-                .map(|w| {
-                    let t = match &w.target {
-                        Target::Service(b) => b.endpoints_key(),
-                        Target::Refused(x) => format!(
-                            "{} {}/{}:{} refused ({})",
-                            x.kind,
-                            x.namespace,
-                            x.name,
-                            x.port,
-                            match x.reason {
-                                RefusedReason::NotAService => "not a Service",
-                                RefusedReason::NotPermitted => "not permitted",
-                            }
-                        ),
-                    };
-                    format!("{t} ({})", w.weight)
-                })
+                .map(|w| format!("{} ({})", target(&w.target), w.weight))
                 .collect();
             if targets.is_empty() {
                 s.push_str("no backend");

@@ -9,19 +9,34 @@
 use serde::Serialize;
 
 use super::index::Index;
+use super::listeners::{Effective, Owner, SetState, effective, listener_sets};
 use super::rules::{
-    intersect, is_service, listener_allows, protocol_kinds, secret_permitted, service_permitted,
+    intersect, is_service, listener_allows, names_listener, protocol_kinds, secret_permitted,
+    service_permitted,
 };
 use crate::model::gateway_api::{self as gw, HttpRoute};
 use crate::model::istio::WAYPOINT_CLASS;
 use crate::model::{Model, Object};
+use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::Backend;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GatewayApiStatus {
     pub gateways: Vec<GatewayStatus>,
     pub routes: Vec<RouteStatus>,
+    pub listener_sets: Vec<ListenerSetStatus>,
+}
+
+/// A ListenerSet's conditions and its listeners' (as a Gateway's listeners are reported).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSetStatus {
+    pub namespace: String,
+    pub name: String,
+    pub conditions: Vec<Condition>,
+    pub listeners: Vec<ListenerStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -57,6 +72,8 @@ pub struct GatewayStatus {
     pub name: String,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
+    /// ListenerSets whose listeners the Gateway took (at least one served).
+    pub attached_listener_sets: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -95,9 +112,17 @@ impl RouteStatus {
     }
 }
 
-/// The status of every Gateway and route of `model`. With `endpoints`, a backend Service
-/// missing from it is reported as not found (it is what proxies are told exists).
-pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus {
+/// The status of every Gateway, ListenerSet and route of `model`. With `endpoints`, a
+/// backend Service missing from it is reported as not found (it is what proxies are told
+/// exists).
+///
+/// With `certs`, a certificateRef to a Secret that is not there (or could not be read) is
+/// an invalid reference, as a controller reports a missing Secret.
+pub fn status(
+    model: &Model,
+    endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+) -> GatewayApiStatus {
     let ix = Index::new(&model.objects);
     let gateways: Vec<&gw::Gateway> = model
         .objects
@@ -107,20 +132,33 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
             _ => None,
         })
         .collect();
-    let by_name: foldhash::HashMap<(&str, &str), &gw::Gateway> = gateways
+    // Every Gateway's listeners (its own and its ListenerSets'), once.
+    let plans: Vec<GatewayListeners<'_>> = gateways
         .iter()
-        .map(|g| {
-            (
-                (
-                    g.metadata.namespace.as_deref().unwrap_or_default(),
-                    g.metadata.name.as_str(),
-                ),
-                *g,
-            )
+        .map(|g| GatewayListeners {
+            gateway: g,
+            listeners: effective(&ix, g),
+            sets: listener_sets(&ix, g),
         })
         .collect();
-    let find_gateway = |ns: &str, name: &str| by_name.get(&(ns, name)).copied();
-    // (gateway ns, gateway name, listener name) → routes attached.
+    let find_gateway = |ns: &str, name: &str| {
+        plans.iter().find(|p| {
+            p.gateway.metadata.name == name
+                && p.gateway.metadata.namespace.as_deref().unwrap_or_default() == ns
+        })
+    };
+    // A ListenerSet by (namespace, name): its Gateway's listeners and whether it is taken.
+    let find_set = |ns: &str, name: &str| {
+        plans.iter().find_map(|p| {
+            p.sets
+                .iter()
+                .find(|s| {
+                    s.set.metadata.name == name
+                        && s.set.metadata.namespace.as_deref().unwrap_or_default() == ns
+                })
+                .map(|s| (p, s))
+        })
+    };
     let mut attached = Attachments::default();
 
     let mut routes = Vec::new();
@@ -135,84 +173,121 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         let resolved = resolved_refs(&ix, &route, kind, route_ns, endpoints);
         let mut parents = Vec::new();
         for p in &route.spec.parent_refs {
-            let gw_ns = p.namespace.as_deref().unwrap_or(route_ns);
-            let accepted = if p.group.is_empty() && p.kind == "Service" {
+            let parent_ns = p.namespace.as_deref().unwrap_or(route_ns);
+            let no_parent =
+                |why: String| Condition::new("Accepted", false, "NoMatchingParent", why);
+            // The listeners this parentRef can reach: those of the Gateway or ListenerSet
+            // it names, that are served.
+            let reachable: Result<(Owner<'_>, Vec<&gw::Listener>), Condition> = if p
+                .group
+                .is_empty()
+                && p.kind == "Service"
+            {
                 // A waypoint's route: its Service is its parent.
-                Condition::new(
-                    "Accepted",
-                    true,
-                    "Accepted",
-                    "bound to the Service's waypoint",
-                )
-            } else if p.group != gw::GROUP || p.kind != "Gateway" {
-                Condition::new(
-                    "Accepted",
-                    false,
-                    "NoMatchingParent",
-                    format!(
-                        "parent kind {}/{} is not supported; valid: Gateway",
-                        p.group, p.kind
-                    ),
-                )
-            } else {
-                match find_gateway(gw_ns, &p.name) {
-                    None => Condition::new(
-                        "Accepted",
-                        false,
-                        "NoMatchingParent",
-                        format!("Gateway {gw_ns}/{} is not in the repository", p.name),
-                    ),
+                parents.push(ParentStatus {
+                    parent_ref: p.clone(),
+                    conditions: vec![
+                        Condition::new(
+                            "Accepted",
+                            true,
+                            "Accepted",
+                            "bound to the Service's waypoint",
+                        ),
+                        resolved.clone(),
+                    ],
+                });
+                continue;
+            } else if p.group != gw::GROUP || !matches!(p.kind.as_str(), "Gateway" | "ListenerSet")
+            {
+                Err(no_parent(format!(
+                    "parent kind {}/{} is not supported; valid: Gateway, ListenerSet",
+                    p.group, p.kind
+                )))
+            } else if p.kind == "Gateway" {
+                match find_gateway(parent_ns, &p.name) {
+                    None => Err(no_parent(format!(
+                        "Gateway {parent_ns}/{} is not in the repository",
+                        p.name
+                    ))),
                     Some(g) => {
-                        let by_ref: Vec<&gw::Listener> = g
-                            .spec
-                            .listeners
-                            .iter()
-                            .filter(|l| {
-                                p.section_name.as_deref().is_none_or(|s| s == l.name)
-                                    && p.port.is_none_or(|port| port == l.port)
-                            })
-                            .collect();
-                        let allowed: Vec<&gw::Listener> = by_ref
-                            .iter()
-                            .copied()
-                            .filter(|l| listener_allows(&ix, l, kind, route_ns, gw_ns))
-                            .collect();
-                        let hosts: Vec<&gw::Listener> = allowed
-                            .iter()
-                            .copied()
-                            .filter(|l| {
-                                !intersect(l.hostname.as_deref(), &route.spec.hostnames).is_empty()
-                            })
-                            .collect();
-                        if by_ref.is_empty() {
-                            Condition::new(
-                                "Accepted",
-                                false,
-                                "NoMatchingParent",
-                                "no listener of the Gateway matches the parentRef's sectionName and port",
-                            )
-                        } else if allowed.is_empty() {
-                            Condition::new(
-                                "Accepted",
-                                false,
-                                "NotAllowedByListeners",
-                                format!("no listener allows a {kind} from namespace {route_ns}"),
-                            )
-                        } else if hosts.is_empty() {
-                            Condition::new(
-                                "Accepted",
-                                false,
-                                "NoMatchingListenerHostname",
-                                "no hostname of the route intersects a listener's hostname",
-                            )
-                        } else {
-                            for l in &hosts {
-                                *attached
-                                    .entry((gw_ns.to_owned(), p.name.clone(), l.name.clone()))
-                                    .or_default() += 1;
-                            }
-                            Condition::new("Accepted", true, "Accepted", "attached")
+                        let owner = Owner {
+                            kind: "Gateway",
+                            namespace: parent_ns,
+                            name: &p.name,
+                        };
+                        Ok((owner, g.served_of(&owner)))
+                    }
+                }
+            } else {
+                match find_set(parent_ns, &p.name) {
+                    None => Err(no_parent(format!(
+                        "ListenerSet {parent_ns}/{} is not in the repository, or its Gateway is not",
+                        p.name
+                    ))),
+                    Some((_, s)) if s.refused.is_some() => Err(no_parent(format!(
+                        "ListenerSet {parent_ns}/{} is not accepted by its Gateway",
+                        p.name
+                    ))),
+                    Some((g, _)) => {
+                        let owner = Owner {
+                            kind: "ListenerSet",
+                            namespace: parent_ns,
+                            name: &p.name,
+                        };
+                        Ok((owner, g.served_of(&owner)))
+                    }
+                }
+            };
+            let accepted = match reachable {
+                Err(c) => c,
+                Ok((owner, listeners)) => {
+                    let by_ref: Vec<&gw::Listener> = listeners
+                        .into_iter()
+                        .filter(|l| names_listener(p, l))
+                        .collect();
+                    let allowed: Vec<&gw::Listener> = by_ref
+                        .iter()
+                        .copied()
+                        .filter(|l| listener_allows(&ix, l, kind, route_ns, owner.namespace))
+                        .collect();
+                    let hosts: Vec<&gw::Listener> = allowed
+                        .iter()
+                        .copied()
+                        .filter(|l| {
+                            !intersect(l.hostname.as_deref(), &route.spec.hostnames).is_empty()
+                        })
+                        .collect();
+                    if by_ref.is_empty() {
+                        no_parent(format!(
+                            "no listener of {} {}/{} matches the parentRef's sectionName and port",
+                            owner.kind, owner.namespace, owner.name
+                        ))
+                    } else if allowed.is_empty() {
+                        Condition::new(
+                            "Accepted",
+                            false,
+                            "NotAllowedByListeners",
+                            format!("no listener allows a {kind} from namespace {route_ns}"),
+                        )
+                    } else if hosts.is_empty() {
+                        Condition::new(
+                            "Accepted",
+                            false,
+                            "NoMatchingListenerHostname",
+                            "no hostname of the route intersects a listener's hostname",
+                        )
+                    } else {
+                        for l in &hosts {
+                            *attached
+                                .entry((
+                                    owner.kind,
+                                    owner.namespace.to_owned(),
+                                    owner.name.to_owned(),
+                                    l.name.clone(),
+                                ))
+                                .or_default() += 1;
                         }
+                        Condition::new("Accepted", true, "Accepted", "attached")
                     }
                 }
             };
@@ -229,29 +304,94 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
         });
     }
 
-    let gateways = gateways
+    let ok = |l: &ListenerStatus, type_: &str| {
+        l.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    let valid = |l: &ListenerStatus| ok(l, "Accepted") && !ok(l, "Conflicted");
+    let mut listener_sets_status = Vec::new();
+    let gateways = plans
         .iter()
-        .map(|g| {
+        .map(|p| {
+            let g = p.gateway;
             let ns = g.metadata.namespace.clone().unwrap_or_default();
-            let mut ports: std::collections::BTreeMap<u16, &str> = Default::default();
-            let listeners: Vec<ListenerStatus> = g
-                .spec
-                .listeners
-                .iter()
-                .map(|l| listener_status(&ix, &ns, &g.metadata.name, l, &mut ports, &attached))
-                .collect();
-            let ok = |l: &ListenerStatus, type_: &str| {
-                l.conditions
+            let statuses = |owner: &Owner<'_>| -> Vec<ListenerStatus> {
+                p.listeners
                     .iter()
-                    .any(|c| c.type_ == type_ && c.status == "True")
+                    .filter(|e| e.owner == *owner)
+                    .map(|e| listener_status(&ix, owner, e.listener, e.conflict, &attached, certs))
+                    .collect()
             };
-            let valid = |l: &ListenerStatus| ok(l, "Accepted") && !ok(l, "Conflicted");
+            let listeners = statuses(&Owner {
+                kind: "Gateway",
+                namespace: &ns,
+                name: &g.metadata.name,
+            });
+            let mut attached_sets = 0;
+            for s in &p.sets {
+                let owner = Owner {
+                    kind: "ListenerSet",
+                    namespace: s.set.metadata.namespace.as_deref().unwrap_or_default(),
+                    name: &s.set.metadata.name,
+                };
+                let (conditions, listeners) = match &s.refused {
+                    Some((reason, why)) => (
+                        vec![
+                            Condition::new("Accepted", false, reason, why.clone()),
+                            Condition::new("Programmed", false, reason, why.clone()),
+                        ],
+                        Vec::new(),
+                    ),
+                    None => {
+                        let listeners = statuses(&owner);
+                        let any_valid = listeners.iter().any(valid);
+                        if any_valid {
+                            attached_sets += 1;
+                        }
+                        let conditions = if any_valid {
+                            vec![
+                                Condition::new("Accepted", true, "Accepted", ""),
+                                Condition::new("Programmed", true, "Programmed", ""),
+                            ]
+                        } else {
+                            let why = "no listener of the ListenerSet can be served; see their conditions";
+                            vec![
+                                Condition::new("Accepted", false, "ListenersNotValid", why),
+                                Condition::new("Programmed", false, "ListenersNotValid", why),
+                            ]
+                        };
+                        (conditions, listeners)
+                    }
+                };
+                listener_sets_status.push(ListenerSetStatus {
+                    namespace: owner.namespace.to_owned(),
+                    name: owner.name.to_owned(),
+                    conditions,
+                    listeners,
+                });
+            }
             let any_programmed = listeners.iter().any(|l| ok(l, "Programmed"));
             GatewayStatus {
                 namespace: ns,
                 name: g.metadata.name.clone(),
                 conditions: vec![
-                    if listeners.iter().all(valid) {
+                    if let Some(p) = g
+                        .spec
+                        .infrastructure
+                        .as_ref()
+                        .and_then(|i| i.parameters_ref.as_ref())
+                    {
+                        Condition::new(
+                            "Accepted",
+                            false,
+                            "InvalidParameters",
+                            format!(
+                                "parametersRef {}/{} {}: tidegate reads no parameters objects; remove it",
+                                p.group, p.kind, p.name
+                            ),
+                        )
+                    } else if listeners.iter().all(valid) {
                         Condition::new("Accepted", true, "Accepted", "")
                     } else {
                         // Accepted while any listener is: the valid ones are served.
@@ -274,32 +414,92 @@ pub fn status(model: &Model, endpoints: Option<&Endpoints>) -> GatewayApiStatus 
                     ),
                 ],
                 listeners,
+                attached_listener_sets: attached_sets,
             }
         })
         .collect();
-    GatewayApiStatus { gateways, routes }
+    // ListenerSets whose Gateway is not in the repository (or is a waypoint).
+    for o in &model.objects {
+        if let Object::ListenerSet(s) = &**o {
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            if listener_sets_status
+                .iter()
+                .any(|x: &ListenerSetStatus| x.namespace == ns && x.name == s.metadata.name)
+            {
+                continue;
+            }
+            let p = &s.spec.parent_ref;
+            let why = format!(
+                "parent {}/{} {}/{} is not a Gateway in the repository",
+                p.group,
+                p.kind,
+                p.namespace.as_deref().unwrap_or(ns),
+                p.name
+            );
+            listener_sets_status.push(ListenerSetStatus {
+                namespace: ns.to_owned(),
+                name: s.metadata.name.clone(),
+                conditions: vec![
+                    Condition::new("Accepted", false, "ParentNotAccepted", why.clone()),
+                    Condition::new("Programmed", false, "ParentNotAccepted", why),
+                ],
+                listeners: Vec::new(),
+            });
+        }
+    }
+    listener_sets_status.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    GatewayApiStatus {
+        gateways,
+        routes,
+        listener_sets: listener_sets_status,
+    }
 }
 
-/// Attached routes by (gateway namespace, gateway name, listener name).
-type Attachments = std::collections::BTreeMap<(String, String, String), usize>;
+/// A Gateway with the listeners it serves and the ListenerSets naming it.
+struct GatewayListeners<'a> {
+    gateway: &'a gw::Gateway,
+    listeners: Vec<Effective<'a>>,
+    sets: Vec<SetState<'a>>,
+}
 
-/// One listener's conditions; `ports` collects the protocol of each port seen so far on
-/// the Gateway (a second protocol on a port is a conflict).
-fn listener_status<'g>(
+impl GatewayListeners<'_> {
+    /// The served (not conflicted) listeners `owner` contributes.
+    fn served_of(&self, owner: &Owner<'_>) -> Vec<&gw::Listener> {
+        self.listeners
+            .iter()
+            .filter(|e| e.owner == *owner && e.conflict.is_none())
+            .map(|e| e.listener)
+            .collect()
+    }
+}
+
+/// Attached routes by (owner kind, owner namespace, owner name, listener name).
+type Attachments = std::collections::BTreeMap<(&'static str, String, String, String), usize>;
+
+/// One listener's conditions; `conflict` is the reason an earlier listener of the port keeps
+/// it from being served.
+fn listener_status(
     ix: &Index<'_>,
-    ns: &str,
-    gateway: &str,
-    l: &'g gw::Listener,
-    ports: &mut std::collections::BTreeMap<u16, &'g str>,
+    owner: &Owner<'_>,
+    l: &gw::Listener,
+    conflict: Option<&'static str>,
     attached: &Attachments,
+    certs: Option<&Certs>,
 ) -> ListenerStatus {
+    let ns = owner.namespace;
     let protocol = l.protocol.as_str();
     let carried = protocol_kinds(protocol);
     let supported = !carried.is_empty();
-    let conflict = *ports.entry(l.port).or_insert(protocol) != protocol;
     let mode = l.tls.as_ref().map(|t| t.mode);
     let has_certs = l.tls.as_ref().is_some_and(|t| {
-        !t.certificate_refs.is_empty() && t.certificate_refs.iter().all(|r| r.kind == "Secret")
+        !t.certificate_refs.is_empty()
+            && t.certificate_refs.iter().all(|r| {
+                let key = (
+                    r.namespace.as_deref().unwrap_or(ns).to_owned(),
+                    r.name.clone(),
+                );
+                r.kind == "Secret" && certs.is_none_or(|c| c.secrets.contains_key(&key))
+            })
     });
     let tls_ok = match protocol {
         "HTTPS" => mode == Some("Terminate") && has_certs,
@@ -310,7 +510,7 @@ fn listener_status<'g>(
         t.mode == "Passthrough"
             || t.certificate_refs.iter().all(|r| {
                 let secret_ns = r.namespace.as_deref().unwrap_or(ns);
-                secret_permitted(ix, ns, secret_ns, &r.name)
+                secret_permitted(ix, owner, secret_ns, &r.name)
             })
     });
     let listed = l
@@ -330,9 +530,7 @@ fn listener_status<'g>(
         .iter()
         .all(|x| x.group == gw::GROUP && carried.contains(&x.kind.as_str()));
     let mut conditions = vec![
-        if supported {
-            Condition::new("Accepted", true, "Accepted", "")
-        } else {
+        if !supported {
             Condition::new(
                 "Accepted",
                 false,
@@ -342,16 +540,28 @@ fn listener_status<'g>(
                     l.protocol
                 ),
             )
-        },
-        if conflict {
+        } else if let Some(reason) = conflict {
             Condition::new(
-                "Conflicted",
-                true,
-                "ProtocolConflict",
-                format!("port {} carries another protocol", l.port),
+                "Accepted",
+                false,
+                reason,
+                format!("an earlier listener has port {} (see Conflicted)", l.port),
             )
         } else {
-            Condition::new("Conflicted", false, "NoConflicts", "")
+            Condition::new("Accepted", true, "Accepted", "")
+        },
+        match conflict {
+            Some(reason) => Condition::new(
+                "Conflicted",
+                true,
+                reason,
+                if reason == "ProtocolConflict" {
+                    format!("port {} carries another protocol", l.port)
+                } else {
+                    format!("another listener of port {} has the same hostname", l.port)
+                },
+            ),
+            None => Condition::new("Conflicted", false, "NoConflicts", ""),
         },
         if tls_ok && kinds_ok && certs_permitted {
             Condition::new("ResolvedRefs", true, "ResolvedRefs", "")
@@ -385,17 +595,26 @@ fn listener_status<'g>(
             )
         },
     ];
-    let programmed = supported && !conflict && tls_ok && certs_permitted;
+    let programmed = supported && conflict.is_none() && tls_ok && certs_permitted;
     conditions.push(Condition::new(
         "Programmed",
         programmed,
-        if programmed { "Programmed" } else { "Invalid" },
+        match (programmed, conflict) {
+            (true, _) => "Programmed",
+            (false, Some(reason)) => reason,
+            (false, None) => "Invalid",
+        },
         "",
     ));
     ListenerStatus {
         name: l.name.clone(),
         attached_routes: attached
-            .get(&(ns.to_owned(), gateway.to_owned(), l.name.clone()))
+            .get(&(
+                owner.kind,
+                ns.to_owned(),
+                owner.name.to_owned(),
+                l.name.clone(),
+            ))
             .copied()
             .unwrap_or(0),
         supported_kinds: kinds,

@@ -13,6 +13,7 @@ use crate::xds::plan::{
 use super::ambient::route_through_waypoints;
 use super::http_route::{route_plan, target};
 use super::index::{Attached, Index};
+use super::listeners::{Owner, effective};
 use super::rules::{
     SortKey, Specificity, attaches, intersect, secret_permitted, sort_key, specificity,
 };
@@ -30,10 +31,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     let grants = &ix.grants;
     // Only routes naming this gateway (checking every route against every gateway made
     // translation quadratic: 1.5 s at 10,000 intents on 100 gateways).
-    let routes: &[Attached<'_>] = ix
-        .routes_by_gateway
-        .get(&(gw_ns, gateway.metadata.name.as_str()))
-        .map_or(&[], Vec::as_slice);
+    let routes: &[Attached<'_>] = ix.routes_of((gw_ns, gateway.metadata.name.as_str()));
 
     // Envoy has redirects, rewrites, mirrors and CORS per route, not per weighted
     // cluster: on a backendRef of a rule with several backends they cannot be applied.
@@ -67,53 +65,41 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     // TLS, TCP and UDP listeners' connection routes.
     let mut l4 = Connections::default();
 
-    for listener in &gateway.spec.listeners {
+    for e in effective(ix, gateway) {
+        let (listener, owner) = (e.listener, e.owner);
+        if let Some(reason) = e.conflict {
+            plan.warnings.push(format!(
+                "listener {} of {} {}/{} (port {}) is not served: {reason} with an earlier listener",
+                listener.name, owner.kind, owner.namespace, owner.name, listener.port
+            ));
+            continue;
+        }
+        // Routes naming this listener's owner (the Gateway, or the ListenerSet).
+        let routes = ix.routes_of((owner.namespace, owner.name));
         let protocol = listener.protocol.as_str();
         let mut tls = Vec::new();
         match protocol {
             "HTTP" => {}
             "HTTPS" => {
-                let Some(t) = listener.tls.as_ref().filter(|t| t.mode == "Terminate") else {
+                if listener.tls.as_ref().is_none_or(|t| t.mode != "Terminate") {
                     plan.warnings.push(format!(
                         "listener {} (HTTPS, port {}) is not served: only TLS mode Terminate with certificateRefs is served",
                         listener.name, listener.port
                     ));
                     continue;
-                };
-                for r in &t.certificate_refs {
-                    let ns = r.namespace.as_deref().unwrap_or(gw_ns);
-                    if r.kind != "Secret" {
-                        plan.warnings.push(format!(
-                            "listener {}: certificateRef {}/{} is not served: only Secrets are",
-                            listener.name, ns, r.name
-                        ));
-                        continue;
-                    }
-                    if !secret_permitted(ix, gw_ns, ns, &r.name) {
-                        plan.warnings.push(format!(
-                            "listener {}: certificateRef {}/{} is not served: no ReferenceGrant in {ns} allows Gateways of {gw_ns} to use it",
-                            listener.name, ns, r.name
-                        ));
-                        continue;
-                    }
-                    tls.push(TlsPlan {
-                        server_names: listener.hostname.iter().cloned().collect(),
-                        secret: SecretRef {
-                            namespace: ns.to_owned(),
-                            name: r.name.clone(),
-                        },
-                        listener: listener.name.clone(),
-                    });
                 }
-                if tls.is_empty() {
-                    continue;
+                // Only the first certificate of a listener is served (Envoy picks one per
+                // chain).
+                match listener_certificate(ix, &mut plan, &owner, listener) {
+                    Some(t) => tls.push(t),
+                    None => continue,
                 }
             }
             "TLS" => match listener.tls.as_ref() {
                 Some(t) if t.mode == "Passthrough" => {}
                 Some(_) => {
                     // Terminate: the first certificate the Gateway may use.
-                    match listener_certificate(ix, &mut plan, gw_ns, listener) {
+                    match listener_certificate(ix, &mut plan, &owner, listener) {
                         Some(t) => tls.push(t),
                         None => continue,
                     }
@@ -145,26 +131,17 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         }
         if matches!(protocol, "TLS" | "TCP" | "UDP") {
             let terminate = tls.into_iter().next().map(|t| t.secret);
-            plan_connections(ix, &mut l4, routes, gateway, gw_ns, listener, terminate);
+            plan_connections(ix, &mut l4, routes, &owner, listener, terminate);
             continue;
         }
-        // Only the first certificate of a listener is served (Envoy picks one per chain).
-        entry.1.extend(tls.into_iter().take(1));
+        entry.1.extend(tls);
         for attached in routes {
             if attached.l4.is_some() {
                 continue;
             }
             let route = &*attached.route;
             let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
-            if !attaches(
-                ix,
-                route,
-                attached.kind(),
-                route_ns,
-                gateway,
-                gw_ns,
-                listener,
-            ) {
+            if !attaches(ix, route, attached.kind(), route_ns, &owner, listener) {
                 continue;
             }
             for domain in intersect(listener.hostname.as_deref(), &route.spec.hostnames) {
@@ -225,8 +202,8 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                     .collect(),
             }),
             "TCP" | "UDP" => {
-                // Several routes on one listener: the oldest (here: first by
-                // namespace/name) carries the traffic, as the spec says.
+                // Several routes on one listener: the oldest carries the traffic, as the
+                // spec says.
                 let forward = l4
                     .ports
                     .get(&port)
@@ -279,17 +256,16 @@ struct SniCandidates {
 }
 
 /// Which of several routes competing for one SNI name or one TCP/UDP listener wins: the
-/// first (Git has no creation time, the spec's first tie-breaker; namespace/name is its
-/// second).
-type RouteOrder = (String, String);
+/// oldest (`metadata.created`, from Git history; unknown counts as newest), then the first
+/// by namespace/name, the spec's tie-breakers.
+type RouteOrder = (i64, String, String);
 
 /// Attaches the TLSRoutes, TCPRoutes or UDPRoutes of `routes` to a TLS, TCP or UDP listener.
 fn plan_connections(
     ix: &Index<'_>,
     l4: &mut Connections,
     routes: &[Attached<'_>],
-    gateway: &gw::Gateway,
-    gw_ns: &str,
+    owner: &Owner<'_>,
     listener: &gw::Listener,
     terminate: Option<SecretRef>,
 ) {
@@ -299,10 +275,14 @@ fn plan_connections(
         };
         let route = &*attached.route;
         let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
-        if !attaches(ix, route, kind, route_ns, gateway, gw_ns, listener) {
+        if !attaches(ix, route, kind, route_ns, owner, listener) {
             continue;
         }
-        let order = (route_ns.to_owned(), route.metadata.name.clone());
+        let order = (
+            route.metadata.created.unwrap_or(i64::MAX),
+            route_ns.to_owned(),
+            route.metadata.name.clone(),
+        );
         let forward = L4Forward {
             name: format!(
                 "{}/{route_ns}/{}/rule/0",
@@ -361,10 +341,11 @@ fn plan_connections(
 fn listener_certificate(
     ix: &Index<'_>,
     plan: &mut ProxyPlan,
-    gw_ns: &str,
+    owner: &Owner<'_>,
     listener: &gw::Listener,
 ) -> Option<TlsPlan> {
     let t = listener.tls.as_ref()?;
+    let gw_ns = owner.namespace;
     for r in &t.certificate_refs {
         let ns = r.namespace.as_deref().unwrap_or(gw_ns);
         if r.kind != "Secret" {
@@ -374,10 +355,10 @@ fn listener_certificate(
             ));
             continue;
         }
-        if !secret_permitted(ix, gw_ns, ns, &r.name) {
+        if !secret_permitted(ix, owner, ns, &r.name) {
             plan.warnings.push(format!(
-                "listener {}: certificateRef {}/{} is not served: no ReferenceGrant in {ns} allows Gateways of {gw_ns} to use it",
-                listener.name, ns, r.name
+                "listener {}: certificateRef {}/{} is not served: no ReferenceGrant in {ns} allows {}s of {gw_ns} to use it",
+                listener.name, ns, r.name, owner.kind
             ));
             continue;
         }

@@ -8,7 +8,7 @@ use foldhash::HashMap;
 
 use crate::model::Object;
 use crate::model::core::Namespace;
-use crate::model::gateway_api::{HttpRoute, ReferenceGrant};
+use crate::model::gateway_api::{HttpRoute, LabelSelector, ListenerSet, ReferenceGrant};
 use crate::model::istio::{VirtualService, WAYPOINT_CLASS};
 
 /// The model's objects looked up by what translation asks: built once per model, so
@@ -16,8 +16,8 @@ use crate::model::istio::{VirtualService, WAYPOINT_CLASS};
 /// the objects per gateway, and the namespaces per backend, took 110 ms at 10,000 intents).
 pub struct Index<'a> {
     pub grants: Vec<&'a ReferenceGrant>,
-    /// HTTPRoutes (and GRPCRoutes, as HTTPRoutes) by each Gateway (namespace, name) their
-    /// parentRefs name.
+    /// HTTPRoutes (and GRPCRoutes, TLSRoutes, TCPRoutes and UDPRoutes, as HTTPRoutes) by each
+    /// Gateway or ListenerSet (namespace, name) their parentRefs name.
     pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<Attached<'a>>>,
     /// The same, as the model's shared objects (compared by address in [`plans_cached`]).
     pub(super) route_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
@@ -29,6 +29,9 @@ pub struct Index<'a> {
     pub namespaces: HashMap<&'a str, &'a Namespace>,
     /// Waypoint Gateways, (namespace, name).
     pub waypoints: HashSet<(&'a str, &'a str)>,
+    /// ListenerSets by the Gateway (namespace, name) their parentRef names.
+    pub listener_sets: HashMap<(&'a str, &'a str), Vec<&'a ListenerSet>>,
+    pub(super) listener_set_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
 }
 
 /// A route attached to a Gateway; a GRPCRoute is carried as the HTTPRoute it routes like
@@ -63,6 +66,8 @@ impl<'a> Index<'a> {
             vs_objects: HashMap::default(),
             namespaces: HashMap::default(),
             waypoints: HashSet::new(),
+            listener_sets: HashMap::default(),
+            listener_set_objects: HashMap::default(),
         };
         for o in objects {
             match &**o {
@@ -100,13 +105,24 @@ impl<'a> Index<'a> {
                         }
                     }
                 }
+                Object::ListenerSet(l) => {
+                    let ns = l.metadata.namespace.as_deref().unwrap_or_default();
+                    let p = &l.spec.parent_ref;
+                    let key = (p.namespace.as_deref().unwrap_or(ns), p.name.as_str());
+                    if p.kind == "Gateway" {
+                        ix.listener_sets.entry(key).or_default().push(l);
+                        ix.listener_set_objects.entry(key).or_default().push(o);
+                    }
+                }
                 Object::GrpcRoute(g) => {
                     let route_ns = g.metadata.namespace.as_deref().unwrap_or_default();
                     let mut named: Vec<(&str, &str)> = Vec::new();
                     let http = g.as_http();
                     for p in &g.spec.parent_refs {
                         let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if p.kind == "Gateway" && !named.contains(&key) {
+                        if matches!(p.kind.as_str(), "Gateway" | "ListenerSet")
+                            && !named.contains(&key)
+                        {
                             named.push(key);
                             ix.routes_by_gateway.entry(key).or_default().push(Attached {
                                 route: std::borrow::Cow::Owned(http.clone()),
@@ -123,7 +139,9 @@ impl<'a> Index<'a> {
                     let http = r.as_http();
                     for p in &r.spec.parent_refs {
                         let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if p.kind == "Gateway" && !named.contains(&key) {
+                        if matches!(p.kind.as_str(), "Gateway" | "ListenerSet")
+                            && !named.contains(&key)
+                        {
                             named.push(key);
                             ix.routes_by_gateway.entry(key).or_default().push(Attached {
                                 route: std::borrow::Cow::Owned(http.clone()),
@@ -152,5 +170,28 @@ impl<'a> Index<'a> {
             }
         }
         ix
+    }
+
+    /// Whether namespace `ns` is selected by `selector`. Namespaces tidegate knows of carry
+    /// their labels (from intents or from `resources/`); any other has only the name label
+    /// Kubernetes gives them all.
+    pub fn namespace_selected(&self, selector: &LabelSelector, ns: &str) -> bool {
+        let labels = self.namespaces.get(ns).map(|n| &n.metadata.labels);
+        selector.matches_by(|k| {
+            if k == "kubernetes.io/metadata.name" {
+                Some(ns)
+            } else {
+                labels.and_then(|l| l.get(k)).map(String::as_str)
+            }
+        })
+    }
+
+    /// The routes whose parentRefs name `key` (a Gateway's or a ListenerSet's namespace and
+    /// name).
+    pub fn routes_of<'k>(&'k self, key: (&'k str, &'k str)) -> &'k [Attached<'k>]
+    where
+        'a: 'k,
+    {
+        self.routes_by_gateway.get(&key).map_or(&[], Vec::as_slice)
     }
 }

@@ -7,6 +7,7 @@
 use crate::model::gateway_api::{self as gw, HttpRoute, Listener, ReferenceGrant};
 
 use super::index::Index;
+use super::listeners::Owner;
 
 /// How routes are ordered within a virtual host: match precedence, then the route's
 /// namespace/name (Git has no creation time, the spec's first tie-breaker; namespace/name
@@ -41,26 +42,38 @@ pub fn specificity(hostname: Option<&str>) -> Specificity {
     }
 }
 
-/// Whether `route` (of `kind`) attaches to `listener` of `gateway` (Gateway API
-/// §ParentReference): a parentRef names it, and the listener allows the route.
+/// Whether `route` (of `kind`) attaches to `listener` of `owner` (a Gateway, or a
+/// ListenerSet adding listeners to one; Gateway API §ParentReference): a parentRef names
+/// the owner (and the listener, when it gives a sectionName or port), and the listener
+/// allows the route.
 pub fn attaches(
     ix: &Index<'_>,
     route: &HttpRoute,
     kind: &str,
     route_ns: &str,
-    gateway: &gw::Gateway,
-    gw_ns: &str,
+    owner: &Owner<'_>,
     listener: &Listener,
 ) -> bool {
-    let parent_matches = route.spec.parent_refs.iter().any(|p| {
-        p.group == gw::GROUP
-            && p.kind == "Gateway"
-            && p.name == gateway.metadata.name
-            && p.namespace.as_deref().unwrap_or(route_ns) == gw_ns
-            && p.section_name.as_deref().is_none_or(|s| s == listener.name)
-            && p.port.is_none_or(|port| port == listener.port)
-    });
-    parent_matches && listener_allows(ix, listener, kind, route_ns, gw_ns)
+    let parent_matches = route
+        .spec
+        .parent_refs
+        .iter()
+        .any(|p| names_owner(p, route_ns, owner) && names_listener(p, listener));
+    parent_matches && listener_allows(ix, listener, kind, route_ns, owner.namespace)
+}
+
+/// Whether parentRef `p` of a route in `route_ns` names `owner`.
+pub fn names_owner(p: &gw::ParentRef, route_ns: &str, owner: &Owner<'_>) -> bool {
+    p.group == gw::GROUP
+        && p.kind == owner.kind
+        && p.name == owner.name
+        && p.namespace.as_deref().unwrap_or(route_ns) == owner.namespace
+}
+
+/// Whether parentRef `p` admits `listener` (its sectionName and port, when given).
+pub fn names_listener(p: &gw::ParentRef, listener: &Listener) -> bool {
+    p.section_name.as_deref().is_none_or(|s| s == listener.name)
+        && p.port.is_none_or(|port| port == listener.port)
 }
 
 /// The route kinds a listener protocol carries.
@@ -96,18 +109,9 @@ pub fn listener_allows(
     match allowed.map(|n| n.from) {
         None | Some("Same") => route_ns == gw_ns,
         Some("All") => true,
-        Some("Selector") => allowed.and_then(|n| n.selector.as_ref()).is_some_and(|s| {
-            // Namespaces tidegate knows of carry their labels (from intents or from
-            // `resources/`); any other has only the name label Kubernetes gives them all.
-            let labels = ix.namespaces.get(route_ns).map(|n| &n.metadata.labels);
-            s.matches_by(|k| {
-                if k == "kubernetes.io/metadata.name" {
-                    Some(route_ns)
-                } else {
-                    labels.and_then(|l| l.get(k)).map(String::as_str)
-                }
-            })
-        }),
+        Some("Selector") => allowed
+            .and_then(|n| n.selector.as_ref())
+            .is_some_and(|s| ix.namespace_selected(s, route_ns)),
         Some(_) => false,
     }
 }
@@ -178,13 +182,14 @@ pub fn service_permitted(
         })
 }
 
-/// Whether a Gateway in `gw_ns` may use Secret `ns`/`name` for TLS: its own namespace, or
-/// a ReferenceGrant there allows Gateways of `gw_ns`.
-pub fn secret_permitted(ix: &Index<'_>, gw_ns: &str, ns: &str, name: &str) -> bool {
-    ns == gw_ns
+/// Whether the listeners of `owner` (a Gateway or a ListenerSet) may use Secret
+/// `ns`/`name` for TLS: the owner's own namespace, or a ReferenceGrant there allows objects
+/// of the owner's kind from its namespace.
+pub fn secret_permitted(ix: &Index<'_>, owner: &Owner<'_>, ns: &str, name: &str) -> bool {
+    ns == owner.namespace
         || ix.grants.iter().any(|g| {
             g.metadata.namespace.as_deref() == Some(ns)
-                && g.allows_ref("Gateway", gw_ns, "Secret", name)
+                && g.allows_ref(owner.kind, owner.namespace, "Secret", name)
         })
 }
 
