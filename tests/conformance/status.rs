@@ -268,6 +268,11 @@ pub fn field(api: &Value, want: &Value, ctx: &Context) -> Check {
         "conditionsObservedGeneration"
         | "ancestorConditionsObservedGeneration"
         | "metadata.generation" => {
+            // The generation is not checkable, but the suite reads the object's status: it
+            // must be there.
+            if let Err(Check::Fail(e)) = find(api, object) {
+                return Check::Fail(e);
+            }
             return Check::Skip(format!(
                 "{f}: objects read from Git have no metadata.generation and /status no observedGeneration"
             ));
@@ -517,6 +522,12 @@ mod tests {
                 json!({"object": "Gateway ns/gw", "field": "conditionsObservedGeneration", "equals": "metadata.generation"})
             ),
             Check::Skip(_)
+        ));
+        assert!(matches!(
+            f(
+                json!({"object": "Gateway ns/missing", "field": "conditionsObservedGeneration", "equals": "metadata.generation"})
+            ),
+            Check::Fail(_)
         ));
         assert!(matches!(
             f(json!({"object": "Gateway ns/gw", "field": "addresses", "equals": "non-empty"})),
