@@ -469,21 +469,40 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
 fn flagged_conditions(api: &serde_json::Value) -> Vec<String> {
     use std::fmt::Write as _;
     let mut out = String::new();
-    for g in api["gateways"].as_array().into_iter().flatten() {
-        for l in g["listeners"].as_array().into_iter().flatten() {
-            for c in l["conditions"].as_array().into_iter().flatten() {
-                let fine = (c["type"] == "Conflicted") == (c["status"] == "False");
-                if !fine {
+    // A condition is fine when it is True, except `Conflicted`, which is fine False.
+    let fine = |c: &serde_json::Value| (c["type"] == "Conflicted") == (c["status"] == "False");
+    let objects = [("Gateway", "gateways"), ("ListenerSet", "listenerSets")];
+    for (kind, key) in objects {
+        for g in api[key].as_array().into_iter().flatten() {
+            let name = format!(
+                "{kind} {}/{}",
+                g["namespace"].as_str().unwrap_or(""),
+                g["name"].as_str().unwrap_or("")
+            );
+            for c in g["conditions"].as_array().into_iter().flatten() {
+                if !fine(c) {
                     let _ = writeln!(
                         out,
-                        "Gateway {}/{} listener {}: {}={} ({})",
-                        g["namespace"].as_str().unwrap_or(""),
-                        g["name"].as_str().unwrap_or(""),
-                        l["name"].as_str().unwrap_or(""),
+                        "{name}: {}={} ({}): {}",
                         c["type"].as_str().unwrap_or(""),
                         c["status"].as_str().unwrap_or(""),
-                        c["reason"].as_str().unwrap_or("")
+                        c["reason"].as_str().unwrap_or(""),
+                        c["message"].as_str().unwrap_or("")
                     );
+                }
+            }
+            for l in g["listeners"].as_array().into_iter().flatten() {
+                for c in l["conditions"].as_array().into_iter().flatten() {
+                    if !fine(c) {
+                        let _ = writeln!(
+                            out,
+                            "{name} listener {}: {}={} ({})",
+                            l["name"].as_str().unwrap_or(""),
+                            c["type"].as_str().unwrap_or(""),
+                            c["status"].as_str().unwrap_or(""),
+                            c["reason"].as_str().unwrap_or("")
+                        );
+                    }
                 }
             }
         }

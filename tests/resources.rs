@@ -570,3 +570,91 @@ fn the_oldest_of_competing_tcp_routes_wins_by_git_history_not_by_name() {
     repo.commit("add it back");
     assert_eq!(tcp_winner(&repo), "tcproute/infra/aa-newer/rule/0");
 }
+
+#[test]
+fn a_listener_set_adds_listeners_only_where_the_gateway_allows_and_loses_conflicts() {
+    let gateway = |allowed: &str| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: shared, namespace: infra}}
+spec:
+  gatewayClassName: istio
+{allowed}  listeners:
+  - {{name: web, port: 80, protocol: HTTP, hostname: web.example.com}}
+"
+        )
+    };
+    let set = "apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: team, namespace: infra}
+spec:
+  parentRef: {name: shared}
+  listeners:
+  - {name: shop, port: 80, protocol: HTTP, hostname: shop.example.com}
+  - {name: web, port: 80, protocol: HTTP, hostname: web.example.com}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: infra}
+spec:
+  parentRefs: [{kind: ListenerSet, name: team}]
+  rules:
+  - backendRefs: [{name: shop, port: 8080}]
+";
+    let state = |model: &tidegate::model::Model| {
+        let status = conditions::status(model, None, None);
+        let set = status
+            .listener_sets
+            .iter()
+            .find(|s| s.name == "team")
+            .expect("set");
+        let accepted = set
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Accepted")
+            .unwrap();
+        let domains: Vec<String> = translate::plans(model)["shared.infra"].listeners[&80]
+            .http()
+            .vhosts
+            .iter()
+            .flat_map(|v| v.domains.clone())
+            .collect();
+        (accepted.reason, status, domains)
+    };
+
+    // By default a Gateway takes no ListenerSet: its listeners are not served.
+    let model = load(&[
+        ("resources/gateway.yaml", &gateway("")),
+        ("resources/set.yaml", set),
+    ]);
+    let (reason, status, domains) = state(&model);
+    assert_eq!(reason, "NotAllowed");
+    assert_eq!(status.gateways[0].attached_listener_sets, 0);
+    assert!(domains.is_empty(), "{domains:?}");
+
+    // Allowed from its namespace: the set's listener is served, the route attached to it;
+    // its listener with the Gateway's hostname conflicts and is not served.
+    let model = load(&[
+        (
+            "resources/gateway.yaml",
+            &gateway("  allowedListeners: {namespaces: {from: Same}}\n"),
+        ),
+        ("resources/set.yaml", set),
+    ]);
+    let (reason, status, domains) = state(&model);
+    assert_eq!(reason, "Accepted");
+    assert_eq!(status.gateways[0].attached_listener_sets, 1);
+    assert_eq!(domains, ["shop.example.com"]);
+    let set = &status.listener_sets[0];
+    let of = |l: &str, t: &str| {
+        let l = set.listeners.iter().find(|x| x.name == l).unwrap();
+        let c = l.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status, c.reason, l.attached_routes)
+    };
+    assert_eq!(of("shop", "Accepted"), ("True", "Accepted", 1));
+    assert_eq!(of("web", "Conflicted"), ("True", "HostnameConflict", 0));
+    assert_eq!(of("web", "Programmed").0, "False");
+    let route = status.routes.iter().find(|r| r.name == "shop").unwrap();
+    assert_eq!(route.condition("team", "Accepted").unwrap().status, "True");
+}
