@@ -8,7 +8,9 @@
 //! ```
 //!
 //! What Git-read objects do not have (metadata.generation, observedGeneration, GatewayClass
-//! status) is reported as [`Check::Skip`] with the reason, never as a pass.
+//! status) is reported as [`Check::Skip`] with the reason, never as a pass. Should `/status`
+//! give an object a `generation` and its conditions an `observedGeneration`, those
+//! expectations are checked against them.
 
 use serde_json::Value;
 
@@ -26,6 +28,9 @@ pub struct Context<'a> {
     /// `<ns>/<name>` of the Gateways tidegate serves a proxy configuration for: the harness
     /// gives each its own Envoy address, which stands for `status.addresses`.
     pub served_gateways: &'a [String],
+    /// `gatewayApi` as it was before the current phase's commit (for `metadata.generation:
+    /// changed`).
+    pub before: Option<&'a Value>,
 }
 
 /// `"Kind ns/name"` or `"Kind name"` (cluster-scoped).
@@ -259,6 +264,44 @@ fn parents_present(route: &Value, want: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// `conditionsObservedGeneration`: every condition of the object (its own, its listeners',
+/// its parents') carries `generation`; `metadata.generation: changed`: the generation differs
+/// from the one before the phase's commit.
+fn generation_check(
+    f: &str,
+    object: &str,
+    o: &Value,
+    generation: &Value,
+    ctx: &Context,
+) -> Result<(), String> {
+    if f == "metadata.generation" {
+        let before = ctx
+            .before
+            .ok_or("no status from before the phase")
+            .and_then(|b| find(b, object).map_err(|_| "the object was not there before"))?;
+        return if before["generation"] != *generation {
+            Ok(())
+        } else {
+            Err(format!("generation still {generation}"))
+        };
+    }
+    let all = o["conditions"].as_array().into_iter().flatten().chain(
+        ["listeners", "parents"]
+            .iter()
+            .flat_map(|k| o[*k].as_array().into_iter().flatten())
+            .flat_map(|x| x["conditions"].as_array().into_iter().flatten()),
+    );
+    for c in all {
+        if c["observedGeneration"] != *generation {
+            return Err(format!(
+                "{} has observedGeneration {}, the object's generation is {generation}",
+                c["type"], c["observedGeneration"]
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One `status_fields[]` entry.
 pub fn field(api: &Value, want: &Value, ctx: &Context) -> Check {
     let object = want["object"].as_str().unwrap_or("");
@@ -268,14 +311,20 @@ pub fn field(api: &Value, want: &Value, ctx: &Context) -> Check {
         "conditionsObservedGeneration"
         | "ancestorConditionsObservedGeneration"
         | "metadata.generation" => {
-            // The generation is not checkable, but the suite reads the object's status: it
-            // must be there.
-            if let Err(Check::Fail(e)) = find(api, object) {
-                return Check::Fail(e);
-            }
-            return Check::Skip(format!(
-                "{f}: objects read from Git have no metadata.generation and /status no observedGeneration"
-            ));
+            // The suite reads the object's status: it must be there.
+            let o = match find(api, object) {
+                Ok(o) => o,
+                Err(c) => return c,
+            };
+            let Some(generation) = o.get("generation") else {
+                return Check::Skip(format!(
+                    "{f}: objects read from Git have no metadata.generation and /status no observedGeneration"
+                ));
+            };
+            return match generation_check(f, object, o, generation, ctx) {
+                Ok(()) => Check::Pass,
+                Err(e) => Check::Fail(format!("{object} {f}: {e}")),
+            };
         }
         "addresses" => {
             // Adaptation: the Envoy address the harness dials is the Gateway's address;
@@ -394,6 +443,7 @@ mod tests {
     fn ctx() -> Context<'static> {
         Context {
             served_gateways: &[],
+            before: None,
         }
     }
 
@@ -539,8 +589,56 @@ mod tests {
                 &a,
                 &json!({"object": "Gateway ns/gw", "field": "addresses", "equals": "non-empty"}),
                 &Context {
-                    served_gateways: &served
+                    served_gateways: &served,
+                    before: None,
                 }
+            ),
+            Check::Pass
+        );
+    }
+
+    #[test]
+    fn generations_are_checked_when_status_has_them() {
+        let now = json!({"gateways": [{"namespace": "ns", "name": "gw", "generation": 2,
+            "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}],
+            "listeners": [{"name": "l", "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 1}]}]}]});
+        let before = json!({"gateways": [{"namespace": "ns", "name": "gw", "generation": 1}]});
+        let ctx = Context {
+            served_gateways: &[],
+            before: Some(&before),
+        };
+        let f = |field: &str, equals: &str| {
+            super::field(
+                &now,
+                &json!({"object": "Gateway ns/gw", "field": field, "equals": equals}),
+                &ctx,
+            )
+        };
+        // The listener's condition is stale.
+        assert!(matches!(
+            f("conditionsObservedGeneration", "metadata.generation"),
+            Check::Fail(_)
+        ));
+        assert_eq!(f("metadata.generation", "changed"), Check::Pass);
+        let same = Context {
+            served_gateways: &[],
+            before: Some(&now),
+        };
+        assert!(matches!(
+            field(
+                &now,
+                &json!({"object": "Gateway ns/gw", "field": "metadata.generation", "equals": "changed"}),
+                &same
+            ),
+            Check::Fail(_)
+        ));
+        let mut fresh = now.clone();
+        fresh["gateways"][0]["listeners"][0]["conditions"][0]["observedGeneration"] = json!(2);
+        assert_eq!(
+            field(
+                &fresh,
+                &json!({"object": "Gateway ns/gw", "field": "conditionsObservedGeneration", "equals": "metadata.generation"}),
+                &ctx
             ),
             Check::Pass
         );
