@@ -60,7 +60,10 @@ use status::Check;
 
 /// Extended tests expected to fail, each with why. A listed test that passes fails the run
 /// until it is removed from here.
-const KNOWN_GAPS: &[(&str, &str)] = &[];
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "ListenerSetReferenceGrant",
+    "a ListenerSet whose only listener lacks its ReferenceGrant reports Accepted=True; the suite wants Accepted=False/ListenersNotValid and Programmed=False/ListenersNotValid",
+)];
 
 /// Features tidegate claims (the suite's `SupportedFeatures`), for `runs_only_if`.
 const CLAIMED: &[&str] = &[
