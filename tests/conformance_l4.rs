@@ -149,8 +149,9 @@ const ADAPTATIONS: &[(&str, &str)] = &[
 ];
 
 /// How long a failing case is retried after a config change (the suite also waits for
-/// eventual consistency).
-const SETTLE: Duration = Duration::from_secs(3);
+/// eventual consistency): an acknowledged listener may still be warming, and CI machines
+/// are shared.
+const SETTLE: Duration = Duration::from_secs(5);
 const MAX_DISTRIBUTION_ATTEMPTS: u64 = 3;
 /// The `expect` fields the harness checks (or, for `*_NOT_CHECKED_BY_SUITE`, `note`,
 /// `tls_server_cert`'s prose, reads as documented).
