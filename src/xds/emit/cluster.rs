@@ -77,36 +77,54 @@ pub(super) fn clusters(
     let mut loads = BTreeMap::new();
     for b in backends {
         let name = b.cluster_name();
-        let mut c = Cluster {
-            name: name.clone(),
-            connect_timeout: Some(Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            ..Cluster::default()
+        let (c, load) = match endpoints {
+            Some(eps) => cluster(
+                &name,
+                load_assignment(&name, eps.addresses(&b.endpoints_key())),
+                true,
+            ),
+            None => cluster(
+                &name,
+                load_assignment(&name, vec![(b.dns_name(), b.port)]),
+                false,
+            ),
         };
-        match endpoints {
-            Some(eps) => {
-                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
-                    cluster::cluster::DiscoveryType::Eds as i32,
-                ));
-                c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
-                    eds_config: Some(ads()),
-                    service_name: String::new(),
-                });
-                loads.insert(
-                    name.clone(),
-                    load_assignment(&name, eps.addresses(&b.endpoints_key())),
-                );
-            }
-            None => {
-                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
-                    cluster::cluster::DiscoveryType::StrictDns as i32,
-                ));
-                c.load_assignment = Some(load_assignment(&name, vec![(b.dns_name(), b.port)]));
-            }
-        }
+        loads.extend(load.map(|l| (name.clone(), l)));
         clusters.insert(name, c);
     }
     (clusters, loads)
+}
+
+/// A cluster named `name` whose endpoints are `assignment`: sent over EDS (`eds`: with an
+/// endpoints file, so a change of the file is an EDS push only; the assignment is returned
+/// for EDS), or resolved by DNS from the names in it.
+pub(super) fn cluster(
+    name: &str,
+    assignment: ClusterLoadAssignment,
+    eds: bool,
+) -> (Cluster, Option<ClusterLoadAssignment>) {
+    let mut c = Cluster {
+        name: name.to_owned(),
+        connect_timeout: Some(Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..Cluster::default()
+    };
+    if eds {
+        c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Eds as i32,
+        ));
+        c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
+            eds_config: Some(ads()),
+            service_name: String::new(),
+        });
+        (c, Some(assignment))
+    } else {
+        c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::StrictDns as i32,
+        ));
+        c.load_assignment = Some(assignment);
+        (c, None)
+    }
 }

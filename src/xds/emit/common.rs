@@ -187,3 +187,17 @@ pub struct Resources {
     pub endpoints: BTreeMap<String, ClusterLoadAssignment>,
     pub secrets: BTreeMap<String, Secret>,
 }
+
+/// The TLS inspector: SNI (and whether a stream is TLS at all) is read before a filter
+/// chain is chosen; Envoy no longer adds it by itself.
+pub(super) fn tls_inspector() -> envoy_types::pb::envoy::config::listener::v3::ListenerFilter {
+    use envoy_types::pb::envoy::config::listener::v3::{ListenerFilter, listener_filter};
+    use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+    ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(any(
+            &TlsInspector::default(),
+        ))),
+        ..ListenerFilter::default()
+    }
+}

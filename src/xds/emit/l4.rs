@@ -14,7 +14,6 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::{
     FilterChain, FilterChainMatch, Listener, ListenerFilter, UdpListenerConfig, listener_filter,
 };
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::envoy::extensions::filters::udp::udp_proxy::v3::{
     Route as UdpRoute, UdpProxyConfig, udp_proxy_config,
@@ -22,7 +21,7 @@ use envoy_types::pb::envoy::extensions::filters::udp::udp_proxy::v3::{
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext,
 };
-use envoy_types::pb::google::protobuf::{Duration, UInt32Value};
+use envoy_types::pb::google::protobuf::UInt32Value;
 use envoy_types::pb::xds::core::v3::TypedExtensionConfig;
 use envoy_types::pb::xds::r#type::matcher::v3::{Matcher, matcher};
 
@@ -31,7 +30,7 @@ use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{L4Forward, ListenerKind, ListenerPlan, SecretRef, Target};
 
 use super::common::{
-    Variant, ads, any, network_filter, sds, secret_name, socket_address, transport_socket,
+    Variant, any, network_filter, sds, secret_name, socket_address, tls_inspector, transport_socket,
 };
 use super::endpoint::load_assignment;
 
@@ -132,15 +131,8 @@ pub(super) fn listener(
             if chains.is_empty() {
                 return None;
             }
-            // SNI and the TLS-ness of the stream are read before a chain is chosen; a
-            // ClientHello naming no chain's SNI matches nothing and is closed.
-            let inspector = ListenerFilter {
-                name: "envoy.filters.listener.tls_inspector".into(),
-                config_type: Some(listener_filter::ConfigType::TypedConfig(any(
-                    &TlsInspector::default(),
-                ))),
-                ..ListenerFilter::default()
-            };
+            // A ClientHello naming no chain's SNI matches nothing and is closed.
+            let inspector = tls_inspector();
             Some((
                 name.clone(),
                 Listener {
@@ -211,31 +203,13 @@ fn terminating_socket(
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
 ) -> Option<core::TransportSocket> {
+    if !super::listener::secret_served(port, "TLS", server_names, secret, certs, warnings) {
+        return None;
+    }
     let SecretRef {
         namespace: ns,
         name,
     } = secret;
-    let names = if server_names.is_empty() {
-        "any name".to_owned()
-    } else {
-        server_names.join(", ")
-    };
-    match certs {
-        None => {
-            warnings.push(format!(
-                "TLS on port {port} for {names} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)"
-            ));
-            return None;
-        }
-        Some(c) if !c.secrets.contains_key(&(ns.clone(), name.clone())) => {
-            warnings.push(format!(
-                "TLS on port {port} for {names} is not served: {}",
-                c.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
-            ));
-            return None;
-        }
-        Some(_) => {}
-    }
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![sds(&secret_name(ns, name))],
@@ -289,40 +263,16 @@ pub(super) fn udp_clusters(
             group.load_balancing_weight = Some(UInt32Value { value: t.weight });
             assignment.endpoints.push(group);
         }
-        let mut c = Cluster {
-            name: name.clone(),
-            connect_timeout: Some(Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            common_lb_config: Some(cluster::cluster::CommonLbConfig {
-                locality_config_specifier: Some(
-                    cluster::cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
-                        Default::default(),
-                    ),
+        let (mut c, load) = super::cluster::cluster(&name, assignment, endpoints.is_some());
+        c.common_lb_config = Some(cluster::cluster::CommonLbConfig {
+            locality_config_specifier: Some(
+                cluster::cluster::common_lb_config::LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                    Default::default(),
                 ),
-                ..Default::default()
-            }),
-            ..Cluster::default()
-        };
-        match endpoints {
-            Some(_) => {
-                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
-                    cluster::cluster::DiscoveryType::Eds as i32,
-                ));
-                c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
-                    eds_config: Some(ads()),
-                    service_name: String::new(),
-                });
-                loads.insert(name.clone(), assignment);
-            }
-            None => {
-                c.cluster_discovery_type = Some(cluster::cluster::ClusterDiscoveryType::Type(
-                    cluster::cluster::DiscoveryType::StrictDns as i32,
-                ));
-                c.load_assignment = Some(assignment);
-            }
-        }
+            ),
+            ..Default::default()
+        });
+        loads.extend(load.map(|l| (name.clone(), l)));
         clusters.insert(name, c);
     }
     (clusters, loads)

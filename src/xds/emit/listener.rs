@@ -4,10 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::config::listener::v3::{
-    ApiListener, FilterChain, FilterChainMatch, Listener, ListenerFilter, listener_filter,
+    ApiListener, FilterChain, FilterChainMatch, Listener,
 };
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
-use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     self as hcm, HttpConnectionManager, HttpFilter,
 };
@@ -20,7 +19,7 @@ use crate::xds::plan::{ProxyPlan, SecretRef, TlsPlan};
 
 use super::common::{
     CORS_FILTER, Variant, any, http_connection_manager, network_filter, per_listener_routes,
-    route_config_name, sds, secret_name, socket_address, transport_socket,
+    route_config_name, sds, secret_name, socket_address, tls_inspector, transport_socket,
 };
 
 /// Envoy's CORS filter, placed before the router in listeners that have a route with a
@@ -35,6 +34,41 @@ fn cors_filter() -> HttpFilter {
     }
 }
 
+/// Whether `secret` can be served on `port` (it is in `--certs`); if not, a warning says
+/// which names go unserved and what file would serve them.
+pub(super) fn secret_served(
+    port: u16,
+    protocol: &str,
+    server_names: &[String],
+    secret: &SecretRef,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let SecretRef {
+        namespace: ns,
+        name,
+    } = secret;
+    let Some(certs) = certs else {
+        warnings.push(format!(
+            "{protocol} on port {port} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)"
+        ));
+        return false;
+    };
+    if !certs.secrets.contains_key(&(ns.clone(), name.clone())) {
+        warnings.push(format!(
+            "{protocol} on port {port} for {} is not served: {}",
+            if server_names.is_empty() {
+                "any host".to_owned()
+            } else {
+                server_names.join(", ")
+            },
+            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
+        ));
+        return false;
+    }
+    true
+}
+
 /// The TLS Secret an HTTPS listener's chain serves, if it is in `--certs`.
 fn listener_chain(
     port: u16,
@@ -43,30 +77,13 @@ fn listener_chain(
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
 ) -> Option<FilterChain> {
+    if !secret_served(port, "HTTPS", &t.server_names, &t.secret, certs, warnings) {
+        return None;
+    }
     let SecretRef {
         namespace: ns,
         name,
     } = &t.secret;
-    let Some(certs) = certs else {
-        warnings.push(format!(
-            "HTTPS on port {} is not served: certificate Secret {ns}/{name} needs `serve --certs DIR` (DIR/secrets/{ns}/{name}/tls.crt and tls.key)",
-            port
-        ));
-        return None;
-    };
-    if !certs.secrets.contains_key(&(ns.clone(), name.clone())) {
-        warnings.push(format!(
-            "HTTPS on port {} for {} is not served: {}",
-            port,
-            if t.server_names.is_empty() {
-                "any host".to_owned()
-            } else {
-                t.server_names.join(", ")
-            },
-            certs.missing(&format!("secrets/{ns}/{name}/tls.crt and tls.key"))
-        ));
-        return None;
-    }
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
@@ -172,16 +189,7 @@ pub(super) fn listeners(
                         }
                     })
                     .collect();
-                // SNI is read before a chain is chosen; Envoy no longer adds the TLS
-                // inspector by itself.
-                let inspector = ListenerFilter {
-                    name: "envoy.filters.listener.tls_inspector".into(),
-                    config_type: Some(listener_filter::ConfigType::TypedConfig(any(
-                        &TlsInspector::default(),
-                    ))),
-                    ..ListenerFilter::default()
-                };
-                (chains, vec![inspector])
+                (chains, vec![tls_inspector()])
             };
             if filter_chains.is_empty() {
                 continue;
