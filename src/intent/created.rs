@@ -17,16 +17,6 @@ fn competes(o: &Object) -> bool {
     matches!(o, Object::L4Route(_) | Object::ListenerSet(_))
 }
 
-fn field<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    match &node.value {
-        Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
 fn text(node: Option<&Node>) -> Option<&str> {
     match &node?.value {
         Value::Str(s) => Some(s),
@@ -40,10 +30,10 @@ fn holds(bytes: &[u8], kind: &str, namespace: &str, name: &str) -> bool {
         return false;
     };
     docs.unwrap_or_default().iter().any(|d| {
-        let meta = field(d, "metadata");
-        text(field(d, "kind")) == Some(kind)
-            && text(meta.and_then(|m| field(m, "name"))) == Some(name)
-            && text(meta.and_then(|m| field(m, "namespace"))).unwrap_or_default() == namespace
+        let meta = d.field("metadata");
+        text(d.field("kind")) == Some(kind)
+            && text(meta.and_then(|m| m.field("name"))) == Some(name)
+            && text(meta.and_then(|m| m.field("namespace"))).unwrap_or_default() == namespace
     })
 }
 

@@ -42,6 +42,17 @@ pub struct Node {
 }
 
 impl Node {
+    /// The value under `key` of a mapping (`None` for a missing key or another type).
+    pub fn field(&self, key: &str) -> Option<&Node> {
+        match &self.value {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
     /// What a reader would call this node's type, for "expected X, found Y" messages.
     pub fn kind(&self) -> &'static str {
         match self.value {

@@ -141,24 +141,17 @@ fn match_line(text: &[u8], doc: Pos, hit: &RouteHit) -> Option<u32> {
     } else {
         ("rules", "matches")
     };
-    let rule = get(get(d, "spec")?, rules).and_then(|r| index(r, hit.rule))?;
+    let rule = d
+        .field("spec")?
+        .field(rules)
+        .and_then(|r| index(r, hit.rule))?;
     Some(
-        get(rule, matches)
+        rule.field(matches)
             .and_then(|m| index(m, hit.r#match))
             .unwrap_or(rule)
             .pos
             .line,
     )
-}
-
-fn get<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
-    match &n.value {
-        Value::Map(kv) => kv
-            .iter()
-            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
 }
 
 fn index(n: &Node, i: usize) -> Option<&Node> {

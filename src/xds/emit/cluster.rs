@@ -77,22 +77,24 @@ pub(super) fn clusters(
     let mut loads = BTreeMap::new();
     for b in backends {
         let name = b.cluster_name();
-        let (c, load) = match endpoints {
-            Some(eps) => cluster(
-                &name,
-                load_assignment(&name, eps.addresses(&b.endpoints_key())),
-                true,
-            ),
-            None => cluster(
-                &name,
-                load_assignment(&name, vec![(b.dns_name(), b.port)]),
-                false,
-            ),
-        };
+        let (c, load) = cluster(
+            &name,
+            load_assignment(&name, addresses(b, endpoints)),
+            endpoints.is_some(),
+        );
         loads.extend(load.map(|l| (name.clone(), l)));
         clusters.insert(name, c);
     }
     (clusters, loads)
+}
+
+/// Where `b` is: its addresses in the endpoints file, or (without one, in a cluster) its
+/// Service's DNS name.
+pub(super) fn addresses(b: &Backend, endpoints: Option<&Endpoints>) -> Vec<(String, u16)> {
+    match endpoints {
+        Some(eps) => eps.addresses(&b.endpoints_key()),
+        None => vec![(b.dns_name(), b.port)],
+    }
 }
 
 /// A cluster named `name` whose endpoints are `assignment`: sent over EDS (`eds`: with an

@@ -248,11 +248,7 @@ pub(super) fn udp_clusters(
             let Target::Service(b) = &t.target else {
                 continue;
             };
-            let addresses = match endpoints {
-                Some(eps) => eps.addresses(&b.endpoints_key()),
-                None => vec![(b.dns_name(), b.port)],
-            };
-            let mut group = load_assignment(&name, addresses)
+            let mut group = load_assignment(&name, super::cluster::addresses(b, endpoints))
                 .endpoints
                 .pop()
                 .unwrap_or_default();

@@ -114,44 +114,19 @@ impl<'a> Index<'a> {
                         ix.listener_set_objects.entry(key).or_default().push(o);
                     }
                 }
+                // Carried as the HTTPRoutes they route like, under each Gateway or
+                // ListenerSet they name.
                 Object::GrpcRoute(g) => {
-                    let route_ns = g.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut named: Vec<(&str, &str)> = Vec::new();
-                    let http = g.as_http();
-                    for p in &g.spec.parent_refs {
-                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if matches!(p.kind.as_str(), "Gateway" | "ListenerSet")
-                            && !named.contains(&key)
-                        {
-                            named.push(key);
-                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
-                                route: std::borrow::Cow::Owned(http.clone()),
-                                grpc: true,
-                                l4: None,
-                            });
-                            ix.route_objects.entry(key).or_default().push(o);
-                        }
-                    }
+                    ix.attach(o, &g.metadata, &g.spec.parent_refs, g.as_http(), true, None)
                 }
-                Object::L4Route(r) => {
-                    let route_ns = r.metadata.namespace.as_deref().unwrap_or_default();
-                    let mut named: Vec<(&str, &str)> = Vec::new();
-                    let http = r.as_http();
-                    for p in &r.spec.parent_refs {
-                        let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
-                        if matches!(p.kind.as_str(), "Gateway" | "ListenerSet")
-                            && !named.contains(&key)
-                        {
-                            named.push(key);
-                            ix.routes_by_gateway.entry(key).or_default().push(Attached {
-                                route: std::borrow::Cow::Owned(http.clone()),
-                                grpc: false,
-                                l4: Some(r.kind),
-                            });
-                            ix.route_objects.entry(key).or_default().push(o);
-                        }
-                    }
-                }
+                Object::L4Route(r) => ix.attach(
+                    o,
+                    &r.metadata,
+                    &r.spec.parent_refs,
+                    r.as_http(),
+                    false,
+                    Some(r.kind),
+                ),
                 Object::VirtualService(vs) => {
                     let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
                     let mut named = HashSet::new();
@@ -170,6 +145,36 @@ impl<'a> Index<'a> {
             }
         }
         ix
+    }
+
+    /// Files `route` (object `o`, as the HTTPRoute it routes like) under each Gateway or
+    /// ListenerSet its parentRefs name, once per parent.
+    fn attach(
+        &mut self,
+        o: &'a Arc<Object>,
+        meta: &'a crate::model::meta::ObjectMeta,
+        parent_refs: &'a [crate::model::gateway_api::ParentRef],
+        route: HttpRoute,
+        grpc: bool,
+        l4: Option<&'static str>,
+    ) {
+        let route_ns = meta.namespace.as_deref().unwrap_or_default();
+        let mut named: Vec<(&str, &str)> = Vec::new();
+        for p in parent_refs {
+            let key = (p.namespace.as_deref().unwrap_or(route_ns), p.name.as_str());
+            if matches!(p.kind.as_str(), "Gateway" | "ListenerSet") && !named.contains(&key) {
+                named.push(key);
+                self.routes_by_gateway
+                    .entry(key)
+                    .or_default()
+                    .push(Attached {
+                        route: std::borrow::Cow::Owned(route.clone()),
+                        grpc,
+                        l4,
+                    });
+                self.route_objects.entry(key).or_default().push(o);
+            }
+        }
     }
 
     /// Whether namespace `ns` is selected by `selector`. Namespaces tidegate knows of carry
