@@ -60,10 +60,7 @@ use status::Check;
 
 /// Extended tests expected to fail, each with why. A listed test that passes fails the run
 /// until it is removed from here.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "ListenerSetReferenceGrant",
-    "a ListenerSet whose only listener lacks its ReferenceGrant reports Accepted=True; the suite wants Accepted=False/ListenersNotValid and Programmed=False/ListenersNotValid",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 /// Features tidegate claims (the suite's `SupportedFeatures`), for `runs_only_if`.
 const CLAIMED: &[&str] = &[
