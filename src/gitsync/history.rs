@@ -1,14 +1,19 @@
-//! When things appeared: Git's stand-in for Kubernetes' `creationTimestamp`.
+//! When things appeared and how often they changed: Git's stand-ins for Kubernetes'
+//! `creationTimestamp` and `metadata.generation`.
 //!
 //! Gateway API lets the oldest of competing objects win (two TCPRoutes on one listener,
-//! ListenerSets claiming one hostname). Objects in Git have no creation time, so it is read
-//! from history: the oldest commit, walking first parents back from the served one, since
-//! which the object has been there without a break, counted as its position in the
-//! first-parent chain from the root commit. Positions, not commit times: two commits made
-//! in the same second still have an order, and a commit's position never changes as
-//! commits are added after it. It depends on the commit only (the same commit always gives
-//! the same ages), and an object added later is younger than one already there, whatever
-//! their names.
+//! ListenerSets claiming one hostname), and a controller's status says which `generation`
+//! of an object it describes. Objects in Git have neither, so both are read from history,
+//! walking first parents back from the served commit:
+//!
+//! - **age**: the oldest commit since which the object has been there without a break,
+//!   counted as its position in the first-parent chain from the root commit. Positions,
+//!   not commit times: two commits made in the same second still have an order, and a
+//!   commit's position never changes as commits are added after it.
+//! - **generation**: 1, plus one for every commit of that run that changed what the caller
+//!   calls the object's spec (an API server bumps `generation` on spec changes only).
+//!
+//! Both depend on the commit only: the same commit always gives the same answers.
 
 use std::path::Path;
 
@@ -25,39 +30,52 @@ pub struct Probe {
 /// How far back to look: beyond it, a thing counts as old as the oldest commit seen.
 pub const MAX_DEPTH: usize = 10_000;
 
-/// The first-parent position (0 = the root commit) of the commit since which each probe has
-/// been present in the history of `sha`. A file whose content is unchanged is taken to still
-/// hold the thing; a changed file is asked (`still_there(probe index, file bytes)`), so
-/// only the versions that differ are read.
-pub fn appeared(
+/// Age and generation of one probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dated {
+    /// First-parent position (0 = the root commit) of the commit it appeared in.
+    pub since: i64,
+    pub generation: i64,
+}
+
+/// What the caller says of a probe in one version of its file: absent (`None`), or present
+/// with a fingerprint of its spec (equal fingerprints: an unchanged spec).
+pub type Look<'a> = dyn FnMut(usize, Oid, &[u8]) -> Option<u64> + 'a;
+
+/// The age and generation of each probe in the history of `sha`. A file whose content is
+/// unchanged holds the thing unchanged; a changed file is asked (`look(probe, blob id,
+/// bytes)`), so only the versions that differ are read. A probe `look` does not find at
+/// `sha` itself is dated `sha` with generation 1.
+pub fn dated(
     repo: &Repository,
     sha: &str,
     prefix: &str,
     probes: &[Probe],
-    still_there: &mut dyn FnMut(usize, &[u8]) -> bool,
-) -> Result<Vec<i64>> {
+    look: &mut Look<'_>,
+) -> Result<Vec<Dated>> {
     let git = |what: String| move |source| Error::Git { what, source };
     let mut commit = repo
         .revparse_single(sha)
         .and_then(|o| o.peel_to_commit())
         .map_err(git(format!("resolving {sha}")))?;
-    let prefix = prefix.trim_matches('/');
-    let blob_at = |c: &git2::Commit<'_>, path: &str| -> Option<Oid> {
-        let full = if prefix.is_empty() {
-            path.to_owned()
-        } else {
-            format!("{prefix}/{path}")
-        };
-        c.tree()
-            .ok()?
-            .get_path(Path::new(&full))
-            .ok()
-            .map(|e| e.id())
-    };
-    // Per probe: the blob it was last seen in, and the time it has been there since.
-    let mut seen: Vec<Option<Oid>> = probes.iter().map(|p| blob_at(&commit, &p.path)).collect();
     let head = position(&commit);
-    let mut since: Vec<i64> = vec![head; probes.len()];
+    // Per probe: the blob it was last seen in, its fingerprint there, and the answer so far.
+    let mut seen: Vec<Option<(Oid, u64)>> = probes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let oid = blob_at(&commit, prefix, &p.path)?;
+            let blob = repo.find_blob(oid).ok()?;
+            Some((oid, look(i, oid, blob.content())?))
+        })
+        .collect();
+    let mut out = vec![
+        Dated {
+            since: head,
+            generation: 1,
+        };
+        probes.len()
+    ];
     let mut open: Vec<usize> = (0..probes.len()).filter(|&i| seen[i].is_some()).collect();
     for depth in 1..=MAX_DEPTH as i64 {
         if open.is_empty() {
@@ -66,26 +84,48 @@ pub fn appeared(
         let Ok(parent) = commit.parent(0) else {
             break;
         };
-        let at = head - depth;
         open.retain(|&i| {
-            let Some(oid) = blob_at(&parent, &probes[i].path) else {
+            let Some((last_oid, last_fp)) = seen[i] else {
                 return false;
             };
-            if Some(oid) != seen[i] {
-                let present = repo
+            let Some(oid) = blob_at(&parent, prefix, &probes[i].path) else {
+                return false;
+            };
+            if oid != last_oid {
+                let fp = repo
                     .find_blob(oid)
-                    .is_ok_and(|b| still_there(i, b.content()));
-                if !present {
+                    .ok()
+                    .and_then(|b| look(i, oid, b.content()));
+                let Some(fp) = fp else {
                     return false;
+                };
+                if fp != last_fp {
+                    out[i].generation += 1;
                 }
-                seen[i] = Some(oid);
+                seen[i] = Some((oid, fp));
             }
-            since[i] = at;
+            out[i].since = head - depth;
             true
         });
         commit = parent;
     }
-    Ok(since)
+    Ok(out)
+}
+
+/// The blob at `path` (under `prefix`) of `commit`.
+fn blob_at(commit: &git2::Commit<'_>, prefix: &str, path: &str) -> Option<Oid> {
+    let prefix = prefix.trim_matches('/');
+    let full = if prefix.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{prefix}/{path}")
+    };
+    commit
+        .tree()
+        .ok()?
+        .get_path(Path::new(&full))
+        .ok()
+        .map(|e| e.id())
 }
 
 /// How many first parents lead from `commit` to the root.

@@ -1,20 +1,31 @@
-//! Creation times of the plain objects that compete (TLSRoutes, TCPRoutes and UDPRoutes on
-//! one listener, ListenerSets on one Gateway): read from Git history (`gitsync::history`),
-//! set on the model as `metadata.created`, so the oldest wins as the spec says, not the
-//! first by name.
+//! Age and generation of plain objects, from Git history (`gitsync::history`), set on the
+//! model as `metadata.created` and `metadata.generation`:
+//!
+//! - the oldest of competing objects wins, as the spec says (TLSRoutes, TCPRoutes and
+//!   UDPRoutes on one listener, ListenerSets on one Gateway), not the first by name;
+//! - status says which generation of a Gateway, ListenerSet or L4 route it describes
+//!   (`observedGeneration`), as a controller does.
+//!
+//! Only those kinds are dated: each costs a walk through history, and they are few (routes
+//! by the thousand are HTTPRoutes, whose ties are broken by name).
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use git2::Repository;
+use git2::{Oid, Repository};
 
 use super::config::Config;
 use super::node::{Node, Value, parse_documents};
-use crate::gitsync::history::{Probe, appeared};
+use crate::gitsync::history::{Probe, dated};
 use crate::model::{Model, Object};
 
-/// Whether an object's creation time decides anything.
-fn competes(o: &Object) -> bool {
-    matches!(o, Object::L4Route(_) | Object::ListenerSet(_))
+/// Whether an object is dated.
+fn dated_kind(o: &Object) -> bool {
+    matches!(
+        o,
+        Object::L4Route(_) | Object::ListenerSet(_) | Object::Gateway(_)
+    )
 }
 
 fn text(node: Option<&Node>) -> Option<&str> {
@@ -24,22 +35,51 @@ fn text(node: Option<&Node>) -> Option<&str> {
     }
 }
 
-/// Whether YAML `bytes` hold an object of `kind` named `name` in `namespace`.
-fn holds(bytes: &[u8], kind: &str, namespace: &str, name: &str) -> bool {
-    let Ok(docs) = std::str::from_utf8(bytes).map(parse_documents) else {
-        return false;
-    };
-    docs.unwrap_or_default().iter().any(|d| {
+/// A fingerprint of a node's value, positions left out (moving a block is no change).
+fn fingerprint(node: &Node, h: &mut impl Hasher) {
+    match &node.value {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Int(i) => (2u8, i).hash(h),
+        Value::Float(f) => (3u8, f.to_bits()).hash(h),
+        Value::Str(s) => (4u8, s).hash(h),
+        Value::Seq(items) => {
+            (5u8, items.len()).hash(h);
+            for i in items {
+                fingerprint(i, h);
+            }
+        }
+        Value::Map(entries) => {
+            (6u8, entries.len()).hash(h);
+            for (k, v) in entries {
+                fingerprint(k, h);
+                fingerprint(v, h);
+            }
+        }
+    }
+}
+
+/// The spec fingerprint of the object of `kind` named `name` in `namespace` among `docs`,
+/// if it is there.
+fn look(docs: &[Node], kind: &str, namespace: &str, name: &str) -> Option<u64> {
+    docs.iter().find_map(|d| {
         let meta = d.field("metadata");
-        text(d.field("kind")) == Some(kind)
+        let found = text(d.field("kind")) == Some(kind)
             && text(meta.and_then(|m| m.field("name"))) == Some(name)
-            && text(meta.and_then(|m| m.field("namespace"))).unwrap_or_default() == namespace
+            && text(meta.and_then(|m| m.field("namespace"))).unwrap_or_default() == namespace;
+        found.then(|| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            if let Some(spec) = d.field("spec") {
+                fingerprint(spec, &mut h);
+            }
+            h.finish()
+        })
     })
 }
 
-/// Sets `metadata.created` on the competing objects of `model` that come from
-/// `resources/` of commit `sha` (`prefix`: the config root in the repository). Unchanged
-/// objects stay the very objects they were unless their time is new to them.
+/// Sets `metadata.created` and `metadata.generation` on the dated objects of `model` that
+/// come from `resources/` of commit `sha` (`prefix`: the config root in the repository).
+/// An object whose dates are unchanged stays the very object it was.
 pub fn stamp(
     config: &Config,
     model: &mut Model,
@@ -50,7 +90,7 @@ pub fn stamp(
     let wanted: Vec<(&str, &Object)> = config
         .resources
         .iter()
-        .filter(|r| competes(&r.object))
+        .filter(|r| dated_kind(&r.object))
         .map(|r| (r.file.as_str(), &*r.object))
         .collect();
     if wanted.is_empty() {
@@ -62,19 +102,30 @@ pub fn stamp(
             path: (*file).to_owned(),
         })
         .collect();
-    let times = appeared(repo, sha, prefix, &probes, &mut |i, bytes| {
+    // A file holds several objects: each version of it is parsed once, whatever the
+    // number of probes it holds.
+    let mut parsed: HashMap<Oid, Vec<Node>> = HashMap::new();
+    let dates = dated(repo, sha, prefix, &probes, &mut |i, oid, bytes| {
+        let docs = parsed.entry(oid).or_insert_with(|| {
+            std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|t| parse_documents(t).ok())
+                .unwrap_or_default()
+        });
         let o = wanted[i].1;
-        holds(bytes, o.kind(), o.namespace(), &o.meta().name)
+        look(docs, o.kind(), o.namespace(), &o.meta().name)
     })?;
-    for ((_, o), time) in wanted.iter().zip(times) {
+    for ((_, o), d) in wanted.iter().zip(dates) {
         let key = o.key();
         if let Some(slot) = model
             .objects
             .iter_mut()
             .find(|x| x.key() == key && x.kind() == o.kind())
-            && slot.meta().created != Some(time)
+            && (slot.meta().created, slot.meta().generation) != (Some(d.since), Some(d.generation))
         {
-            Arc::make_mut(slot).meta_mut().created = Some(time);
+            let meta = Arc::make_mut(slot).meta_mut();
+            meta.created = Some(d.since);
+            meta.generation = Some(d.generation);
         }
     }
     Ok(())

@@ -19,6 +19,11 @@ pub struct ObjectMeta {
     /// its own.
     #[serde(skip)]
     pub created: Option<i64>,
+    /// How many versions of its spec the object has had since it appeared (Git's stand-in
+    /// for `metadata.generation`: 1, plus one per commit that changed the spec), for
+    /// status' `observedGeneration`. Not written to manifests either.
+    #[serde(skip)]
+    pub generation: Option<i64>,
 }
 
 impl ObjectMeta {

@@ -35,11 +35,15 @@ pub struct GatewayApiStatus {
 pub struct ListenerSetStatus {
     pub namespace: String,
     pub name: String,
+    /// The object's generation (from Git history), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
     pub type_: &'static str,
@@ -47,6 +51,11 @@ pub struct Condition {
     pub status: &'static str,
     pub reason: &'static str,
     pub message: String,
+    /// The generation of the object the condition was computed from (status is always
+    /// computed from the served commit, so it is the object's generation); absent for
+    /// objects without one (rendered from intents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 impl Condition {
@@ -61,7 +70,15 @@ impl Condition {
             status: if ok { "True" } else { "False" },
             reason,
             message: message.into(),
+            observed_generation: None,
         }
+    }
+}
+
+/// Marks `conditions` as computed from `generation`.
+fn observed(conditions: &mut [Condition], generation: Option<i64>) {
+    for c in conditions {
+        c.observed_generation = generation;
     }
 }
 
@@ -70,6 +87,9 @@ impl Condition {
 pub struct GatewayStatus {
     pub namespace: String,
     pub name: String,
+    /// The object's generation (from Git history), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     pub conditions: Vec<Condition>,
     pub listeners: Vec<ListenerStatus>,
     /// ListenerSets whose listeners the Gateway took (at least one served).
@@ -91,6 +111,8 @@ pub struct RouteStatus {
     pub kind: &'static str,
     pub namespace: String,
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     pub parents: Vec<ParentStatus>,
 }
 
@@ -296,10 +318,15 @@ pub fn status(
                 conditions: vec![accepted, resolved.clone()],
             });
         }
+        let generation = route.metadata.generation;
+        for p in &mut parents {
+            observed(&mut p.conditions, generation);
+        }
         routes.push(RouteStatus {
             kind,
             namespace: route_ns.to_owned(),
             name: route.metadata.name.clone(),
+            generation,
             parents,
         });
     }
@@ -366,17 +393,30 @@ pub fn status(
                         (conditions, listeners)
                     }
                 };
+                let generation = s.set.metadata.generation;
+                let (mut conditions, mut listeners) = (conditions, listeners);
+                observed(&mut conditions, generation);
+                for l in &mut listeners {
+                    observed(&mut l.conditions, generation);
+                }
                 listener_sets_status.push(ListenerSetStatus {
                     namespace: owner.namespace.to_owned(),
                     name: owner.name.to_owned(),
+                    generation,
                     conditions,
                     listeners,
                 });
             }
             let any_programmed = listeners.iter().any(|l| ok(l, "Programmed"));
-            GatewayStatus {
+            let generation = g.metadata.generation;
+            let mut listeners = listeners;
+            for l in &mut listeners {
+                observed(&mut l.conditions, generation);
+            }
+            let mut status = GatewayStatus {
                 namespace: ns,
                 name: g.metadata.name.clone(),
+                generation,
                 conditions: vec![
                     if let Some(p) = g
                         .spec
@@ -417,7 +457,9 @@ pub fn status(
                 ],
                 listeners,
                 attached_listener_sets: attached_sets,
-            }
+            };
+            observed(&mut status.conditions, generation);
+            status
         })
         .collect();
     // ListenerSets whose Gateway is not in the repository (or is a waypoint).
@@ -441,6 +483,7 @@ pub fn status(
             listener_sets_status.push(ListenerSetStatus {
                 namespace: ns.to_owned(),
                 name: s.metadata.name.clone(),
+                generation: None,
                 conditions: vec![
                     Condition::new("Accepted", false, "ParentNotAccepted", why.clone()),
                     Condition::new("Programmed", false, "ParentNotAccepted", why),
