@@ -30,6 +30,7 @@ pub enum Object {
     /// TLSRoute, TCPRoute or UDPRoute (by its `kind`).
     L4Route(gateway_api::L4Route),
     ListenerSet(gateway_api::ListenerSet),
+    GatewayClass(gateway_api::GatewayClass),
     ReferenceGrant(gateway_api::ReferenceGrant),
     IstioGateway(istio::Gateway),
     VirtualService(istio::VirtualService),
@@ -46,6 +47,7 @@ impl Object {
             Object::GrpcRoute(o) => &o.metadata,
             Object::L4Route(o) => &o.metadata,
             Object::ListenerSet(o) => &o.metadata,
+            Object::GatewayClass(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
             Object::IstioGateway(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
@@ -62,6 +64,7 @@ impl Object {
             Object::GrpcRoute(o) => &mut o.metadata,
             Object::L4Route(o) => &mut o.metadata,
             Object::ListenerSet(o) => &mut o.metadata,
+            Object::GatewayClass(o) => &mut o.metadata,
             Object::ReferenceGrant(o) => &mut o.metadata,
             Object::IstioGateway(o) => &mut o.metadata,
             Object::VirtualService(o) => &mut o.metadata,
@@ -76,7 +79,8 @@ impl Object {
             | Object::HttpRoute(_)
             | Object::GrpcRoute(_)
             | Object::L4Route(_)
-            | Object::ListenerSet(_) => gateway_api::API_VERSION,
+            | Object::ListenerSet(_)
+            | Object::GatewayClass(_) => gateway_api::API_VERSION,
             Object::ReferenceGrant(_) => gateway_api::REFERENCE_GRANT_API_VERSION,
             Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
             Object::Route(_) => openshift::API_VERSION,
@@ -92,6 +96,7 @@ impl Object {
             Object::GrpcRoute(_) => "GRPCRoute",
             Object::L4Route(r) => r.kind,
             Object::ListenerSet(_) => "ListenerSet",
+            Object::GatewayClass(_) => "GatewayClass",
             Object::ReferenceGrant(_) => "ReferenceGrant",
             Object::VirtualService(_) => "VirtualService",
             Object::Route(_) => "Route",
@@ -118,6 +123,7 @@ impl Object {
                 _ => "udproute",
             },
             Object::ListenerSet(_) => "listenerset",
+            Object::GatewayClass(_) => "gatewayclass",
             Object::ReferenceGrant(_) => "referencegrant",
             Object::IstioGateway(_) => "istio-gateway",
             Object::VirtualService(_) => "virtualservice",

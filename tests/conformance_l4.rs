@@ -140,10 +140,6 @@ const ADAPTATIONS: &[(&str, &str)] = &[
         "the suite's precondition, kept visible",
     ),
     (
-        "GatewayClass expectations are not checked",
-        "/status has no GatewayClass status",
-    ),
-    (
         "the DNS backend answers every query with one A record",
         "the suite accepts any DNS answer",
     ),

@@ -3,7 +3,8 @@
 //!
 //! - the oldest of competing objects wins, as the spec says (TLSRoutes, TCPRoutes and
 //!   UDPRoutes on one listener, ListenerSets on one Gateway), not the first by name;
-//! - status says which generation of a Gateway, ListenerSet or L4 route it describes
+//! - status says which generation of a GatewayClass, Gateway, ListenerSet or L4 route it
+//!   describes
 //!   (`observedGeneration`), as a controller does.
 //!
 //! Only those kinds are dated: each costs a walk through history, and they are few (routes
@@ -24,7 +25,7 @@ use crate::model::{Model, Object};
 fn dated_kind(o: &Object) -> bool {
     matches!(
         o,
-        Object::L4Route(_) | Object::ListenerSet(_) | Object::Gateway(_)
+        Object::L4Route(_) | Object::ListenerSet(_) | Object::Gateway(_) | Object::GatewayClass(_)
     )
 }
 
@@ -112,8 +113,10 @@ pub fn stamp(
                 .and_then(|t| parse_documents(t).ok())
                 .unwrap_or_default()
         });
-        let o = wanted[i].1;
-        look(docs, o.kind(), o.namespace(), &o.meta().name)
+        let (o, meta) = (wanted[i].1, wanted[i].1.meta());
+        // Cluster-scoped objects (GatewayClass) have no namespace.
+        let ns = meta.namespace.as_deref().unwrap_or_default();
+        look(docs, o.kind(), ns, &meta.name)
     })?;
     for ((_, o), d) in wanted.iter().zip(dates) {
         let key = o.key();

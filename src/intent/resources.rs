@@ -38,7 +38,7 @@ pub struct Resource {
     pub pos: Pos,
 }
 
-const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
+const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
 
 /// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
 const SERVER_METADATA: &[&str] = &[
@@ -90,7 +90,9 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let valid_versions: &[&str] = match kind.as_str() {
         "Namespace" => &["v1"],
         "Gateway" | "VirtualService" if istio_kind => istio_decode::VERSIONS,
-        "Gateway" | "HTTPRoute" | "GRPCRoute" | "ListenerSet" => &[gw::API_VERSION],
+        "Gateway" | "HTTPRoute" | "GRPCRoute" | "ListenerSet" | "GatewayClass" => {
+            &[gw::API_VERSION]
+        }
         // Exported from clusters that still serve the alpha versions; written back as v1.
         "TLSRoute" => &[
             gw::API_VERSION,
@@ -120,7 +122,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
         );
         return None;
     }
-    let namespaced = kind != "Namespace";
+    let namespaced = !matches!(kind.as_str(), "Namespace" | "GatewayClass");
     let metadata = decode_metadata(cx, &o, namespaced);
     let spec = o.get("spec");
     let object = match kind.as_str() {
@@ -207,6 +209,15 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 _ => "UDPRoute",
             };
             Object::L4Route(decode_l4_route(cx, kind, metadata?, spec)?)
+        }
+        "GatewayClass" => {
+            let spec = require_spec(cx, &o)?;
+            Object::GatewayClass(gw::GatewayClass {
+                api_version: gw::API_VERSION,
+                kind: "GatewayClass",
+                metadata: metadata?,
+                spec: decode_gateway_class_spec(cx, spec)?,
+            })
         }
         "ListenerSet" => {
             let spec = require_spec(cx, &o)?;
@@ -321,6 +332,46 @@ fn decode_l4_route(
             hostnames: hostnames?,
             rules,
         },
+    })
+}
+
+/// A GatewayClass's spec: its controller, description and parameters.
+fn decode_gateway_class_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewayClassSpec> {
+    let s = cx.object(
+        node,
+        "spec",
+        &["controllerName", "description", "parametersRef"],
+    )?;
+    let controller_name = s
+        .require(
+            cx,
+            "controllerName",
+            "the controller, such as tidegate.io/gateway-controller",
+        )
+        .and_then(|n| cx.string(n, "spec.controllerName"));
+    let description = s
+        .get("description")
+        .and_then(|n| cx.string(n, "spec.description"));
+    let parameters_ref = s.get("parametersRef").and_then(|n| {
+        let p = cx.object(
+            n,
+            "spec.parametersRef",
+            &["group", "kind", "name", "namespace"],
+        )?;
+        let get = |cx: &mut Cx<'_>, key: &str| {
+            p.require(cx, key, "the parameters object's group, kind and name")
+                .and_then(|n| cx.string(n, &p.field(key)))
+        };
+        Some(gw::RouteGroupKindName {
+            group: get(cx, "group")?,
+            kind: get(cx, "kind")?,
+            name: get(cx, "name")?,
+        })
+    });
+    Some(gw::GatewayClassSpec {
+        controller_name: controller_name?,
+        description,
+        parameters_ref,
     })
 }
 

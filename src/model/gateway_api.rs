@@ -62,6 +62,28 @@ pub struct AllowedListeners {
     pub namespaces: RouteNamespaces,
 }
 
+/// A `GatewayClass`: tidegate serves the Gateways of every class it is given (it is the
+/// control plane of all the proxies its repository names), so every class is accepted;
+/// one with `parametersRef` is not, as tidegate reads no parameters objects.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClass {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: GatewayClassSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassSpec {
+    pub controller_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters_ref: Option<RouteGroupKindName>,
+}
+
 /// A `ListenerSet`: listeners added to a Gateway (`spec.parentRef`) from the ListenerSet's
 /// own namespace, so a team can expose its hostnames on a shared Gateway without editing it.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 /// The `gatewayClassName` the manifests' placeholder becomes.
 pub const GATEWAY_CLASS: &str = "tidegate";
+/// The controller name GatewayClasses of the suite name (`{GATEWAY_CONTROLLER_NAME}`).
+pub const GATEWAY_CONTROLLER: &str = "tidegate.io/gateway-controller";
 
 /// Kinds committed to the repository; the rest (Services, Deployments, EndpointSlices…)
 /// are modelled by the harness: echo servers and the endpoints file.
@@ -102,7 +104,9 @@ pub struct Mirror {
 
 /// Parses a multi-document YAML text into its non-empty documents.
 pub fn parse_docs(text: &str, what: &str) -> Vec<Value> {
-    let text = text.replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS);
+    let text = text
+        .replace("{GATEWAY_CLASS_NAME}", GATEWAY_CLASS)
+        .replace("{GATEWAY_CONTROLLER_NAME}", GATEWAY_CONTROLLER);
     let docs: Vec<Value> =
         serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
     docs.into_iter().filter(|d| !d.is_null()).collect()

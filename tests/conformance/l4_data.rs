@@ -21,6 +21,7 @@ pub const COMMITTED_KINDS: &[&str] = &[
     "TCPRoute",
     "UDPRoute",
     "ListenerSet",
+    "GatewayClass",
 ];
 
 pub struct L4Test {

@@ -27,6 +27,17 @@ pub struct GatewayApiStatus {
     pub gateways: Vec<GatewayStatus>,
     pub routes: Vec<RouteStatus>,
     pub listener_sets: Vec<ListenerSetStatus>,
+    pub gateway_classes: Vec<GatewayClassStatus>,
+}
+
+/// A GatewayClass's `Accepted`: tidegate serves the Gateways of every class.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayClassStatus {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    pub conditions: Vec<Condition>,
 }
 
 /// A ListenerSet's conditions and its listeners' (as a Gateway's listeners are reported).
@@ -493,10 +504,44 @@ pub fn status(
         }
     }
     listener_sets_status.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let gateway_classes = model
+        .objects
+        .iter()
+        .filter_map(|o| match &**o {
+            Object::GatewayClass(c) => Some(c),
+            _ => None,
+        })
+        .map(|c| {
+            let mut conditions = vec![match &c.spec.parameters_ref {
+                Some(p) => Condition::new(
+                    "Accepted",
+                    false,
+                    "InvalidParameters",
+                    format!(
+                        "parametersRef {}/{} {}: tidegate reads no parameters objects; remove it",
+                        p.group, p.kind, p.name
+                    ),
+                ),
+                None => Condition::new(
+                    "Accepted",
+                    true,
+                    "Accepted",
+                    "tidegate serves the Gateways of every class in its repository",
+                ),
+            }];
+            observed(&mut conditions, c.metadata.generation);
+            GatewayClassStatus {
+                name: c.metadata.name.clone(),
+                generation: c.metadata.generation,
+                conditions,
+            }
+        })
+        .collect();
     GatewayApiStatus {
         gateways,
         routes,
         listener_sets: listener_sets_status,
+        gateway_classes,
     }
 }
 
