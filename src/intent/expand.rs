@@ -940,6 +940,8 @@ pub fn virtual_service(i: &Intent) -> Result<istio::VirtualService, Vec<Problem>
             hosts: i.hostnames.iter().map(|h| h.value.clone()).collect(),
             gateways: vec![gateway],
             http: merged.into_iter().map(|(_, r)| r).collect(),
+            tls: Vec::new(),
+            tcp: Vec::new(),
         },
     })
 }
