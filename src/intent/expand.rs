@@ -8,6 +8,11 @@
 //! |             | waypoint HTTPRoute (parent: the Service)                                |
 //!
 //! plus an OpenShift Route for `exposure: OpenShiftRoute`.
+//!
+//! A TLS, TCP or UDP intent routes connections instead: a TLS (protocol TLS, PASSTHROUGH or
+//! SIMPLE) or TCP server and a VirtualService with one `tls` (by SNI) or `tcp` entry in
+//! istio mode; a Gateway listener and a TLSRoute, TCPRoute or UDPRoute in the Gateway API
+//! modes (ambient adds its waypoint, which carries the connections without L7 rules).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use super::config::Config;
 use super::decode::Problem;
 use super::resources::Resource;
-use super::spec::{Exposure, Intent, Mode, Protocol, Settings};
+use super::spec::{At, Exposure, Intent, Mode, Protocol, Settings};
 use crate::model::core::{Namespace, Service, ServicePort, ServiceSpec};
 use crate::model::gateway_api::{
     self as gw, AllowedRoutes, FilterType, HttpBackendRef, HttpRouteMatch, HttpRouteRule,
@@ -131,10 +136,12 @@ fn expand_group(settings: &Settings, gw_ns: &str, gw_name: &str, users: &[&Arc<I
 
     // Routes, one set per intent.
     let mut routes = Vec::with_capacity(plain.len());
-    for i in &plain {
+    let conflicts = port_conflicts(&plain);
+    for (i, conflict) in plain.iter().zip(conflicts) {
         let mut out = Out::default();
-        let mut problems = Vec::new();
+        let mut problems: Vec<Problem> = conflict.into_iter().collect();
         match i.mode.value {
+            _ if i.gateway.protocol.is_l4() => expand_l4(&mut out, i, &listener_names),
             Mode::Istio => match virtual_service(i) {
                 Ok(vs) => out.push_own(Object::VirtualService(vs), i),
                 Err(mut p) => problems.append(&mut p),
@@ -402,7 +409,54 @@ fn service_port_name(protocol: Protocol, port: u16) -> String {
         (Protocol::Https, 443) => "https".into(),
         (Protocol::Http, p) => format!("http2-{p}"),
         (Protocol::Https, p) => format!("https-{p}"),
+        // Istio picks a port's protocol from its name prefix: `tls-` is routed by SNI.
+        (Protocol::Tls, p) => format!("tls-{p}"),
+        (Protocol::Tcp, p) => format!("tcp-{p}"),
+        (Protocol::Udp, p) => format!("udp-{p}"),
     }
+}
+
+/// Intents that use one port of a gateway with different protocols (or, for TCP and UDP,
+/// that share one at all: nothing tells their connections apart) cannot both be served;
+/// the later one, in config order, is reported. HTTP intents alone keep their old rules.
+fn port_conflicts(users: &[&Intent]) -> Vec<Option<Problem>> {
+    let mut first: BTreeMap<u16, &Intent> = BTreeMap::new();
+    users
+        .iter()
+        .map(|i| {
+            let g = &i.gateway;
+            let Some(other) = first.get(&g.port) else {
+                first.insert(g.port, i);
+                return None;
+            };
+            let og = &other.gateway;
+            if !g.protocol.is_l4() && !og.protocol.is_l4() {
+                return None;
+            }
+            let why = if og.protocol != g.protocol {
+                format!("serves {} there", og.protocol.as_str())
+            } else if !g.protocol.has_hostnames() {
+                format!("takes every {} connection of that port", g.protocol.as_str())
+            } else {
+                return None;
+            };
+            Some(Problem {
+                file: i.file.clone(),
+                pos: g.protocol_pos,
+                field: "spec.gateway.port".into(),
+                message: format!(
+                    "port {} of gateway {}/{} is used by intent {}/{} ({}:{}), which {why}; valid: another port (or gateway) for this intent",
+                    g.port,
+                    i.gateway_namespace(),
+                    g.name,
+                    other.namespace,
+                    other.name,
+                    other.file,
+                    other.pos
+                ),
+            })
+        })
+        .collect()
 }
 
 fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'a Intent]) {
@@ -417,7 +471,17 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
                 i.gateway.certificate_refs.clone(),
             ))
             .or_default();
-        for h in &i.hostnames {
+        // TCP connections have no name: the server takes any (`*`) for the VirtualService.
+        let star = [At {
+            pos: i.pos,
+            value: "*".to_owned(),
+        }];
+        let names = if i.gateway.protocol.has_hostnames() {
+            &i.hostnames[..]
+        } else {
+            &star[..]
+        };
+        for h in names {
             // A VirtualService in another namespace binds only if the server exports the
             // host to it; `*/host` is Istio's spelling of "any namespace".
             if i.namespace == ns {
@@ -437,6 +501,10 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
             let base = match protocol {
                 Protocol::Http => "http",
                 Protocol::Https => "https",
+                Protocol::Tls => "tls",
+                Protocol::Tcp => "tcp",
+                // Refused in istio mode (spec.rs): Istio gateways do not route UDP.
+                Protocol::Udp => "udp",
             };
             istio::Server {
                 port: istio::ServerPort {
@@ -450,10 +518,17 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
                     protocol: protocol.as_str().into(),
                 },
                 hosts: hosts.into_iter().collect(),
-                tls: certs.first().map(|c| istio::ServerTls {
-                    mode: "SIMPLE",
-                    credential_name: c.clone(),
-                }),
+                tls: match certs.first() {
+                    Some(c) => Some(istio::ServerTls {
+                        mode: "SIMPLE",
+                        credential_name: c.clone(),
+                    }),
+                    None if protocol == Protocol::Tls => Some(istio::ServerTls {
+                        mode: "PASSTHROUGH",
+                        credential_name: String::new(),
+                    }),
+                    None => None,
+                },
             }
         })
         .collect();
@@ -533,10 +608,12 @@ fn openshift_route(i: &Intent, host: &str, service: &str, target_port: TargetPor
                 weight: 100,
             },
             // The gateway terminates TLS itself; the router passes the bytes through.
-            tls: (i.gateway.protocol == Protocol::Https).then_some(RouteTls {
-                termination: "passthrough",
-                insecure_edge_termination_policy: "None",
-            }),
+            tls: matches!(i.gateway.protocol, Protocol::Https | Protocol::Tls).then_some(
+                RouteTls {
+                    termination: "passthrough",
+                    insecure_edge_termination_policy: "None",
+                },
+            ),
             wildcard_policy: wildcard,
         },
     })
@@ -564,9 +641,16 @@ fn gateway_api_gateway(
     type ListenerUse = (Protocol, Vec<String>, BTreeSet<String>);
     let mut listeners: BTreeMap<(u16, String), ListenerUse> = BTreeMap::new();
     for i in users {
-        for h in &i.hostnames {
+        // A TCP or UDP listener has no hostname: one listener takes the whole port.
+        let unnamed = [String::new()];
+        let names: Vec<&String> = if i.gateway.protocol.has_hostnames() {
+            i.hostnames.iter().map(|h| &h.value).collect()
+        } else {
+            unnamed.iter().collect()
+        };
+        for h in names {
             let entry = listeners
-                .entry((i.gateway.port, h.value.clone()))
+                .entry((i.gateway.port, h.clone()))
                 .or_insert_with(|| {
                     (
                         i.gateway.protocol,
@@ -589,6 +673,10 @@ fn gateway_api_gateway(
                 (Protocol::Https, 443) => "https".to_owned(),
                 (Protocol::Http, p) => format!("http-{p}"),
                 (Protocol::Https, p) => format!("https-{p}"),
+                (Protocol::Tls, 443) => "tls".to_owned(),
+                (Protocol::Tls, p) => format!("tls-{p}"),
+                (Protocol::Tcp, p) => format!("tcp-{p}"),
+                (Protocol::Udp, p) => format!("udp-{p}"),
             };
             // A lone listener on its port is just `http`, the name seed §2.4's
             // INGRESS_PORT query looks for; several get the hostname in their name.
@@ -620,21 +708,28 @@ fn gateway_api_gateway(
             };
             Listener {
                 name,
-                hostname: Some(hostname),
+                hostname: (!hostname.is_empty()).then_some(hostname),
                 port,
                 protocol: protocol.as_str().into(),
-                tls: (!certs.is_empty()).then(|| ListenerTls {
-                    mode: "Terminate",
-                    certificate_refs: certs
-                        .into_iter()
-                        .map(|c| SecretRef {
-                            group: "",
-                            kind: "Secret",
-                            name: c,
-                            namespace: None,
-                        })
-                        .collect(),
-                }),
+                tls: if protocol == Protocol::Tls && certs.is_empty() {
+                    Some(ListenerTls {
+                        mode: "Passthrough",
+                        certificate_refs: Vec::new(),
+                    })
+                } else {
+                    (!certs.is_empty()).then(|| ListenerTls {
+                        mode: "Terminate",
+                        certificate_refs: certs
+                            .into_iter()
+                            .map(|c| SecretRef {
+                                group: "",
+                                kind: "Secret",
+                                name: c,
+                                namespace: None,
+                            })
+                            .collect(),
+                    })
+                },
                 allowed_routes: Some(AllowedRoutes {
                     namespaces,
                     kinds: Vec::new(),
@@ -668,16 +763,21 @@ fn gateway_parents(
     i: &Intent,
     listeners: &BTreeMap<(String, String, u16, String), String>,
 ) -> Vec<ParentRef> {
-    let mut names: Vec<String> = i
-        .hostnames
-        .iter()
+    let unnamed = [String::new()];
+    let hosts: Vec<&String> = if i.gateway.protocol.has_hostnames() {
+        i.hostnames.iter().map(|h| &h.value).collect()
+    } else {
+        unnamed.iter().collect()
+    };
+    let mut names: Vec<String> = hosts
+        .into_iter()
         .filter_map(|h| {
             listeners
                 .get(&(
                     i.gateway_namespace().to_owned(),
                     i.gateway.name.clone(),
                     i.gateway.port,
-                    h.value.clone(),
+                    h.clone(),
                 ))
                 .cloned()
         })
@@ -716,6 +816,151 @@ fn http_route(
     })
 }
 
+/// The routes of a TLS, TCP or UDP intent: a VirtualService with one `tls` (passthrough,
+/// by SNI) or `tcp` (terminated TLS, or TCP) entry for the gateway's port in istio mode; a
+/// TLSRoute, TCPRoute or UDPRoute in the Gateway API modes, plus in ambient mode the
+/// namespace's waypoint (its label sends the Services' traffic there).
+fn expand_l4<'a>(
+    out: &mut Out<'a>,
+    i: &'a Intent,
+    listeners: &BTreeMap<(String, String, u16, String), String>,
+) {
+    let rule = i.rules.first().cloned().unwrap_or_default();
+    let live: Vec<&HttpBackendRef> = rule.backend_refs.iter().filter(|b| b.weight > 0).collect();
+    if i.mode.value == Mode::Istio {
+        let percents = percentages(&live.iter().map(|b| b.weight).collect::<Vec<_>>());
+        let route: Vec<istio::RouteDestination> = live
+            .iter()
+            .zip(percents)
+            .map(|(b, pct)| istio::RouteDestination {
+                destination: istio::Destination {
+                    host: match &b.namespace {
+                        Some(ns) if *ns != i.namespace => {
+                            format!("{}.{ns}.svc.cluster.local", b.name)
+                        }
+                        _ => b.name.clone(),
+                    },
+                    port: istio::PortSelector { number: b.port },
+                },
+                weight: (live.len() > 1).then_some(pct),
+            })
+            .collect();
+        let port = Some(i.gateway.port);
+        let (hosts, tls, tcp) = if i.gateway.passthrough() {
+            let hosts: Vec<String> = i.hostnames.iter().map(|h| h.value.clone()).collect();
+            let tls = vec![istio::TlsRoute {
+                match_: vec![istio::L4Match {
+                    port,
+                    sni_hosts: hosts.clone(),
+                }],
+                route,
+            }];
+            (hosts, tls, Vec::new())
+        } else {
+            // Terminated TLS is plain TCP behind the server; a TCP server's VirtualService
+            // is for any host (`*`): the port alone picks it.
+            let hosts = if i.gateway.protocol == Protocol::Tls {
+                i.hostnames.iter().map(|h| h.value.clone()).collect()
+            } else {
+                vec!["*".to_owned()]
+            };
+            let tcp = vec![istio::TcpRoute {
+                match_: vec![istio::L4Match {
+                    port,
+                    sni_hosts: Vec::new(),
+                }],
+                route,
+            }];
+            (hosts, Vec::new(), tcp)
+        };
+        let gateway = if i.gateway_namespace() == i.namespace {
+            i.gateway.name.clone()
+        } else {
+            format!("{}/{}", i.gateway_namespace(), i.gateway.name)
+        };
+        out.push_own(
+            Object::VirtualService(istio::VirtualService {
+                api_version: istio::API_VERSION,
+                kind: "VirtualService",
+                metadata: ObjectMeta::namespaced(&i.name, &i.namespace),
+                spec: istio::VirtualServiceSpec {
+                    hosts,
+                    gateways: vec![gateway],
+                    http: Vec::new(),
+                    tls,
+                    tcp,
+                },
+            }),
+            i,
+        );
+        return;
+    }
+    if i.mode.value == Mode::Ambient {
+        out.push(waypoint_gateway(i), i);
+    }
+    out.push_own(
+        Object::L4Route(gw::L4Route {
+            api_version: gw::API_VERSION,
+            kind: l4_kind(i.gateway.protocol),
+            metadata: ObjectMeta::namespaced(&format!("{}-ingress", i.name), &i.namespace),
+            spec: gw::L4RouteSpec {
+                parent_refs: gateway_parents(i, listeners),
+                hostnames: if i.gateway.protocol == Protocol::Tls {
+                    i.hostnames.iter().map(|h| h.value.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                rules: vec![gw::L4RouteRule {
+                    name: rule.name.clone(),
+                    backend_refs: rule.backend_refs.clone(),
+                }],
+            },
+        }),
+        i,
+    );
+}
+
+/// The route kind of an L4 intent's protocol.
+fn l4_kind(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tls => "TLSRoute",
+        Protocol::Udp => "UDPRoute",
+        _ => "TCPRoute",
+    }
+}
+
+/// The ambient waypoint an intent's namespace is labelled to use (`istioctl waypoint`'s).
+fn waypoint_gateway(i: &Intent) -> Object {
+    let mut wmeta = ObjectMeta::namespaced(i.waypoint_name(), &i.namespace);
+    wmeta
+        .labels
+        .insert(label::WAYPOINT_FOR.into(), "service".into());
+    Object::Gateway(gw::Gateway {
+        api_version: gw::API_VERSION,
+        kind: "Gateway",
+        metadata: wmeta,
+        spec: gw::GatewaySpec {
+            gateway_class_name: WAYPOINT_CLASS.into(),
+            allowed_listeners: None,
+            infrastructure: None,
+            listeners: vec![Listener {
+                name: "mesh".into(),
+                hostname: None,
+                port: HBONE_PORT,
+                protocol: "HBONE".into(),
+                tls: None,
+                allowed_routes: Some(AllowedRoutes {
+                    namespaces: RouteNamespaces {
+                        from: "Same",
+                        selector: None,
+                    },
+                    kinds: Vec::new(),
+                }),
+            }],
+        },
+    })
+}
+
 fn expand_ambient<'a>(
     out: &mut Out<'a>,
     i: &'a Intent,
@@ -743,38 +988,7 @@ fn expand_ambient<'a>(
         }
     }
 
-    let waypoint = i.waypoint_name();
-    let mut wmeta = ObjectMeta::namespaced(waypoint, &i.namespace);
-    wmeta
-        .labels
-        .insert(label::WAYPOINT_FOR.into(), "service".into());
-    out.push(
-        Object::Gateway(gw::Gateway {
-            api_version: gw::API_VERSION,
-            kind: "Gateway",
-            metadata: wmeta,
-            spec: gw::GatewaySpec {
-                gateway_class_name: WAYPOINT_CLASS.into(),
-                allowed_listeners: None,
-                infrastructure: None,
-                listeners: vec![Listener {
-                    name: "mesh".into(),
-                    hostname: None,
-                    port: HBONE_PORT,
-                    protocol: "HBONE".into(),
-                    tls: None,
-                    allowed_routes: Some(AllowedRoutes {
-                        namespaces: RouteNamespaces {
-                            from: "Same",
-                            selector: None,
-                        },
-                        kinds: Vec::new(),
-                    }),
-                }],
-            },
-        }),
-        i,
-    );
+    out.push(waypoint_gateway(i), i);
 
     // Ingress: send the hosts to the Service; its waypoint applies the rules (seed §2.6).
     // With several Services the ingress must pick one per request, so it keeps the matches.
@@ -1164,31 +1378,42 @@ fn percentages(weights: &[u32]) -> Vec<u32> {
 /// it (a ReferenceGrant); without one, Gateway API answers those requests with 500. One
 /// grant per (Service namespace, route namespace), naming exactly the Services used.
 fn reference_grants<'a>(out: &mut Out<'a>, intents: &'a [std::sync::Arc<Intent>]) {
-    let mut grants: BTreeMap<(String, String), (BTreeSet<String>, &'a Intent)> = BTreeMap::new();
-    for i in intents.iter().filter(|i| i.mode.value == Mode::GatewayApi) {
+    type Grants<'a> = BTreeMap<(String, String, &'static str), (BTreeSet<String>, &'a Intent)>;
+    let mut grants: Grants<'a> = BTreeMap::new();
+    // Ambient HTTP intents keep their backends in their own namespace (the waypoint's
+    // rules live there); an L4 route has no waypoint rules, so it may cross with a grant.
+    for i in intents.iter().filter(|i| {
+        i.mode.value == Mode::GatewayApi
+            || (i.mode.value == Mode::Ambient && i.gateway.protocol.is_l4())
+    }) {
+        let kind = if i.gateway.protocol.is_l4() {
+            l4_kind(i.gateway.protocol)
+        } else {
+            "HTTPRoute"
+        };
         for b in i.rules.iter().flat_map(|r| &r.backend_refs) {
             if let Some(ns) = b.namespace.as_ref().filter(|ns| **ns != i.namespace) {
                 grants
-                    .entry((ns.clone(), i.namespace.clone()))
+                    .entry((ns.clone(), i.namespace.clone(), kind))
                     .or_insert_with(|| (BTreeSet::new(), i))
                     .0
                     .insert(b.name.clone());
             }
         }
     }
-    for ((to_ns, from_ns), (services, first)) in grants {
+    for ((to_ns, from_ns, kind), (services, first)) in grants {
         out.push(
             Object::ReferenceGrant(gw::ReferenceGrant {
                 api_version: gw::REFERENCE_GRANT_API_VERSION,
                 kind: "ReferenceGrant",
                 metadata: ObjectMeta::namespaced(
-                    &format!("allow-httproutes-from-{from_ns}"),
+                    &format!("allow-{}s-from-{from_ns}", kind.to_ascii_lowercase()),
                     &to_ns,
                 ),
                 spec: gw::ReferenceGrantSpec {
                     from: vec![gw::ReferenceGrantFrom {
                         group: gw::GROUP.into(),
-                        kind: "HTTPRoute".into(),
+                        kind: kind.into(),
                         namespace: from_ns,
                     }],
                     to: services
