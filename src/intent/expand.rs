@@ -12,7 +12,7 @@
 //! A TLS, TCP or UDP intent routes connections instead: a TLS (protocol TLS, PASSTHROUGH or
 //! SIMPLE) or TCP server and a VirtualService with one `tls` (by SNI) or `tcp` entry in
 //! istio mode; a Gateway listener and a TLSRoute, TCPRoute or UDPRoute in the Gateway API
-//! modes (ambient adds its waypoint, which carries the connections without L7 rules).
+//! modes (ambient adds no waypoint: there are no L7 rules for one to apply).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -175,8 +175,16 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
 
     // Namespaces the intents live in, labelled for their data plane.
     let mut namespaces: BTreeMap<&str, &Intent> = BTreeMap::new();
+    // The first ambient intent with L7 rules names the namespace's waypoint. An ambient
+    // namespace with only TLS/TCP/UDP intents has no rules for a waypoint to apply, so its
+    // connections go from the gateway through ztunnel alone (and UDP, which no waypoint
+    // carries, is not sent to one).
+    let mut waypoint_users: BTreeMap<&str, &Intent> = BTreeMap::new();
     for i in &config.intents {
         namespaces.entry(&i.namespace).or_insert(i);
+        if i.mode.value == Mode::Ambient && !i.gateway.protocol.is_l4() {
+            waypoint_users.entry(&i.namespace).or_insert(i);
+        }
     }
     for (ns, i) in &namespaces {
         let mut meta = ObjectMeta {
@@ -187,13 +195,15 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
             Mode::Ambient => {
                 meta.labels
                     .insert(label::DATAPLANE_MODE.into(), "ambient".into());
-                meta.labels
-                    .insert(label::USE_WAYPOINT.into(), i.waypoint_name().into());
-                // On the namespace rather than on the app's Service (seed §2.6 labels the
-                // Service): tidegate does not own the app's Service, and Istio reads the
-                // label from the namespace when the Service has none.
-                meta.labels
-                    .insert(label::INGRESS_USE_WAYPOINT.into(), "true".into());
+                if let Some(w) = waypoint_users.get(ns) {
+                    meta.labels
+                        .insert(label::USE_WAYPOINT.into(), w.waypoint_name().into());
+                    // On the namespace rather than on the app's Service (seed §2.6 labels
+                    // the Service): tidegate does not own the app's Service, and Istio
+                    // reads the label from the namespace when the Service has none.
+                    meta.labels
+                        .insert(label::INGRESS_USE_WAYPOINT.into(), "true".into());
+                }
             }
             _ => match revision(&config.settings, i) {
                 Some(rev) => {
@@ -818,8 +828,8 @@ fn http_route(
 
 /// The routes of a TLS, TCP or UDP intent: a VirtualService with one `tls` (passthrough,
 /// by SNI) or `tcp` (terminated TLS, or TCP) entry for the gateway's port in istio mode; a
-/// TLSRoute, TCPRoute or UDPRoute in the Gateway API modes, plus in ambient mode the
-/// namespace's waypoint (its label sends the Services' traffic there).
+/// TLSRoute, TCPRoute or UDPRoute in the Gateway API modes (ambient too: no waypoint, as
+/// there are no L7 rules for one to apply).
 fn expand_l4<'a>(
     out: &mut Out<'a>,
     i: &'a Intent,
@@ -894,9 +904,6 @@ fn expand_l4<'a>(
             i,
         );
         return;
-    }
-    if i.mode.value == Mode::Ambient {
-        out.push(waypoint_gateway(i), i);
     }
     out.push_own(
         Object::L4Route(gw::L4Route {

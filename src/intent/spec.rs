@@ -270,7 +270,7 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
         && let Some(n) = s.require(
             cx,
             "hostnames",
-            "a list of DNS names such as [httpbin.example.com] (the SNI names with protocol TLS)",
+            "a list of DNS names such as [httpbin.example.com]",
         )
         && let Some(list) = cx.strings(n, "spec.hostnames")
     {
@@ -366,6 +366,11 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
         && g.exposure.value == Exposure::OpenShiftRoute
     {
         cx.report(g.exposure.pos, "spec.gateway.exposure", format!("an OpenShift Route carries HTTP and TLS only, not {}; valid with protocol {}: LoadBalancer or ClusterIP", g.protocol.as_str(), g.protocol.as_str()));
+    }
+    if let (Some(g), Some(w)) = (&gateway, &waypoint)
+        && g.protocol.is_l4()
+    {
+        cx.report(w.pos, "spec.waypoint", format!("a waypoint applies L7 rules, and a {} intent has none (its connections go from the gateway through ztunnel); remove `waypoint`", g.protocol.as_str()));
     }
     if let (Some(mode), Some(w)) = (&mode, &waypoint)
         && mode.value != Mode::Ambient
