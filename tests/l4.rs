@@ -772,3 +772,177 @@ async fn the_same_intents_are_answered_by_the_same_backends_in_every_mode() {
     let text = status.to_string();
     assert!(!text.contains("not served"), "{status:#}");
 }
+
+// === intents that cannot mean one thing in every mode: refused, with where and what is valid ===
+
+fn problems(spec: &str) -> Vec<String> {
+    let text = format!(
+        "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: db, namespace: db}}\nspec:\n{spec}"
+    );
+    common::problems_of(&[("intents/db.yaml", text)])
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[track_caller]
+fn assert_only(spec: &str, starts: &str, contains: &[&str]) {
+    let m = problems(spec);
+    assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
+    assert!(
+        m[0].starts_with(starts),
+        "expected {starts:?}…, got {:?}",
+        m[0]
+    );
+    for c in contains {
+        assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
+    }
+}
+
+#[test]
+fn valid_l4_intents_have_no_problems() {
+    for spec in [
+        "  mode: istio\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 5432, protocol: TLS}\n  rules:\n  - backendRefs: [{name: pg, port: 5432}]\n",
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 5432, protocol: TLS, tls: {mode: Terminate, certificateRefs: [{name: c}]}}\n  rules:\n  - backendRefs: [{name: pg, port: 5432}]\n",
+        "  mode: ambient\n  gateway: {name: g, port: 53, protocol: UDP}\n  rules:\n  - backendRefs: [{name: dns, port: 53}]\n",
+        "  mode: istio\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - name: cache\n    backendRefs: [{name: redis, port: 6379, weight: 3}, {name: redis-b, port: 6379, weight: 1}]\n",
+    ] {
+        assert_eq!(problems(spec), Vec::<String>::new(), "{spec}");
+    }
+}
+
+#[test]
+fn udp_in_istio_mode_names_the_modes_that_route_it() {
+    assert_only(
+        "  mode: istio\n  gateway: {name: g, port: 53, protocol: UDP}\n  rules:\n  - backendRefs: [{name: dns, port: 53}]\n",
+        "intents/db.yaml:6:42: spec.gateway.protocol: Istio gateways (Gateway servers and VirtualServices) do not route UDP",
+        &["valid for protocol UDP: mode gateway-api or ambient"],
+    );
+}
+
+#[test]
+fn request_matching_on_an_l4_rule_is_refused_where_it_is_written() {
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: redis, port: 6379}]\n",
+        "intents/db.yaml:8:5: spec.rules[0].matches: a TCP listener routes connections by port, not requests",
+        &["valid in a TCP rule: backendRefs (and name)"],
+    );
+    assert_only(
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 5432, protocol: TLS}\n  rules:\n  - backendRefs:\n    - name: pg\n      port: 5432\n      filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]\n",
+        "intents/db.yaml:12:7: spec.rules[0].backendRefs[0].filters: a TLS listener forwards bytes",
+        &["valid in a backendRef: name, namespace, port, weight"],
+    );
+    let m = problems(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - backendRefs: [{name: a, port: 1}]\n  - backendRefs: [{name: b, port: 1}]\n",
+    );
+    assert!(
+        m.iter().any(|p| p.starts_with(
+            "intents/db.yaml:9:5: spec.rules[1]: a TCP listener sends every connection"
+        ) && p.contains("give exactly one rule")),
+        "{m:#?}"
+    );
+}
+
+#[test]
+fn tls_needs_hostnames_and_tcp_has_none() {
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 5432, protocol: TLS}\n  rules:\n  - backendRefs: [{name: pg, port: 5432}]\n",
+        "intents/db.yaml:5:3: spec.hostnames: missing required field `hostnames`",
+        &[],
+    );
+    assert_only(
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - backendRefs: [{name: redis, port: 6379}]\n",
+        "intents/db.yaml:6:14: spec.hostnames: a TCP listener routes every connection of its port, not by name",
+        &["remove `hostnames`", "TLS uses them as the SNI names"],
+    );
+}
+
+#[test]
+fn tls_modes_and_certificates_must_agree() {
+    assert_only(
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 5432, protocol: TLS, tls: {mode: Passthrough, certificateRefs: [{name: c}]}}\n  rules:\n  - backendRefs: [{name: pg, port: 5432}]\n",
+        "intents/db.yaml:7:",
+        &[
+            "spec.gateway.tls.certificateRefs: tls mode Passthrough serves the backend's own certificate",
+            "use mode: Terminate",
+        ],
+    );
+    assert_only(
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 5432, protocol: TLS, tls: {mode: Terminate}}\n  rules:\n  - backendRefs: [{name: pg, port: 5432}]\n",
+        "intents/db.yaml:7:",
+        &["spec.gateway.tls.certificateRefs: missing required field `certificateRefs`"],
+    );
+    assert_only(
+        "  mode: gateway-api\n  hostnames: [db.example.com]\n  gateway: {name: g, port: 443, protocol: HTTPS, tls: {mode: Passthrough, certificateRefs: [{name: c}]}}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: web, port: 80}]\n",
+        "intents/db.yaml:7:",
+        &[
+            "spec.gateway.tls.mode: protocol HTTPS terminates TLS",
+            "use protocol: TLS",
+        ],
+    );
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP, tls: {certificateRefs: [{name: c}]}}\n  rules:\n  - backendRefs: [{name: redis, port: 6379}]\n",
+        "intents/db.yaml:6:",
+        &["spec.gateway.tls: tls is only used with protocol HTTPS or TLS, not TCP"],
+    );
+}
+
+#[test]
+fn an_l4_rule_that_closes_every_connection_is_an_error() {
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - backendRefs: [{name: redis, port: 6379, weight: 0}]\n",
+        "intents/db.yaml:8:5: spec.rules[0]: this rule gives every backendRef weight 0, so every TCP connection would be closed",
+        &[],
+    );
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - name: empty\n",
+        "intents/db.yaml:8:5: spec.rules[0]: this rule has no backendRefs, so every TCP connection would be closed",
+        &[],
+    );
+}
+
+#[test]
+fn two_intents_cannot_share_a_tcp_port_or_mix_protocols_on_one() {
+    let text = |name: &str, body: &str| {
+        format!(
+            "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: {name}, namespace: db}}\nspec:\n  mode: gateway-api\n{body}"
+        )
+    };
+    let tcp = "  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - backendRefs: [{name: redis, port: 6379}]\n";
+    let m: Vec<String> = common::problems_of(&[
+        ("intents/a.yaml", text("a", tcp)),
+        ("intents/b.yaml", text("b", tcp)),
+    ])
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(m[0].starts_with("intents/b.yaml:6:44: spec.gateway.port: port 6379 of gateway db/g is used by intent db/a (intents/a.yaml:1:1), which takes every TCP connection of that port"), "{m:#?}");
+    let http = "  hostnames: [web.example.com]\n  gateway: {name: g, port: 6379}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: web, port: 80}]\n";
+    let m: Vec<String> = common::problems_of(&[
+        ("intents/a.yaml", text("a", tcp)),
+        ("intents/b.yaml", text("b", http)),
+    ])
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(m[0].contains("which serves TCP there"), "{m:#?}");
+}
+
+#[test]
+fn waypoints_and_openshift_routes_do_not_carry_tcp() {
+    assert_only(
+        "  mode: ambient\n  gateway: {name: g, port: 6379, protocol: TCP}\n  waypoint: {name: w}\n  rules:\n  - backendRefs: [{name: redis, port: 6379}]\n",
+        "intents/db.yaml:7:13: spec.waypoint: a waypoint applies L7 rules, and a TCP intent has none",
+        &["remove `waypoint`"],
+    );
+    assert_only(
+        "  mode: gateway-api\n  gateway: {name: g, port: 6379, protocol: TCP, exposure: OpenShiftRoute}\n  rules:\n  - backendRefs: [{name: redis, port: 6379}]\n",
+        "intents/db.yaml:6:",
+        &[
+            "spec.gateway.exposure: an OpenShift Route carries HTTP and TLS only, not TCP",
+            "LoadBalancer or ClusterIP",
+        ],
+    );
+}

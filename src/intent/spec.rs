@@ -259,9 +259,24 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
     let mut hostnames = Vec::new();
     // TCP and UDP connections carry no name to route by: their listener takes every
     // connection of its port, so hostnames would say something the proxies do not do.
-    let protocol = gateway.as_ref().map(|g| (g.protocol, g.protocol_pos));
-    let named = protocol.is_none_or(|(p, _)| p.has_hostnames());
-    if let Some((p, _)) = protocol
+    // Read from the gateway mapping itself, so a problem elsewhere in it (reported there)
+    // does not also make hostnames look required.
+    let written_protocol = s.get("gateway").and_then(|g| match &g.value {
+        super::node::Value::Map(entries) => {
+            entries
+                .iter()
+                .find_map(|(k, v)| match (&k.value, &v.value) {
+                    (super::node::Value::Str(k), super::node::Value::Str(v)) if k == "protocol" => {
+                        Protocol::parse(v)
+                    }
+                    _ => None,
+                })
+        }
+        _ => None,
+    });
+    let protocol = gateway.as_ref().map(|g| g.protocol).or(written_protocol);
+    let named = protocol.is_none_or(|p| p.has_hostnames());
+    if let Some(p) = protocol
         && !named
         && let Some(n) = s.get("hostnames")
     {
@@ -327,11 +342,17 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
                 "must have at least one rule with backendRefs",
             );
         }
-        let l4 = gateway.as_ref().map(|g| g.protocol).filter(|p| p.is_l4());
+        let l4 = protocol.filter(|p| p.is_l4());
         if let Some(p) = l4 {
             check_l4_rules(cx, items, p);
         }
         for (i, item) in items.iter().enumerate() {
+            // What check_l4_rules reported is left out, so it is not reported again in
+            // HTTP terms.
+            let item = match l4 {
+                Some(_) => &l4_rule_fields(item),
+                None => item,
+            };
             if let Some((rule, pos)) = decode_rule(cx, item, &format!("spec.rules[{i}]")) {
                 rules.push(rule);
                 rule_pos.push(pos);
@@ -628,6 +649,26 @@ fn check_l4_rules(cx: &mut Cx<'_>, items: &[Node], p: Protocol) {
             cx.report(item.pos, &format!("spec.rules[{i}]"), format!("this rule gives every backendRef weight 0, so every {} connection would be closed; give one a weight", p.as_str()));
         }
     }
+}
+
+/// An L4 rule with only the fields it may have: `name`, and `backendRefs` without filters.
+fn l4_rule_fields(item: &Node) -> Node {
+    use super::node::Value;
+    let is = |k: &Node, name: &str| matches!(&k.value, Value::Str(s) if s == name);
+    let mut out = item.clone();
+    if let Value::Map(entries) = &mut out.value {
+        entries.retain(|(k, _)| is(k, "name") || is(k, "backendRefs"));
+        for (_, v) in entries.iter_mut() {
+            if let Value::Seq(refs) = &mut v.value {
+                for r in refs {
+                    if let Value::Map(fields) = &mut r.value {
+                        fields.retain(|(k, _)| !is(k, "filters"));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A rule that matches requests but neither forwards nor answers them makes Gateway API
