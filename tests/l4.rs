@@ -946,3 +946,18 @@ fn waypoints_and_openshift_routes_do_not_carry_tcp() {
         ],
     );
 }
+
+#[test]
+fn connections_to_a_namespace_with_a_waypoint_are_refused_until_it_carries_them() {
+    let web = "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\nspec:\n  mode: ambient\n  hostnames: [shop.example.com]\n  gateway: {name: g, port: 80}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: web, port: 80}]\n";
+    let db = "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: db, namespace: data}\nspec:\n  mode: gateway-api\n  gateway: {name: g, port: 5432, protocol: TCP}\n  rules:\n  - backendRefs: [{name: pg, namespace: shop, port: 5432}]\n";
+    let m: Vec<String> = common::problems_of(&[("intents/web.yaml", web), ("intents/db.yaml", db)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(
+        m[0].starts_with("intents/db.yaml:8:5: spec.rules[0].backendRefs[0]: shop/pg is in a namespace whose ingress traffic goes through waypoint shop/waypoint"),
+        "{m:#?}"
+    );
+}

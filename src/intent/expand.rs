@@ -270,6 +270,28 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
         problems.extend(route_problems.iter().cloned());
     }
 
+    // Connections to a Service whose namespace has a waypoint would go through it, and a
+    // waypoint serves HTTP per Service port (and never UDP): refused until it can carry them.
+    for i in config.intents.iter().filter(|i| i.gateway.protocol.is_l4()) {
+        for (ri, b) in i.rules.iter().flat_map(|r| &r.backend_refs).enumerate() {
+            let ns = b.namespace.as_deref().unwrap_or(&i.namespace);
+            if let Some(w) = waypoint_users.get(ns) {
+                problems.push(Problem {
+                    file: i.file.clone(),
+                    pos: i.rule_pos.first().map_or(i.pos, |p| p.0),
+                    field: format!("spec.rules[0].backendRefs[{ri}]"),
+                    message: format!(
+                        "{ns}/{} is in a namespace whose ingress traffic goes through waypoint {ns}/{} (intent {}/{}, ambient mode with HTTP rules), and a waypoint does not carry {} connections yet; valid: a backend in a namespace without HTTP intents in ambient mode",
+                        b.name,
+                        w.waypoint_name(),
+                        w.namespace,
+                        w.name,
+                        i.gateway.protocol.as_str()
+                    ),
+                });
+            }
+        }
+    }
     reference_grants(&mut out, &config.intents);
     out.check_collisions(&mut problems);
     check_resources(&out, &config.resources, &mut problems);
