@@ -917,7 +917,7 @@ fn two_intents_cannot_share_a_tcp_port_or_mix_protocols_on_one() {
     .map(ToString::to_string)
     .collect();
     assert_eq!(m.len(), 1, "{m:#?}");
-    assert!(m[0].starts_with("intents/b.yaml:6:44: spec.gateway.port: port 6379 of gateway db/g is used by intent db/a (intents/a.yaml:1:1), which takes every TCP connection of that port"), "{m:#?}");
+    assert!(m[0].starts_with("intents/b.yaml:6:44: spec.gateway: port 6379 of gateway db/g is used by intent db/a (intents/a.yaml:1:1), which takes every TCP connection of that port"), "{m:#?}");
     let http = "  hostnames: [web.example.com]\n  gateway: {name: g, port: 6379}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /}}]\n    backendRefs: [{name: web, port: 80}]\n";
     let m: Vec<String> = common::problems_of(&[
         ("intents/a.yaml", text("a", tcp)),
@@ -928,6 +928,22 @@ fn two_intents_cannot_share_a_tcp_port_or_mix_protocols_on_one() {
     .collect();
     assert_eq!(m.len(), 1, "{m:#?}");
     assert!(m[0].contains("which serves TCP there"), "{m:#?}");
+    // One SNI name on one port: the later intent is told which one has it.
+    let tls = |host: &str| {
+        format!(
+            "  hostnames: [{host}]\n  gateway: {{name: g, port: 5432, protocol: TLS}}\n  rules:\n  - backendRefs: [{{name: pg, port: 5432}}]\n"
+        )
+    };
+    let m: Vec<String> = common::problems_of(&[
+        ("intents/a.yaml", text("a", &tls("pg.example.com"))),
+        ("intents/b.yaml", text("b", &tls("pg.example.com"))),
+        ("intents/c.yaml", text("c", &tls("other.example.com"))),
+    ])
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(m.len(), 1, "{m:#?}");
+    assert!(m[0].starts_with("intents/b.yaml:6:15: spec.hostnames: SNI name pg.example.com on port 5432 of gateway db/g is used by intent db/a"), "{m:#?}");
 }
 
 #[test]
@@ -960,4 +976,10 @@ fn connections_to_a_namespace_with_a_waypoint_are_refused_until_it_carries_them(
         m[0].starts_with("intents/db.yaml:8:5: spec.rules[0].backendRefs[0]: shop/pg is in a namespace whose ingress traffic goes through waypoint shop/waypoint"),
         "{m:#?}"
     );
+    // An ambient TCP intent beside ambient HTTP intents with a named waypoint: it names no
+    // waypoint, so the namespace labels agree; its backend elsewhere has none in the way.
+    let web = web.replace("  rules:", "  waypoint: {name: shop-waypoint}\n  rules:");
+    let tcp = "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: cache, namespace: shop}\nspec:\n  mode: ambient\n  gateway: {name: g, port: 6379, protocol: TCP}\n  rules:\n  - backendRefs: [{name: redis, namespace: data, port: 6379}]\n";
+    let m = common::problems_of(&[("intents/cache.yaml", tcp), ("intents/web.yaml", &web)]);
+    assert!(m.is_empty(), "{m:#?}");
 }

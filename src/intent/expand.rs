@@ -139,7 +139,7 @@ fn expand_group(settings: &Settings, gw_ns: &str, gw_name: &str, users: &[&Arc<I
     let conflicts = port_conflicts(&plain);
     for (i, conflict) in plain.iter().zip(conflicts) {
         let mut out = Out::default();
-        let mut problems: Vec<Problem> = conflict.into_iter().collect();
+        let mut problems: Vec<Problem> = conflict;
         match i.mode.value {
             _ if i.gateway.protocol.is_l4() => expand_l4(&mut out, i, &listener_names),
             Mode::Istio => match virtual_service(i) {
@@ -449,44 +449,77 @@ fn service_port_name(protocol: Protocol, port: u16) -> String {
 }
 
 /// Intents that use one port of a gateway with different protocols (or, for TCP and UDP,
-/// that share one at all: nothing tells their connections apart) cannot both be served;
-/// the later one, in config order, is reported. HTTP intents alone keep their old rules.
-fn port_conflicts(users: &[&Intent]) -> Vec<Option<Problem>> {
+/// that share one at all: nothing tells their connections apart), and TLS intents that
+/// claim one SNI name on one port, cannot both be served; the later one, in config order,
+/// is reported. HTTP intents alone keep their old rules.
+fn port_conflicts(users: &[&Intent]) -> Vec<Vec<Problem>> {
     let mut first: BTreeMap<u16, &Intent> = BTreeMap::new();
+    let mut names: BTreeMap<(u16, &str), &Intent> = BTreeMap::new();
+    let said = |i: &Intent, pos, field: &str, what: String, other: &Intent| Problem {
+        file: i.file.clone(),
+        pos,
+        field: field.into(),
+        message: format!(
+            "{what} of gateway {}/{} is used by intent {}/{} ({}:{}), which {}",
+            i.gateway_namespace(),
+            i.gateway.name,
+            other.namespace,
+            other.name,
+            other.file,
+            other.pos,
+            if i.gateway.protocol == other.gateway.protocol && i.gateway.protocol.has_hostnames() {
+                "routes its connections elsewhere; valid: another hostname, port or gateway for this intent".to_owned()
+            } else if i.gateway.protocol != other.gateway.protocol {
+                format!(
+                    "serves {} there; valid: another port (or gateway) for this intent",
+                    other.gateway.protocol.as_str()
+                )
+            } else {
+                format!(
+                    "takes every {} connection of that port; valid: another port (or gateway) for this intent",
+                    i.gateway.protocol.as_str()
+                )
+            }
+        ),
+    };
     users
         .iter()
         .map(|i| {
             let g = &i.gateway;
+            let mut out = Vec::new();
+            if g.protocol == Protocol::Tls {
+                for h in &i.hostnames {
+                    match names.get(&(g.port, h.value.as_str())) {
+                        Some(other) if !std::ptr::eq(*other, *i) => out.push(said(
+                            i,
+                            h.pos,
+                            "spec.hostnames",
+                            format!("SNI name {} on port {}", h.value, g.port),
+                            other,
+                        )),
+                        _ => {
+                            names.insert((g.port, h.value.as_str()), i);
+                        }
+                    }
+                }
+            }
             let Some(other) = first.get(&g.port) else {
                 first.insert(g.port, i);
-                return None;
+                return out;
             };
             let og = &other.gateway;
-            if !g.protocol.is_l4() && !og.protocol.is_l4() {
-                return None;
+            let clash = (g.protocol.is_l4() || og.protocol.is_l4())
+                && (og.protocol != g.protocol || !g.protocol.has_hostnames());
+            if clash {
+                out.push(said(
+                    i,
+                    g.protocol_pos,
+                    "spec.gateway",
+                    format!("port {}", g.port),
+                    other,
+                ));
             }
-            let why = if og.protocol != g.protocol {
-                format!("serves {} there", og.protocol.as_str())
-            } else if !g.protocol.has_hostnames() {
-                format!("takes every {} connection of that port", g.protocol.as_str())
-            } else {
-                return None;
-            };
-            Some(Problem {
-                file: i.file.clone(),
-                pos: g.protocol_pos,
-                field: "spec.gateway.port".into(),
-                message: format!(
-                    "port {} of gateway {}/{} is used by intent {}/{} ({}:{}), which {why}; valid: another port (or gateway) for this intent",
-                    g.port,
-                    i.gateway_namespace(),
-                    g.name,
-                    other.namespace,
-                    other.name,
-                    other.file,
-                    other.pos
-                ),
-            })
+            out
         })
         .collect()
 }
