@@ -449,12 +449,15 @@ fn cross_check(
     // (ambient?, waypoint or revision) decides the labels.
     fn dataplane<'b>(settings: &'b Settings, i: &'b Intent) -> (bool, Option<&'b str>) {
         match i.mode.value {
+            // A TLS/TCP/UDP intent names no waypoint (it has no L7 rules for one).
+            Mode::Ambient if i.gateway.protocol.is_l4() => (true, None),
             Mode::Ambient => (true, Some(i.waypoint_name())),
             _ => (false, expand::revision(settings, i)),
         }
     }
     let describe = |d: &(bool, Option<&str>)| match d {
-        (true, w) => format!("ambient with waypoint {}", w.unwrap_or_default()),
+        (true, Some(w)) => format!("ambient with waypoint {w}"),
+        (true, None) => "ambient".to_owned(),
         (false, Some(rev)) => format!("sidecar injection with revision {rev}"),
         (false, None) => "sidecar injection (istio-injection=enabled)".to_owned(),
     };
@@ -465,6 +468,13 @@ fn cross_check(
         match namespaces.get(i.namespace.as_str()) {
             None => {
                 namespaces.insert(&i.namespace, (i, d));
+            }
+            // Ambient without a waypoint agrees with ambient with any: the first intent
+            // that names one decides it for the rest.
+            Some((_, other)) if other.0 && d.0 && (other.1.is_none() || d.1.is_none()) => {
+                if other.1.is_none() && d.1.is_some() {
+                    namespaces.insert(&i.namespace, (i, d));
+                }
             }
             Some((first, other)) if *other != d => {
                 problems.push(at(i, i.mode.pos, "spec.mode", format!(
@@ -517,7 +527,9 @@ fn check_gateway(users: &[&std::sync::Arc<Intent>], problems: &mut Vec<Problem>)
         &'a crate::model::gateway_api::HttpRouteMatch,
     );
     let mut claims: foldhash::HashMap<ClaimKey<'_>, Claim<'_>> = Default::default();
-    for i in users {
+    // TLS/TCP/UDP intents have no request matches; their SNI and port claims are checked
+    // in expansion, in connection terms.
+    for i in users.iter().filter(|i| !i.gateway.protocol.is_l4()) {
         for (rule, (_, mpos)) in i.rules.iter().zip(&i.rule_pos) {
             for (m, pos) in rule.matches.iter().zip(mpos) {
                 for h in &i.hostnames {

@@ -47,6 +47,7 @@ impl Config {
                 gateway: &i.gateway.name,
                 port: i.gateway.port,
                 protocol: i.gateway.protocol,
+                passthrough: i.gateway.passthrough(),
                 exposure: i.gateway.exposure.value,
                 rules: &i.rules,
             })

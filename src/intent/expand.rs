@@ -8,6 +8,11 @@
 //! |             | waypoint HTTPRoute (parent: the Service)                                |
 //!
 //! plus an OpenShift Route for `exposure: OpenShiftRoute`.
+//!
+//! A TLS, TCP or UDP intent routes connections instead: a TLS (protocol TLS, PASSTHROUGH or
+//! SIMPLE) or TCP server and a VirtualService with one `tls` (by SNI) or `tcp` entry in
+//! istio mode; a Gateway listener and a TLSRoute, TCPRoute or UDPRoute in the Gateway API
+//! modes (ambient adds no waypoint: there are no L7 rules for one to apply).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use super::config::Config;
 use super::decode::Problem;
 use super::resources::Resource;
-use super::spec::{Exposure, Intent, Mode, Protocol, Settings};
+use super::spec::{At, Exposure, Intent, Mode, Protocol, Settings};
 use crate::model::core::{Namespace, Service, ServicePort, ServiceSpec};
 use crate::model::gateway_api::{
     self as gw, AllowedRoutes, FilterType, HttpBackendRef, HttpRouteMatch, HttpRouteRule,
@@ -131,10 +136,12 @@ fn expand_group(settings: &Settings, gw_ns: &str, gw_name: &str, users: &[&Arc<I
 
     // Routes, one set per intent.
     let mut routes = Vec::with_capacity(plain.len());
-    for i in &plain {
+    let conflicts = port_conflicts(&plain);
+    for (i, conflict) in plain.iter().zip(conflicts) {
         let mut out = Out::default();
-        let mut problems = Vec::new();
+        let mut problems: Vec<Problem> = conflict;
         match i.mode.value {
+            _ if i.gateway.protocol.is_l4() => expand_l4(&mut out, i, &listener_names),
             Mode::Istio => match virtual_service(i) {
                 Ok(vs) => out.push_own(Object::VirtualService(vs), i),
                 Err(mut p) => problems.append(&mut p),
@@ -168,8 +175,16 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
 
     // Namespaces the intents live in, labelled for their data plane.
     let mut namespaces: BTreeMap<&str, &Intent> = BTreeMap::new();
+    // The first ambient intent with L7 rules names the namespace's waypoint. An ambient
+    // namespace with only TLS/TCP/UDP intents has no rules for a waypoint to apply, so its
+    // connections go from the gateway through ztunnel alone (and UDP, which no waypoint
+    // carries, is not sent to one).
+    let mut waypoint_users: BTreeMap<&str, &Intent> = BTreeMap::new();
     for i in &config.intents {
         namespaces.entry(&i.namespace).or_insert(i);
+        if i.mode.value == Mode::Ambient && !i.gateway.protocol.is_l4() {
+            waypoint_users.entry(&i.namespace).or_insert(i);
+        }
     }
     for (ns, i) in &namespaces {
         let mut meta = ObjectMeta {
@@ -180,13 +195,15 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
             Mode::Ambient => {
                 meta.labels
                     .insert(label::DATAPLANE_MODE.into(), "ambient".into());
-                meta.labels
-                    .insert(label::USE_WAYPOINT.into(), i.waypoint_name().into());
-                // On the namespace rather than on the app's Service (seed §2.6 labels the
-                // Service): tidegate does not own the app's Service, and Istio reads the
-                // label from the namespace when the Service has none.
-                meta.labels
-                    .insert(label::INGRESS_USE_WAYPOINT.into(), "true".into());
+                if let Some(w) = waypoint_users.get(ns) {
+                    meta.labels
+                        .insert(label::USE_WAYPOINT.into(), w.waypoint_name().into());
+                    // On the namespace rather than on the app's Service (seed §2.6 labels
+                    // the Service): tidegate does not own the app's Service, and Istio
+                    // reads the label from the namespace when the Service has none.
+                    meta.labels
+                        .insert(label::INGRESS_USE_WAYPOINT.into(), "true".into());
+                }
             }
             _ => match revision(&config.settings, i) {
                 Some(rev) => {
@@ -253,6 +270,28 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
         problems.extend(route_problems.iter().cloned());
     }
 
+    // Connections to a Service whose namespace has a waypoint would go through it, and a
+    // waypoint serves HTTP per Service port (and never UDP): refused until it can carry them.
+    for i in config.intents.iter().filter(|i| i.gateway.protocol.is_l4()) {
+        for (ri, b) in i.rules.iter().flat_map(|r| &r.backend_refs).enumerate() {
+            let ns = b.namespace.as_deref().unwrap_or(&i.namespace);
+            if let Some(w) = waypoint_users.get(ns) {
+                problems.push(Problem {
+                    file: i.file.clone(),
+                    pos: i.rule_pos.first().map_or(i.pos, |p| p.0),
+                    field: format!("spec.rules[0].backendRefs[{ri}]"),
+                    message: format!(
+                        "{ns}/{} is in a namespace whose ingress traffic goes through waypoint {ns}/{} (intent {}/{}, ambient mode with HTTP rules), and a waypoint does not carry {} connections yet; valid: a backend in a namespace without HTTP intents in ambient mode",
+                        b.name,
+                        w.waypoint_name(),
+                        w.namespace,
+                        w.name,
+                        i.gateway.protocol.as_str()
+                    ),
+                });
+            }
+        }
+    }
     reference_grants(&mut out, &config.intents);
     out.check_collisions(&mut problems);
     check_resources(&out, &config.resources, &mut problems);
@@ -386,7 +425,87 @@ fn service_port_name(protocol: Protocol, port: u16) -> String {
         (Protocol::Https, 443) => "https".into(),
         (Protocol::Http, p) => format!("http2-{p}"),
         (Protocol::Https, p) => format!("https-{p}"),
+        // Istio picks a port's protocol from its name prefix: `tls-` is routed by SNI.
+        (Protocol::Tls, p) => format!("tls-{p}"),
+        (Protocol::Tcp, p) => format!("tcp-{p}"),
+        (Protocol::Udp, p) => format!("udp-{p}"),
     }
+}
+
+/// Intents that use one port of a gateway with different protocols (or, for TCP and UDP,
+/// that share one at all: nothing tells their connections apart), and TLS intents that
+/// claim one SNI name on one port, cannot both be served; the later one, in config order,
+/// is reported. HTTP intents alone keep their old rules.
+fn port_conflicts(users: &[&Intent]) -> Vec<Vec<Problem>> {
+    let mut first: BTreeMap<u16, &Intent> = BTreeMap::new();
+    let mut names: BTreeMap<(u16, &str), &Intent> = BTreeMap::new();
+    let said = |i: &Intent, pos, field: &str, what: String, other: &Intent| Problem {
+        file: i.file.clone(),
+        pos,
+        field: field.into(),
+        message: format!(
+            "{what} of gateway {}/{} is used by intent {}/{} ({}:{}), which {}",
+            i.gateway_namespace(),
+            i.gateway.name,
+            other.namespace,
+            other.name,
+            other.file,
+            other.pos,
+            if i.gateway.protocol == other.gateway.protocol && i.gateway.protocol.has_hostnames() {
+                "routes its connections elsewhere; valid: another hostname, port or gateway for this intent".to_owned()
+            } else if i.gateway.protocol != other.gateway.protocol {
+                format!(
+                    "serves {} there; valid: another port (or gateway) for this intent",
+                    other.gateway.protocol.as_str()
+                )
+            } else {
+                format!(
+                    "takes every {} connection of that port; valid: another port (or gateway) for this intent",
+                    i.gateway.protocol.as_str()
+                )
+            }
+        ),
+    };
+    users
+        .iter()
+        .map(|i| {
+            let g = &i.gateway;
+            let mut out = Vec::new();
+            if g.protocol == Protocol::Tls {
+                for h in &i.hostnames {
+                    match names.get(&(g.port, h.value.as_str())) {
+                        Some(other) if !std::ptr::eq(*other, *i) => out.push(said(
+                            i,
+                            h.pos,
+                            "spec.hostnames",
+                            format!("SNI name {} on port {}", h.value, g.port),
+                            other,
+                        )),
+                        _ => {
+                            names.insert((g.port, h.value.as_str()), i);
+                        }
+                    }
+                }
+            }
+            let Some(other) = first.get(&g.port) else {
+                first.insert(g.port, i);
+                return out;
+            };
+            let og = &other.gateway;
+            let clash = (g.protocol.is_l4() || og.protocol.is_l4())
+                && (og.protocol != g.protocol || !g.protocol.has_hostnames());
+            if clash {
+                out.push(said(
+                    i,
+                    g.protocol_pos,
+                    "spec.gateway",
+                    format!("port {}", g.port),
+                    other,
+                ));
+            }
+            out
+        })
+        .collect()
 }
 
 fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'a Intent]) {
@@ -401,7 +520,17 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
                 i.gateway.certificate_refs.clone(),
             ))
             .or_default();
-        for h in &i.hostnames {
+        // TCP connections have no name: the server takes any (`*`) for the VirtualService.
+        let star = [At {
+            pos: i.pos,
+            value: "*".to_owned(),
+        }];
+        let names = if i.gateway.protocol.has_hostnames() {
+            &i.hostnames[..]
+        } else {
+            &star[..]
+        };
+        for h in names {
             // A VirtualService in another namespace binds only if the server exports the
             // host to it; `*/host` is Istio's spelling of "any namespace".
             if i.namespace == ns {
@@ -421,6 +550,10 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
             let base = match protocol {
                 Protocol::Http => "http",
                 Protocol::Https => "https",
+                Protocol::Tls => "tls",
+                Protocol::Tcp => "tcp",
+                // Refused in istio mode (spec.rs): Istio gateways do not route UDP.
+                Protocol::Udp => "udp",
             };
             istio::Server {
                 port: istio::ServerPort {
@@ -434,10 +567,17 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
                     protocol: protocol.as_str().into(),
                 },
                 hosts: hosts.into_iter().collect(),
-                tls: certs.first().map(|c| istio::ServerTls {
-                    mode: "SIMPLE",
-                    credential_name: c.clone(),
-                }),
+                tls: match certs.first() {
+                    Some(c) => Some(istio::ServerTls {
+                        mode: "SIMPLE",
+                        credential_name: c.clone(),
+                    }),
+                    None if protocol == Protocol::Tls => Some(istio::ServerTls {
+                        mode: "PASSTHROUGH",
+                        credential_name: String::new(),
+                    }),
+                    None => None,
+                },
             }
         })
         .collect();
@@ -517,10 +657,12 @@ fn openshift_route(i: &Intent, host: &str, service: &str, target_port: TargetPor
                 weight: 100,
             },
             // The gateway terminates TLS itself; the router passes the bytes through.
-            tls: (i.gateway.protocol == Protocol::Https).then_some(RouteTls {
-                termination: "passthrough",
-                insecure_edge_termination_policy: "None",
-            }),
+            tls: matches!(i.gateway.protocol, Protocol::Https | Protocol::Tls).then_some(
+                RouteTls {
+                    termination: "passthrough",
+                    insecure_edge_termination_policy: "None",
+                },
+            ),
             wildcard_policy: wildcard,
         },
     })
@@ -548,9 +690,16 @@ fn gateway_api_gateway(
     type ListenerUse = (Protocol, Vec<String>, BTreeSet<String>);
     let mut listeners: BTreeMap<(u16, String), ListenerUse> = BTreeMap::new();
     for i in users {
-        for h in &i.hostnames {
+        // A TCP or UDP listener has no hostname: one listener takes the whole port.
+        let unnamed = [String::new()];
+        let names: Vec<&String> = if i.gateway.protocol.has_hostnames() {
+            i.hostnames.iter().map(|h| &h.value).collect()
+        } else {
+            unnamed.iter().collect()
+        };
+        for h in names {
             let entry = listeners
-                .entry((i.gateway.port, h.value.clone()))
+                .entry((i.gateway.port, h.clone()))
                 .or_insert_with(|| {
                     (
                         i.gateway.protocol,
@@ -573,6 +722,10 @@ fn gateway_api_gateway(
                 (Protocol::Https, 443) => "https".to_owned(),
                 (Protocol::Http, p) => format!("http-{p}"),
                 (Protocol::Https, p) => format!("https-{p}"),
+                (Protocol::Tls, 443) => "tls".to_owned(),
+                (Protocol::Tls, p) => format!("tls-{p}"),
+                (Protocol::Tcp, p) => format!("tcp-{p}"),
+                (Protocol::Udp, p) => format!("udp-{p}"),
             };
             // A lone listener on its port is just `http`, the name seed §2.4's
             // INGRESS_PORT query looks for; several get the hostname in their name.
@@ -604,21 +757,28 @@ fn gateway_api_gateway(
             };
             Listener {
                 name,
-                hostname: Some(hostname),
+                hostname: (!hostname.is_empty()).then_some(hostname),
                 port,
                 protocol: protocol.as_str().into(),
-                tls: (!certs.is_empty()).then(|| ListenerTls {
-                    mode: "Terminate",
-                    certificate_refs: certs
-                        .into_iter()
-                        .map(|c| SecretRef {
-                            group: "",
-                            kind: "Secret",
-                            name: c,
-                            namespace: None,
-                        })
-                        .collect(),
-                }),
+                tls: if protocol == Protocol::Tls && certs.is_empty() {
+                    Some(ListenerTls {
+                        mode: "Passthrough",
+                        certificate_refs: Vec::new(),
+                    })
+                } else {
+                    (!certs.is_empty()).then(|| ListenerTls {
+                        mode: "Terminate",
+                        certificate_refs: certs
+                            .into_iter()
+                            .map(|c| SecretRef {
+                                group: "",
+                                kind: "Secret",
+                                name: c,
+                                namespace: None,
+                            })
+                            .collect(),
+                    })
+                },
                 allowed_routes: Some(AllowedRoutes {
                     namespaces,
                     kinds: Vec::new(),
@@ -652,16 +812,21 @@ fn gateway_parents(
     i: &Intent,
     listeners: &BTreeMap<(String, String, u16, String), String>,
 ) -> Vec<ParentRef> {
-    let mut names: Vec<String> = i
-        .hostnames
-        .iter()
+    let unnamed = [String::new()];
+    let hosts: Vec<&String> = if i.gateway.protocol.has_hostnames() {
+        i.hostnames.iter().map(|h| &h.value).collect()
+    } else {
+        unnamed.iter().collect()
+    };
+    let mut names: Vec<String> = hosts
+        .into_iter()
         .filter_map(|h| {
             listeners
                 .get(&(
                     i.gateway_namespace().to_owned(),
                     i.gateway.name.clone(),
                     i.gateway.port,
-                    h.value.clone(),
+                    h.clone(),
                 ))
                 .cloned()
         })
@@ -700,6 +865,148 @@ fn http_route(
     })
 }
 
+/// The routes of a TLS, TCP or UDP intent: a VirtualService with one `tls` (passthrough,
+/// by SNI) or `tcp` (terminated TLS, or TCP) entry for the gateway's port in istio mode; a
+/// TLSRoute, TCPRoute or UDPRoute in the Gateway API modes (ambient too: no waypoint, as
+/// there are no L7 rules for one to apply).
+fn expand_l4<'a>(
+    out: &mut Out<'a>,
+    i: &'a Intent,
+    listeners: &BTreeMap<(String, String, u16, String), String>,
+) {
+    let rule = i.rules.first().cloned().unwrap_or_default();
+    let live: Vec<&HttpBackendRef> = rule.backend_refs.iter().filter(|b| b.weight > 0).collect();
+    if i.mode.value == Mode::Istio {
+        let percents = percentages(&live.iter().map(|b| b.weight).collect::<Vec<_>>());
+        let route: Vec<istio::RouteDestination> = live
+            .iter()
+            .zip(percents)
+            .map(|(b, pct)| istio::RouteDestination {
+                destination: istio::Destination {
+                    host: match &b.namespace {
+                        Some(ns) if *ns != i.namespace => {
+                            format!("{}.{ns}.svc.cluster.local", b.name)
+                        }
+                        _ => b.name.clone(),
+                    },
+                    port: istio::PortSelector { number: b.port },
+                },
+                weight: (live.len() > 1).then_some(pct),
+            })
+            .collect();
+        let port = Some(i.gateway.port);
+        let (hosts, tls, tcp) = if i.gateway.passthrough() {
+            let hosts: Vec<String> = i.hostnames.iter().map(|h| h.value.clone()).collect();
+            let tls = vec![istio::TlsRoute {
+                match_: vec![istio::L4Match {
+                    port,
+                    sni_hosts: hosts.clone(),
+                }],
+                route,
+            }];
+            (hosts, tls, Vec::new())
+        } else {
+            // Terminated TLS is plain TCP behind the server; a TCP server's VirtualService
+            // is for any host (`*`): the port alone picks it.
+            let hosts = if i.gateway.protocol == Protocol::Tls {
+                i.hostnames.iter().map(|h| h.value.clone()).collect()
+            } else {
+                vec!["*".to_owned()]
+            };
+            let tcp = vec![istio::TcpRoute {
+                match_: vec![istio::L4Match {
+                    port,
+                    sni_hosts: Vec::new(),
+                }],
+                route,
+            }];
+            (hosts, Vec::new(), tcp)
+        };
+        let gateway = if i.gateway_namespace() == i.namespace {
+            i.gateway.name.clone()
+        } else {
+            format!("{}/{}", i.gateway_namespace(), i.gateway.name)
+        };
+        out.push_own(
+            Object::VirtualService(istio::VirtualService {
+                api_version: istio::API_VERSION,
+                kind: "VirtualService",
+                metadata: ObjectMeta::namespaced(&i.name, &i.namespace),
+                spec: istio::VirtualServiceSpec {
+                    hosts,
+                    gateways: vec![gateway],
+                    http: Vec::new(),
+                    tls,
+                    tcp,
+                },
+            }),
+            i,
+        );
+        return;
+    }
+    out.push_own(
+        Object::L4Route(gw::L4Route {
+            api_version: gw::API_VERSION,
+            kind: l4_kind(i.gateway.protocol),
+            metadata: ObjectMeta::namespaced(&format!("{}-ingress", i.name), &i.namespace),
+            spec: gw::L4RouteSpec {
+                parent_refs: gateway_parents(i, listeners),
+                hostnames: if i.gateway.protocol == Protocol::Tls {
+                    i.hostnames.iter().map(|h| h.value.clone()).collect()
+                } else {
+                    Vec::new()
+                },
+                rules: vec![gw::L4RouteRule {
+                    name: rule.name.clone(),
+                    backend_refs: rule.backend_refs.clone(),
+                }],
+            },
+        }),
+        i,
+    );
+}
+
+/// The route kind of an L4 intent's protocol.
+fn l4_kind(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tls => "TLSRoute",
+        Protocol::Udp => "UDPRoute",
+        _ => "TCPRoute",
+    }
+}
+
+/// The ambient waypoint an intent's namespace is labelled to use (`istioctl waypoint`'s).
+fn waypoint_gateway(i: &Intent) -> Object {
+    let mut wmeta = ObjectMeta::namespaced(i.waypoint_name(), &i.namespace);
+    wmeta
+        .labels
+        .insert(label::WAYPOINT_FOR.into(), "service".into());
+    Object::Gateway(gw::Gateway {
+        api_version: gw::API_VERSION,
+        kind: "Gateway",
+        metadata: wmeta,
+        spec: gw::GatewaySpec {
+            gateway_class_name: WAYPOINT_CLASS.into(),
+            allowed_listeners: None,
+            infrastructure: None,
+            listeners: vec![Listener {
+                name: "mesh".into(),
+                hostname: None,
+                port: HBONE_PORT,
+                protocol: "HBONE".into(),
+                tls: None,
+                allowed_routes: Some(AllowedRoutes {
+                    namespaces: RouteNamespaces {
+                        from: "Same",
+                        selector: None,
+                    },
+                    kinds: Vec::new(),
+                }),
+            }],
+        },
+    })
+}
+
 fn expand_ambient<'a>(
     out: &mut Out<'a>,
     i: &'a Intent,
@@ -727,38 +1034,7 @@ fn expand_ambient<'a>(
         }
     }
 
-    let waypoint = i.waypoint_name();
-    let mut wmeta = ObjectMeta::namespaced(waypoint, &i.namespace);
-    wmeta
-        .labels
-        .insert(label::WAYPOINT_FOR.into(), "service".into());
-    out.push(
-        Object::Gateway(gw::Gateway {
-            api_version: gw::API_VERSION,
-            kind: "Gateway",
-            metadata: wmeta,
-            spec: gw::GatewaySpec {
-                gateway_class_name: WAYPOINT_CLASS.into(),
-                allowed_listeners: None,
-                infrastructure: None,
-                listeners: vec![Listener {
-                    name: "mesh".into(),
-                    hostname: None,
-                    port: HBONE_PORT,
-                    protocol: "HBONE".into(),
-                    tls: None,
-                    allowed_routes: Some(AllowedRoutes {
-                        namespaces: RouteNamespaces {
-                            from: "Same",
-                            selector: None,
-                        },
-                        kinds: Vec::new(),
-                    }),
-                }],
-            },
-        }),
-        i,
-    );
+    out.push(waypoint_gateway(i), i);
 
     // Ingress: send the hosts to the Service; its waypoint applies the rules (seed §2.6).
     // With several Services the ingress must pick one per request, so it keeps the matches.
@@ -924,6 +1200,8 @@ pub fn virtual_service(i: &Intent) -> Result<istio::VirtualService, Vec<Problem>
             hosts: i.hostnames.iter().map(|h| h.value.clone()).collect(),
             gateways: vec![gateway],
             http: merged.into_iter().map(|(_, r)| r).collect(),
+            tls: Vec::new(),
+            tcp: Vec::new(),
         },
     })
 }
@@ -1146,31 +1424,42 @@ fn percentages(weights: &[u32]) -> Vec<u32> {
 /// it (a ReferenceGrant); without one, Gateway API answers those requests with 500. One
 /// grant per (Service namespace, route namespace), naming exactly the Services used.
 fn reference_grants<'a>(out: &mut Out<'a>, intents: &'a [std::sync::Arc<Intent>]) {
-    let mut grants: BTreeMap<(String, String), (BTreeSet<String>, &'a Intent)> = BTreeMap::new();
-    for i in intents.iter().filter(|i| i.mode.value == Mode::GatewayApi) {
+    type Grants<'a> = BTreeMap<(String, String, &'static str), (BTreeSet<String>, &'a Intent)>;
+    let mut grants: Grants<'a> = BTreeMap::new();
+    // Ambient HTTP intents keep their backends in their own namespace (the waypoint's
+    // rules live there); an L4 route has no waypoint rules, so it may cross with a grant.
+    for i in intents.iter().filter(|i| {
+        i.mode.value == Mode::GatewayApi
+            || (i.mode.value == Mode::Ambient && i.gateway.protocol.is_l4())
+    }) {
+        let kind = if i.gateway.protocol.is_l4() {
+            l4_kind(i.gateway.protocol)
+        } else {
+            "HTTPRoute"
+        };
         for b in i.rules.iter().flat_map(|r| &r.backend_refs) {
             if let Some(ns) = b.namespace.as_ref().filter(|ns| **ns != i.namespace) {
                 grants
-                    .entry((ns.clone(), i.namespace.clone()))
+                    .entry((ns.clone(), i.namespace.clone(), kind))
                     .or_insert_with(|| (BTreeSet::new(), i))
                     .0
                     .insert(b.name.clone());
             }
         }
     }
-    for ((to_ns, from_ns), (services, first)) in grants {
+    for ((to_ns, from_ns, kind), (services, first)) in grants {
         out.push(
             Object::ReferenceGrant(gw::ReferenceGrant {
                 api_version: gw::REFERENCE_GRANT_API_VERSION,
                 kind: "ReferenceGrant",
                 metadata: ObjectMeta::namespaced(
-                    &format!("allow-httproutes-from-{from_ns}"),
+                    &format!("allow-{}s-from-{from_ns}", kind.to_ascii_lowercase()),
                     &to_ns,
                 ),
                 spec: gw::ReferenceGrantSpec {
                     from: vec![gw::ReferenceGrantFrom {
                         group: gw::GROUP.into(),
-                        kind: "HTTPRoute".into(),
+                        kind: kind.into(),
                         namespace: from_ns,
                     }],
                     to: services

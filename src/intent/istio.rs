@@ -225,11 +225,6 @@ pub fn virtual_service(cx: &mut Cx<'_>, node: &Node) -> Option<istio::VirtualSer
         "spec",
         &["hosts", "gateways", "http", "tcp", "tls", "exportTo"],
     )?;
-    for unsupported in ["tcp", "tls"] {
-        if let Some(n) = s.get(unsupported) {
-            cx.report(n.pos, &s.field(unsupported), format!("`{unsupported}` routes are not served by tidegate (gateway proxies serve HTTP); remove them"));
-        }
-    }
     let strings = |cx: &mut Cx<'_>, key: &str| -> Vec<String> {
         s.get(key)
             .and_then(|n| cx.strings(n, &s.field(key)))
@@ -251,11 +246,144 @@ pub fn virtual_service(cx: &mut Cx<'_>, node: &Node) -> Option<istio::VirtualSer
             }
         }
     }
+    let mut tls = Vec::new();
+    if let Some(items) = s.get("tls").and_then(|n| cx.list(n, "spec.tls")) {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("spec.tls[{i}]");
+            if let Some((match_, route)) = decode_vs_l4(cx, item, &f, true) {
+                tls.push(istio::TlsRoute { match_, route });
+            }
+        }
+    }
+    let mut tcp = Vec::new();
+    if let Some(items) = s.get("tcp").and_then(|n| cx.list(n, "spec.tcp")) {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("spec.tcp[{i}]");
+            if let Some((match_, route)) = decode_vs_l4(cx, item, &f, false) {
+                tcp.push(istio::TcpRoute { match_, route });
+            }
+        }
+    }
     (cx.problems.len() == before).then_some(istio::VirtualServiceSpec {
         hosts,
         gateways,
         http,
+        tls,
+        tcp,
     })
+}
+
+/// A `tls[]` (`sni`: its matches need `sniHosts`) or `tcp[]` entry: matches and weighted
+/// destinations. Match fields a gateway cannot see (source labels, subnets) are refused
+/// rather than ignored, since ignoring one would route connections it was meant to exclude.
+fn decode_vs_l4(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+    sni: bool,
+) -> Option<(Vec<istio::L4Match>, Vec<istio::RouteDestination>)> {
+    let before = cx.problems.len();
+    let o = cx.object(node, field, &["match", "route"])?;
+    let mut matches = Vec::new();
+    let items = if sni {
+        o.require(
+            cx,
+            "match",
+            "a list such as [{sniHosts: [db.example.com], port: 443}]",
+        )
+        .and_then(|n| cx.list(n, &o.field("match")))
+    } else {
+        o.get("match").and_then(|n| cx.list(n, &o.field("match")))
+    };
+    for (i, item) in items.unwrap_or_default().iter().enumerate() {
+        let f = format!("{}[{i}]", o.field("match"));
+        let allowed: &[&str] = if sni {
+            &[
+                "port",
+                "sniHosts",
+                "destinationSubnets",
+                "sourceLabels",
+                "gateways",
+                "sourceNamespace",
+            ]
+        } else {
+            &[
+                "port",
+                "destinationSubnets",
+                "sourceLabels",
+                "gateways",
+                "sourceNamespace",
+                "sourceSubnet",
+            ]
+        };
+        let Some(m) = cx.object(item, &f, allowed) else {
+            continue;
+        };
+        for key in [
+            "destinationSubnets",
+            "sourceLabels",
+            "gateways",
+            "sourceNamespace",
+            "sourceSubnet",
+        ] {
+            if let Some(n) = m.get(key) {
+                cx.report(n.pos, &m.field(key), format!("`{key}` is not supported by tidegate (a gateway proxy routes by port{}); valid: port{}", if sni { " and SNI" } else { "" }, if sni { ", sniHosts" } else { "" }));
+            }
+        }
+        let port = m
+            .get("port")
+            .and_then(|n| cx.int(n, &m.field("port"), 1, 65535))
+            .map(|p| p as u16);
+        let mut sni_hosts = Vec::new();
+        if sni && let Some(n) = m.require(cx, "sniHosts", "the SNI names, such as [db.example.com]")
+        {
+            for (pos, h) in cx.strings(n, &m.field("sniHosts")).unwrap_or_default() {
+                if crate::model::names::is_gateway_hostname(&h) || h == "*" {
+                    sni_hosts.push(h);
+                } else {
+                    cx.report(pos, &m.field("sniHosts"), format!("`{h}` is not a valid SNI name; valid: a DNS name such as db.example.com, optionally starting with `*.`"));
+                }
+            }
+            if sni_hosts.is_empty() && cx.problems.len() == before {
+                cx.report(
+                    n.pos,
+                    &m.field("sniHosts"),
+                    "must list at least one SNI name",
+                );
+            }
+        }
+        matches.push(istio::L4Match { port, sni_hosts });
+    }
+    let mut route = Vec::new();
+    if let Some(items) = o
+        .require(
+            cx,
+            "route",
+            "a list of {destination: {host, port: {number}}, weight}",
+        )
+        .and_then(|n| cx.list(n, &o.field("route")))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{}[{i}]", o.field("route"));
+            let Some(r) = cx.object(item, &f, &["destination", "weight"]) else {
+                continue;
+            };
+            let destination = r
+                .require(cx, "destination", "{host, port: {number}}")
+                .and_then(|n| decode_destination(cx, n, &r.field("destination")));
+            let weight = r
+                .get("weight")
+                .and_then(|n| cx.int(n, &r.field("weight"), 0, 100))
+                .map(|w| w as u32);
+            if let Some(destination) = destination {
+                route.push(istio::RouteDestination {
+                    destination,
+                    weight,
+                });
+            }
+        }
+    }
+    (cx.problems.len() == before).then_some((matches, route))
 }
 
 fn decode_vs_http(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::HttpRoute> {

@@ -65,9 +65,20 @@ pub struct GatewayIntent {
     pub namespace: Option<String>,
     pub port: u16,
     pub protocol: Protocol,
+    /// Where `protocol` is written (the gateway mapping when it is not).
+    pub protocol_pos: Pos,
     pub exposure: At<Exposure>,
     /// Names of the Secrets holding the HTTPS certificate (Gateway API `certificateRefs`).
+    /// With protocol TLS: empty is passthrough (the backend's own certificate reaches the
+    /// client), non-empty is `mode: Terminate`.
     pub certificate_refs: Vec<String>,
+}
+
+impl GatewayIntent {
+    /// A TLS listener that hands the TLS stream to the backend untouched.
+    pub fn passthrough(&self) -> bool {
+        self.protocol == Protocol::Tls && self.certificate_refs.is_empty()
+    }
 }
 
 /// One decoded `Ingress` intent.
@@ -237,12 +248,46 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
             })
         });
 
+    let gateway = s
+        .require(
+            cx,
+            "gateway",
+            "a mapping such as {name: httpbin-gateway, port: 80}",
+        )
+        .and_then(|n| decode_gateway(cx, n));
+
     let mut hostnames = Vec::new();
-    if let Some(n) = s.require(
-        cx,
-        "hostnames",
-        "a list of DNS names such as [httpbin.example.com]",
-    ) && let Some(list) = cx.strings(n, "spec.hostnames")
+    // TCP and UDP connections carry no name to route by: their listener takes every
+    // connection of its port, so hostnames would say something the proxies do not do.
+    // Read from the gateway mapping itself, so a problem elsewhere in it (reported there)
+    // does not also make hostnames look required.
+    let written_protocol = s.get("gateway").and_then(|g| match &g.value {
+        super::node::Value::Map(entries) => {
+            entries
+                .iter()
+                .find_map(|(k, v)| match (&k.value, &v.value) {
+                    (super::node::Value::Str(k), super::node::Value::Str(v)) if k == "protocol" => {
+                        Protocol::parse(v)
+                    }
+                    _ => None,
+                })
+        }
+        _ => None,
+    });
+    let protocol = gateway.as_ref().map(|g| g.protocol).or(written_protocol);
+    let named = protocol.is_none_or(|p| p.has_hostnames());
+    if let Some(p) = protocol
+        && !named
+        && let Some(n) = s.get("hostnames")
+    {
+        cx.report(n.pos, "spec.hostnames", format!("a {} listener routes every connection of its port, not by name; remove `hostnames` (valid only with protocol HTTP, HTTPS or TLS, where TLS uses them as the SNI names)", p.as_str()));
+    } else if named
+        && let Some(n) = s.require(
+            cx,
+            "hostnames",
+            "a list of DNS names such as [httpbin.example.com]",
+        )
+        && let Some(list) = cx.strings(n, "spec.hostnames")
     {
         if list.is_empty() {
             cx.report(
@@ -262,14 +307,6 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
             }
         }
     }
-
-    let gateway = s
-        .require(
-            cx,
-            "gateway",
-            "a mapping such as {name: httpbin-gateway, port: 80}",
-        )
-        .and_then(|n| decode_gateway(cx, n));
 
     let injection = s.get("injection").and_then(|n| {
         let v = decode_injection(cx, n, "spec.injection")?;
@@ -305,13 +342,25 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
                 "must have at least one rule with backendRefs",
             );
         }
+        let l4 = protocol.filter(|p| p.is_l4());
+        if let Some(p) = l4 {
+            check_l4_rules(cx, items, p);
+        }
         for (i, item) in items.iter().enumerate() {
+            // What check_l4_rules reported is left out, so it is not reported again in
+            // HTTP terms.
+            let item = match l4 {
+                Some(_) => &l4_rule_fields(item),
+                None => item,
+            };
             if let Some((rule, pos)) = decode_rule(cx, item, &format!("spec.rules[{i}]")) {
                 rules.push(rule);
                 rule_pos.push(pos);
             }
         }
-        check_rules_route_somewhere(cx, items, &rules, &rule_pos);
+        if l4.is_none() {
+            check_rules_route_somewhere(cx, items, &rules, &rule_pos);
+        }
     }
 
     // Mode-dependent fields.
@@ -326,6 +375,23 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
                 cx.report(rule_pos[i].0, &format!("spec.rules[{i}].retry"), format!("retry renders into an HTTPRoute field of Gateway API's experimental channel, which clusters with the standard CRDs drop; valid: mode istio (VirtualService retries), or a plain HTTPRoute in resources/ (mode here: {})", mode.value.as_str()));
             }
         }
+    }
+    if let (Some(mode), Some(g)) = (&mode, &gateway)
+        && mode.value == Mode::Istio
+        && g.protocol == Protocol::Udp
+    {
+        cx.report(g.protocol_pos, "spec.gateway.protocol", "Istio gateways (Gateway servers and VirtualServices) do not route UDP; valid for protocol UDP: mode gateway-api or ambient (a Gateway listener and a UDPRoute)");
+    }
+    if let Some(g) = &gateway
+        && matches!(g.protocol, Protocol::Tcp | Protocol::Udp)
+        && g.exposure.value == Exposure::OpenShiftRoute
+    {
+        cx.report(g.exposure.pos, "spec.gateway.exposure", format!("an OpenShift Route carries HTTP and TLS only, not {}; valid with protocol {}: LoadBalancer or ClusterIP", g.protocol.as_str(), g.protocol.as_str()));
+    }
+    if let (Some(g), Some(w)) = (&gateway, &waypoint)
+        && g.protocol.is_l4()
+    {
+        cx.report(w.pos, "spec.waypoint", format!("a waypoint applies L7 rules, and a {} intent has none (its connections go from the gateway through ztunnel); remove `waypoint`", g.protocol.as_str()));
     }
     if let (Some(mode), Some(w)) = (&mode, &waypoint)
         && mode.value != Mode::Ambient
@@ -422,17 +488,12 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
         .require(cx, "port", "the listener port, such as 80")
         .and_then(|n| cx.int(n, "spec.gateway.port", 1, 65535))
         .map(|p| p as u16);
+    let protocol_pos = g.get("protocol").map_or(node.pos, |n| n.pos);
     let protocol = match g.get("protocol") {
         None => Some(Protocol::Http),
         Some(n) => cx
-            .choice(n, "spec.gateway.protocol", &["HTTP", "HTTPS"])
-            .map(|p| {
-                if p == "HTTPS" {
-                    Protocol::Https
-                } else {
-                    Protocol::Http
-                }
-            }),
+            .choice(n, "spec.gateway.protocol", &Protocol::NAMES)
+            .and_then(|p| Protocol::parse(&p)),
     };
     // Not exposed outside the cluster unless asked: the safe default.
     let exposure = match g.get("exposure") {
@@ -452,8 +513,33 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
             }),
     };
     let mut certificate_refs = Vec::new();
-    if let Some(n) = g.get("tls")
-        && let Some(t) = cx.object(n, "spec.gateway.tls", &["certificateRefs"])
+    let tls = g
+        .get("tls")
+        .and_then(|n| cx.object(n, "spec.gateway.tls", &["mode", "certificateRefs"]));
+    // `mode` as in a Gateway API listener: HTTPS always terminates; TLS passes through
+    // unless told to terminate.
+    let mode = tls.as_ref().and_then(|t| {
+        let n = t.get("mode")?;
+        let m = cx.choice(n, "spec.gateway.tls.mode", &["Terminate", "Passthrough"])?;
+        Some((n.pos, m))
+    });
+    match (protocol, &mode) {
+        (Some(Protocol::Https), Some((pos, m))) if m == "Passthrough" => {
+            cx.report(*pos, "spec.gateway.tls.mode", "protocol HTTPS terminates TLS to route requests; for passthrough (the backend's own certificate, routed by SNI) use protocol: TLS");
+        }
+        (Some(Protocol::Tls), Some((pos, m))) if m == "Passthrough" => {
+            if let Some(r) = tls.as_ref().and_then(|t| t.get("certificateRefs")) {
+                cx.report(r.pos, "spec.gateway.tls.certificateRefs", format!("tls mode Passthrough serves the backend's own certificate, so certificateRefs would be unused; remove them, or use mode: Terminate (mode written at line {})", pos.line));
+            }
+        }
+        _ => {}
+    }
+    let wants_refs = match protocol {
+        Some(Protocol::Tls) => mode.as_ref().is_some_and(|(_, m)| m == "Terminate"),
+        _ => true,
+    };
+    if let Some(t) = &tls
+        && wants_refs
         && let Some(refs) = t.require(
             cx,
             "certificateRefs",
@@ -485,11 +571,14 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
         Some(Protocol::Https) if certificate_refs.is_empty() && cx.problems.len() == before => {
             cx.report(node.pos, "spec.gateway.tls", "protocol HTTPS needs a certificate: add tls: {certificateRefs: [{name: <secret>}]}");
         }
-        Some(Protocol::Http) if g.get("tls").is_some() => {
+        Some(p @ (Protocol::Http | Protocol::Tcp | Protocol::Udp)) if g.get("tls").is_some() => {
             cx.report(
                 g.get("tls").map_or(node.pos, |n| n.pos),
                 "spec.gateway.tls",
-                "tls is only used with protocol: HTTPS",
+                format!(
+                    "tls is only used with protocol HTTPS or TLS, not {}",
+                    p.as_str()
+                ),
             );
         }
         _ => {}
@@ -502,9 +591,84 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
         namespace,
         port: port?,
         protocol: protocol?,
+        protocol_pos,
         exposure: exposure?,
         certificate_refs,
     })
+}
+
+/// A TLS, TCP or UDP listener routes connections, never requests: its one rule has
+/// backendRefs only (TLS picks the intent by SNI, from `spec.hostnames`). Anything else is
+/// reported where it is written, with what is valid, rather than silently dropped.
+fn check_l4_rules(cx: &mut Cx<'_>, items: &[Node], p: Protocol) {
+    use super::node::Value;
+    let what = match p {
+        Protocol::Tls => "by SNI (spec.hostnames)",
+        _ => "by port",
+    };
+    if items.len() > 1 {
+        cx.report(items[1].pos, "spec.rules[1]", format!("a {} listener sends every connection it takes {what} to one set of backends: give exactly one rule (split weights with backendRefs' `weight`)", p.as_str()));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let Value::Map(entries) = &item.value else {
+            continue;
+        };
+        let mut has_backends = false;
+        for (k, v) in entries {
+            let Value::Str(key) = &k.value else { continue };
+            match key.as_str() {
+                "name" => {}
+                "backendRefs" => {
+                    has_backends = true;
+                    let Value::Seq(refs) = &v.value else { continue };
+                    for (j, r) in refs.iter().enumerate() {
+                        let Value::Map(fields) = &r.value else {
+                            continue;
+                        };
+                        for (rk, _) in fields {
+                            if let Value::Str(rkey) = &rk.value
+                                && rkey == "filters"
+                            {
+                                cx.report(rk.pos, &format!("spec.rules[{i}].backendRefs[{j}].filters"), format!("a {} listener forwards bytes, so request filters do not apply; valid in a backendRef: name, namespace, port, weight", p.as_str()));
+                            }
+                        }
+                    }
+                }
+                other => {
+                    cx.report(k.pos, &format!("spec.rules[{i}].{other}"), format!("a {} listener routes connections {what}, not requests, so `{other}` does not apply; valid in a {} rule: backendRefs (and name)", p.as_str(), p.as_str()));
+                }
+            }
+        }
+        if !has_backends {
+            cx.report(item.pos, &format!("spec.rules[{i}]"), format!("this rule has no backendRefs, so every {} connection would be closed; add backendRefs", p.as_str()));
+        } else if let Some((_, v)) = entries.iter().find(|(k, _)| matches!(&k.value, Value::Str(s) if s == "backendRefs"))
+            && let Value::Seq(refs) = &v.value
+            && !refs.is_empty()
+            && refs.iter().all(|r| matches!(&r.value, Value::Map(f) if f.iter().any(|(k, w)| matches!(&k.value, Value::Str(s) if s == "weight") && matches!(&w.value, Value::Int(0)))))
+        {
+            cx.report(item.pos, &format!("spec.rules[{i}]"), format!("this rule gives every backendRef weight 0, so every {} connection would be closed; give one a weight", p.as_str()));
+        }
+    }
+}
+
+/// An L4 rule with only the fields it may have: `name`, and `backendRefs` without filters.
+fn l4_rule_fields(item: &Node) -> Node {
+    use super::node::Value;
+    let is = |k: &Node, name: &str| matches!(&k.value, Value::Str(s) if s == name);
+    let mut out = item.clone();
+    if let Value::Map(entries) = &mut out.value {
+        entries.retain(|(k, _)| is(k, "name") || is(k, "backendRefs"));
+        for (_, v) in entries.iter_mut() {
+            if let Value::Seq(refs) = &mut v.value {
+                for r in refs {
+                    if let Value::Map(fields) = &mut r.value {
+                        fields.retain(|(k, _)| !is(k, "filters"));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A rule that matches requests but neither forwards nor answers them makes Gateway API

@@ -197,6 +197,8 @@ pub struct Listener {
 #[serde(rename_all = "camelCase")]
 pub struct ListenerTls {
     pub mode: &'static str,
+    /// Empty (and absent) for `Passthrough`: the backend serves its own certificate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub certificate_refs: Vec<SecretRef>,
 }
 

@@ -71,6 +71,8 @@ pub struct ServerPort {
 #[serde(rename_all = "camelCase")]
 pub struct ServerTls {
     pub mode: &'static str,
+    /// Empty for `PASSTHROUGH`, which serves no certificate of its own.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub credential_name: String,
 }
 
@@ -88,7 +90,44 @@ pub struct VirtualService {
 pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     pub gateways: Vec<String>,
+    /// Absent when the VirtualService routes connections only (`tls`/`tcp`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpRoute>,
+    /// Passthrough TLS connections by SNI: the first entry whose match fits wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<TlsRoute>,
+    /// TCP connections (and TLS terminated by the gateway): first match wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// One `tls[]` entry: connections whose SNI (and port) match go to `route`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsRoute {
+    #[serde(rename = "match")]
+    pub match_: Vec<L4Match>,
+    pub route: Vec<RouteDestination>,
+}
+
+/// One `tcp[]` entry: connections to the matched port (any, without a match) go to `route`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpRoute {
+    #[serde(rename = "match")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_: Vec<L4Match>,
+    pub route: Vec<RouteDestination>,
+}
+
+/// A `tls[].match[]` (`sniHosts` required there) or `tcp[].match[]` entry (no `sniHosts`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L4Match {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sni_hosts: Vec<String>,
 }
 
 /// One `http[]` entry. VirtualServices are first-match: the entries' order is the routing.

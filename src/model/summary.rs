@@ -64,14 +64,44 @@ impl Exposure {
 pub enum Protocol {
     Http,
     Https,
+    /// Connections routed by SNI: passed through to the backend, or terminated first.
+    Tls,
+    Tcp,
+    Udp,
 }
 
 impl Protocol {
+    pub const NAMES: [&'static str; 5] = ["HTTP", "HTTPS", "TLS", "TCP", "UDP"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "HTTP",
             Protocol::Https => "HTTPS",
+            Protocol::Tls => "TLS",
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "HTTP" => Protocol::Http,
+            "HTTPS" => Protocol::Https,
+            "TLS" => Protocol::Tls,
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            _ => return None,
+        })
+    }
+
+    /// Whether the listener routes connections (TLS, TCP, UDP) rather than requests.
+    pub fn is_l4(self) -> bool {
+        matches!(self, Protocol::Tls | Protocol::Tcp | Protocol::Udp)
+    }
+
+    /// Whether connections are told apart by name (SNI or Host): TCP and UDP have none.
+    pub fn has_hostnames(self) -> bool {
+        !matches!(self, Protocol::Tcp | Protocol::Udp)
     }
 }
 
@@ -102,6 +132,8 @@ pub struct IntentSummary<'a> {
     pub gateway: &'a str,
     pub port: u16,
     pub protocol: Protocol,
+    /// Protocol TLS without a certificate: the backend's own answers.
+    pub passthrough: bool,
     pub exposure: Exposure,
     pub rules: &'a [HttpRouteRule],
 }

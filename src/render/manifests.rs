@@ -185,6 +185,10 @@ fn intent_checks(s: &mut String, i: &IntentSummary<'_>, model: &Model) {
         Mode::Istio => gw.to_owned(),
         _ => format!("{gw}-istio"),
     };
+    if i.protocol.is_l4() {
+        connection_checks(s, i, &format!("{svc}.{gw_ns}.svc.cluster.local"));
+        return;
+    }
     let scheme = if i.protocol == Protocol::Https {
         "https"
     } else {
@@ -276,6 +280,49 @@ fn intent_checks(s: &mut String, i: &IntentSummary<'_>, model: &Model) {
                 curl(scheme, &curl_host, "$INGRESS_HOST", "", &path, &extra)
             );
         }
+    }
+}
+
+/// Checks for an intent that routes connections (TLS, TCP, UDP): curl has no request to
+/// make, so `openssl s_client` shows whose certificate answers a name, `nc` sends bytes.
+fn connection_checks(s: &mut String, i: &IntentSummary<'_>, addr: &str) {
+    let backend = i
+        .rules
+        .first()
+        .and_then(|r| r.backend_refs.iter().find(|b| b.weight > 0))
+        .map_or_else(String::new, |b| format!("{}:{}", b.name, b.port));
+    let port = i.port;
+    let _ = writeln!(s, "From a pod in the mesh:\n\n```sh");
+    let _ = match i.protocol {
+        Protocol::Tls if i.passthrough => writeln!(
+            s,
+            "openssl s_client -connect {addr}:{port} -servername {}   # the certificate of {backend} (passed through)",
+            i.host.replace("*.", "test.")
+        ),
+        Protocol::Tls => writeln!(
+            s,
+            "openssl s_client -connect {addr}:{port} -servername {}   # the gateway's certificate; the bytes go to {backend}",
+            i.host.replace("*.", "test.")
+        ),
+        Protocol::Udp => writeln!(s, "nc -u {addr} {port}   # datagrams go to {backend}"),
+        _ => writeln!(s, "nc {addr} {port}   # bytes go to {backend}"),
+    };
+    let _ = writeln!(s, "```\n");
+    if i.exposure == Exposure::ClusterIP {
+        let _ = writeln!(
+            s,
+            "The gateway's Service is ClusterIP: not reachable from outside the cluster (exposure: ClusterIP).\n"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "From outside the cluster, the same with the address of the gateway's {} instead of `{addr}`.\n",
+            if i.exposure == Exposure::LoadBalancer {
+                "LoadBalancer Service"
+            } else {
+                "OpenShift Route (router-default)"
+            }
+        );
     }
 }
 

@@ -2,14 +2,20 @@
 //! `http` entries keep their order, one Envoy route per `match` entry; several
 //! VirtualServices for one host are concatenated by namespace/name (standing in for
 //! Istio's creation-time order, which Git does not have).
+//!
+//! Connections: a server with protocol TLS and `tls.mode: PASSTHROUGH` routes by SNI with
+//! the VirtualServices' `tls` entries, one with `SIMPLE` terminates TLS and routes the
+//! plain stream with their `tcp` entries, a TCP server routes with `tcp` entries. As in
+//! Istio, the first entry (VirtualService order, then entry order) that matches a name
+//! (TLS) or the port (TCP) takes the connections.
 
 use std::collections::BTreeMap;
 
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
 use crate::xds::plan::{
-    Action, Backend, CorsPlan, Forward, HeaderOps, ListenerPlan, Mirror, PathMatch, PathRewrite,
-    ProxyPlan, ProxyRef, Redirect, RetryPlan, RoutePlan, SecretRef, StrMatch, Target, TlsPlan,
-    VhostPlan, WeightedTarget,
+    Action, Backend, CorsPlan, Forward, HeaderOps, L4Forward, L4Target, ListenerKind, ListenerPlan,
+    Mirror, PathMatch, PathRewrite, ProxyPlan, ProxyRef, Redirect, RetryPlan, RoutePlan, SecretRef,
+    SniChain, StrMatch, Target, TlsListener, TlsPlan, VhostPlan, WeightedTarget,
 };
 
 use super::ambient::route_through_waypoints;
@@ -38,13 +44,15 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
 
     // (port, host) → routes, in order.
     let mut vhosts: BTreeMap<(u16, String), Vec<RoutePlan>> = BTreeMap::new();
-    // port → whether it terminates TLS; HTTP and HTTPS cannot share a port.
-    let mut tls_ports: BTreeMap<u16, bool> = BTreeMap::new();
+    // port → what it serves: one Envoy listener per port speaks one protocol.
+    let mut port_use: BTreeMap<u16, PortUse> = BTreeMap::new();
+    // TLS ports: SNI name → (the server it is served by, its chain); the first one wins.
+    let mut sni: BTreeMap<u16, BTreeMap<String, SniChain>> = BTreeMap::new();
     for server in &gateway.spec.servers {
         let port = server.port.number;
         let mut tls = Vec::new();
-        match (server.port.protocol.as_str(), &server.tls) {
-            ("HTTP", _) => {}
+        let kind = match (server.port.protocol.as_str(), &server.tls) {
+            ("HTTP", _) => PortUse::Http,
             ("HTTPS", Some(t)) if t.mode == "SIMPLE" && !t.credential_name.is_empty() => {
                 // Istio reads credentialName from the gateway's namespace.
                 let mut names: Vec<String> = server
@@ -63,23 +71,64 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
                     },
                     listener: String::new(),
                 });
+                PortUse::Https
             }
+            // Istio routes an HTTPS server in PASSTHROUGH like a TLS one: by SNI, with `tls`.
+            ("TLS" | "HTTPS", Some(t)) if t.mode == "PASSTHROUGH" => PortUse::Tls,
+            ("TLS", Some(t)) if t.mode == "SIMPLE" && !t.credential_name.is_empty() => PortUse::Tls,
+            ("TCP", _) => PortUse::Tcp,
             (protocol, _) => {
                 plan.warnings.push(format!(
-                    "server {} ({protocol}, port {}) is not served: HTTP servers and HTTPS servers with tls mode SIMPLE and a credentialName are",
-                    server.port.name, server.port.number
+                    "server {} ({protocol}, port {}) is not served: HTTP servers, HTTPS servers with tls mode SIMPLE and a credentialName, TLS servers with tls mode PASSTHROUGH (or SIMPLE and a credentialName) and TCP servers are{}",
+                    server.port.name,
+                    server.port.number,
+                    match server.tls.as_ref().map(|t| t.mode) {
+                        Some("MUTUAL") => " (MUTUAL: client certificate validation is not supported)",
+                        Some("ISTIO_MUTUAL" | "AUTO_PASSTHROUGH") => " (mesh-internal modes need Istio's own certificates)",
+                        _ => "",
+                    }
                 ));
                 continue;
             }
-        }
-        let is_tls = !tls.is_empty();
-        if *tls_ports.entry(port).or_insert(is_tls) != is_tls {
+        };
+        let used = *port_use.entry(port).or_insert(kind);
+        if used != kind {
             plan.warnings.push(format!(
                 "server {} (port {port}) is not served: the port already serves {}",
                 server.port.name,
-                if is_tls { "HTTP" } else { "HTTPS" }
+                used.as_str()
             ));
             continue;
+        }
+        match kind {
+            PortUse::Tls => {
+                let chains = sni.entry(port).or_default();
+                tls_server_chains(&services, server, gw_ns, chains);
+                continue;
+            }
+            PortUse::Tcp => {
+                if plan.listeners.contains_key(&port) {
+                    // An earlier TCP server of the port already took its connections.
+                    continue;
+                }
+                match first_tcp_route(&services, server, gw_ns, None) {
+                    Some(forward) => {
+                        plan.listeners.insert(
+                            port,
+                            ListenerPlan {
+                                port,
+                                kind: ListenerKind::Tcp(forward),
+                            },
+                        );
+                    }
+                    None => plan.warnings.push(format!(
+                        "server {} (TCP, port {port}) is not served: no VirtualService bound to it has a tcp route for the port",
+                        server.port.name
+                    )),
+                }
+                continue;
+            }
+            PortUse::Http | PortUse::Https => {}
         }
         let listener = plan
             .listeners
@@ -89,7 +138,8 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
         listener.tls.extend(tls);
         listener.tls.sort();
         listener.tls.dedup();
-        for vs in &services {
+        // A VirtualService of connection routes only gives an HTTP port no virtual host.
+        for vs in services.iter().filter(|vs| !vs.spec.http.is_empty()) {
             let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
             for host in &vs.spec.hosts {
                 if !server
@@ -117,6 +167,23 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
             }
         }
     }
+    for (port, chains) in sni {
+        if chains.is_empty() {
+            plan.warnings.push(format!(
+                "port {port} (TLS) is not served: no VirtualService bound to its servers has a route for their hosts"
+            ));
+            continue;
+        }
+        plan.listeners.insert(
+            port,
+            ListenerPlan {
+                port,
+                kind: ListenerKind::Tls(TlsListener {
+                    chains: chains.into_values().collect(),
+                }),
+            },
+        );
+    }
     for ((port, host), routes) in vhosts {
         if let Some(l) = plan.listeners.get_mut(&port) {
             l.http_mut().vhosts.push(VhostPlan {
@@ -129,6 +196,172 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
     }
     route_through_waypoints(ix, &mut plan);
     plan
+}
+
+/// What a port of an Istio Gateway serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PortUse {
+    Http,
+    Https,
+    Tls,
+    Tcp,
+}
+
+impl PortUse {
+    fn as_str(self) -> &'static str {
+        match self {
+            PortUse::Http => "HTTP",
+            PortUse::Https => "HTTPS",
+            PortUse::Tls => "TLS",
+            PortUse::Tcp => "TCP",
+        }
+    }
+}
+
+/// The SNI chains of a TLS server, added to `chains` (by SNI name) unless an earlier server
+/// of the port already has the name. PASSTHROUGH: each name a `tls` entry lists in `sniHosts`
+/// (and the server's hosts admit) goes to the first such entry's destinations. SIMPLE:
+/// each VirtualService host the server admits is terminated with the server's certificate,
+/// then goes to the first `tcp` entry for the port.
+fn tls_server_chains(
+    services: &[&VirtualService],
+    server: &istio::Server,
+    gw_ns: &str,
+    chains: &mut BTreeMap<String, SniChain>,
+) {
+    let port = server.port.number;
+    let Some(t) = &server.tls else { return };
+    if t.mode == "PASSTHROUGH" {
+        for vs in services {
+            let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
+            for (ti, route) in vs.spec.tls.iter().enumerate() {
+                for m in &route.match_ {
+                    if m.port.is_some_and(|p| p != port) {
+                        continue;
+                    }
+                    for name in &m.sni_hosts {
+                        if chains.contains_key(name)
+                            || !server
+                                .hosts
+                                .iter()
+                                .any(|h| server_host_admits(h, gw_ns, vs_ns, name))
+                        {
+                            continue;
+                        }
+                        chains.insert(
+                            name.clone(),
+                            SniChain {
+                                server_names: sni_names(name),
+                                terminate: None,
+                                forward: l4_forward(
+                                    format!("virtualservice/{vs_ns}/{}/tls/{ti}", vs.metadata.name),
+                                    &route.route,
+                                    vs_ns,
+                                ),
+                                listener: server.port.name.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        return;
+    }
+    let secret = SecretRef {
+        namespace: gw_ns.to_owned(),
+        name: t.credential_name.clone(),
+    };
+    for vs in services {
+        let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
+        for host in &vs.spec.hosts {
+            if chains.contains_key(host)
+                || !server
+                    .hosts
+                    .iter()
+                    .any(|h| server_host_admits(h, gw_ns, vs_ns, host))
+            {
+                continue;
+            }
+            if let Some(forward) = first_tcp_route(&[vs], server, gw_ns, Some(host)) {
+                chains.insert(
+                    host.clone(),
+                    SniChain {
+                        server_names: sni_names(host),
+                        terminate: Some(secret.clone()),
+                        forward,
+                        listener: server.port.name.clone(),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// `*` is any name (and none); anything else is one exact or `*.suffix` name.
+fn sni_names(name: &str) -> Vec<String> {
+    if name == "*" {
+        Vec::new()
+    } else {
+        vec![name.to_owned()]
+    }
+}
+
+/// The first `tcp` entry, in VirtualService order, that a VirtualService bound to `server`
+/// (one of its hosts admitted; `host` only, when given) has for the server's port.
+fn first_tcp_route(
+    services: &[&VirtualService],
+    server: &istio::Server,
+    gw_ns: &str,
+    host: Option<&str>,
+) -> Option<L4Forward> {
+    let port = server.port.number;
+    for vs in services {
+        let vs_ns = vs.metadata.namespace.as_deref().unwrap_or_default();
+        let bound = vs.spec.hosts.iter().any(|h| {
+            host.is_none_or(|only| only == h)
+                && server
+                    .hosts
+                    .iter()
+                    .any(|e| server_host_admits(e, gw_ns, vs_ns, h))
+        });
+        if !bound {
+            continue;
+        }
+        for (ti, route) in vs.spec.tcp.iter().enumerate() {
+            let fits = route.match_.is_empty()
+                || route
+                    .match_
+                    .iter()
+                    .any(|m| m.port.is_none_or(|p| p == port));
+            if fits {
+                return Some(l4_forward(
+                    format!("virtualservice/{vs_ns}/{}/tcp/{ti}", vs.metadata.name),
+                    &route.route,
+                    vs_ns,
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Weighted destinations of a `tls`/`tcp` entry; weight 0 gets no connections.
+fn l4_forward(name: String, route: &[istio::RouteDestination], vs_ns: &str) -> L4Forward {
+    L4Forward {
+        name,
+        backends: route
+            .iter()
+            .map(|d| L4Target {
+                target: Target::Service(backend(
+                    &d.destination.host,
+                    vs_ns,
+                    d.destination.port.number,
+                )),
+                weight: d.weight.unwrap_or(100),
+            })
+            .filter(|t| t.weight > 0)
+            .collect(),
+    }
 }
 
 /// Whether a server host entry (`host`, `*`, `*.example.com`, `ns/host`, `*/host`, `./host`)
