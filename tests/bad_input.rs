@@ -343,3 +343,21 @@ fn retry_outside_istio_mode_and_extension_filters() {
         ],
     );
 }
+
+#[test]
+fn a_connection_route_has_exactly_one_rule() {
+    let route = "apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: db, namespace: infra}
+spec:
+  parentRefs: [{name: edge}]
+  rules:
+  - backendRefs: [{name: db, port: 5432}]
+  - backendRefs: [{name: db-2, port: 5432}]
+";
+    assert_one(
+        &[("resources/db.yaml", route)],
+        "resources/db.yaml:8:5:",
+        &["spec.rules[1]", "exactly one rule"],
+    );
+}

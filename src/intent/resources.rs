@@ -286,7 +286,17 @@ fn decode_l4_route(
     let items = s
         .require(cx, "rules", "at least one rule with backendRefs")
         .and_then(|n| cx.list(n, "spec.rules"));
-    for (i, item) in items.unwrap_or_default().iter().enumerate() {
+    let items = items.unwrap_or_default();
+    if let Some(extra) = items.get(1) {
+        // The v1 CRDs allow exactly one rule (v1alpha2 allowed 16, with no way to choose
+        // between them: every rule would take every connection).
+        cx.report(
+            extra.pos,
+            "spec.rules[1]",
+            format!("a {kind} has exactly one rule; put every backendRef in it"),
+        );
+    }
+    for (i, item) in items.iter().enumerate() {
         let field = format!("spec.rules[{i}]");
         let Some(r) = cx.object(item, &field, &["name", "backendRefs"]) else {
             continue;

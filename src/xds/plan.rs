@@ -130,9 +130,33 @@ pub struct WaypointPlan {
 }
 
 impl ProxyPlan {
-    /// Every Service port the proxy's routes send or mirror to. Refused backends are not
-    /// among them: they have no cluster, so their share of requests is answered 500.
+    /// Every Service port the proxy's routes send or mirror to (requests and connections).
+    /// Refused backends are not among them: they have no cluster, so their share of requests
+    /// is answered 500 (and of connections, closed).
     pub fn backends(&self) -> Vec<Backend> {
+        let mut out = self.http_backends();
+        out.extend(self.l4_backends());
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The Service ports of the proxy's connection routes (TLS, TCP, UDP).
+    pub fn l4_backends(&self) -> Vec<Backend> {
+        let mut out: Vec<Backend> = self
+            .listeners
+            .values()
+            .flat_map(ListenerPlan::l4_forwards)
+            .flat_map(|f| &f.backends)
+            .filter_map(|t| t.target.service().cloned())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The Service ports the proxy's HTTP routes send or mirror to.
+    pub fn http_backends(&self) -> Vec<Backend> {
         let mut out: Vec<Backend> = self
             .listeners
             .values()
@@ -152,13 +176,6 @@ impl ProxyPlan {
                     .collect(),
                 _ => Vec::new(),
             })
-            .chain(
-                self.listeners
-                    .values()
-                    .flat_map(ListenerPlan::l4_forwards)
-                    .flat_map(|f| &f.backends)
-                    .filter_map(|t| t.target.service().cloned()),
-            )
             .collect();
         out.sort();
         out.dedup();

@@ -45,7 +45,16 @@ fn ingress_waypoints(ix: &Index<'_>, backends: &[Backend]) -> BTreeMap<Backend, 
 /// (`plan.via_waypoint`); one whose waypoint is not in the repository is warned about, and
 /// the emitter closes it rather than route around the waypoint's rules.
 pub fn route_through_waypoints(ix: &Index<'_>, plan: &mut ProxyPlan) {
-    plan.via_waypoint = ingress_waypoints(ix, &plan.backends());
+    // Requests only: a waypoint here serves HTTP per Service port, and UDP cannot go over
+    // HBONE, so connections go to their Services' endpoints directly (and say so).
+    plan.via_waypoint = ingress_waypoints(ix, &plan.http_backends());
+    for (b, w) in ingress_waypoints(ix, &plan.l4_backends()) {
+        plan.warnings.push(format!(
+            "{}: connections (TLS/TCP/UDP) go to the Service's endpoints directly, not through waypoint {} (waypoints carry requests only here)",
+            b.endpoints_key(),
+            w.proxy_id()
+        ));
+    }
     for (b, w) in &plan.via_waypoint {
         if !w.exists {
             plan.warnings.push(format!(
