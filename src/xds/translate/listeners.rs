@@ -3,6 +3,10 @@
 //! Translation and status both read this list, so a listener the status calls conflicted
 //! is one no proxy serves.
 
+use std::collections::HashSet;
+
+use foldhash::HashMap;
+
 use crate::model::gateway_api::{self as gw, Listener, ListenerSet};
 use crate::model::meta::ObjectMeta;
 
@@ -32,18 +36,6 @@ pub struct SetState<'a> {
     pub set: &'a ListenerSet,
     /// `None`: accepted; otherwise the reason (`NotAllowed`, `ParentNotAccepted`) and why.
     pub refused: Option<(&'static str, String)>,
-}
-
-/// Whether two listeners of one port conflict, and how: a second protocol on the port, or
-/// the same hostname twice (TCP and UDP listeners have none, so two on a port conflict).
-fn conflict(earlier: &Listener, later: &Listener) -> Option<&'static str> {
-    if earlier.port != later.port {
-        return None;
-    }
-    if earlier.protocol != later.protocol {
-        return Some("ProtocolConflict");
-    }
-    (earlier.hostname == later.hostname).then_some("HostnameConflict")
 }
 
 /// Creation order, as the spec breaks ties: oldest first (`created`: where in Git history
@@ -100,7 +92,9 @@ pub fn listener_sets<'a>(ix: &Index<'a>, gateway: &gw::Gateway) -> Vec<SetState<
 
 /// Every listener `gateway` serves, in precedence order: the Gateway's own, then those of
 /// its accepted ListenerSets (oldest first). A listener that conflicts with an earlier one
-/// (that is itself served) carries the conflict and is not served.
+/// (that is itself served) carries the conflict and is not served: a second protocol on a
+/// port (TCP and UDP on one port too), or a hostname the port already serves (TCP and UDP
+/// listeners have none, so two on a port conflict).
 pub fn effective<'a>(ix: &Index<'a>, gateway: &'a gw::Gateway) -> Vec<Effective<'a>> {
     let gw_owner = Owner {
         kind: "Gateway",
@@ -121,12 +115,23 @@ pub fn effective<'a>(ix: &Index<'a>, gateway: &'a gw::Gateway) -> Vec<Effective<
             s.set.spec.listeners.iter().map(move |l| (l, owner))
         })
         .collect::<Vec<_>>();
+    // Per port: the protocol of its first served listener and the hostnames served on it
+    // (a map, not a scan of the listeners before: a Gateway may have hundreds).
+    let mut ports: HashMap<u16, (&str, HashSet<Option<&str>>)> = HashMap::default();
     let mut out: Vec<Effective<'a>> = Vec::new();
     for (listener, owner) in own.chain(added) {
-        let conflict = out
-            .iter()
-            .filter(|e| e.conflict.is_none())
-            .find_map(|e| conflict(e.listener, listener));
+        let hostname = listener.hostname.as_deref();
+        let conflict = match ports.get_mut(&listener.port) {
+            None => {
+                ports.insert(
+                    listener.port,
+                    (listener.protocol.as_str(), HashSet::from_iter([hostname])),
+                );
+                None
+            }
+            Some((protocol, _)) if *protocol != listener.protocol => Some("ProtocolConflict"),
+            Some((_, hosts)) => (!hosts.insert(hostname)).then_some("HostnameConflict"),
+        };
         out.push(Effective {
             listener,
             owner,
