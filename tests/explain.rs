@@ -591,3 +591,38 @@ spec:
     let a = explain(repo.path(), "l4.infra", "http://gateway:5432/", &[]);
     assert!(a["reason"].as_str().unwrap().contains("tcp://"), "{a:#}");
 }
+
+#[test]
+fn a_virtual_service_tls_entry_is_named_with_its_line() {
+    let mut repo = TempRepo::new();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/l4-istio-resources/config/resources/edge.yaml"),
+    )
+    .expect("golden config");
+    repo.write("tidegate.yaml", "gatewayClassName: istio\n")
+        .write("resources/edge.yaml", &text);
+    repo.commit("istio l4");
+    // The second tls entry also lists replica.db.example.com: it answers that name.
+    let a = explain(
+        repo.path(),
+        "edge.edge",
+        "tls://replica.db.example.com:443",
+        &[],
+    );
+    assert_eq!(a["route"]["kind"], "VirtualService", "{a:#}");
+    assert_eq!(a["route"]["rule"], 1, "{a:#}");
+    assert_eq!(
+        a["route"]["line"],
+        line_of(&text, "- match: [{sniHosts: [pg.db.example.com, replica"),
+        "{a:#}"
+    );
+    assert_eq!(a["backends"][0]["name"], "pg-replica", "{a:#}");
+    // A TCP server: the tcp entry's line.
+    let a = explain(repo.path(), "edge.edge", "tcp://gateway:1883", &[]);
+    assert_eq!(
+        a["route"]["line"],
+        line_of(&text, "- match: [{port: 1883}]"),
+        "{a:#}"
+    );
+}

@@ -136,10 +136,9 @@ fn match_line(text: &[u8], doc: Pos, hit: &RouteHit) -> Option<u32> {
     let text = std::str::from_utf8(text).ok()?;
     let docs = node::parse_documents(text).ok()?;
     let d = docs.iter().find(|d| d.pos == doc)?;
-    let (rules, matches) = if hit.kind == "VirtualService" {
-        ("http", "match")
-    } else {
-        ("rules", "matches")
+    let (rules, matches) = match (hit.kind.as_str(), hit.section) {
+        ("VirtualService", section) => (section, "match"),
+        _ => ("rules", "matches"),
     };
     let rule = d
         .field("spec")?

@@ -229,8 +229,10 @@ pub struct RouteHit {
     pub kind: String,
     pub namespace: String,
     pub object: String,
-    /// Rule (VirtualService: `http` entry) and match index.
+    /// Rule (VirtualService: `http`, `tls` or `tcp` entry) and match index.
     pub rule: usize,
+    /// The list `rule` indexes: `rules`, or a VirtualService's `http`, `tls` or `tcp`.
+    pub section: &'static str,
     pub r#match: usize,
 }
 
@@ -248,13 +250,18 @@ impl RouteHit {
         };
         match parts.as_slice() {
             // A connection route: `kind/ns/name/rule/i` (a VirtualService's `tls/i`, `tcp/i`).
-            [_, ns, obj, _, rule] if !kind.is_empty() => RouteHit {
+            [_, ns, obj, section, rule] if !kind.is_empty() => RouteHit {
                 name: name.to_owned(),
                 kind: kind.to_owned(),
                 namespace: (*ns).to_owned(),
                 object: (*obj).to_owned(),
                 rule: rule.parse().unwrap_or(0),
                 r#match: 0,
+                section: match *section {
+                    "tls" => "tls",
+                    "tcp" => "tcp",
+                    _ => "rules",
+                },
             },
             [_, ns, obj, _, rule, _, m] if !kind.is_empty() => RouteHit {
                 name: name.to_owned(),
@@ -263,6 +270,11 @@ impl RouteHit {
                 object: (*obj).to_owned(),
                 rule: rule.parse().unwrap_or(0),
                 r#match: m.parse().unwrap_or(0),
+                section: if kind == "VirtualService" {
+                    "http"
+                } else {
+                    "rules"
+                },
             },
             _ => RouteHit {
                 name: name.to_owned(),
@@ -271,6 +283,7 @@ impl RouteHit {
                 object: String::new(),
                 rule: 0,
                 r#match: 0,
+                section: "rules",
             },
         }
     }
