@@ -168,10 +168,20 @@ pub fn status(
     // Every Gateway's listeners (its own and its ListenerSets'), once.
     let plans: Vec<GatewayListeners<'_>> = gateways
         .iter()
-        .map(|g| GatewayListeners {
-            gateway: g,
-            listeners: effective(&ix, g),
-            sets: listener_sets(&ix, g),
+        .map(|g| {
+            let listeners = effective(&ix, g);
+            // Served listeners by owner, once: every parentRef of every route asks.
+            let mut served: foldhash::HashMap<Owner<'_>, Vec<&gw::Listener>> =
+                foldhash::HashMap::default();
+            for e in listeners.iter().filter(|e| e.conflict.is_none()) {
+                served.entry(e.owner).or_default().push(e.listener);
+            }
+            GatewayListeners {
+                gateway: g,
+                listeners,
+                served,
+                sets: listener_sets(&ix, g),
+            }
         })
         .collect();
     // Gateways and ListenerSets by (namespace, name): a parentRef is looked up, not
@@ -226,9 +236,7 @@ pub fn status(
                 |why: String| Condition::new("Accepted", false, "NoMatchingParent", why);
             // The listeners this parentRef can reach: those of the Gateway or ListenerSet
             // it names, that are served.
-            let reachable: Result<(Owner<'_>, Vec<&gw::Listener>), Condition> = if p
-                .group
-                .is_empty()
+            let reachable: Result<(Owner<'_>, &[&gw::Listener]), Condition> = if p.group.is_empty()
                 && p.kind == "Service"
             {
                 // A waypoint's route: its Service is its parent.
@@ -290,7 +298,8 @@ pub fn status(
                 Err(c) => c,
                 Ok((owner, listeners)) => {
                     let by_ref: Vec<&gw::Listener> = listeners
-                        .into_iter()
+                        .iter()
+                        .copied()
                         .filter(|l| names_listener(p, l))
                         .collect();
                     let allowed: Vec<&gw::Listener> = by_ref
@@ -564,17 +573,18 @@ pub fn status(
 struct GatewayListeners<'a> {
     gateway: &'a gw::Gateway,
     listeners: Vec<Effective<'a>>,
+    /// The served (not conflicted) listeners each owner contributes.
+    served: foldhash::HashMap<Owner<'a>, Vec<&'a gw::Listener>>,
     sets: Vec<SetState<'a>>,
 }
 
-impl GatewayListeners<'_> {
+impl<'a> GatewayListeners<'a> {
     /// The served (not conflicted) listeners `owner` contributes.
-    fn served_of(&self, owner: &Owner<'_>) -> Vec<&gw::Listener> {
-        self.listeners
-            .iter()
-            .filter(|e| e.owner == *owner && e.conflict.is_none())
-            .map(|e| e.listener)
-            .collect()
+    fn served_of<'k>(&'k self, owner: &Owner<'k>) -> &'k [&'k gw::Listener]
+    where
+        'a: 'k,
+    {
+        self.served.get(owner).map_or(&[], Vec::as_slice)
     }
 }
 

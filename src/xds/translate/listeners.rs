@@ -14,7 +14,7 @@ use super::index::Index;
 
 /// The object a listener belongs to: routes attach to it by parentRef, and its namespace
 /// is what `allowedRoutes.namespaces.from: Same` means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Owner<'a> {
     /// `Gateway` or `ListenerSet`.
     pub kind: &'static str,
