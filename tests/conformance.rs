@@ -39,7 +39,6 @@ use tidegate::test_helpers::pki::{Pki, dns};
 use tidegate::test_helpers::{Envoy, TempRepo, free_port};
 use tidegate::xds::bootstrap::{Options, bootstrap};
 use tidegate::xds::emit::Variant;
-use tidegate::xds::type_url::TypeUrl;
 
 use data::{Case, Expect, Suite, TestDef};
 
@@ -736,46 +735,9 @@ impl Harness {
                 proxyless: false,
             },
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let st = common::status(self.server.admin).await;
-            let stream = st["proxies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["proxy"] == id.as_str())
-                .max_by_key(|p| p["stream"].as_u64());
-            match stream {
-                None => last = "not connected".into(),
-                Some(p) => {
-                    let mut pending = Vec::new();
-                    for t in TypeUrl::ALL {
-                        let want = &proxy.of(t).version;
-                        let s = &p["types"][t.short()];
-                        // CDS and LDS are always subscribed; the others once named.
-                        let needed = matches!(t, TypeUrl::Cluster | TypeUrl::Listener)
-                            || !proxy.of(t).resources.is_empty();
-                        if s["last_nack"]["version"] == want.as_str() {
-                            return Err(format!(
-                                "{gateway}: Envoy rejected {}: {}",
-                                t.short(),
-                                s["last_nack"]["message"]
-                            ));
-                        }
-                        if needed && s["acked_version"] != want.as_str() {
-                            pending.push(t.short());
-                        }
-                    }
-                    if pending.is_empty() {
-                        return Ok(());
-                    }
-                    last = format!("waiting for {}", pending.join(", "));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(format!("{gateway}: config not applied within 20s ({last})"))
+        common::wait_acked(self.server.admin, &id, &proxy)
+            .await
+            .map_err(|e| format!("{gateway}: {e}"))
     }
 
     async fn run_case(

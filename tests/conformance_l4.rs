@@ -51,7 +51,6 @@ use tidegate::test_helpers::pki::{Pki, dns, uri};
 use tidegate::test_helpers::{Envoy, TempRepo, free_port};
 use tidegate::xds::bootstrap::{Options, bootstrap};
 use tidegate::xds::emit::Variant;
-use tidegate::xds::type_url::TypeUrl;
 
 use l4_client::{ConnectError, Trust};
 use l4_data::{L4Test, Step, s, strings};
@@ -1115,45 +1114,10 @@ impl Harness {
                 proxyless: false,
             },
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let st = common::status(self.server.admin).await;
-            let stream = st["proxies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["proxy"] == id.as_str())
-                .max_by_key(|p| p["stream"].as_u64());
-            match stream {
-                None => last = "not connected".into(),
-                Some(p) => {
-                    let mut pending = Vec::new();
-                    for t in TypeUrl::ALL {
-                        let want = &proxy.of(t).version;
-                        let s = &p["types"][t.short()];
-                        let needed = matches!(t, TypeUrl::Cluster | TypeUrl::Listener)
-                            || !proxy.of(t).resources.is_empty();
-                        if s["last_nack"]["version"] == want.as_str() {
-                            return Err(format!(
-                                "{gateway}: Envoy rejected {}: {}",
-                                t.short(),
-                                s["last_nack"]["message"]
-                            ));
-                        }
-                        if needed && s["acked_version"] != want.as_str() {
-                            pending.push(t.short());
-                        }
-                    }
-                    if pending.is_empty() {
-                        return Ok(ip);
-                    }
-                    last = format!("waiting for {}", pending.join(", "));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Err(format!("{gateway}: config not applied within 20s ({last})"))
+        common::wait_acked(self.server.admin, &id, &proxy)
+            .await
+            .map_err(|e| format!("{gateway}: {e}"))?;
+        Ok(ip)
     }
 
     async fn http_case(&self, req: &Value, e: &Value, addr: SocketAddr) -> Result<(), String> {

@@ -171,3 +171,55 @@ pub fn httpbin_intent(mode: &str, port: u16) -> String {
         "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {{name: httpbin, namespace: httpbin}}\nspec:\n  mode: {mode}\n  hostnames: [httpbin.example.com]\n  gateway: {{name: httpbin-gateway, port: {port}}}\n  rules:\n  - matches:\n    - path: {{type: PathPrefix, value: /status}}\n    - path: {{type: PathPrefix, value: /headers}}\n    backendRefs: [{{name: httpbin, port: 8000}}]\n"
     )
 }
+
+/// Waits until the proxy `id` acknowledged every type of `proxy` (the resources the served
+/// snapshot has for it, so the versions it should have), reading the server's `/status`
+/// at `admin`. A NACK of the wanted version is an error at once; so is 20 s without.
+#[allow(dead_code)]
+pub async fn wait_acked(
+    admin: std::net::SocketAddr,
+    id: &str,
+    proxy: &tidegate::xds::snapshot::ProxySnapshot,
+) -> Result<(), String> {
+    use tidegate::xds::type_url::TypeUrl;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        let st = status(admin).await;
+        let stream = st["proxies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["proxy"] == id)
+            .max_by_key(|p| p["stream"].as_u64());
+        match stream {
+            None => last = "not connected".into(),
+            Some(p) => {
+                let mut pending = Vec::new();
+                for t in TypeUrl::ALL {
+                    let want = &proxy.of(t).version;
+                    let s = &p["types"][t.short()];
+                    // CDS and LDS are always subscribed; the others once named.
+                    let needed = matches!(t, TypeUrl::Cluster | TypeUrl::Listener)
+                        || !proxy.of(t).resources.is_empty();
+                    if s["last_nack"]["version"] == want.as_str() {
+                        return Err(format!(
+                            "{id}: Envoy rejected {}: {}",
+                            t.short(),
+                            s["last_nack"]["message"]
+                        ));
+                    }
+                    if needed && s["acked_version"] != want.as_str() {
+                        pending.push(t.short());
+                    }
+                }
+                if pending.is_empty() {
+                    return Ok(());
+                }
+                last = format!("waiting for {}", pending.join(", "));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Err(format!("{id}: config not applied within 20s ({last})"))
+}
