@@ -659,3 +659,49 @@ spec:
     let route = status.routes.iter().find(|r| r.name == "shop").unwrap();
     assert_eq!(route.condition("team", "Accepted").unwrap().status, "True");
 }
+
+#[test]
+fn a_gateways_generation_counts_the_commits_that_changed_its_spec() {
+    use tidegate::review::{Caches, Repo, Side};
+    let generation = |repo: &TempRepo| {
+        let r = Repo::open(&repo.path().display().to_string()).expect("open");
+        let side = Side::load(&r, None, &mut Caches::default()).expect("load");
+        let status = &side.loaded().expect("valid").status;
+        let g = &status.gateways[0];
+        // Every condition says it was computed from that generation.
+        assert!(
+            g.conditions
+                .iter()
+                .chain(g.listeners.iter().flat_map(|l| &l.conditions))
+                .all(|c| c.observed_generation == g.generation),
+            "{g:?}"
+        );
+        g.generation
+    };
+    let mut repo = TempRepo::new();
+    repo.write("tidegate.yaml", SETTINGS)
+        .write("resources/gateway.yaml", TCP_GATEWAY);
+    repo.commit("a gateway");
+    assert_eq!(generation(&repo), Some(1));
+    // A second listener: the spec changed.
+    repo.write(
+        "resources/gateway.yaml",
+        format!("{TCP_GATEWAY}  - {{name: tcp2, port: 9301, protocol: TCP}}\n"),
+    );
+    repo.commit("another listener");
+    assert_eq!(generation(&repo), Some(2));
+    // Labels and comments are not the spec, and an unrelated file is not the object.
+    repo.write(
+        "resources/gateway.yaml",
+        format!(
+            "# shared TCP gateway\n{}  - {{name: tcp2, port: 9301, protocol: TCP}}\n",
+            TCP_GATEWAY.replace(
+                "metadata: {name: tcp, namespace: infra}",
+                "metadata: {name: tcp, namespace: infra, labels: {team: db}}"
+            )
+        ),
+    )
+    .write("resources/other.yaml", tcp_route("db", "db"));
+    repo.commit("labels, a comment and a route");
+    assert_eq!(generation(&repo), Some(2));
+}

@@ -84,11 +84,18 @@ pub fn dated(
         let Ok(parent) = commit.parent(0) else {
             break;
         };
+        // One lookup per file and commit, however many probes the file holds.
+        let mut blobs: std::collections::HashMap<&str, Option<Oid>> =
+            std::collections::HashMap::new();
         open.retain(|&i| {
             let Some((last_oid, last_fp)) = seen[i] else {
                 return false;
             };
-            let Some(oid) = blob_at(&parent, prefix, &probes[i].path) else {
+            let path = probes[i].path.as_str();
+            let blob = *blobs
+                .entry(path)
+                .or_insert_with(|| blob_at(&parent, prefix, path));
+            let Some(oid) = blob else {
                 return false;
             };
             if oid != last_oid {
