@@ -345,6 +345,31 @@ fn decode_l4_route(
     })
 }
 
+/// A `parametersRef` (a GatewayClass's may name a namespace, a Gateway's may not): group,
+/// kind and name.
+fn decode_parameters_ref(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+    namespaced: bool,
+) -> Option<gw::RouteGroupKindName> {
+    let allowed: &[&str] = if namespaced {
+        &["group", "kind", "name", "namespace"]
+    } else {
+        &["group", "kind", "name"]
+    };
+    let p = cx.object(node, field, allowed)?;
+    let get = |cx: &mut Cx<'_>, key: &str| {
+        p.require(cx, key, "the parameters object's group, kind and name")
+            .and_then(|n| cx.string(n, &p.field(key)))
+    };
+    Some(gw::RouteGroupKindName {
+        group: get(cx, "group")?,
+        kind: get(cx, "kind")?,
+        name: get(cx, "name")?,
+    })
+}
+
 /// A GatewayClass's spec: its controller, description and parameters.
 fn decode_gateway_class_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewayClassSpec> {
     let s = cx.object(
@@ -362,22 +387,9 @@ fn decode_gateway_class_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::Gateway
     let description = s
         .get("description")
         .and_then(|n| cx.string(n, "spec.description"));
-    let parameters_ref = s.get("parametersRef").and_then(|n| {
-        let p = cx.object(
-            n,
-            "spec.parametersRef",
-            &["group", "kind", "name", "namespace"],
-        )?;
-        let get = |cx: &mut Cx<'_>, key: &str| {
-            p.require(cx, key, "the parameters object's group, kind and name")
-                .and_then(|n| cx.string(n, &p.field(key)))
-        };
-        Some(gw::RouteGroupKindName {
-            group: get(cx, "group")?,
-            kind: get(cx, "kind")?,
-            name: get(cx, "name")?,
-        })
-    });
+    let parameters_ref = s
+        .get("parametersRef")
+        .and_then(|n| decode_parameters_ref(cx, n, "spec.parametersRef", true));
     Some(gw::GatewayClassSpec {
         controller_name: controller_name?,
         description,
@@ -538,18 +550,9 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
         };
         let labels = map(cx, "labels");
         let annotations = map(cx, "annotations");
-        let parameters_ref = i.get("parametersRef").and_then(|n| {
-            let p = cx.object(n, &i.field("parametersRef"), &["group", "kind", "name"])?;
-            let get = |cx: &mut Cx<'_>, key: &str| {
-                p.require(cx, key, "the parameters object's group, kind and name")
-                    .and_then(|n| cx.string(n, &p.field(key)))
-            };
-            Some(gw::RouteGroupKindName {
-                group: get(cx, "group")?,
-                kind: get(cx, "kind")?,
-                name: get(cx, "name")?,
-            })
-        });
+        let parameters_ref = i
+            .get("parametersRef")
+            .and_then(|n| decode_parameters_ref(cx, n, &i.field("parametersRef"), false));
         infrastructure = Some(gw::GatewayInfrastructure {
             labels,
             annotations,

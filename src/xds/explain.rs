@@ -17,7 +17,8 @@ use crate::xds::emit::{misdirected_vhosts, per_listener_routes};
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{
     Action, Backend, HeaderOps, HttpListener, ListenerKind, ListenerPlan, PathMatch, PathRewrite,
-    ProxyPlan, Redirect, RefusedReason, RoutePlan, ServiceRef, StrMatch, Target, VhostPlan,
+    ProxyPlan, Redirect, Refused, RefusedReason, RoutePlan, ServiceRef, StrMatch, Target,
+    VhostPlan,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -496,15 +497,7 @@ fn answer_routes(
                         reference: format!("{} {}/{}:{}", r.kind, r.namespace, r.name, r.port),
                         weight: w.weight,
                         status: if f.grpc { 503 } else { 500 },
-                        why: match r.reason {
-                            RefusedReason::NotAService => {
-                                "not a Service (the only backend kind served)".into()
-                            }
-                            RefusedReason::NotPermitted => format!(
-                                "a Service in namespace {} that no ReferenceGrant lets the route use",
-                                r.namespace
-                            ),
-                        },
+                        why: refused_why(r),
                     }),
                 }
             }
@@ -636,6 +629,17 @@ fn sni_chain(chains: &[&[String]], sni: &str) -> Option<usize> {
         .or_else(|| chains.iter().position(|names| names.is_empty()))
 }
 
+/// Why a backendRef cannot be used, for requests and connections alike.
+fn refused_why(r: &Refused) -> String {
+    match r.reason {
+        RefusedReason::NotAService => "not a Service (the only backend kind served)".into(),
+        RefusedReason::NotPermitted => format!(
+            "a Service in namespace {} that no ReferenceGrant lets the route use",
+            r.namespace
+        ),
+    }
+}
+
 /// What a TLS, TCP or UDP listener does with a connection (no HTTP answer: `status` 0).
 fn connection(
     a: &mut Answer,
@@ -723,13 +727,7 @@ fn connection(
                 r.namespace,
                 r.name,
                 r.port,
-                match r.reason {
-                    RefusedReason::NotAService => "not a Service".to_owned(),
-                    RefusedReason::NotPermitted => format!(
-                        "in namespace {} and no ReferenceGrant lets the route use it",
-                        r.namespace
-                    ),
-                }
+                refused_why(r)
             )),
         }
     }

@@ -345,19 +345,27 @@ fn first_tcp_route(
     None
 }
 
+/// Where a route destination sends, and its weight (Istio's default: 100).
+fn destination(d: &istio::RouteDestination, vs_ns: &str) -> (Target, u32) {
+    (
+        Target::Service(backend(
+            &d.destination.host,
+            vs_ns,
+            d.destination.port.number,
+        )),
+        d.weight.unwrap_or(100),
+    )
+}
+
 /// Weighted destinations of a `tls`/`tcp` entry; weight 0 gets no connections.
 fn l4_forward(name: String, route: &[istio::RouteDestination], vs_ns: &str) -> L4Forward {
     L4Forward {
         name,
         backends: route
             .iter()
-            .map(|d| L4Target {
-                target: Target::Service(backend(
-                    &d.destination.host,
-                    vs_ns,
-                    d.destination.port.number,
-                )),
-                weight: d.weight.unwrap_or(100),
+            .map(|d| {
+                let (target, weight) = destination(d, vs_ns);
+                L4Target { target, weight }
             })
             .filter(|t| t.weight > 0)
             .collect(),
@@ -480,15 +488,14 @@ fn route_plan(
             backends: http
                 .route
                 .iter()
-                .map(|d| WeightedTarget {
-                    target: Target::Service(backend(
-                        &d.destination.host,
-                        vs_ns,
-                        d.destination.port.number,
-                    )),
-                    weight: d.weight.unwrap_or(100),
-                    request_headers: HeaderOps::default(),
-                    response_headers: HeaderOps::default(),
+                .map(|d| {
+                    let (target, weight) = destination(d, vs_ns);
+                    WeightedTarget {
+                        target,
+                        weight,
+                        request_headers: HeaderOps::default(),
+                        response_headers: HeaderOps::default(),
+                    }
                 })
                 .filter(|w| w.weight > 0)
                 .collect(),
