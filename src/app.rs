@@ -623,11 +623,13 @@ fn build(
         },
     })?;
     // The oldest of competing routes and ListenerSets wins: their ages come from history.
-    let (repo, prefix) = source
-        .open()
-        .map_err(|e| BuildError::Source(e.to_string()))?;
-    intent::created::stamp(&config, &mut model, &repo, sha, &prefix)
-        .map_err(|e| BuildError::Source(e.to_string()))?;
+    if intent::created::any_dated(&config) {
+        let (repo, prefix) = source
+            .open()
+            .map_err(|e| BuildError::Source(e.to_string()))?;
+        intent::created::stamp(&config, &mut model, &repo, sha, &prefix)
+            .map_err(|e| BuildError::Source(e.to_string()))?;
+    }
     let origin = Origin {
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),

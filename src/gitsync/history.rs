@@ -135,13 +135,35 @@ fn blob_at(commit: &git2::Commit<'_>, prefix: &str, path: &str) -> Option<Oid> {
         .map(|e| e.id())
 }
 
-/// How many first parents lead from `commit` to the root.
+/// How many first parents lead from `commit` to the root. Remembered per commit for the
+/// life of the process (a commit's position never changes): `serve` asks at every new
+/// commit, whose parent it asked about last time, so a long history is walked once.
 fn position(commit: &git2::Commit<'_>) -> i64 {
+    use std::sync::{Mutex, OnceLock};
+    static KNOWN: OnceLock<Mutex<std::collections::HashMap<Oid, i64>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    let lookup = |oid: Oid| known.lock().ok().and_then(|k| k.get(&oid).copied());
     let mut n = 0;
     let mut c = commit.clone();
-    while let Ok(p) = c.parent(0) {
-        n += 1;
-        c = p;
+    let base = loop {
+        if let Some(p) = lookup(c.id()) {
+            break p;
+        }
+        match c.parent(0) {
+            Ok(p) => {
+                n += 1;
+                c = p;
+            }
+            Err(_) => break 0,
+        }
+    };
+    let at = base + n;
+    if let Ok(mut k) = known.lock() {
+        // A bound, not a cache policy: the heads of one process's life are few.
+        if k.len() >= 4096 {
+            k.clear();
+        }
+        k.insert(commit.id(), at);
     }
-    n
+    at
 }

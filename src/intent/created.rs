@@ -78,6 +78,11 @@ fn look(docs: &[Node], kind: &str, namespace: &str, name: &str) -> Option<u64> {
     })
 }
 
+/// Whether `config` has objects to date (else history need not be opened at all).
+pub fn any_dated(config: &Config) -> bool {
+    config.resources.iter().any(|r| dated_kind(&r.object))
+}
+
 /// Sets `metadata.created` and `metadata.generation` on the dated objects of `model` that
 /// come from `resources/` of commit `sha` (`prefix`: the config root in the repository).
 /// An object whose dates are unchanged stays the very object it was.
