@@ -32,7 +32,10 @@ pub enum Object {
     ListenerSet(gateway_api::ListenerSet),
     GatewayClass(gateway_api::GatewayClass),
     ReferenceGrant(gateway_api::ReferenceGrant),
+    BackendTlsPolicy(gateway_api::BackendTlsPolicy),
+    ConfigMap(core::ConfigMap),
     IstioGateway(istio::Gateway),
+    DestinationRule(istio::DestinationRule),
     VirtualService(istio::VirtualService),
     Route(openshift::Route),
 }
@@ -49,6 +52,9 @@ impl Object {
             Object::ListenerSet(o) => &o.metadata,
             Object::GatewayClass(o) => &o.metadata,
             Object::ReferenceGrant(o) => &o.metadata,
+            Object::BackendTlsPolicy(o) => &o.metadata,
+            Object::ConfigMap(o) => &o.metadata,
+            Object::DestinationRule(o) => &o.metadata,
             Object::IstioGateway(o) => &o.metadata,
             Object::VirtualService(o) => &o.metadata,
             Object::Route(o) => &o.metadata,
@@ -66,6 +72,9 @@ impl Object {
             Object::ListenerSet(o) => &mut o.metadata,
             Object::GatewayClass(o) => &mut o.metadata,
             Object::ReferenceGrant(o) => &mut o.metadata,
+            Object::BackendTlsPolicy(o) => &mut o.metadata,
+            Object::ConfigMap(o) => &mut o.metadata,
+            Object::DestinationRule(o) => &mut o.metadata,
             Object::IstioGateway(o) => &mut o.metadata,
             Object::VirtualService(o) => &mut o.metadata,
             Object::Route(o) => &mut o.metadata,
@@ -74,15 +83,18 @@ impl Object {
 
     pub fn api_version(&self) -> &'static str {
         match self {
-            Object::Namespace(_) | Object::Service(_) => "v1",
+            Object::Namespace(_) | Object::Service(_) | Object::ConfigMap(_) => "v1",
             Object::Gateway(_)
             | Object::HttpRoute(_)
             | Object::GrpcRoute(_)
             | Object::L4Route(_)
             | Object::ListenerSet(_)
-            | Object::GatewayClass(_) => gateway_api::API_VERSION,
+            | Object::GatewayClass(_)
+            | Object::BackendTlsPolicy(_) => gateway_api::API_VERSION,
             Object::ReferenceGrant(_) => gateway_api::REFERENCE_GRANT_API_VERSION,
-            Object::IstioGateway(_) | Object::VirtualService(_) => istio::API_VERSION,
+            Object::IstioGateway(_) | Object::VirtualService(_) | Object::DestinationRule(_) => {
+                istio::API_VERSION
+            }
             Object::Route(_) => openshift::API_VERSION,
         }
     }
@@ -98,7 +110,10 @@ impl Object {
             Object::ListenerSet(_) => "ListenerSet",
             Object::GatewayClass(_) => "GatewayClass",
             Object::ReferenceGrant(_) => "ReferenceGrant",
+            Object::BackendTlsPolicy(_) => "BackendTLSPolicy",
+            Object::ConfigMap(_) => "ConfigMap",
             Object::VirtualService(_) => "VirtualService",
+            Object::DestinationRule(_) => "DestinationRule",
             Object::Route(_) => "Route",
         }
     }
@@ -125,6 +140,9 @@ impl Object {
             Object::ListenerSet(_) => "listenerset",
             Object::GatewayClass(_) => "gatewayclass",
             Object::ReferenceGrant(_) => "referencegrant",
+            Object::BackendTlsPolicy(_) => "backendtlspolicy",
+            Object::ConfigMap(_) => "configmap",
+            Object::DestinationRule(_) => "destinationrule",
             Object::IstioGateway(_) => "istio-gateway",
             Object::VirtualService(_) => "virtualservice",
             Object::Route(_) => "route",

@@ -802,6 +802,7 @@ fn gateway_api_gateway(
             listeners,
             allowed_listeners: None,
             infrastructure: None,
+            tls: None,
         },
     }
 }
@@ -989,6 +990,7 @@ fn waypoint_gateway(i: &Intent) -> Object {
             gateway_class_name: WAYPOINT_CLASS.into(),
             allowed_listeners: None,
             infrastructure: None,
+            tls: None,
             listeners: vec![Listener {
                 name: "mesh".into(),
                 hostname: None,

@@ -38,7 +38,7 @@ pub struct Resource {
     pub pos: Pos,
 }
 
-const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
+const KINDS: &str = "Namespace and ConfigMap (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass, BackendTLSPolicy (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway and VirtualService (networking.istio.io/v1)";
 
 /// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
 const SERVER_METADATA: &[&str] = &[
@@ -76,7 +76,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let o = cx.object(
         node,
         "",
-        &["apiVersion", "kind", "metadata", "spec", "status"],
+        &["apiVersion", "kind", "metadata", "spec", "status", "data"],
     )?;
     let api_version = o
         .require(cx, "apiVersion", "such as gateway.networking.k8s.io/v1")
@@ -88,7 +88,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let kind_pos = o.get("kind").map_or(node.pos, |n| n.pos);
     let istio_kind = api_version.starts_with("networking.istio.io/");
     let valid_versions: &[&str] = match kind.as_str() {
-        "Namespace" => &["v1"],
+        "Namespace" | "ConfigMap" => &["v1"],
         "Gateway" | "VirtualService" if istio_kind => istio_decode::VERSIONS,
         "Gateway" | "HTTPRoute" | "GRPCRoute" | "ListenerSet" | "GatewayClass" => {
             &[gw::API_VERSION]
@@ -101,6 +101,8 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
         ],
         "TCPRoute" | "UDPRoute" => &[gw::API_VERSION, "gateway.networking.k8s.io/v1alpha2"],
         "ReferenceGrant" => &[gw::REFERENCE_GRANT_API_VERSION, gw::API_VERSION],
+        // v1alpha3 is what clusters served before v1.4; written back as v1.
+        "BackendTLSPolicy" => &[gw::API_VERSION, "gateway.networking.k8s.io/v1alpha3"],
         other => {
             cx.report(
                 kind_pos,
@@ -125,7 +127,46 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let namespaced = !matches!(kind.as_str(), "Namespace" | "GatewayClass");
     let metadata = decode_metadata(cx, &o, namespaced);
     let spec = o.get("spec");
+    if kind != "ConfigMap"
+        && let Some(n) = o.get("data")
+    {
+        cx.report(
+            n.pos,
+            "data",
+            format!("a {kind} has no data; only a ConfigMap has"),
+        );
+    }
     let object = match kind.as_str() {
+        "ConfigMap" => {
+            if let Some(n) = spec {
+                cx.report(
+                    n.pos,
+                    "spec",
+                    "a ConfigMap has no spec; its contents go under data",
+                );
+            }
+            let mut data = BTreeMap::new();
+            if let Some(n) = o.get("data") {
+                for (_, k, v) in cx.string_map(n, "data").unwrap_or_default() {
+                    data.insert(k, v);
+                }
+            }
+            Object::ConfigMap(crate::model::core::ConfigMap {
+                api_version: "v1",
+                kind: "ConfigMap",
+                metadata: metadata?,
+                data,
+            })
+        }
+        "BackendTLSPolicy" => {
+            let spec = require_spec(cx, &o)?;
+            Object::BackendTlsPolicy(gw::BackendTlsPolicy {
+                api_version: gw::API_VERSION,
+                kind: "BackendTLSPolicy",
+                metadata: metadata?,
+                spec: decode_backend_tls_spec(cx, spec)?,
+            })
+        }
         "Namespace" => {
             if let Some(n) = spec {
                 cx.report(
@@ -488,6 +529,7 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
             "allowedListeners",
             "addresses",
             "infrastructure",
+            "tls",
         ],
     )?;
     for unsupported in ["addresses"] {
@@ -559,11 +601,341 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
             parameters_ref,
         });
     }
+    let tls = s.get("tls").and_then(|n| decode_gateway_tls(cx, n));
     Some(gw::GatewaySpec {
         gateway_class_name: class?,
         listeners: listeners?,
         allowed_listeners,
         infrastructure,
+        tls,
+    })
+}
+
+/// A Gateway's `spec.tls`: `backend.clientCertificateRef` and `frontend` (`default` and
+/// `perPort` client-certificate validation).
+fn decode_gateway_tls(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewayTls> {
+    let t = cx.object(node, "spec.tls", &["backend", "frontend"])?;
+    let mut out = gw::GatewayTls::default();
+    if let Some(n) = t.get("backend")
+        && let Some(b) = cx.object(n, "spec.tls.backend", &["clientCertificateRef"])
+    {
+        out.backend = Some(gw::GatewayBackendTls {
+            client_certificate_ref: b.get("clientCertificateRef").and_then(|n| {
+                object_ref(
+                    cx,
+                    n,
+                    &b.field("clientCertificateRef"),
+                    Some("Secret"),
+                    true,
+                )
+            }),
+        });
+    }
+    if let Some(n) = t.get("frontend")
+        && let Some(f) = cx.object(n, "spec.tls.frontend", &["default", "perPort"])
+    {
+        let default = f
+            .require(cx, "default", "the validation every TLS listener gets")
+            .and_then(|n| decode_frontend_config(cx, n, &f.field("default")));
+        let mut per_port = Vec::new();
+        if let Some(n) = f.get("perPort")
+            && let Some(items) = cx.list(n, &f.field("perPort"))
+        {
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("{}[{i}]", f.field("perPort"));
+                let Some(p) = cx.object(item, &field, &["port", "tls"]) else {
+                    continue;
+                };
+                let port = p
+                    .require(cx, "port", "the listener port this applies to")
+                    .and_then(|n| cx.int(n, &p.field("port"), 1, 65535));
+                let tls = p
+                    .require(cx, "tls", "the validation of that port")
+                    .and_then(|n| decode_frontend_config(cx, n, &p.field("tls")));
+                if let (Some(port), Some(tls)) = (port, tls) {
+                    if per_port
+                        .iter()
+                        .any(|q: &gw::FrontendTlsPort| q.port == port as u16)
+                    {
+                        cx.report(
+                            item.pos,
+                            &p.field("port"),
+                            format!("port {port} is listed twice; valid: each port once"),
+                        );
+                        continue;
+                    }
+                    per_port.push(gw::FrontendTlsPort {
+                        port: port as u16,
+                        tls,
+                    });
+                }
+            }
+        }
+        out.frontend = Some(gw::FrontendTls {
+            default: default?,
+            per_port,
+        });
+    }
+    Some(out)
+}
+
+/// `{validation: {caCertificateRefs, mode}}` of a Gateway's frontend TLS.
+fn decode_frontend_config(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+) -> Option<gw::FrontendTlsConfig> {
+    let c = cx.object(node, field, &["validation"])?;
+    let Some(v) = c.get("validation") else {
+        return Some(gw::FrontendTlsConfig::default());
+    };
+    let v = cx.object(v, &c.field("validation"), &["caCertificateRefs", "mode"])?;
+    let mode = match v.get("mode") {
+        None => Some(gw::FrontendValidation::ALLOW_VALID_ONLY),
+        Some(m) => cx
+            .choice(
+                m,
+                &v.field("mode"),
+                &[
+                    gw::FrontendValidation::ALLOW_VALID_ONLY,
+                    gw::FrontendValidation::ALLOW_INSECURE_FALLBACK,
+                ],
+            )
+            .map(|m| {
+                if m == gw::FrontendValidation::ALLOW_VALID_ONLY {
+                    gw::FrontendValidation::ALLOW_VALID_ONLY
+                } else {
+                    gw::FrontendValidation::ALLOW_INSECURE_FALLBACK
+                }
+            }),
+    };
+    let refs = v
+        .require(
+            cx,
+            "caCertificateRefs",
+            "ConfigMaps holding the client CA (ca.crt)",
+        )
+        .and_then(|n| object_refs(cx, n, &v.field("caCertificateRefs"), true));
+    if let Some(r) = &refs
+        && r.is_empty()
+    {
+        cx.report(
+            v.pos(),
+            &v.field("caCertificateRefs"),
+            "empty; valid: at least one ConfigMap reference",
+        );
+        return None;
+    }
+    Some(gw::FrontendTlsConfig {
+        validation: Some(gw::FrontendValidation {
+            ca_certificate_refs: refs?,
+            mode: mode?,
+        }),
+    })
+}
+
+/// A list of object references (see [`object_ref`]), `group` and `kind` required.
+fn object_refs(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+    namespaced: bool,
+) -> Option<Vec<gw::ObjectRef>> {
+    let items = cx.list(node, field)?;
+    let before = cx.problems.len();
+    let refs: Vec<_> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| object_ref(cx, n, &format!("{field}[{i}]"), None, namespaced))
+        .collect();
+    (cx.problems.len() == before).then_some(refs)
+}
+
+/// An object reference `{group, kind, name[, namespace]}`. `default_kind`: the CRD's default
+/// when `kind` is absent (then `group` defaults to `""`); without one both are required.
+/// Group and kind are kept as written, since an unsupported one is a status condition, not
+/// a malformed object.
+fn object_ref(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+    default_kind: Option<&str>,
+    namespaced: bool,
+) -> Option<gw::ObjectRef> {
+    let allowed: &[&str] = if namespaced {
+        &["group", "kind", "name", "namespace"]
+    } else {
+        &["group", "kind", "name"]
+    };
+    let r = cx.object(node, field, allowed)?;
+    let get = |cx: &mut Cx<'_>, key: &str, default: Option<&str>| match (r.get(key), default) {
+        (Some(n), _) => cx.string(n, &r.field(key)),
+        (None, Some(d)) => Some(d.to_owned()),
+        (None, None) => {
+            r.require(
+                cx,
+                key,
+                "the referenced object's group (\"\" for core), kind and name",
+            );
+            None
+        }
+    };
+    let group = get(cx, "group", default_kind.map(|_| ""));
+    let kind = get(cx, "kind", default_kind);
+    let name = get(cx, "name", None);
+    let namespace = r
+        .get("namespace")
+        .and_then(|n| cx.namespace(n, &r.field("namespace")));
+    Some(gw::ObjectRef {
+        group: group?,
+        kind: kind?,
+        name: name?,
+        namespace,
+    })
+}
+
+/// A BackendTLSPolicy's spec: targetRefs and validation (CA bundles or the system's, the
+/// hostname, subjectAltNames), and options.
+fn decode_backend_tls_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::BackendTlsPolicySpec> {
+    let s = cx.object(node, "spec", &["targetRefs", "validation", "options"])?;
+    let mut target_refs = Vec::new();
+    if let Some(n) = s.require(
+        cx,
+        "targetRefs",
+        "the Services (group \"\", kind Service) the policy applies to",
+    ) && let Some(items) = cx.list(n, "spec.targetRefs")
+    {
+        for (i, item) in items.iter().enumerate() {
+            let field = format!("spec.targetRefs[{i}]");
+            let Some(t) = cx.object(item, &field, &["group", "kind", "name", "sectionName"]) else {
+                continue;
+            };
+            let get = |cx: &mut Cx<'_>, key: &str| {
+                t.require(cx, key, "group \"\", kind Service and the Service's name")
+                    .and_then(|n| cx.string(n, &t.field(key)))
+            };
+            let (group, kind, name) = (get(cx, "group"), get(cx, "kind"), get(cx, "name"));
+            let section_name = t
+                .get("sectionName")
+                .and_then(|n| cx.string(n, &t.field("sectionName")));
+            if let (Some(group), Some(kind), Some(name)) = (group, kind, name) {
+                target_refs.push(gw::PolicyTargetRef {
+                    group,
+                    kind,
+                    name,
+                    section_name,
+                });
+            }
+        }
+        if items.is_empty() {
+            cx.report(
+                n.pos,
+                "spec.targetRefs",
+                "empty; valid: at least one Service",
+            );
+        }
+    }
+    let validation = s
+        .require(cx, "validation", "how the backend's certificate is checked")
+        .and_then(|n| {
+            let v = cx.object(
+                n,
+                "spec.validation",
+                &[
+                    "caCertificateRefs",
+                    "wellKnownCACertificates",
+                    "hostname",
+                    "subjectAltNames",
+                ],
+            )?;
+            let host_name = v
+                .require(
+                    cx,
+                    "hostname",
+                    "the name sent as SNI and checked in the certificate",
+                )
+                .and_then(|n| hostname(cx, n, &v.field("hostname")));
+            let ca_certificate_refs = match v.get("caCertificateRefs") {
+                None => Some(Vec::new()),
+                Some(n) => object_refs(cx, n, &v.field("caCertificateRefs"), false).map(|refs| {
+                    refs.into_iter()
+                        .map(|r| gw::LocalObjectRef {
+                            group: r.group,
+                            kind: r.kind,
+                            name: r.name,
+                        })
+                        .collect()
+                }),
+            };
+            let well_known = v
+                .get("wellKnownCACertificates")
+                .and_then(|n| cx.choice(n, &v.field("wellKnownCACertificates"), &["System"]));
+            let mut sans = Vec::new();
+            if let Some(n) = v.get("subjectAltNames")
+                && let Some(items) = cx.list(n, &v.field("subjectAltNames"))
+            {
+                for (i, item) in items.iter().enumerate() {
+                    let field = format!("{}[{i}]", v.field("subjectAltNames"));
+                    let Some(a) = cx.object(item, &field, &["type", "hostname", "uri"]) else {
+                        continue;
+                    };
+                    let ty = a
+                        .require(cx, "type", "Hostname or URI")
+                        .and_then(|n| cx.choice(n, &a.field("type"), &["Hostname", "URI"]));
+                    let host = a
+                        .get("hostname")
+                        .and_then(|n| hostname(cx, n, &a.field("hostname")));
+                    let uri = a.get("uri").and_then(|n| cx.string(n, &a.field("uri")));
+                    match (ty.as_deref(), host, uri) {
+                        (Some("Hostname"), Some(h), None) => sans.push(gw::SubjectAltName {
+                            type_: "Hostname",
+                            hostname: Some(h),
+                            uri: None,
+                        }),
+                        (Some("URI"), None, Some(u)) => sans.push(gw::SubjectAltName {
+                            type_: "URI",
+                            hostname: None,
+                            uri: Some(u),
+                        }),
+                        (Some(t), ..) => cx.report(
+                            item.pos,
+                            &field,
+                            format!(
+                                "type {t} needs exactly the field `{}`",
+                                if t == "URI" { "uri" } else { "hostname" }
+                            ),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            let ca_certificate_refs = ca_certificate_refs?;
+            // The CRD's rule: exactly one source of trust.
+            if ca_certificate_refs.is_empty() == well_known.is_none() {
+                cx.report(
+                    v.pos(),
+                    "spec.validation",
+                    "give exactly one of caCertificateRefs and wellKnownCACertificates: System",
+                );
+                return None;
+            }
+            Some(gw::BackendTlsValidation {
+                ca_certificate_refs,
+                well_known_ca_certificates: well_known,
+                hostname: host_name?,
+                subject_alt_names: sans,
+            })
+        });
+    let mut options = BTreeMap::new();
+    if let Some(n) = s.get("options")
+        && let Some(entries) = cx.string_map(n, "spec.options")
+    {
+        options.extend(entries.into_iter().map(|(_, k, v)| (k, v)));
+    }
+    Some(gw::BackendTlsPolicySpec {
+        target_refs,
+        validation: validation?,
+        options,
     })
 }
 

@@ -50,3 +50,21 @@ pub struct ServicePort {
     pub target_port: u16,
     pub protocol: &'static str,
 }
+
+/// A `ConfigMap`: tidegate reads the CA bundles BackendTLSPolicies and Gateways'
+/// client-certificate validation name (`data["ca.crt"]`, PEM). A CA bundle is public, so it
+/// lives in Git; the keys that go with certificates stay in Secrets (`serve --certs`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMap {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+impl ConfigMap {
+    /// The key a CA bundle is read from.
+    pub const CA_KEY: &'static str = "ca.crt";
+}

@@ -33,6 +33,146 @@ pub struct GatewaySpec {
     /// names an object tidegate has no kind for, so such a Gateway is not accepted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<GatewayInfrastructure>,
+    /// `spec.tls`: the certificate the Gateway shows backends, and how it checks clients'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GatewayTls>,
+}
+
+/// A Gateway's `spec.tls`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<GatewayBackendTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frontend: Option<FrontendTls>,
+}
+
+/// `spec.tls.backend`: the client certificate the Gateway presents to backends that ask
+/// for one (when a BackendTLSPolicy makes the connection TLS).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayBackendTls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate_ref: Option<ObjectRef>,
+}
+
+/// `spec.tls.frontend`: client-certificate validation on the Gateway's TLS listeners, by
+/// default and per port.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTls {
+    pub default: FrontendTlsConfig,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_port: Vec<FrontendTlsPort>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validation: Option<FrontendValidation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendTlsPort {
+    pub port: u16,
+    pub tls: FrontendTlsConfig,
+}
+
+/// Which clients a TLS listener lets in: those whose certificate chains to one of the CA
+/// bundles (`AllowValidOnly`, the default), or any client, asked for a certificate but
+/// let in without a valid one (`AllowInsecureFallback`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrontendValidation {
+    pub ca_certificate_refs: Vec<ObjectRef>,
+    pub mode: &'static str,
+}
+
+impl FrontendValidation {
+    pub const ALLOW_VALID_ONLY: &'static str = "AllowValidOnly";
+    pub const ALLOW_INSECURE_FALLBACK: &'static str = "AllowInsecureFallback";
+}
+
+/// A reference to an object by group, kind, name and (optionally) namespace, with the
+/// group and kind written out as given: an unsupported one is reported in status, not
+/// refused at decoding (the spec's `InvalidKind` and `InvalidClientCertificateRef`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl ObjectRef {
+    /// Whether this names a core object of `kind` (group `""`).
+    pub fn is_core(&self, kind: &str) -> bool {
+        self.group.is_empty() && self.kind == kind
+    }
+}
+
+/// A `BackendTLSPolicy` (standard since v1.4): connections to the Services it targets are
+/// TLS, with the backend's certificate checked against `validation`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicy {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: BackendTlsPolicySpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsPolicySpec {
+    pub target_refs: Vec<PolicyTargetRef>,
+    pub validation: BackendTlsValidation,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// A policy's target: a Service (group `""`), or one of its ports by port name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTargetRef {
+    pub group: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// How the backend's certificate is checked: against the CA bundles of ConfigMaps
+/// (`caCertificateRefs`) or the system's (`wellKnownCACertificates: System`), for
+/// `hostname` (also the SNI sent), or for any of `subjectAltNames` when given.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackendTlsValidation {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ca_certificate_refs: Vec<LocalObjectRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub well_known_ca_certificates: Option<String>,
+    pub hostname: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// A subject alternative name the backend's certificate must carry: `type: Hostname` with
+/// `hostname`, or `type: URI` with `uri`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubjectAltName {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

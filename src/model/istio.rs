@@ -1,4 +1,5 @@
-//! Istio `networking.istio.io/v1` Gateway and VirtualService (istio mode, seed §2.2).
+//! Istio `networking.istio.io/v1` Gateway, VirtualService and DestinationRule (istio mode,
+//! seed §2.2).
 
 use std::collections::BTreeMap;
 
@@ -221,6 +222,65 @@ pub enum StringMatch {
     Exact(String),
     Prefix(String),
     Regex(String),
+}
+
+/// A `DestinationRule`: how proxies talk to a host. tidegate reads and writes its
+/// `trafficPolicy.tls` (TLS to the backend, istio mode's BackendTLSPolicy).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRule {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: ObjectMeta,
+    pub spec: DestinationRuleSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    /// The Service, as `<name>.<namespace>.svc.cluster.local` (or a short name, resolved in
+    /// the rule's namespace).
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsSettings>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortTrafficPolicy {
+    pub port: PortSelector,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsSettings>,
+}
+
+/// `trafficPolicy.tls`: `mode` is `DISABLE`, `SIMPLE` (TLS, the backend's certificate
+/// checked), `MUTUAL` (and a client certificate) or `ISTIO_MUTUAL` (the mesh's). The CA and
+/// the client pair come from the Secret `credentialName` (`ca.crt`, `tls.crt`, `tls.key`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTlsSettings {
+    pub mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subject_alt_names: Vec<String>,
+    /// A file path on the proxy (Istio's meaning); tidegate serves CAs from
+    /// `credentialName` and reports a path it cannot read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_certificates: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
