@@ -8,7 +8,12 @@
 //! ```
 //!
 //! `appProtocol` is the Service port's (Gateway API reads the backend protocol from it):
-//! `kubernetes.io/h2c` makes the proxies speak HTTP/2 without TLS to that port.
+//! `kubernetes.io/h2c` makes the proxies speak HTTP/2 without TLS to that port. `portName`
+//! is the Service port's `name`, which a BackendTLSPolicy's `sectionName` targets:
+//!
+//! ```yaml
+//! api.shop:443: {portName: https, addresses: ["127.0.0.1:18443"]}
+//! ```
 //!
 //! The file lists the Services there are: a route's backend missing from it does not
 //! exist (no cluster; its requests are answered 500), one listed with no addresses exists
@@ -45,6 +50,8 @@ pub struct Entry {
     pub addresses: Vec<SocketAddr>,
     /// The Service port's `appProtocol`.
     pub app_protocol: Option<String>,
+    /// The Service port's `name`.
+    pub port_name: Option<String>,
 }
 
 /// `appProtocol` values the proxies act on.
@@ -73,6 +80,8 @@ enum RawEntry {
         addresses: Vec<String>,
         #[serde(default, rename = "appProtocol")]
         app_protocol: Option<String>,
+        #[serde(default, rename = "portName")]
+        port_name: Option<String>,
     },
 }
 
@@ -105,18 +114,28 @@ impl Endpoints {
                 problems.push(format!("`{key}` is not a valid key; valid: <service>.<namespace>:<port>, such as httpbin.httpbin:8000"));
                 continue;
             };
-            let (vip, addrs, app_protocol) = match value {
-                RawEntry::List(a) => (None, a, None),
+            let (vip, addrs, app_protocol, port_name) = match value {
+                RawEntry::List(a) => (None, a, None, None),
                 RawEntry::Full {
                     vip,
                     addresses,
                     app_protocol,
-                } => (vip, addresses, app_protocol),
+                    port_name,
+                } => (vip, addresses, app_protocol, port_name),
             };
             let mut entry = Entry {
                 service,
                 ..Entry::default()
             };
+            if let Some(n) = port_name {
+                if is_dns1123_label(&n) {
+                    entry.port_name = Some(n);
+                } else {
+                    problems.push(format!(
+                        "{key}: portName `{n}` is not a valid port name; valid: a DNS-1123 label such as https"
+                    ));
+                }
+            }
             if let Some(p) = app_protocol {
                 if APP_PROTOCOLS.contains(&p.as_str()) {
                     entry.app_protocol = Some(p);

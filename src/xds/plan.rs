@@ -90,6 +90,73 @@ pub struct ProxyPlan {
     pub waypoint: Option<WaypointPlan>,
     /// Backends spoken to over HTTP/2 without TLS (GRPCRoute backends: gRPC needs it).
     pub http2_backends: BTreeSet<Backend>,
+    /// TLS to backends (BackendTLSPolicy, DestinationRule `trafficPolicy.tls`), by Service
+    /// and port; the emitter picks, for each backend, the entry of its port number, else
+    /// of its port's name (the endpoints file's `portName`), else the whole Service's.
+    pub upstream_tls: BTreeMap<UpstreamTlsKey, UpstreamTls>,
+}
+
+/// Which ports of a Service an [`UpstreamTls`] applies to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamTlsKey {
+    pub service: ServiceRef,
+    pub port: PortSel,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortSel {
+    /// Every port of the Service.
+    Any,
+    /// The port with this name (a BackendTLSPolicy's `sectionName`).
+    Name(String),
+    /// The port with this number (a DestinationRule's `portLevelSettings`).
+    Number(u16),
+}
+
+/// The proxy speaks TLS to the backend and checks its certificate; a backend that fails
+/// the check is never sent a request.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UpstreamTls {
+    /// Sent as SNI.
+    pub sni: Option<String>,
+    pub trust: Trust,
+    /// The certificate must carry one of these names (empty: any name the trust accepts).
+    pub names: Vec<San>,
+    /// The client certificate shown to backends that ask for one (over SDS).
+    pub client_cert: Option<SecretRef>,
+    /// What asked for it, for `/status` and explain: `BackendTLSPolicy ns/name`.
+    pub source: String,
+}
+
+/// What a certificate must chain to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Trust {
+    /// CA certificates (PEM) from the repository (ConfigMaps' `ca.crt`), concatenated.
+    Pem(String),
+    /// The proxy's system trust store (`wellKnownCACertificates: System`).
+    System,
+    /// `ca.crt` of a Secret in `serve --certs` (Istio's `credentialName`), over SDS.
+    Secret(SecretRef),
+    /// No CA could be had: nothing is trusted, so every connection fails (the spec: never
+    /// fall back to plaintext or to not checking). The text says why.
+    Nothing(String),
+    /// Not checked (Istio's `insecureSkipVerify`, the client allowed anything).
+    Unchecked,
+}
+
+/// A subject alternative name to match exactly.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum San {
+    Dns(String),
+    Uri(String),
+}
+
+/// Client-certificate validation on a TLS listener's chain.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClientValidation {
+    pub trust: Trust,
+    /// `AllowInsecureFallback`: ask for a certificate, let in clients without a valid one.
+    pub allow_insecure: bool,
 }
 
 /// The waypoint a Service uses.
@@ -305,6 +372,9 @@ pub struct TlsPlan {
     /// The Gateway listener this chain is (empty for Istio servers): a request whose
     /// Host belongs to another listener of the port is misdirected (HTTP 421).
     pub listener: String,
+    /// Clients must show a certificate this checks (Gateway `spec.tls.frontend`, Istio
+    /// `tls.mode: MUTUAL`); `None`: none is asked for.
+    pub client_validation: Option<ClientValidation>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -369,6 +369,7 @@ fn listener_certificate(
                 name: r.name.clone(),
             },
             listener: listener.name.clone(),
+            client_validation: None,
         });
     }
     plan.warnings.push(format!(

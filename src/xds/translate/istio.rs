@@ -70,6 +70,7 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
                         name: t.credential_name.clone(),
                     },
                     listener: String::new(),
+                    client_validation: None,
                 });
                 PortUse::Https
             }
