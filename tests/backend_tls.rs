@@ -498,3 +498,76 @@ async fn backend_tls_and_client_certificates_through_envoy() {
     .body;
     assert!(!dump.contains("PRIVATE KEY"), "a key in Envoy's dump");
 }
+
+/// GEP-713 conflict resolution, from Git history: of two policies on one Service the older
+/// applies even when its name sorts last; a policy naming a port (sectionName) does not
+/// conflict with a whole-Service one.
+#[tokio::test]
+async fn the_older_policy_wins_a_conflict() {
+    let policy = |name: &str, host: &str, section: &str| {
+        format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: {name}, namespace: {NS}}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: api{section}}}]\n  validation: {{wellKnownCACertificates: System, hostname: {host}}}\n"
+        )
+    };
+    let base = format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  gatewayClassName: tidegate\n  listeners: [{{name: http, port: 8080, protocol: HTTP}}]\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: api, namespace: {NS}}}\nspec:\n  parentRefs: [{{name: edge}}]\n  rules: [{{backendRefs: [{{name: api, port: 443}}]}}]\n"
+    );
+    let mut repo = TempRepo::new();
+    repo.write(
+        "resources/a.yaml",
+        format!("{base}{}", policy("zz-old", "old.example.com", "")),
+    );
+    repo.commit("the first policy");
+    repo.write(
+        "resources/a.yaml",
+        format!(
+            "{base}{}{}{}",
+            policy("zz-old", "old.example.com", ""),
+            policy("aa-new", "new.example.com", ""),
+            policy("port", "port.example.com", ", sectionName: https"),
+        ),
+    );
+    repo.commit("a rival, and a policy for one port");
+    let server = common::start_server(repo.path(), None).await;
+    let st = common::status(server.admin).await;
+    let accepted = |name: &str| {
+        let p = st["gatewayApi"]["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no policy {name}: {st}"));
+        let c = p["ancestors"][0]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Accepted")
+            .expect("Accepted")
+            .clone();
+        (c["status"].clone(), c["reason"].clone())
+    };
+    assert_eq!(accepted("zz-old"), ("True".into(), "Accepted".into()));
+    assert_eq!(accepted("aa-new"), ("False".into(), "Conflicted".into()));
+    assert_eq!(accepted("port"), ("True".into(), "Accepted".into()));
+    // What the proxy is told: the older policy's hostname for the Service, the port
+    // policy's for its port.
+    let snapshot = server.current().await;
+    let plan = snapshot
+        .plan(&format!("edge.{NS}"))
+        .expect("a plan for edge");
+    let sni: Vec<(String, Option<String>)> = plan
+        .upstream_tls
+        .iter()
+        .map(|(k, v)| (format!("{:?}", k.port), v.sni.clone()))
+        .collect();
+    assert_eq!(
+        sni,
+        vec![
+            ("Any".to_owned(), Some("old.example.com".to_owned())),
+            (
+                "Name(\"https\")".to_owned(),
+                Some("port.example.com".to_owned())
+            ),
+        ]
+    );
+}
