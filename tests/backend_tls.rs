@@ -336,6 +336,32 @@ async fn backend_tls_and_client_certificates_through_envoy() {
     opts.certs = Some(certs.path().to_owned());
     let server = common::start_with(opts).await;
 
+    // The review loop says it before anything runs: TLS per policy, and a policy without a
+    // CA answering 503.
+    let repo_arg = repo.path().to_string_lossy().into_owned();
+    let explain = |path: &str| {
+        common::text(&common::tidegate(&[
+            "explain",
+            "--repo",
+            &repo_arg,
+            "--proxy",
+            &format!("edge.{NS}"),
+            &format!("http://shop.example.com:{http_port}{path}"),
+        ]))
+    };
+    let good_text = explain("/good");
+    assert!(
+        good_text.contains(&format!(
+            "TLS per BackendTLSPolicy {NS}/good: SNI api.shop.internal, CA from the repository, names DNS:api.shop.internal, client certificate {NS}/gateway-client"
+        )),
+        "{good_text}"
+    );
+    let missing_text = explain("/missing-ca");
+    assert!(
+        missing_text.contains("answer:    503") && missing_text.contains("no-such-configmap"),
+        "{missing_text}"
+    );
+
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = bootstrap(&Options {
         proxy: format!("edge.{NS}"),

@@ -144,6 +144,41 @@ pub enum Trust {
     Unchecked,
 }
 
+impl UpstreamTls {
+    /// One line for explain and warnings: what asked for it, SNI, trust and names.
+    pub fn describe(&self) -> String {
+        let trust = match &self.trust {
+            Trust::Pem(_) => "CA from the repository".to_owned(),
+            Trust::System => "system CAs".to_owned(),
+            Trust::Secret(s) => format!("CA of Secret {}/{}", s.namespace, s.name),
+            Trust::Nothing(why) => format!("no usable CA ({why})"),
+            Trust::Unchecked => "certificate not checked".to_owned(),
+        };
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| match n {
+                San::Dns(d) => format!("DNS:{d}"),
+                San::Uri(u) => format!("URI:{u}"),
+            })
+            .collect();
+        format!(
+            "TLS per {}: SNI {}, {trust}{}{}",
+            self.source,
+            self.sni.as_deref().unwrap_or("(none)"),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(", names {}", names.join(" or "))
+            },
+            self.client_cert
+                .as_ref()
+                .map(|c| format!(", client certificate {}/{}", c.namespace, c.name))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// A subject alternative name to match exactly.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum San {
@@ -206,6 +241,27 @@ impl ProxyPlan {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The upstream TLS of backend `b` whose Service port is named `port_name`: the entry of
+    /// its port number, else of its port name, else of the whole Service.
+    pub fn upstream_tls_for(&self, b: &Backend, port_name: Option<&str>) -> Option<&UpstreamTls> {
+        if self.upstream_tls.is_empty() {
+            return None;
+        }
+        let key = |port| UpstreamTlsKey {
+            service: ServiceRef {
+                name: b.service.clone(),
+                namespace: b.namespace.clone(),
+            },
+            port,
+        };
+        self.upstream_tls
+            .get(&key(PortSel::Number(b.port)))
+            .or_else(|| {
+                port_name.and_then(|n| self.upstream_tls.get(&key(PortSel::Name(n.to_owned()))))
+            })
+            .or_else(|| self.upstream_tls.get(&key(PortSel::Any)))
     }
 
     /// Secrets the proxy reads besides its listeners' certificates: client certificates and
