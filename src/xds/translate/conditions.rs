@@ -614,11 +614,10 @@ pub fn status(
 
 /// BackendTLSPolicy status: the verdicts translation applies, per ancestor Gateway (those
 /// whose routes, directly or through a ListenerSet, send to a targeted Service).
-fn policy_status(
-    ix: &Index<'_>,
-    model: &Model,
-    set_gateway: &dyn Fn(&str, &str) -> Option<(String, String)>,
-) -> Vec<PolicyStatus> {
+/// The Gateway (namespace, name) of a ListenerSet (namespace, name).
+type SetGateway<'a> = dyn Fn(&str, &str) -> Option<(String, String)> + 'a;
+
+fn policy_status(ix: &Index<'_>, model: &Model, set_gateway: &SetGateway<'_>) -> Vec<PolicyStatus> {
     if ix.backend_tls_policies.is_empty() {
         return Vec::new();
     }
