@@ -59,7 +59,7 @@ pub struct Cache {
 struct Context {
     namespaces: Vec<Namespace>,
     grants: Vec<ReferenceGrant>,
-    service_routes: Vec<HttpRoute>,
+    service_routes: Vec<(HttpRoute, bool)>,
     waypoints: Vec<(String, String)>,
 }
 
@@ -91,7 +91,11 @@ impl Context {
         Context {
             namespaces,
             grants: ix.grants.iter().map(|g| (*g).clone()).collect(),
-            service_routes: ix.service_routes.iter().map(|r| (*r).clone()).collect(),
+            service_routes: ix
+                .service_routes
+                .iter()
+                .map(|r| ((*r.route).clone(), r.grpc))
+                .collect(),
             waypoints,
         }
     }
