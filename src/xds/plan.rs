@@ -167,15 +167,13 @@ impl ProxyPlan {
             .values()
             .flat_map(|l| l.http().vhosts.iter())
             .flat_map(|v| v.routes.iter())
-            .chain(
-                self.waypoint.iter().flat_map(|w| {
-                    w.routes
-                        .values()
-                        .chain(w.consumer_routes.values().flat_map(|c| c.values()))
-                        .flatten()
-                        .map(|(_, r)| r)
-                }),
-            )
+            .chain(self.waypoint.iter().flat_map(|w| {
+                w.routes
+                    .values()
+                    .chain(w.consumer_routes.values().flat_map(|c| c.values()))
+                    .flatten()
+                    .map(|(_, r)| r)
+            }))
             .flat_map(|r| match &r.action {
                 Action::Forward(f) => f
                     .backends

@@ -91,10 +91,7 @@ fn from_namespace(ns: &str) -> FilterStateMatcher {
         matcher: Some(filter_state_matcher::Matcher::StringMatch(StringMatcher {
             match_pattern: Some(string_matcher::MatchPattern::SafeRegex(
                 envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher {
-                    regex: format!(
-                        "^spiffe://[^/]+/ns/{}/sa/[^/,]+$",
-                        regex_syntax::escape(ns)
-                    ),
+                    regex: format!("^spiffe://[^/]+/ns/{}/sa/[^/,]+$", regex_syntax::escape(ns)),
                     ..Default::default()
                 },
             )),

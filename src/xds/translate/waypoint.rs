@@ -64,7 +64,34 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             // Routes of the Service's namespace or the waypoint's own apply to every
             // client (Istio's rule); a route of any other namespace is a consumer route
             // (GAMMA), for the clients of its namespace only.
-            let entry = if route_ns == svc_ns || route_ns == ns {
+            let consumer = route_ns != svc_ns && route_ns != ns;
+            // A consumer route may send to the Service it is a route of without a
+            // ReferenceGrant: the client could send there anyway (GAMMA; the suite's
+            // MeshConsumerRoute has no grant).
+            let own_service = consumer.then(|| gw::ReferenceGrant {
+                api_version: gw::API_VERSION,
+                kind: "ReferenceGrant",
+                metadata: crate::model::meta::ObjectMeta {
+                    name: "consumer-route".into(),
+                    namespace: Some(svc_ns.to_owned()),
+                    ..Default::default()
+                },
+                spec: gw::ReferenceGrantSpec {
+                    from: vec![gw::ReferenceGrantFrom {
+                        group: gw::GROUP.into(),
+                        kind: kind.into(),
+                        namespace: route_ns.to_owned(),
+                    }],
+                    to: vec![gw::ReferenceGrantTo {
+                        group: String::new(),
+                        kind: "Service".into(),
+                        name: Some(svc.to_owned()),
+                    }],
+                },
+            });
+            let route_grants: Vec<&gw::ReferenceGrant> =
+                grants.iter().copied().chain(own_service.as_ref()).collect();
+            let entry = if !consumer {
                 routes.entry(service).or_default()
             } else {
                 consumers
@@ -87,7 +114,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                         rule,
                         (kind, route_ns),
                         port.unwrap_or(80),
-                        grants,
+                        &route_grants,
                     );
                     // gRPC backends are spoken to in HTTP/2, as behind a Gateway.
                     if attached.grpc
@@ -112,10 +139,8 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         wp.routes.insert(k, sorted(v));
     }
     for (k, by_ns) in consumers {
-        wp.consumer_routes.insert(
-            k,
-            by_ns.into_iter().map(|(n, v)| (n, sorted(v))).collect(),
-        );
+        wp.consumer_routes
+            .insert(k, by_ns.into_iter().map(|(n, v)| (n, sorted(v))).collect());
     }
     if wp.namespaces.is_empty() {
         plan.warnings.push(format!(
