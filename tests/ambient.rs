@@ -438,6 +438,23 @@ async fn a_consumer_route_applies_to_clients_of_its_namespace_only() {
         "the backend must not see it: {raw}"
     );
 
+    // Its status says what is served: its backend, its own parent Service in another
+    // namespace, needs no ReferenceGrant.
+    let status = common::status(server.admin).await;
+    let route = status["gatewayApi"]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "sleep-to-httpbin" && r["namespace"] == "sleep")
+        .unwrap_or_else(|| panic!("the consumer route's status: {status}"));
+    let resolved = route["parents"][0]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ResolvedRefs")
+        .unwrap_or_else(|| panic!("{route}"));
+    assert_eq!(resolved["status"], "True", "{route}");
+
     // Clients of other namespaces get the producer's routes, without the consumer's.
     for other in [&producer, &lookalike] {
         let raw = get(other, "/status/200").await.unwrap();

@@ -64,31 +64,8 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             // Routes of the Service's namespace or the waypoint's own apply to every
             // client (Istio's rule); a route of any other namespace is a consumer route
             // (GAMMA), for the clients of its namespace only.
-            let consumer = route_ns != svc_ns && route_ns != ns;
-            // A consumer route may send to the Service it is a route of without a
-            // ReferenceGrant: the client could send there anyway (GAMMA; the suite's
-            // MeshConsumerRoute has no grant).
-            let own_service = consumer.then(|| gw::ReferenceGrant {
-                api_version: gw::API_VERSION,
-                kind: "ReferenceGrant",
-                metadata: crate::model::meta::ObjectMeta {
-                    name: "consumer-route".into(),
-                    namespace: Some(svc_ns.to_owned()),
-                    ..Default::default()
-                },
-                spec: gw::ReferenceGrantSpec {
-                    from: vec![gw::ReferenceGrantFrom {
-                        group: gw::GROUP.into(),
-                        kind: kind.into(),
-                        namespace: route_ns.to_owned(),
-                    }],
-                    to: vec![gw::ReferenceGrantTo {
-                        group: String::new(),
-                        kind: "Service".into(),
-                        name: Some(svc.to_owned()),
-                    }],
-                },
-            });
+            let consumer = is_consumer_route(ix, route_ns, svc_ns);
+            let own_service = consumer.then(|| consumer_grant(kind, route_ns, svc, svc_ns));
             let route_grants: Vec<&gw::ReferenceGrant> =
                 grants.iter().copied().chain(own_service.as_ref()).collect();
             let entry = if !consumer {
@@ -149,6 +126,40 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
     }
     plan.waypoint = Some(wp);
     plan
+}
+
+/// What lets a consumer route (kind `kind` in `route_ns`) send to the Service it is a route
+/// of, `svc_ns`/`svc`, without a ReferenceGrant: the client could send there anyway
+/// (GAMMA; the suite's MeshConsumerRoute has no grant). As a grant, so that the plan and
+/// the route's status read it as they read the repository's.
+pub fn consumer_grant(kind: &str, route_ns: &str, svc: &str, svc_ns: &str) -> gw::ReferenceGrant {
+    gw::ReferenceGrant {
+        api_version: gw::API_VERSION,
+        kind: "ReferenceGrant",
+        metadata: crate::model::meta::ObjectMeta {
+            name: "consumer-route".into(),
+            namespace: Some(svc_ns.to_owned()),
+            ..Default::default()
+        },
+        spec: gw::ReferenceGrantSpec {
+            from: vec![gw::ReferenceGrantFrom {
+                group: gw::GROUP.into(),
+                kind: kind.into(),
+                namespace: route_ns.to_owned(),
+            }],
+            to: vec![gw::ReferenceGrantTo {
+                group: String::new(),
+                kind: "Service".into(),
+                name: Some(svc.to_owned()),
+            }],
+        },
+    }
+}
+
+/// Whether a route in `route_ns` whose parent is a Service in `svc_ns` is a consumer route:
+/// neither in the Service's namespace nor in that of the Service's waypoint.
+pub fn is_consumer_route(ix: &Index<'_>, route_ns: &str, svc_ns: &str) -> bool {
+    route_ns != svc_ns && namespace_waypoint(ix, svc_ns).is_none_or(|(_, wns, _)| wns != route_ns)
 }
 
 /// The Services an HTTPRoute names as parents: (name, namespace, port).
