@@ -836,6 +836,41 @@ fn a_waypoint_with_nothing_to_serve_says_why() {
 }
 
 #[test]
+fn a_consumer_route_for_a_service_without_a_vip_is_reported() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = TempRepo::new();
+    repo.write("intents/httpbin.yaml", ambient_intent(8080));
+    // Service `other` of the bound namespace has no entry (so no vip) in the endpoints file.
+    repo.write(
+        "resources/consumer.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: sleep-to-other, namespace: sleep}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: other, namespace: httpbin}]\n  rules:\n  - backendRefs: [{name: other, namespace: httpbin, port: 80}]\n",
+    );
+    repo.commit("a consumer route");
+    let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
+    let (_, model) = tidegate::intent::load_and_expand(&tree).unwrap();
+    let snapshot = tidegate::xds::snapshot::Snapshot::build(
+        Default::default(),
+        tidegate::xds::translate::plans(&model),
+        tidegate::xds::snapshot::Inputs {
+            endpoints: endpoints(&format!(
+                "httpbin.httpbin:8000: {{vip: \"{VIP}\", addresses: [\"127.0.0.1:9\"]}}\n"
+            )),
+            certs: Some(mesh_certs(&pki, dir.path())),
+        },
+    );
+    let w = &snapshot
+        .proxy("httpbin-waypoint.httpbin", &Default::default())
+        .warnings;
+    assert!(
+        w.iter().any(|w| w.contains(
+            "routes for Service other.httpbin are not served by waypoint httpbin-waypoint.httpbin"
+        )),
+        "{w:?}"
+    );
+}
+
+#[test]
 fn broken_and_missing_certificate_files_are_problems_not_failures() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();

@@ -529,7 +529,8 @@ pub(super) fn waypoint(
             ..FilterChain::default()
         });
     }
-    for s in wp.routes.keys() {
+    let routed: BTreeSet<&ServiceRef> = wp.routes.keys().chain(wp.consumer_routes.keys()).collect();
+    for s in routed {
         if !served.contains(s) {
             let (svc, ns) = (&s.name, &s.namespace);
             warnings.push(format!(
