@@ -229,6 +229,11 @@ pub struct WaypointPlan {
     /// Routes of the HTTPRoutes whose parent is a Service, by Service, each with the
     /// Service port it is limited to (`None`: every port), in match order.
     pub routes: BTreeMap<ServiceRef, ServiceRoutes>,
+    /// Consumer routes (GAMMA): routes of a namespace other than the Service's and the
+    /// waypoint's, by Service and by that namespace. They apply to requests from clients of
+    /// that namespace only (the HBONE peer's SPIFFE identity says which), instead of the
+    /// Service's own routes.
+    pub consumer_routes: BTreeMap<ServiceRef, BTreeMap<String, ServiceRoutes>>,
 }
 
 impl ProxyPlan {
@@ -311,11 +316,13 @@ impl ProxyPlan {
             .values()
             .flat_map(|l| l.http().vhosts.iter())
             .flat_map(|v| v.routes.iter())
-            .chain(
-                self.waypoint
-                    .iter()
-                    .flat_map(|w| w.routes.values().flatten().map(|(_, r)| r)),
-            )
+            .chain(self.waypoint.iter().flat_map(|w| {
+                w.routes
+                    .values()
+                    .chain(w.consumer_routes.values().flat_map(|c| c.values()))
+                    .flatten()
+                    .map(|(_, r)| r)
+            }))
             .flat_map(|r| match &r.action {
                 Action::Forward(f) => f
                     .backends
