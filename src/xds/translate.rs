@@ -130,6 +130,8 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
     }
     let mut out = BTreeMap::new();
     let mut live = HashSet::new();
+    // BackendTLSPolicies resolved once per model, when a gateway is planned at all.
+    let policies = std::cell::OnceCell::new();
     enum Which<'a> {
         Api(&'a crate::model::gateway_api::Gateway),
         Istio(&'a crate::model::istio::Gateway),
@@ -196,7 +198,9 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
         let key = Key(o.clone(), attached.iter().map(|a| Arc::clone(a)).collect());
         let plan = match which {
             Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => waypoint::plan(&ix, g),
-            Which::Api(g) => gateway_api::plan(&ix, g),
+            Which::Api(g) => {
+                gateway_api::plan(&ix, g, policies.get_or_init(|| backend_tls::policies(&ix)))
+            }
             Which::Istio(g) => istio::plan(&ix, g),
         };
         let plan = Arc::new(plan);

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 
 use crate::model::gateway_api::{self as gw, FilterType};
 use crate::xds::plan::{
-    Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, ProxyPlan, ProxyRef,
-    RoutePlan, SecretRef, SniChain, TlsListener, TlsPlan, UpstreamTls, VhostPlan,
+    Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, PortSel, ProxyPlan,
+    ProxyRef, RoutePlan, SecretRef, ServiceRef, SniChain, TlsListener, TlsPlan, UpstreamTls,
+    UpstreamTlsKey, VhostPlan,
 };
 
 use super::ambient::route_through_waypoints;
-use super::backend_tls::{client_certificate, frontend_validation, policies};
+use super::backend_tls::{Policies, client_certificate, frontend_validation};
 use super::http_route::{route_plan, target};
 use super::index::{Attached, Index};
 use super::listeners::{Owner, effective};
@@ -20,7 +21,7 @@ use super::rules::{
 };
 
 /// The plan of the proxy that implements `gateway`.
-pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
+pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies) -> ProxyPlan {
     let gw_ns = gateway.metadata.namespace.as_deref().unwrap_or_default();
     let mut plan = ProxyPlan {
         proxy: ProxyRef::of(
@@ -236,23 +237,26 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
         });
     }
-    upstream_tls(ix, gateway, &mut plan);
+    upstream_tls(ix, gateway, policies, &mut plan);
     route_through_waypoints(ix, &mut plan);
     plan
 }
 
 /// The BackendTLSPolicies of the Services this gateway sends to, with the Gateway's client
 /// certificate (`spec.tls.backend`).
-fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, plan: &mut ProxyPlan) {
-    if ix.backend_tls_policies.is_empty() {
+fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies, plan: &mut ProxyPlan) {
+    if policies.tls.is_empty() {
         return;
     }
-    let policies = policies(ix);
-    let services: std::collections::BTreeSet<(String, String)> = plan
+    let mut services: Vec<ServiceRef> = plan
         .backends()
         .into_iter()
-        .map(|b| (b.namespace, b.service))
+        .map(|b| ServiceRef {
+            name: b.service,
+            namespace: b.namespace,
+        })
         .collect();
+    services.dedup();
     let client_cert = match client_certificate(ix, gateway) {
         Some(Ok(s)) => Some(s),
         Some(Err(why)) => {
@@ -264,13 +268,23 @@ fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, plan: &mut ProxyPlan) {
         }
         None => None,
     };
-    for (key, tls) in policies.tls {
-        if services.contains(&(key.service.namespace.clone(), key.service.name.clone())) {
+    // The policies of each backend Service: a range of the map (keys order by Service,
+    // `Any` first), not a scan of every policy per gateway.
+    for service in services {
+        let from = UpstreamTlsKey {
+            service,
+            port: PortSel::Any,
+        };
+        let of_service = policies
+            .tls
+            .range(&from..)
+            .take_while(|(k, _)| k.service == from.service);
+        for (key, tls) in of_service {
             plan.upstream_tls.insert(
-                key,
+                key.clone(),
                 UpstreamTls {
                     client_cert: client_cert.clone(),
-                    ..tls
+                    ..tls.clone()
                 },
             );
         }
