@@ -145,6 +145,22 @@ const ADAPTATIONS: &[(&str, &str)] = &[
         "distributions: as written (samples, concurrency, tolerance), at most 3 attempts (the data: up to 10)",
         "CI time; a correct implementation passes the first",
     ),
+    (
+        "HTTP(S) and gRPC echo pods with a certificate terminate TLS themselves (ALPN h2, http/1.1) and echo the SNI and peer certificates as echo-basic does; with TLS_CLIENT_CACERTS they verify a client certificate when one is given; `backend_request.client_cert` is compared as DER",
+        "to check `backend_request.sni` and `.client_cert`; PEM line breaks are not the certificate",
+    ),
+    (
+        "a client pinning a leaf (`Secret …[tls.crt]` trust) matches its names as Go's crypto/x509 does (`*.org` covers `example.org`)",
+        "webpki refuses a wildcard over a single label; the suite's Go client accepts it",
+    ),
+    (
+        "client certificates have no SAN and no extended key usage (the suite: ExtKeyUsage ClientAuth)",
+        "the test CA issues leaves for any use",
+    ),
+    (
+        "cases that expect a failure (request_fails, status_not, grpc_code_not) also require that no echo pod saw the request",
+        "issue 17: a backend whose certificate does not match is refused by Envoy, never reached",
+    ),
 ];
 
 /// How long a failing case is retried after a config change (the suite also waits for
@@ -746,7 +762,7 @@ struct Harness {
     envoy_bin: PathBuf,
     repo: TempRepo,
     server: tidegate::app::Running,
-    _http: echo::Backends,
+    http: echo::Backends,
     _l4: l4_echo::L4Backends,
     gateways: BTreeMap<String, Gateway>,
     /// The last octet of the next Gateway's loopback address.
@@ -919,7 +935,7 @@ impl Harness {
             envoy_bin,
             repo,
             server,
-            _http: http,
+            http,
             _l4: l4,
             gateways: BTreeMap::new(),
             next_ip: 2,
@@ -1305,6 +1321,7 @@ impl Harness {
         let method = s(&req["method"]).unwrap_or_else(|| "GET".into());
         let path = s(&req["path"]).unwrap_or_else(|| "/".into());
         let host = s(&req["host"]).unwrap_or_else(|| addr.ip().to_string());
+        let mark = self.http.mark();
         let outcome = if req["protocol"] == "https" {
             self.https(req, e, addr, &method, &path, &host).await?
         } else {
@@ -1312,7 +1329,7 @@ impl Harness {
         };
         let resp = match outcome {
             // The suite's request_fails: a transport error is what is wanted.
-            Err(_) if e["request_fails"] == true => return Ok(()),
+            Err(_) if e["request_fails"] == true => return self.not_reached(mark, &path),
             Err(x) => return Err(x.into()),
             Ok(resp) => resp,
         };
@@ -1341,7 +1358,7 @@ impl Harness {
             return if [408, 504].contains(&status) {
                 Err(format!("{method} {host}{path}: status {status} (a timeout)").into())
             } else {
-                Ok(())
+                self.not_reached(mark, &path)
             };
         }
         let want: Vec<u64> = match &e["status"] {
@@ -1408,6 +1425,19 @@ impl Harness {
         Ok(())
     }
 
+    /// A request that had to fail must not have reached an echo pod (issue 17: a backend
+    /// whose certificate does not match is refused by Envoy, not reached): none saw `path`
+    /// since `mark`. Stricter than the suite, which looks at the response only.
+    fn not_reached(&self, mark: usize, path: &str) -> Result<(), Failure> {
+        match self.http.since(mark).iter().find(|seen| seen.path == path) {
+            Some(seen) => Err(Failure::at_once(format!(
+                "the request failed as expected, but pod {} saw it",
+                seen.pod
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// An HTTPS request as the suite makes it: the handshake, offering `request.client_cert`
     /// and checked against `tls_server_cert` and `client_cert_requested`, then the request.
     /// The outer `Err` is an expectation on the handshake that failed; the inner one a
@@ -1469,6 +1499,7 @@ impl Harness {
         let authority = s(&req["authority"])
             .or_else(|| s(&req["host"]))
             .unwrap_or_else(|| addr.ip().to_string());
+        let mark = self.http.mark();
         let r = client::grpc(addr, &authority, &method, &[]).await?;
         if let Some(not) = e["grpc_code_not"].as_str() {
             let code = client::grpc_code(not).ok_or_else(|| format!("unknown gRPC code {not}"))?;
@@ -1478,7 +1509,7 @@ impl Harness {
                     r.code
                 )))
             } else {
-                Ok(())
+                self.not_reached(mark, &method)
             };
         }
         let want = e["grpc_code"].as_str().unwrap_or("OK");

@@ -676,6 +676,88 @@ async fn h2_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidegate::test_helpers::pki::{Pki, dns};
+
+    /// A client trusting `ca`, offering `client` (certificate, key PEM) if given.
+    fn connector(ca: &str, client: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let cfg = match client {
+            None => b.with_no_client_auth(),
+            Some((cert, key)) => b
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .unwrap(),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        };
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    }
+
+    #[tokio::test]
+    async fn tls_echo_reports_sni_and_client_certificates() {
+        let server_ca = Pki::new();
+        let client_ca = Pki::new();
+        let (_, _, cert, key) = server_ca.issue("backend", vec![dns("abc.example.com")]);
+        let (_, _, client_cert, client_key) = client_ca.issue("client", vec![]);
+        let (_, _, stranger_cert, stranger_key) = Pki::new().issue("stranger", vec![]);
+        let mut b = Backends::default();
+        let pod = Pod {
+            name: "tls-backend-6b7f9c-p0".into(),
+            namespace: "ns".into(),
+        };
+        let addr = b
+            .listen_tls(pod, false, &cert, &key, Some(&client_ca.ca_pem))
+            .await;
+        let get = |c: tokio_rustls::TlsConnector| async move {
+            super::super::client::http1(addr, Some((&c, "abc.example.com")), "GET", "/x", "h", &[])
+                .await
+        };
+        // No certificate: let in (echo-basic verifies one only when given).
+        let echo = get(connector(&server_ca.ca_pem, None))
+            .await
+            .unwrap()
+            .echo()
+            .unwrap();
+        assert_eq!(echo["tls"]["serverName"], "abc.example.com");
+        assert_eq!(echo["tls"]["peerCertificates"], json!([]));
+        assert_eq!(echo["path"], "/x");
+        let echo = get(connector(
+            &server_ca.ca_pem,
+            Some((&client_cert, &client_key)),
+        ))
+        .await
+        .unwrap()
+        .echo()
+        .unwrap();
+        let der = CertificateDer::from_pem_slice(client_cert.as_bytes()).unwrap();
+        assert_eq!(echo["tls"]["peerCertificates"], json!([pem_of(&der)]));
+        // A certificate from another CA: refused.
+        assert!(
+            get(connector(
+                &server_ca.ca_pem,
+                Some((&stranger_cert, &stranger_key))
+            ))
+            .await
+            .is_err()
+        );
+        // Plain HTTP on the TLS port is not answered.
+        assert!(
+            super::super::client::http1(addr, None, "GET", "/", "h", &[])
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn durations_and_query_parameters() {
