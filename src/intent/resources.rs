@@ -601,7 +601,10 @@ fn decode_gateway_spec(cx: &mut Cx<'_>, node: &Node) -> Option<gw::GatewaySpec> 
             parameters_ref,
         });
     }
-    let tls = s.get("tls").and_then(|n| decode_gateway_tls(cx, n));
+    let tls = s
+        .get("tls")
+        .and_then(|n| decode_gateway_tls(cx, n))
+        .map(Box::new);
     Some(gw::GatewaySpec {
         gateway_class_name: class?,
         listeners: listeners?,

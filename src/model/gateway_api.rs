@@ -34,8 +34,10 @@ pub struct GatewaySpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub infrastructure: Option<GatewayInfrastructure>,
     /// `spec.tls`: the certificate the Gateway shows backends, and how it checks clients'.
+    /// Boxed: rare, and large beside the rest of a Gateway (every model object is the size
+    /// of the largest kind).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<GatewayTls>,
+    pub tls: Option<Box<GatewayTls>>,
 }
 
 /// A Gateway's `spec.tls`.

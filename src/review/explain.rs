@@ -134,6 +134,7 @@ pub fn to_json(side: &Side, loaded: &Loaded, proxy: &str, req: &Request, a: &Ans
             "reference": r.reference, "weight": r.weight, "status": r.status, "why": r.why,
         })).collect::<Vec<_>>(),
         "clusters": a.clusters,
+        "tls": a.tls,
     })
 }
 
@@ -187,13 +188,16 @@ fn to_text(side: &Side, loaded: &Loaded, proxy: &str, req: &Request, a: &Answer)
     if let Some(l) = &a.redirect {
         let _ = writeln!(out, "location:  {l}");
     }
-    for (s, c) in a.backends.iter().zip(&a.clusters) {
+    for (i, (s, c)) in a.backends.iter().zip(&a.clusters).enumerate() {
         let _ = writeln!(
             out,
             "backend:   {} weight {} (cluster {c})",
             s.backend.endpoints_key(),
             s.weight
         );
+        if let Some(t) = a.tls.get(i).filter(|t| !t.is_empty()) {
+            let _ = writeln!(out, "           {t}");
+        }
     }
     for r in &a.refused {
         let _ = writeln!(

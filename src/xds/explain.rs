@@ -315,6 +315,9 @@ pub struct Answer {
     pub refused: Vec<RefusedShare>,
     /// The cluster of each backend, in `backends` order.
     pub clusters: Vec<String>,
+    /// How each backend is spoken to over TLS (BackendTLSPolicy, DestinationRule), in
+    /// `backends` order; empty for plain connections.
+    pub tls: Vec<String>,
     pub reason: String,
 }
 
@@ -489,6 +492,7 @@ fn answer_routes(
                             weight: w.weight,
                         });
                         a.clusters.push(b.cluster_name());
+                        a.tls.push(upstream_tls(plan, b, endpoints));
                         if let Some((status, why)) = unavailable(plan, b, endpoints, f.grpc) {
                             missing.push((b, w.weight, status, why));
                         }
@@ -582,6 +586,18 @@ fn unavailable(
         }
         return None;
     }
+    // TLS whose certificate cannot be checked: the backend is not reached at all.
+    if let Some(u) = plan.upstream_tls_for(b, port_name(b, endpoints))
+        && let crate::xds::plan::Trust::Nothing(why) = &u.trust
+    {
+        return Some((
+            503,
+            format!(
+                "is not reached: {} asks for TLS but no CA can be had: {why}",
+                u.source
+            ),
+        ));
+    }
     let e = endpoints?;
     match e.entries.get(&b.endpoints_key()) {
         None => Some((
@@ -594,6 +610,22 @@ fn unavailable(
         )),
         Some(_) => None,
     }
+}
+
+fn port_name<'e>(b: &Backend, endpoints: Option<&'e Endpoints>) -> Option<&'e str> {
+    endpoints
+        .and_then(|e| e.entries.get(&b.endpoints_key()))
+        .and_then(|e| e.port_name.as_deref())
+}
+
+/// How the proxy speaks to `b`: its upstream TLS, described; empty for plain.
+fn upstream_tls(plan: &ProxyPlan, b: &Backend, endpoints: Option<&Endpoints>) -> String {
+    if plan.via_waypoint.contains_key(b) {
+        return String::new();
+    }
+    plan.upstream_tls_for(b, port_name(b, endpoints))
+        .map(|u| u.describe())
+        .unwrap_or_default()
 }
 
 /// The chain Envoy picks for `sni`: an exact server name, then the longest wildcard that

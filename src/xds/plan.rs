@@ -144,6 +144,41 @@ pub enum Trust {
     Unchecked,
 }
 
+impl UpstreamTls {
+    /// One line for explain and warnings: what asked for it, SNI, trust and names.
+    pub fn describe(&self) -> String {
+        let trust = match &self.trust {
+            Trust::Pem(_) => "CA from the repository".to_owned(),
+            Trust::System => "system CAs".to_owned(),
+            Trust::Secret(s) => format!("CA of Secret {}/{}", s.namespace, s.name),
+            Trust::Nothing(why) => format!("no usable CA ({why})"),
+            Trust::Unchecked => "certificate not checked".to_owned(),
+        };
+        let names: Vec<String> = self
+            .names
+            .iter()
+            .map(|n| match n {
+                San::Dns(d) => format!("DNS:{d}"),
+                San::Uri(u) => format!("URI:{u}"),
+            })
+            .collect();
+        format!(
+            "TLS per {}: SNI {}, {trust}{}{}",
+            self.source,
+            self.sni.as_deref().unwrap_or("(none)"),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(", names {}", names.join(" or "))
+            },
+            self.client_cert
+                .as_ref()
+                .map(|c| format!(", client certificate {}/{}", c.namespace, c.name))
+                .unwrap_or_default()
+        )
+    }
+}
+
 /// A subject alternative name to match exactly.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum San {
@@ -194,6 +229,11 @@ pub struct WaypointPlan {
     /// Routes of the HTTPRoutes whose parent is a Service, by Service, each with the
     /// Service port it is limited to (`None`: every port), in match order.
     pub routes: BTreeMap<ServiceRef, ServiceRoutes>,
+    /// Consumer routes (GAMMA): routes of a namespace other than the Service's and the
+    /// waypoint's, by Service and by that namespace. They apply to requests from clients of
+    /// that namespace only (the HBONE peer's SPIFFE identity says which), instead of the
+    /// Service's own routes.
+    pub consumer_routes: BTreeMap<ServiceRef, BTreeMap<String, ServiceRoutes>>,
 }
 
 impl ProxyPlan {
@@ -206,6 +246,27 @@ impl ProxyPlan {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// The upstream TLS of backend `b` whose Service port is named `port_name`: the entry of
+    /// its port number, else of its port name, else of the whole Service.
+    pub fn upstream_tls_for(&self, b: &Backend, port_name: Option<&str>) -> Option<&UpstreamTls> {
+        if self.upstream_tls.is_empty() {
+            return None;
+        }
+        let key = |port| UpstreamTlsKey {
+            service: ServiceRef {
+                name: b.service.clone(),
+                namespace: b.namespace.clone(),
+            },
+            port,
+        };
+        self.upstream_tls
+            .get(&key(PortSel::Number(b.port)))
+            .or_else(|| {
+                port_name.and_then(|n| self.upstream_tls.get(&key(PortSel::Name(n.to_owned()))))
+            })
+            .or_else(|| self.upstream_tls.get(&key(PortSel::Any)))
     }
 
     /// Secrets the proxy reads besides its listeners' certificates: client certificates and
@@ -255,11 +316,13 @@ impl ProxyPlan {
             .values()
             .flat_map(|l| l.http().vhosts.iter())
             .flat_map(|v| v.routes.iter())
-            .chain(
-                self.waypoint
-                    .iter()
-                    .flat_map(|w| w.routes.values().flatten().map(|(_, r)| r)),
-            )
+            .chain(self.waypoint.iter().flat_map(|w| {
+                w.routes
+                    .values()
+                    .chain(w.consumer_routes.values().flat_map(|c| c.values()))
+                    .flatten()
+                    .map(|(_, r)| r)
+            }))
             .flat_map(|r| match &r.action {
                 Action::Forward(f) => f
                     .backends

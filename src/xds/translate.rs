@@ -60,7 +60,7 @@ pub struct Cache {
 struct Context {
     namespaces: Vec<Namespace>,
     grants: Vec<ReferenceGrant>,
-    service_routes: Vec<HttpRoute>,
+    service_routes: Vec<(HttpRoute, bool)>,
     waypoints: Vec<(String, String)>,
     /// TLS towards backends: every gateway may send to a Service these name.
     backend_tls: Vec<Object>,
@@ -94,7 +94,11 @@ impl Context {
         Context {
             namespaces,
             grants: ix.grants.iter().map(|g| (*g).clone()).collect(),
-            service_routes: ix.service_routes.iter().map(|r| (*r).clone()).collect(),
+            service_routes: ix
+                .service_routes
+                .iter()
+                .map(|r| ((*r.route).clone(), r.grpc))
+                .collect(),
             waypoints,
             backend_tls: ix
                 .backend_tls_policies

@@ -187,7 +187,12 @@ pub fn load(dir: &Path) -> Vec<L4Test> {
             let short_name = s(&t["shortName"]).expect("shortName");
             let objects = strings(&t["manifests"])
                 .iter()
-                .map(|m| m.rsplit('/').next().unwrap_or(m).to_owned())
+                // Mesh tests' manifests are under manifests/mesh/ (some share a file
+                // name with a Gateway test's).
+                .map(|m| match m.strip_prefix("tests/mesh/") {
+                    Some(f) => format!("mesh/{f}"),
+                    None => m.rsplit('/').next().unwrap_or(m).to_owned(),
+                })
                 .filter(|m| dir.join("manifests").join(m).exists())
                 .flat_map(|m| parse_docs(&read(dir, &format!("manifests/{m}")), &m))
                 .collect();

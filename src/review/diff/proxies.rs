@@ -184,6 +184,18 @@ pub fn route_lines(plan: &ProxyPlan) -> Vec<String> {
                 out.push(line(&host, r));
             }
         }
+        // Consumer routes: for the clients of one namespace only.
+        for (svc, by_ns) in &w.consumer_routes {
+            for (from, routes) in by_ns {
+                for (port, r) in routes {
+                    let host = match port {
+                        Some(p) => format!("{}.{}:{p} (from {from})", svc.name, svc.namespace),
+                        None => format!("{}.{} (from {from})", svc.name, svc.namespace),
+                    };
+                    out.push(line(&host, r));
+                }
+            }
+        }
     }
     out
 }

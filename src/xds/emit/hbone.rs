@@ -6,7 +6,8 @@
 //! (`<service VIP>:<port>`) is put in filter state, the tunnelled bytes go to an internal
 //! listener whose `original_dst` filter restores that authority as the destination, and a
 //! filter chain per Service VIP and port applies that Service's L7 routes before sending
-//! to its endpoints.
+//! to its endpoints. The client's SPIFFE ID goes along in filter state, so consumer routes
+//! (GAMMA) apply to the clients of their namespace only.
 //!
 //! A gateway backend in `plan.via_waypoint` gets, instead of its endpoints, a cluster that
 //! points at an internal listener whose `tcp_proxy` opens a CONNECT to `<VIP>:<port>` on
@@ -52,7 +53,9 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    FilterStateMatcher, StringMatcher, filter_state_matcher, string_matcher,
+};
 use envoy_types::pb::google::protobuf::{BoolValue, Duration};
 
 use crate::model::istio::HBONE_PORT;
@@ -75,6 +78,27 @@ use super::route::envoy_route;
 const CONNECT_TERMINATE: &str = "connect_terminate";
 
 const MAIN_INTERNAL: &str = "main_internal";
+
+/// The filter state key that carries the HBONE client's SPIFFE ID (its certificate's URI
+/// SAN) from `connect_terminate` into the internal listener's requests.
+const PEER_PRINCIPAL: &str = "tidegate.hbone.peer_principal";
+
+/// A route match on the HBONE client being a workload of namespace `ns`
+/// (`spiffe://<trust domain>/ns/<ns>/sa/<account>`).
+fn from_namespace(ns: &str) -> FilterStateMatcher {
+    FilterStateMatcher {
+        key: PEER_PRINCIPAL.into(),
+        matcher: Some(filter_state_matcher::Matcher::StringMatch(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::SafeRegex(
+                envoy_types::pb::envoy::r#type::matcher::v3::RegexMatcher {
+                    regex: format!("^spiffe://[^/]+/ns/{}/sa/[^/,]+$", regex_syntax::escape(ns)),
+                    ..Default::default()
+                },
+            )),
+            ..StringMatcher::default()
+        })),
+    }
+}
 
 /// A STATIC cluster with these endpoints.
 pub(super) fn static_cluster(name: &str, addresses: Vec<Address>) -> Cluster {
@@ -433,6 +457,40 @@ pub(super) fn waypoint(
             backends.push(backend.clone());
             routes.push(&default_route);
         }
+        // Consumer routes first, each namespace's behind a match on the client's identity;
+        // a request of that namespace matching none of them is answered 404 rather than
+        // given the Service's own routes (GAMMA: the consumer's routes replace them).
+        let mut envoy_routes = Vec::new();
+        for (consumer_ns, consumer) in wp.consumer_routes.get(&service).into_iter().flatten() {
+            let peer = from_namespace(consumer_ns);
+            let before = envoy_routes.len();
+            for (_, r) in consumer.iter().filter(|(p, _)| p.is_none_or(|p| p == port)) {
+                let mut er = envoy_route(r, variant);
+                if let Some(m) = er.r#match.as_mut() {
+                    m.filter_state.push(peer.clone());
+                }
+                envoy_routes.push(er);
+            }
+            if envoy_routes.len() == before {
+                continue;
+            }
+            envoy_routes.push(route::Route {
+                name: format!("consumer/{consumer_ns}/no-match"),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())),
+                    filter_state: vec![peer],
+                    ..RouteMatch::default()
+                }),
+                action: Some(route::route::Action::DirectResponse(
+                    route::DirectResponseAction {
+                        status: 404,
+                        ..Default::default()
+                    },
+                )),
+                ..route::Route::default()
+            });
+        }
+        envoy_routes.extend(routes.iter().map(|r| envoy_route(r, variant)));
         res.routes.insert(
             rc_name.clone(),
             RouteConfiguration {
@@ -440,7 +498,7 @@ pub(super) fn waypoint(
                 virtual_hosts: vec![VirtualHost {
                     name: format!("inbound|http|{port}"),
                     domains: vec!["*".into()],
-                    routes: routes.iter().map(|r| envoy_route(r, variant)).collect(),
+                    routes: envoy_routes,
                     ..VirtualHost::default()
                 }],
                 ..RouteConfiguration::default()
@@ -471,7 +529,8 @@ pub(super) fn waypoint(
             ..FilterChain::default()
         });
     }
-    for s in wp.routes.keys() {
+    let routed: BTreeSet<&ServiceRef> = wp.routes.keys().chain(wp.consumer_routes.keys()).collect();
+    for s in routed {
         if !served.contains(s) {
             let (svc, ns) = (&s.name, &s.namespace);
             warnings.push(format!(
@@ -583,6 +642,11 @@ pub(super) fn waypoint(
                                 "envoy.filters.listener.original_dst.remote_ip",
                                 "%DOWNSTREAM_REMOTE_ADDRESS%",
                             ),
+                            // Who the client is (its SPIFFE ID), for consumer routes.
+                            FilterStateValue {
+                                factory_key: "envoy.string".into(),
+                                ..filter_state(PEER_PRINCIPAL, "%DOWNSTREAM_PEER_URI_SAN%")
+                            },
                         ],
                         ..SetFilterState::default()
                     },

@@ -11,10 +11,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher}
 
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
-use crate::xds::plan::{
-    Backend, ClientValidation, PortSel, ProxyPlan, San, ServiceRef, Trust, UpstreamTls,
-    UpstreamTlsKey,
-};
+use crate::xds::plan::{Backend, ClientValidation, ProxyPlan, San, Trust, UpstreamTls};
 
 use super::common::{sds, secret_name};
 
@@ -23,31 +20,16 @@ pub fn ca_secret_name(namespace: &str, name: &str) -> String {
     format!("{}-cacert", secret_name(namespace, name))
 }
 
-/// The upstream TLS of backend `b`: the entry of its port number, else of its port's name
-/// (the endpoints file's `portName`), else of the whole Service.
+/// The upstream TLS of backend `b` (its port's name from the endpoints file's `portName`).
 pub(super) fn for_backend<'p>(
     plan: &'p ProxyPlan,
     b: &Backend,
     endpoints: Option<&Endpoints>,
 ) -> Option<&'p UpstreamTls> {
-    if plan.upstream_tls.is_empty() {
-        return None;
-    }
-    let service = ServiceRef {
-        name: b.service.clone(),
-        namespace: b.namespace.clone(),
-    };
-    let key = |port| UpstreamTlsKey {
-        service: service.clone(),
-        port,
-    };
     let port_name = endpoints
         .and_then(|e| e.entries.get(&b.endpoints_key()))
-        .and_then(|e| e.port_name.clone());
-    plan.upstream_tls
-        .get(&key(PortSel::Number(b.port)))
-        .or_else(|| port_name.and_then(|n| plan.upstream_tls.get(&key(PortSel::Name(n)))))
-        .or_else(|| plan.upstream_tls.get(&key(PortSel::Any)))
+        .and_then(|e| e.port_name.as_deref());
+    plan.upstream_tls_for(b, port_name)
 }
 
 /// How a peer's certificate is checked, or why it cannot be (then nothing may connect).

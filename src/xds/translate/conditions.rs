@@ -251,7 +251,7 @@ pub fn status(
             _ => continue,
         };
         let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
-        let resolved = resolved_refs(&ix, &route, kind, route_ns, endpoints);
+        let resolved = resolved_refs(&ix, &route, kind, route_ns, endpoints, None);
         let mut parents = Vec::new();
         for p in &route.spec.parent_refs {
             let parent_ns = p.namespace.as_deref().unwrap_or(route_ns);
@@ -262,7 +262,14 @@ pub fn status(
             let reachable: Result<(Owner<'_>, &[&gw::Listener]), Condition> = if p.group.is_empty()
                 && p.kind == "Service"
             {
-                // A waypoint's route: its Service is its parent.
+                // A waypoint's route: its Service is its parent. A consumer route may send
+                // to that Service without a grant (as the waypoint serves it).
+                let resolved = if super::waypoint::is_consumer_route(&ix, route_ns, parent_ns) {
+                    let g = super::waypoint::consumer_grant(kind, route_ns, &p.name, parent_ns);
+                    resolved_refs(&ix, &route, kind, route_ns, endpoints, Some(&g))
+                } else {
+                    resolved.clone()
+                };
                 parents.push(ParentStatus {
                     parent_ref: p.clone(),
                     conditions: vec![
@@ -272,7 +279,7 @@ pub fn status(
                             "Accepted",
                             "bound to the Service's waypoint",
                         ),
-                        resolved.clone(),
+                        resolved,
                     ],
                 });
                 continue;
@@ -614,11 +621,10 @@ pub fn status(
 
 /// BackendTLSPolicy status: the verdicts translation applies, per ancestor Gateway (those
 /// whose routes, directly or through a ListenerSet, send to a targeted Service).
-fn policy_status(
-    ix: &Index<'_>,
-    model: &Model,
-    set_gateway: &dyn Fn(&str, &str) -> Option<(String, String)>,
-) -> Vec<PolicyStatus> {
+/// The Gateway (namespace, name) of a ListenerSet (namespace, name).
+type SetGateway<'a> = dyn Fn(&str, &str) -> Option<(String, String)> + 'a;
+
+fn policy_status(ix: &Index<'_>, model: &Model, set_gateway: &SetGateway<'_>) -> Vec<PolicyStatus> {
     if ix.backend_tls_policies.is_empty() {
         return Vec::new();
     }
@@ -982,7 +988,9 @@ fn resolved_refs(
     kind: &str,
     route_ns: &str,
     endpoints: Option<&Endpoints>,
+    extra_grant: Option<&gw::ReferenceGrant>,
 ) -> Condition {
+    let grants: Vec<&gw::ReferenceGrant> = ix.grants.iter().copied().chain(extra_grant).collect();
     for (ri, rule) in route.spec.rules.iter().enumerate() {
         for b in &rule.backend_refs {
             let ns = b.namespace.as_deref().unwrap_or(route_ns);
@@ -998,7 +1006,7 @@ fn resolved_refs(
                     ),
                 );
             }
-            if !service_permitted(&ix.grants, kind, route_ns, ns, &b.name) {
+            if !service_permitted(&grants, kind, route_ns, ns, &b.name) {
                 return Condition::new(
                     "ResolvedRefs",
                     false,

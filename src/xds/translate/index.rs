@@ -24,8 +24,8 @@ pub struct Index<'a> {
     pub routes_by_gateway: HashMap<(&'a str, &'a str), Vec<Attached<'a>>>,
     /// The same, as the model's shared objects (compared by address in [`plans_cached`]).
     pub(super) route_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
-    /// HTTPRoutes with a Service parent (waypoint routes).
-    pub service_routes: Vec<&'a HttpRoute>,
+    /// HTTPRoutes and GRPCRoutes (as HTTPRoutes) with a Service parent (waypoint routes).
+    pub service_routes: Vec<Attached<'a>>,
     /// VirtualServices by each Istio Gateway (namespace, name) they name.
     pub virtual_services: HashMap<(String, String), Vec<&'a VirtualService>>,
     pub(super) vs_objects: HashMap<(String, String), Vec<&'a Arc<Object>>>,
@@ -112,7 +112,11 @@ impl<'a> Index<'a> {
                         if p.group.is_empty() && p.kind == "Service" {
                             if !named.contains(&("", "")) {
                                 named.push(("", ""));
-                                ix.service_routes.push(r);
+                                ix.service_routes.push(Attached {
+                                    route: std::borrow::Cow::Borrowed(r),
+                                    grpc: false,
+                                    l4: None,
+                                });
                             }
                             continue;
                         }
@@ -140,6 +144,17 @@ impl<'a> Index<'a> {
                 // Carried as the HTTPRoutes they route like, under each Gateway or
                 // ListenerSet they name.
                 Object::GrpcRoute(g) => {
+                    if g.spec
+                        .parent_refs
+                        .iter()
+                        .any(|p| p.group.is_empty() && p.kind == "Service")
+                    {
+                        ix.service_routes.push(Attached {
+                            route: std::borrow::Cow::Owned(g.as_http()),
+                            grpc: true,
+                            l4: None,
+                        });
+                    }
                     ix.attach(o, &g.metadata, &g.spec.parent_refs, g.as_http(), true, None)
                 }
                 Object::L4Route(r) => ix.attach(
