@@ -91,6 +91,25 @@ pub async fn http1(
     }
 }
 
+/// One HTTP/1.1 request (`Connection: close`) on an established stream (e.g. after a TLS
+/// handshake the caller made and inspected).
+// Shared with tests/conformance.rs, which makes its TLS handshakes in `http1`.
+#[allow(dead_code)]
+pub async fn http1_on<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(String, String)],
+) -> Result<Response, String> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    exchange(stream, &req, method == "HEAD").await
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     req: &str,

@@ -9,16 +9,25 @@
 //! prior knowledge (h2c), or only h2c for Service ports with `appProtocol:
 //! kubernetes.io/h2c`; a request with `content-type: application/grpc` gets a gRPC answer
 //! (status OK, the JSON as its one message).
+//!
+//! A TLS listener ([`Backends::listen_tls`]) terminates TLS itself (ALPN h2 and http/1.1)
+//! and adds what echo-basic reports of the handshake as `tls`: `{version, serverName,
+//! negotiatedProtocol, cipherSuite, peerCertificates: [PEM]}`; with a client CA it verifies
+//! a client certificate when one is given (echo-basic's `VerifyClientCertIfGiven`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -79,6 +88,206 @@ impl Backends {
     pub fn since(&self, mark: usize) -> Vec<Seen> {
         self.shared.log.lock().unwrap()[mark..].to_vec()
     }
+
+    /// A TLS listener for `pod` serving `cert_pem`/`key_pem`: HTTP/1.1 or HTTP/2 (by ALPN,
+    /// else by the first bytes; `h2_only` refuses HTTP/1.1 as a gRPC pod does). With
+    /// `client_ca_pem`, a client certificate is asked for and, when given, must chain to it.
+    // Shared with tests/conformance.rs, which has no TLS backends.
+    #[allow(dead_code)]
+    pub async fn listen_tls(
+        &mut self,
+        pod: Pod,
+        h2_only: bool,
+        cert_pem: &str,
+        key_pem: &str,
+        client_ca_pem: Option<&str>,
+    ) -> SocketAddr {
+        let acceptor = tls_acceptor(cert_pem, key_pem, client_ca_pem);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind tls echo");
+        let addr = listener.local_addr().expect("addr");
+        let shared = self.shared.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (acceptor, pod, shared) = (acceptor.clone(), pod.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let seen = tls_seen(tls.get_ref().1);
+                    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                    let mut sock = Rewind::new(tls);
+                    let h2 = match alpn.as_deref() {
+                        Some(b"h2") => true,
+                        Some(_) => false,
+                        None => match sock.sniff_h2().await {
+                            Some(h2) => h2,
+                            None => return,
+                        },
+                    };
+                    if h2 {
+                        serve_h2(sock, pod, shared, Some(seen)).await;
+                    } else if !h2_only {
+                        serve_h1(sock, pod, shared, Some(seen)).await;
+                    }
+                });
+            }
+        }));
+        addr
+    }
+}
+
+fn tls_acceptor(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> tokio_rustls::TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key PEM");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions");
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+                roots.add(c.expect("CA PEM")).expect("add CA");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder
+        .with_single_cert(chain, key)
+        .expect("server certificate");
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// PEM text of a DER certificate (64-column base64, as Go's pem.Encode writes it).
+pub fn pem_of(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// echo-basic's `tls` object for a handshake.
+fn tls_seen(c: &rustls::ServerConnection) -> serde_json::Value {
+    json!({
+        "version": format!("{:?}", c.protocol_version().unwrap_or(rustls::ProtocolVersion::Unknown(0))),
+        "serverName": c.server_name().unwrap_or(""),
+        "negotiatedProtocol": c.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default(),
+        "cipherSuite": c.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+        "peerCertificates": c.peer_certificates().unwrap_or_default().iter().map(|d| pem_of(d)).collect::<Vec<_>>(),
+    })
+}
+
+/// A stream whose first bytes, read ahead to tell HTTP/2 from HTTP/1.1, are read again.
+struct Rewind<S> {
+    inner: S,
+    prefix: Vec<u8>,
+}
+
+impl<S: AsyncRead + Unpin> Rewind<S> {
+    fn new(inner: S) -> Self {
+        Rewind {
+            inner,
+            prefix: Vec::new(),
+        }
+    }
+
+    /// Whether the client starts with the HTTP/2 preface; None if it went away first.
+    async fn sniff_h2(&mut self) -> Option<bool> {
+        loop {
+            let n = self.prefix.len();
+            if self.prefix[..] != H2_PREFACE[..n] {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            let mut b = vec![0u8; H2_PREFACE.len() - n];
+            match self.inner.read(&mut b).await {
+                Ok(0) | Err(_) => return None,
+                Ok(k) => self.prefix.extend_from_slice(&b[..k]),
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A connection the echo serves: plain TCP or TLS over TCP.
+trait Conn: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Makes the coming close a TCP reset (linger 0), what a crashing backend looks like.
+    fn reset_on_close(&self);
+}
+
+impl Conn for TcpStream {
+    fn reset_on_close(&self) {
+        // The deprecation is about a lingering close blocking the thread; a zero linger
+        // does not linger.
+        #[allow(deprecated)]
+        let _ = self.set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Conn for Rewind<tokio_rustls::server::TlsStream<TcpStream>> {
+    fn reset_on_close(&self) {
+        self.inner.get_ref().0.reset_on_close();
+    }
 }
 
 async fn connection(sock: TcpStream, pod: Pod, shared: Arc<Shared>, h2c_only: bool) {
@@ -100,9 +309,9 @@ async fn connection(sock: TcpStream, pod: Pod, shared: Arc<Shared>, h2c_only: bo
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
     if h2 {
-        serve_h2(sock, pod, shared).await;
+        serve_h2(sock, pod, shared, None).await;
     } else if !h2c_only {
-        serve_h1(sock, pod, shared).await;
+        serve_h1(sock, pod, shared, None).await;
     }
 }
 
@@ -112,6 +321,8 @@ struct Incoming {
     path: String,
     host: String,
     headers: Vec<(String, String)>,
+    /// The `tls` object of a TLS connection.
+    tls: Option<serde_json::Value>,
 }
 
 struct Outgoing {
@@ -194,15 +405,18 @@ async fn answer(req: Incoming, pod: &Pod, shared: &Shared) -> Outgoing {
             .or_insert_with(|| json!([]));
         e.as_array_mut().unwrap().push(json!(v));
     }
-    let body = json!({
+    let mut body = json!({
         "pod": pod.name,
         "namespace": pod.namespace,
         "method": req.method,
         "path": req.path,
         "host": req.host,
         "headers": hmap,
-    })
-    .to_string();
+    });
+    if let Some(tls) = req.tls {
+        body["tls"] = tls;
+    }
+    let body = body.to_string();
     headers.push(("content-type".into(), "application/json".into()));
     Outgoing {
         status: 200,
@@ -225,7 +439,7 @@ fn reason(status: u16) -> &'static str {
 
 /// A WebSocket after its upgrade (RFC 6455): every text or binary frame is sent back as
 /// it came, a close is answered and ends it. The 101 names the pod (`x-echo-pod`).
-async fn websocket(mut sock: TcpStream, mut buf: Vec<u8>, key: &str, pod: &Pod) {
+async fn websocket<S: Conn>(mut sock: S, mut buf: Vec<u8>, key: &str, pod: &Pod) {
     let head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nx-echo-pod: {}\r\n\r\n",
         super::client::accept_key(key),
@@ -250,7 +464,12 @@ async fn websocket(mut sock: TcpStream, mut buf: Vec<u8>, key: &str, pod: &Pod) 
     }
 }
 
-async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
+async fn serve_h1<S: Conn>(
+    mut sock: S,
+    pod: Pod,
+    shared: Arc<Shared>,
+    tls: Option<serde_json::Value>,
+) {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -343,17 +562,14 @@ async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
                 path,
                 host,
                 headers,
+                tls: tls.clone(),
             },
             &pod,
             &shared,
         )
         .await;
         if out.reset {
-            // Linger 0: closing sends a TCP RST, what a crashing backend looks like. (The
-            // deprecation is about a lingering close blocking the thread; a zero linger
-            // does not linger.)
-            #[allow(deprecated)]
-            let _ = sock.set_linger(Some(Duration::ZERO));
+            sock.reset_on_close();
             return;
         }
         let mut resp = format!("HTTP/1.1 {} {}\r\n", out.status, reason(out.status));
@@ -370,12 +586,18 @@ async fn serve_h1(mut sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
     }
 }
 
-async fn serve_h2(sock: TcpStream, pod: Pod, shared: Arc<Shared>) {
+async fn serve_h2<S: Conn>(sock: S, pod: Pod, shared: Arc<Shared>, tls: Option<serde_json::Value>) {
     let Ok(mut conn) = h2::server::handshake(sock).await else {
         return;
     };
     while let Some(Ok((req, respond))) = conn.accept().await {
-        tokio::spawn(h2_stream(req, respond, pod.clone(), shared.clone()));
+        tokio::spawn(h2_stream(
+            req,
+            respond,
+            pod.clone(),
+            shared.clone(),
+            tls.clone(),
+        ));
     }
 }
 
@@ -384,6 +606,7 @@ async fn h2_stream(
     mut respond: h2::server::SendResponse<Bytes>,
     pod: Pod,
     shared: Arc<Shared>,
+    tls: Option<serde_json::Value>,
 ) {
     let (parts, mut body) = req.into_parts();
     while let Some(Ok(chunk)) = body.data().await {
@@ -416,6 +639,7 @@ async fn h2_stream(
             .map(|a| a.to_string())
             .unwrap_or_default(),
         headers,
+        tls,
     };
     let out = answer(incoming, &pod, &shared).await;
     if grpc {
@@ -452,6 +676,88 @@ async fn h2_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tidegate::test_helpers::pki::{Pki, dns};
+
+    /// A client trusting `ca`, offering `client` (certificate, key PEM) if given.
+    fn connector(ca: &str, client: Option<(&str, &str)>) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+        let cfg = match client {
+            None => b.with_no_client_auth(),
+            Some((cert, key)) => b
+                .with_client_auth_cert(
+                    CertificateDer::pem_slice_iter(cert.as_bytes())
+                        .collect::<Result<_, _>>()
+                        .unwrap(),
+                    PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+                )
+                .unwrap(),
+        };
+        tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    }
+
+    #[tokio::test]
+    async fn tls_echo_reports_sni_and_client_certificates() {
+        let server_ca = Pki::new();
+        let client_ca = Pki::new();
+        let (_, _, cert, key) = server_ca.issue("backend", vec![dns("abc.example.com")]);
+        let (_, _, client_cert, client_key) = client_ca.issue("client", vec![]);
+        let (_, _, stranger_cert, stranger_key) = Pki::new().issue("stranger", vec![]);
+        let mut b = Backends::default();
+        let pod = Pod {
+            name: "tls-backend-6b7f9c-p0".into(),
+            namespace: "ns".into(),
+        };
+        let addr = b
+            .listen_tls(pod, false, &cert, &key, Some(&client_ca.ca_pem))
+            .await;
+        let get = |c: tokio_rustls::TlsConnector| async move {
+            super::super::client::http1(addr, Some((&c, "abc.example.com")), "GET", "/x", "h", &[])
+                .await
+        };
+        // No certificate: let in (echo-basic verifies one only when given).
+        let echo = get(connector(&server_ca.ca_pem, None))
+            .await
+            .unwrap()
+            .echo()
+            .unwrap();
+        assert_eq!(echo["tls"]["serverName"], "abc.example.com");
+        assert_eq!(echo["tls"]["peerCertificates"], json!([]));
+        assert_eq!(echo["path"], "/x");
+        let echo = get(connector(
+            &server_ca.ca_pem,
+            Some((&client_cert, &client_key)),
+        ))
+        .await
+        .unwrap()
+        .echo()
+        .unwrap();
+        let der = CertificateDer::from_pem_slice(client_cert.as_bytes()).unwrap();
+        assert_eq!(echo["tls"]["peerCertificates"], json!([pem_of(&der)]));
+        // A certificate from another CA: refused.
+        assert!(
+            get(connector(
+                &server_ca.ca_pem,
+                Some((&stranger_cert, &stranger_key))
+            ))
+            .await
+            .is_err()
+        );
+        // Plain HTTP on the TLS port is not answered.
+        assert!(
+            super::super::client::http1(addr, None, "GET", "/", "h", &[])
+                .await
+                .is_err()
+        );
+    }
 
     #[test]
     fn durations_and_query_parameters() {

@@ -9,8 +9,9 @@ use serde_json::Value;
 
 pub use super::data::{kind, name, namespace, parse_docs};
 
-/// Kinds committed to the repository; Services, Deployments, EndpointSlices, Secrets and
-/// ConfigMaps are modelled by the harness (echo servers, the endpoints file, `--certs`).
+/// Kinds committed to the repository; Services, Deployments, EndpointSlices and Secrets
+/// are modelled by the harness (echo servers, the endpoints file, `--certs`). ConfigMaps
+/// (CA bundles are not secrets) are plain objects in `resources/`.
 pub const COMMITTED_KINDS: &[&str] = &[
     "Namespace",
     "Gateway",
@@ -22,6 +23,8 @@ pub const COMMITTED_KINDS: &[&str] = &[
     "UDPRoute",
     "ListenerSet",
     "GatewayClass",
+    "ConfigMap",
+    "BackendTLSPolicy",
 ];
 
 pub struct L4Test {
@@ -52,8 +55,46 @@ pub enum Step {
         namespace: String,
         name: String,
     },
+    /// Set `data[key]` of an object already applied (the data's inline patches,
+    /// `'ConfigMap ns/name: data.ca.crt = ""'`).
+    SetData {
+        kind: String,
+        namespace: String,
+        name: String,
+        key: String,
+        value: DataValue,
+    },
     /// A step the harness cannot express (free text in the data).
     Unsupported(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DataValue {
+    Text(String),
+    /// What the object held when it was applied (`= original CA PEM`).
+    Original,
+}
+
+/// `Kind ns/name: data.<key> = "<text>"` or `= original …`.
+fn inline_patch(text: &str) -> Option<Step> {
+    let (object, assignment) = text.split_once(": ")?;
+    let (kind, rest) = object.split_once(' ')?;
+    let (namespace, name) = rest.split_once('/')?;
+    let (field, value) = assignment.split_once(" = ")?;
+    let key = field.strip_prefix("data.")?;
+    let value = value.trim();
+    let value = if value.starts_with("original") {
+        DataValue::Original
+    } else {
+        DataValue::Text(value.strip_prefix('"')?.strip_suffix('"')?.to_owned())
+    };
+    Some(Step::SetData {
+        kind: kind.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        key: key.to_owned(),
+        value,
+    })
 }
 
 pub fn s(v: &Value) -> Option<String> {
@@ -95,6 +136,11 @@ fn go_object(dir: &Path, reference: &str) -> Result<Value, String> {
 fn parse_step(dir: &Path, b: &Value) -> Step {
     let text = |k: &str| s(&b[k]);
     if let Some(r) = text("apply").or_else(|| text("patch")) {
+        if !r.contains('#')
+            && let Some(step) = inline_patch(&r)
+        {
+            return step;
+        }
         return match go_object(dir, &r) {
             Ok(o) => Step::Put(o),
             Err(e) => Step::Unsupported(e),
@@ -236,6 +282,35 @@ pub fn conformance_md(text: &str) -> BTreeMap<String, (usize, usize, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_patches_are_read() {
+        match inline_patch(r#"ConfigMap ns/cm: data.ca.crt = """#) {
+            Some(Step::SetData {
+                kind,
+                namespace,
+                name,
+                key,
+                value,
+            }) => {
+                assert_eq!((kind.as_str(), namespace.as_str()), ("ConfigMap", "ns"));
+                assert_eq!((name.as_str(), key.as_str()), ("cm", "ca.crt"));
+                assert_eq!(value, DataValue::Text(String::new()));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            inline_patch("ConfigMap ns/cm: data.ca.crt = original CA PEM"),
+            Some(Step::SetData {
+                value: DataValue::Original,
+                ..
+            })
+        ));
+        assert!(
+            inline_patch("BackendTLSPolicy reconcile-test back to the manifest version").is_none()
+        );
+        assert!(inline_patch("ConfigMap ns/cm: spec.x = 1").is_none());
+    }
 
     #[test]
     fn conformance_md_rows_are_read() {

@@ -8,9 +8,9 @@
 //!   client must reach);
 //! - UDP echo (`UDP_ECHO_SERVER`): every datagram answered with
 //!   `{request, namespace, ingress, service, pod}`;
-//! - DNS (the coredns Deployment): any query answered with one A record;
-//! - HTTPS echo (`TLS_SERVER_CERT` without the TCP mode): TLS with the pod's certificate in
-//!   front of the HTTP echo of `echo.rs`.
+//! - DNS (the coredns Deployment): any query answered with one A record.
+//!
+//! (The HTTPS echo, `TLS_SERVER_CERT` without the TCP mode, is `echo.rs`' TLS listener.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::rustls;
 
 pub const WELCOME: &str = "Gateway API Test TCP Server";
@@ -172,30 +172,6 @@ impl L4Backends {
                 if let Some(answer) = dns_answer(&buf[..n]) {
                     let _ = sock.send_to(&answer, from).await;
                 }
-            }
-        }));
-        addr
-    }
-
-    /// TLS with `cert` in front of the plain HTTP echo at `plain`.
-    pub async fn https_front(&mut self, plain: SocketAddr, cert: ServerCert) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind https echo");
-        let addr = listener.local_addr().expect("addr");
-        let acceptor = acceptor(&cert);
-        self.tasks.push(tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(sock).await else {
-                        return;
-                    };
-                    let Ok(mut upstream) = TcpStream::connect(plain).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
-                });
             }
         }));
         addr

@@ -5,6 +5,7 @@
 //! gateways[]:     {namespace, name, conditions[], listeners[{name, attachedRoutes, supportedKinds, conditions[]}], attachedListenerSets}
 //! routes[]:       {kind, namespace, name, parents[{parentRef{group,kind,name,namespace?,sectionName?,port?}, conditions[]}]}
 //! listenerSets[]: {namespace, name, conditions[], listeners[]}
+//! policies[]:     {kind, namespace, name, generation?, ancestors[{ancestorRef{group,kind,name,namespace}, conditions[]}]}
 //! ```
 //!
 //! What Git-read objects do not have (metadata.generation, observedGeneration, GatewayClass
@@ -50,6 +51,7 @@ fn find<'a>(api: &'a Value, object: &str) -> Result<&'a Value, Check> {
         "ListenerSet" => "listenerSets",
         "GatewayClass" => "gatewayClasses",
         "HTTPRoute" | "GRPCRoute" | "TLSRoute" | "TCPRoute" | "UDPRoute" => "routes",
+        "BackendTLSPolicy" => "policies",
         _ => {
             return Err(Check::Skip(format!(
                 "/status has no {k} status (not reported by tidegate)"
@@ -63,7 +65,7 @@ fn find<'a>(api: &'a Value, object: &str) -> Result<&'a Value, Check> {
         .find(|o| {
             o["name"] == n
                 && ns.is_none_or(|ns| o["namespace"] == ns)
-                && (list != "routes" || o["kind"] == k)
+                && (!["routes", "policies"].contains(&list) || o["kind"] == k)
         })
         .ok_or_else(|| Check::Fail(format!("{object}: not in /status gatewayApi.{list}")))
 }
@@ -122,6 +124,24 @@ fn parents<'a>(route: &'a Value, parent: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// A policy's `ancestors[]` entries whose ancestorRef is `ancestor` ("Kind ns/name"; the
+/// namespace defaults to the policy's).
+fn ancestors<'a>(policy: &'a Value, ancestor: &str) -> Vec<&'a Value> {
+    let (k, ns, n) = split_object(ancestor);
+    let policy_ns = policy["namespace"].as_str().unwrap_or("");
+    policy["ancestors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| {
+            let r = &a["ancestorRef"];
+            r["name"] == n
+                && r["kind"].as_str().unwrap_or("Gateway") == k
+                && ns.is_none_or(|ns| r["namespace"].as_str().unwrap_or(policy_ns) == ns)
+        })
+        .collect()
+}
+
 /// One `status_conditions[]` entry.
 pub fn condition(api: &Value, want: &Value) -> Check {
     let object = want["object"].as_str().unwrap_or("");
@@ -130,7 +150,12 @@ pub fn condition(api: &Value, want: &Value) -> Check {
         Err(c) => return c,
     };
     if let Some(parent) = want["parent"].as_str() {
-        let ps = parents(o, parent);
+        // A policy's parent is an ancestor (status.ancestors[].ancestorRef).
+        let ps = if o.get("ancestors").is_some() {
+            ancestors(o, parent)
+        } else {
+            parents(o, parent)
+        };
         if ps.is_empty() {
             return Check::Fail(format!("{object}: no status parent {parent}"));
         }
@@ -287,7 +312,7 @@ fn generation_check(
         };
     }
     let all = o["conditions"].as_array().into_iter().flatten().chain(
-        ["listeners", "parents"]
+        ["listeners", "parents", "ancestors"]
             .iter()
             .flat_map(|k| o[*k].as_array().into_iter().flatten())
             .flat_map(|x| x["conditions"].as_array().into_iter().flatten()),
@@ -431,6 +456,10 @@ mod tests {
                     {"name": "bad", "attachedRoutes": 0, "supportedKinds": [],
                      "conditions": [{"type": "Accepted", "status": "False", "reason": "UnsupportedProtocol"}]}]}],
             "listenerSets": [{"namespace": "ns", "name": "ls", "conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowed"}], "listeners": []}],
+            "policies": [{"kind": "BackendTLSPolicy", "namespace": "ns", "name": "p", "ancestors": [
+                {"ancestorRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "ns"},
+                 "conditions": [{"type": "Accepted", "status": "False", "reason": "Conflicted"},
+                                {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"}]}]}],
             "routes": [
                 {"kind": "TLSRoute", "namespace": "ns", "name": "r", "parents": [
                     {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "sectionName": "tls"},
@@ -496,8 +525,35 @@ mod tests {
         );
         // A kind /status does not report is skipped, never passed.
         assert!(matches!(
-            c(json!({"object": "BackendTLSPolicy ns/p", "type": "Accepted", "status": "True"})),
+            c(
+                json!({"object": "XBackendTrafficPolicy ns/p", "type": "Accepted", "status": "True"})
+            ),
             Check::Skip(_)
+        ));
+        // A policy's parent is its ancestor.
+        assert_eq!(
+            c(
+                json!({"object": "BackendTLSPolicy ns/p", "parent": "Gateway ns/gw", "type": "Accepted", "status": "False", "reason": "Conflicted"})
+            ),
+            Check::Pass
+        );
+        assert!(matches!(
+            c(
+                json!({"object": "BackendTLSPolicy ns/p", "parent": "Gateway ns/gw", "type": "ResolvedRefs", "status": "False"})
+            ),
+            Check::Fail(_)
+        ));
+        assert!(matches!(
+            c(
+                json!({"object": "BackendTLSPolicy ns/p", "parent": "Gateway ns/other", "type": "Accepted", "status": "False"})
+            ),
+            Check::Fail(_)
+        ));
+        assert!(matches!(
+            c(
+                json!({"object": "BackendTLSPolicy ns/q", "parent": "Gateway ns/gw", "type": "Accepted", "status": "False"})
+            ),
+            Check::Fail(_)
         ));
         assert!(matches!(
             c(json!({"object": "Gateway ns/missing", "type": "Accepted", "status": "True"})),
