@@ -12,6 +12,9 @@
 //! every Service's addresses changed (touches every proxy). Each is the median of
 //! `BENCH_EP_ROUNDS` (default 5) rounds.
 //!
+//! With `BENCH_BACKEND_TLS=1`, every intent's Service also has a BackendTLSPolicy (CA
+//! bundles from one ConfigMap per namespace), as `resources/backend-tls.yaml`.
+//!
 //! ```sh
 //! cargo run --release --example bench_scale -- 100 1000 10000
 //! ```
@@ -27,6 +30,26 @@ fn intent(i: usize, gateways: usize) -> String {
         i % 50,
         i % gateways
     )
+}
+
+/// A BackendTLSPolicy per intent's Service and a CA ConfigMap per namespace, one YAML
+/// document each.
+fn backend_tls(n: usize) -> Vec<String> {
+    let ca = tidegate::test_helpers::pki::Pki::new().ca_pem;
+    let ca = ca.trim_end().replace('\n', "\n    ");
+    let mut out = Vec::new();
+    for t in 0..50.min(n) {
+        out.push(format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: backend-ca, namespace: team{t}}}\ndata:\n  ca.crt: |\n    {ca}\n"
+        ));
+    }
+    for i in 0..n {
+        out.push(format!(
+            "---\napiVersion: gateway.networking.k8s.io/v1\nkind: BackendTLSPolicy\nmetadata: {{name: app{i}, namespace: team{}}}\nspec:\n  targetRefs: [{{group: \"\", kind: Service, name: app{i}}}]\n  validation:\n    caCertificateRefs: [{{group: \"\", kind: ConfigMap, name: backend-ca}}]\n    hostname: app{i}.internal\n",
+            i % 50
+        ));
+    }
+    out
 }
 
 struct Times {
@@ -121,6 +144,12 @@ fn main() {
                 .map(|i| intent(i, gateways))
                 .collect();
             repo.write(&format!("intents/f{f}.yaml"), docs.join("---\n"));
+        }
+        if std::env::var_os("BENCH_BACKEND_TLS").is_some() {
+            // Files of 1,000 policies: a file is limited to 1 MiB.
+            for (f, chunk) in backend_tls(n).chunks(1000).enumerate() {
+                repo.write(&format!("resources/backend-tls-{f}.yaml"), chunk.concat());
+            }
         }
         let first = repo.commit("many");
         let mut docs: Vec<String> = (0..10.min(n)).map(|i| intent(i, gateways)).collect();

@@ -63,7 +63,23 @@ struct Context {
     service_routes: Vec<(HttpRoute, bool)>,
     waypoints: Vec<(String, String)>,
     /// TLS towards backends: every gateway may send to a Service these name.
-    backend_tls: Vec<Object>,
+    backend_tls: SharedObjects,
+}
+
+/// Model objects compared by address first: unchanged objects are the previous commit's
+/// very objects, so 10,000 BackendTLSPolicies cost a pointer comparison each, not a clone
+/// and a deep comparison per commit.
+struct SharedObjects(Vec<Arc<Object>>);
+
+impl PartialEq for SharedObjects {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || **a == **b)
+    }
 }
 
 /// A proxy's own inputs: its Gateway and what attaches to it (HTTPRoutes, or
@@ -82,7 +98,7 @@ impl Key {
 }
 
 impl Context {
-    fn of(ix: &Index<'_>) -> Self {
+    fn of(ix: &Index<'_>, model: &Model) -> Self {
         let mut namespaces: Vec<Namespace> = ix.namespaces.values().map(|n| (*n).clone()).collect();
         namespaces.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut waypoints: Vec<(String, String)> = ix
@@ -100,21 +116,21 @@ impl Context {
                 .map(|r| ((*r.route).clone(), r.grpc))
                 .collect(),
             waypoints,
-            backend_tls: ix
-                .backend_tls_policies
-                .iter()
-                .map(|p| Object::BackendTlsPolicy((*p).clone()))
-                .chain(
-                    ix.destination_rules
-                        .iter()
-                        .map(|d| Object::DestinationRule((*d).clone())),
-                )
-                .chain({
-                    let mut maps: Vec<_> = ix.config_maps.values().collect();
-                    maps.sort_by_key(|c| (&c.metadata.namespace, &c.metadata.name));
-                    maps.into_iter().map(|c| Object::ConfigMap((*c).clone()))
-                })
-                .collect(),
+            backend_tls: SharedObjects(
+                model
+                    .objects
+                    .iter()
+                    .filter(|o| {
+                        matches!(
+                            &***o,
+                            Object::BackendTlsPolicy(_)
+                                | Object::DestinationRule(_)
+                                | Object::ConfigMap(_)
+                        )
+                    })
+                    .cloned()
+                    .collect(),
+            ),
         }
     }
 }
@@ -123,7 +139,7 @@ impl Context {
 /// (compared, not hashed: equal inputs give an equal plan, by construction).
 pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<ProxyPlan>> {
     let ix = Index::new(&model.objects);
-    let context = Context::of(&ix);
+    let context = Context::of(&ix, model);
     if cache.context.as_ref() != Some(&context) {
         cache.proxies.clear();
         cache.context = Some(context);

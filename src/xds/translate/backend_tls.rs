@@ -75,6 +75,7 @@ pub fn ca_bundle<'r>(
     refs: impl IntoIterator<Item = (&'r str, &'r str, &'r str, &'r str)>,
     bad_kind: &'static str,
     permitted: impl Fn(&str, &str) -> bool,
+    checked: &mut Checked,
 ) -> (Trust, Option<Outcome>) {
     let mut pem = String::new();
     let mut problem = None;
@@ -97,8 +98,12 @@ pub fn ca_bundle<'r>(
                     "InvalidCACertificateRef",
                     format!("ConfigMap {ns}/{name} is not in the repository"),
                 )),
-                Some(cm) => match check_bundle(cm) {
-                    Ok(text) => {
+                Some(cm) => match checked
+                    .entry((ns.to_owned(), name.to_owned()))
+                    .or_insert_with(|| check_bundle(cm).map(|_| ()))
+                {
+                    Ok(()) => {
+                        let text = &cm.data[ConfigMap::CA_KEY];
                         pem.push_str(text.trim_end());
                         pem.push('\n');
                         None
@@ -125,6 +130,10 @@ pub fn ca_bundle<'r>(
     };
     (trust, problem)
 }
+
+/// ConfigMaps whose `ca.crt` was checked, with the outcome: a bundle many policies name
+/// is parsed once (10,000 policies on 50 bundles: 50 parses, not 10,000).
+pub type Checked = BTreeMap<(String, String), Result<(), String>>;
 
 /// A ConfigMap's `ca.crt`, when it holds only parseable certificates.
 fn check_bundle(cm: &ConfigMap) -> Result<&str, String> {
@@ -162,6 +171,7 @@ pub fn policies(ix: &Index<'_>) -> Policies {
     let mut out = Policies::default();
     // key → candidates (age, ns, name)
     let mut claims: BTreeMap<UpstreamTlsKey, Vec<(i64, String, String)>> = BTreeMap::new();
+    let mut checked = Checked::new();
     let mut computed: BTreeMap<(String, String), UpstreamTls> = BTreeMap::new();
     for p in &ix.backend_tls_policies {
         let ns = p.metadata.namespace.as_deref().unwrap_or_default();
@@ -177,6 +187,7 @@ pub fn policies(ix: &Index<'_>) -> Policies {
                 "InvalidKind",
                 // A BackendTLSPolicy's references are local.
                 |_, _| true,
+                &mut checked,
             ),
         };
         let mut services = Vec::new();
@@ -372,6 +383,7 @@ pub fn frontend_validation(
         }),
         "InvalidCACertificateKind",
         |ns, name| ref_permitted(ix, &owner, "ConfigMap", ns, name),
+        &mut Checked::new(),
     );
     Some(match (trust, problem) {
         (Trust::Nothing(_), Some(p)) => Err(p),
