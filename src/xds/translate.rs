@@ -61,6 +61,8 @@ struct Context {
     grants: Vec<ReferenceGrant>,
     service_routes: Vec<HttpRoute>,
     waypoints: Vec<(String, String)>,
+    /// Any Istio gateway may send to the Service a DestinationRule is for.
+    destination_rules: Vec<crate::model::istio::DestinationRule>,
 }
 
 /// A proxy's own inputs: its Gateway and what attaches to it (HTTPRoutes, or
@@ -93,6 +95,7 @@ impl Context {
             grants: ix.grants.iter().map(|g| (*g).clone()).collect(),
             service_routes: ix.service_routes.iter().map(|r| (*r).clone()).collect(),
             waypoints,
+            destination_rules: ix.destination_rules.iter().map(|d| (*d).clone()).collect(),
         }
     }
 }

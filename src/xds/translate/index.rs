@@ -9,7 +9,7 @@ use foldhash::HashMap;
 use crate::model::Object;
 use crate::model::core::Namespace;
 use crate::model::gateway_api::{HttpRoute, LabelSelector, ListenerSet, ReferenceGrant};
-use crate::model::istio::{VirtualService, WAYPOINT_CLASS};
+use crate::model::istio::{DestinationRule, VirtualService, WAYPOINT_CLASS};
 
 /// The model's objects looked up by what translation asks: built once per model, so
 /// planning each proxy costs what that proxy has, not what the whole model has (scanning
@@ -32,6 +32,8 @@ pub struct Index<'a> {
     /// ListenerSets by the Gateway (namespace, name) their parentRef names.
     pub listener_sets: HashMap<(&'a str, &'a str), Vec<&'a ListenerSet>>,
     pub(super) listener_set_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
+    /// Istio DestinationRules, in model order (any proxy may use any of them).
+    pub destination_rules: Vec<&'a DestinationRule>,
 }
 
 /// A route attached to a Gateway; a GRPCRoute is carried as the HTTPRoute it routes like
@@ -68,10 +70,12 @@ impl<'a> Index<'a> {
             waypoints: HashSet::new(),
             listener_sets: HashMap::default(),
             listener_set_objects: HashMap::default(),
+            destination_rules: Vec::new(),
         };
         for o in objects {
             match &**o {
                 Object::ReferenceGrant(g) => ix.grants.push(g),
+                Object::DestinationRule(d) => ix.destination_rules.push(d),
                 Object::Namespace(n) => {
                     ix.namespaces.insert(n.metadata.name.as_str(), n);
                 }
