@@ -836,7 +836,7 @@ fn decode_backend_tls(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<Backe
                 cx.checked_string(
                     n,
                     &a.field("hostname"),
-                    |h| is_gateway_hostname(h),
+                    is_gateway_hostname,
                     "a valid hostname; valid: a DNS name, optionally starting with `*.`",
                 )
             });
