@@ -157,7 +157,7 @@ fn decode_destination(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio
         cx.report(
             n.pos,
             &d.field("subset"),
-            "subsets need DestinationRule `subsets`, which tidegate does not read (it reads only their trafficPolicy.tls); route to the Service",
+            "subsets need DestinationRules with `subsets`, which tidegate does not read (it reads their trafficPolicy.tls only); route to the Service",
         );
     }
     let host = d
