@@ -262,7 +262,7 @@ spec:
         )
     };
     has(
-        "resources/bad.yaml:2:7: kind: tidegate does not read Service objects; valid in resources/: Namespace and ConfigMap (v1), Gateway",
+        "resources/bad.yaml:2:7: kind: tidegate does not read Service objects; valid in resources/: Namespace (v1), Gateway",
     );
     has("resources/bad.yaml:7:11: metadata.namespace: missing required field `namespace`");
     has(

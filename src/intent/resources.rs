@@ -38,7 +38,7 @@ pub struct Resource {
     pub pos: Pos,
 }
 
-const KINDS: &str = "Namespace and ConfigMap (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass, BackendTLSPolicy (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), Gateway, VirtualService and DestinationRule (networking.istio.io/v1)";
+const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass, BackendTLSPolicy (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), ConfigMap (v1), Gateway, VirtualService and DestinationRule (networking.istio.io/v1)";
 
 /// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
 const SERVER_METADATA: &[&str] = &[

@@ -6,6 +6,8 @@
 //! DIR/mesh/<namespace>/<proxy>/tls.key
 //! DIR/secrets/<namespace>/<name>/tls.crt   what a listener's certificateRefs {name} (or an
 //! DIR/secrets/<namespace>/<name>/tls.key   Istio server's credentialName) in <namespace> holds
+//! DIR/secrets/<namespace>/<name>/ca.crt    a CA bundle (Istio's credentialName for MUTUAL and
+//!                                          DestinationRule TLS); may stand alone
 //! ```
 //!
 //! The `<namespace>/<name>/tls.crt` shape is what mounting a `kubernetes.io/tls` Secret
@@ -75,6 +77,8 @@ pub struct Certs {
     pub identities: BTreeMap<String, KeyPair>,
     /// TLS Secrets by (namespace, name).
     pub secrets: BTreeMap<(String, String), KeyPair>,
+    /// CA bundles (PEM) of Secrets with a `ca.crt`, by (namespace, name).
+    pub secret_cas: BTreeMap<(String, String), Vec<u8>>,
     /// Files that could not be used, each with why and what would be valid.
     pub problems: Vec<String>,
 }
@@ -139,6 +143,37 @@ impl Certs {
         }
         for (ns, name, path) in pairs(&dir.join("secrets"), &mut certs.problems, dir) {
             let key = (ns, name);
+            let ca = path.join("ca.crt");
+            let has_ca = ca.exists();
+            if has_ca {
+                match std::fs::read(&ca)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| parse_chain(&b).map(|_| b))
+                {
+                    Ok(bytes) => {
+                        certs.secret_cas.insert(key.clone(), bytes);
+                    }
+                    Err(e) => {
+                        let kept = previous.and_then(|p| p.secret_cas.get(&key)).cloned();
+                        certs.problems.push(format!(
+                            "{}: {e}{}",
+                            rel(dir, &ca),
+                            if kept.is_some() {
+                                "; serving the previous one"
+                            } else {
+                                ""
+                            }
+                        ));
+                        if let Some(k) = kept {
+                            certs.secret_cas.insert(key.clone(), k);
+                        }
+                    }
+                }
+            }
+            // A Secret holding only a CA bundle has no pair, and that is no problem.
+            if has_ca && !path.join("tls.crt").exists() && !path.join("tls.key").exists() {
+                continue;
+            }
             let kept = previous.and_then(|p| p.secrets.get(&key));
             if let Some(p) = certs.load_pair(dir, &path, kept) {
                 certs.secrets.insert(key, p);

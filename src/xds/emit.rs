@@ -13,6 +13,7 @@ mod l4;
 mod listener;
 mod route;
 mod secret;
+mod tls;
 
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
@@ -22,6 +23,7 @@ pub use common::{
     MESH_CA, MESH_IDENTITY, Resources, Variant, any, per_listener_routes, secret_name,
 };
 pub use route::misdirected_vhosts;
+pub use tls::ca_secret_name;
 
 /// Everything the proxy of `plan` is served, given the files `serve` was given, with the
 /// warnings of what could not be.
@@ -60,7 +62,8 @@ pub fn resources(
     backends.extend(extra);
     backends.sort();
     backends.dedup();
-    let (clusters, loads) = cluster::backend_clusters(&backends, plan, endpoints);
+    let (clusters, loads) =
+        cluster::backend_clusters(&backends, plan, endpoints, certs, &mut warnings);
     res.clusters.extend(clusters);
     res.endpoints.extend(loads);
     let udp: Vec<_> = plan.listeners.values().collect();

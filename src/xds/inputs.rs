@@ -49,7 +49,8 @@ pub struct Reads<'a> {
     bound_namespaces: &'a [String],
     /// Mesh TLS: the proxy's own identity and the mesh CA (HBONE out or in).
     mesh: bool,
-    /// HTTPS listeners' certificate Secrets, as `Certs` keys them: (namespace, name).
+    /// Secrets: HTTPS listeners' certificates, and the client certificates and CA bundles
+    /// of TLS towards backends and of client validation, as `Certs` keys them.
     tls_secrets: Vec<(String, String)>,
 }
 
@@ -72,6 +73,7 @@ pub fn reads<'a>(id: &'a str, plan: &'a ProxyPlan) -> Reads<'a> {
         .listeners
         .values()
         .flat_map(|l| l.secrets())
+        .chain(plan.tls_secrets())
         .map(|s| (s.namespace.clone(), s.name.clone()))
         .collect();
     tls_secrets.sort();
@@ -132,9 +134,8 @@ impl Reads<'_> {
             && (!self.mesh
                 || (a.identities.get(self.id) == b.identities.get(self.id)
                     && a.mesh_ca == b.mesh_ca))
-            && self
-                .tls_secrets
-                .iter()
-                .all(|s| a.secrets.get(s) == b.secrets.get(s))
+            && self.tls_secrets.iter().all(|s| {
+                a.secrets.get(s) == b.secrets.get(s) && a.secret_cas.get(s) == b.secret_cas.get(s)
+            })
     }
 }

@@ -208,6 +208,32 @@ impl ProxyPlan {
         out
     }
 
+    /// Secrets the proxy reads besides its listeners' certificates: client certificates and
+    /// CA bundles (`Trust::Secret`) of upstream TLS and of client validation.
+    pub fn tls_secrets(&self) -> Vec<&SecretRef> {
+        fn trust(t: &Trust) -> Option<&SecretRef> {
+            match t {
+                Trust::Secret(s) => Some(s),
+                _ => None,
+            }
+        }
+        let mut out: Vec<&SecretRef> = self
+            .upstream_tls
+            .values()
+            .flat_map(|u| u.client_cert.iter().chain(trust(&u.trust)))
+            .chain(
+                self.listeners
+                    .values()
+                    .flat_map(|l| l.http().tls.iter())
+                    .filter_map(|t| t.client_validation.as_ref())
+                    .filter_map(|v| trust(&v.trust)),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The Service ports of the proxy's connection routes (TLS, TCP, UDP).
     pub fn l4_backends(&self) -> Vec<Backend> {
         let mut out: Vec<Backend> = self

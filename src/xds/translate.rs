@@ -14,6 +14,7 @@
 //! `ambient`, `http_route` ← frontends ← this file.
 
 pub mod ambient;
+pub mod backend_tls;
 pub mod conditions;
 pub mod gateway_api;
 pub mod http_route;
@@ -61,8 +62,8 @@ struct Context {
     grants: Vec<ReferenceGrant>,
     service_routes: Vec<HttpRoute>,
     waypoints: Vec<(String, String)>,
-    /// Any Istio gateway may send to the Service a DestinationRule is for.
-    destination_rules: Vec<crate::model::istio::DestinationRule>,
+    /// TLS towards backends: every gateway may send to a Service these name.
+    backend_tls: Vec<Object>,
 }
 
 /// A proxy's own inputs: its Gateway and what attaches to it (HTTPRoutes, or
@@ -95,7 +96,21 @@ impl Context {
             grants: ix.grants.iter().map(|g| (*g).clone()).collect(),
             service_routes: ix.service_routes.iter().map(|r| (*r).clone()).collect(),
             waypoints,
-            destination_rules: ix.destination_rules.iter().map(|d| (*d).clone()).collect(),
+            backend_tls: ix
+                .backend_tls_policies
+                .iter()
+                .map(|p| Object::BackendTlsPolicy((*p).clone()))
+                .chain(
+                    ix.destination_rules
+                        .iter()
+                        .map(|d| Object::DestinationRule((*d).clone())),
+                )
+                .chain({
+                    let mut maps: Vec<_> = ix.config_maps.values().collect();
+                    maps.sort_by_key(|c| (&c.metadata.namespace, &c.metadata.name));
+                    maps.into_iter().map(|c| Object::ConfigMap((*c).clone()))
+                })
+                .collect(),
         }
     }
 }

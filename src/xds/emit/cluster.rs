@@ -11,11 +11,13 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use envoy_types::pb::google::protobuf::Duration;
 
+use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::plan::{Backend, ProxyPlan};
 
-use super::common::{ads, any};
+use super::common::{ads, any, transport_socket};
 use super::endpoint::load_assignment;
+use super::tls;
 
 /// Upstream HTTP/2 without TLS (prior knowledge), as gRPC backends speak.
 fn http2_options() -> HttpProtocolOptions {
@@ -40,11 +42,13 @@ pub(super) fn backend_clusters(
     backends: &[Backend],
     plan: &ProxyPlan,
     endpoints: Option<&Endpoints>,
+    certs: Option<&Certs>,
+    warnings: &mut Vec<String>,
 ) -> (
     BTreeMap<String, Cluster>,
     BTreeMap<String, ClusterLoadAssignment>,
 ) {
-    let (mut clusters, loads) = clusters(backends, endpoints);
+    let (mut clusters, mut loads) = clusters(backends, endpoints);
     let h2c = endpoints.into_iter().flat_map(|eps| {
         backends.iter().filter(|b| {
             eps.entries
@@ -52,12 +56,46 @@ pub(super) fn backend_clusters(
                 .is_some_and(|e| e.is_h2c())
         })
     });
+    let mut http2 = std::collections::BTreeSet::new();
     for b in plan.http2_backends.iter().chain(h2c) {
         if let Some(c) = clusters.get_mut(&b.cluster_name()) {
             c.typed_extension_protocol_options.insert(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
                 any(&http2_options()),
             );
+            http2.insert(b.cluster_name());
+        }
+    }
+    // TLS to backends (BackendTLSPolicy, DestinationRule). Backends reached through a
+    // waypoint are the waypoint's to speak to.
+    for b in backends {
+        if plan.via_waypoint.contains_key(b) {
+            continue;
+        }
+        let Some(u) = tls::for_backend(plan, b, endpoints) else {
+            continue;
+        };
+        let name = b.cluster_name();
+        let Some(c) = clusters.get_mut(&name) else {
+            continue;
+        };
+        match tls::upstream(u, http2.contains(&name), certs, warnings, &name) {
+            Ok(ctx) => {
+                c.transport_socket = Some(transport_socket("envoy.transport_sockets.tls", &ctx));
+            }
+            Err(why) => {
+                // Never plaintext, never unchecked: the backend is not reached at all (503).
+                warnings.push(format!(
+                    "{name}: not reached: {} asks for TLS but its certificate cannot be checked: {why}",
+                    u.source
+                ));
+                let empty = load_assignment(&name, Vec::new());
+                if let Some(l) = loads.get_mut(&name) {
+                    *l = empty;
+                } else {
+                    c.load_assignment = Some(empty);
+                }
+            }
         }
     }
     (clusters, loads)

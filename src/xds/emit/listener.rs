@@ -22,6 +22,7 @@ use super::common::{
     route_config_name, sds, secret_name, secret_served, socket_address, tls_inspector,
     transport_socket,
 };
+use super::tls;
 
 /// Envoy's CORS filter, placed before the router in listeners that have a route with a
 /// CORS policy (the policy itself is per route).
@@ -50,12 +51,29 @@ fn listener_chain(
         namespace: ns,
         name,
     } = &t.secret;
+    // Client certificates: a chain whose client CA cannot be had is not served (serving it
+    // would let in any client).
+    let (validation_context_type, required) = match &t.client_validation {
+        None => (None, false),
+        Some(v) => match tls::client_validation(v, certs) {
+            Ok(x) => x,
+            Err(why) => {
+                warnings.push(format!(
+                    "port {port}: HTTPS chain {ns}/{name} is not served: its client CA cannot be had: {why}"
+                ));
+                return None;
+            }
+        },
+    };
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             alpn_protocols: vec!["h2".into(), "http/1.1".into()],
             tls_certificate_sds_secret_configs: vec![sds(&secret_name(ns, name))],
+            validation_context_type,
             ..CommonTlsContext::default()
         }),
+        require_client_certificate: required
+            .then_some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
         ..DownstreamTlsContext::default()
     };
     Some(FilterChain {

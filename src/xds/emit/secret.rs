@@ -11,6 +11,7 @@ use crate::xds::certs::{Certs, KeyPair};
 use crate::xds::plan::{ProxyPlan, SecretRef};
 
 use super::common::{MESH_CA, MESH_IDENTITY, Variant, inline_bytes, secret_name};
+use super::tls::ca_secret_name;
 
 /// The secrets of `plan`'s proxy; `mesh`: whether its listeners or clusters use mesh TLS.
 pub(super) fn secrets(
@@ -50,6 +51,30 @@ pub(super) fn secrets(
             if let Some(p) = certs.secrets.get(&(namespace.clone(), name.clone())) {
                 secrets.push((secret_name(namespace, name), tls_pair(p)));
             }
+        }
+    }
+    // Client certificates towards backends, and CA bundles (`Trust::Secret`) of upstream
+    // TLS and client validation. A pair may also be a listener's: pushed once (the map
+    // below keeps one).
+    for secret in plan.tls_secrets() {
+        let SecretRef { namespace, name } = secret;
+        let key = (namespace.clone(), name.clone());
+        if let Some(p) = certs.secrets.get(&key)
+            && plan
+                .upstream_tls
+                .values()
+                .any(|u| u.client_cert.as_ref() == Some(secret))
+        {
+            secrets.push((secret_name(namespace, name), tls_pair(p)));
+        }
+        if let Some(ca) = certs.secret_cas.get(&key) {
+            secrets.push((
+                ca_secret_name(namespace, name),
+                secret::Type::ValidationContext(CertificateValidationContext {
+                    trusted_ca: Some(inline_bytes(ca)),
+                    ..CertificateValidationContext::default()
+                }),
+            ));
         }
     }
     secrets

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::backend_tls::{client_certificate, frontend_validation, policies};
 use super::index::Index;
 use super::listeners::{Effective, Owner, SetState, effective, listener_sets};
 use super::rules::{
@@ -28,6 +29,28 @@ pub struct GatewayApiStatus {
     pub routes: Vec<RouteStatus>,
     pub listener_sets: Vec<ListenerSetStatus>,
     pub gateway_classes: Vec<GatewayClassStatus>,
+    /// BackendTLSPolicies, with their conditions per ancestor (each Gateway whose routes
+    /// send to a Service the policy targets).
+    pub policies: Vec<PolicyStatus>,
+}
+
+/// A policy's status (`status.ancestors[]`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    pub ancestors: Vec<AncestorStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AncestorStatus {
+    pub ancestor_ref: gw::ParentRef,
+    pub conditions: Vec<Condition>,
 }
 
 /// A GatewayClass's `Accepted`: tidegate serves the Gateways of every class.
@@ -382,7 +405,18 @@ pub fn status(
                 p.listeners
                     .iter()
                     .filter(|e| e.owner == *owner)
-                    .map(|e| listener_status(&ix, owner, e.listener, e.conflict, &attached, certs))
+                    .map(|e| {
+                        let mut l = listener_status(
+                            &ix,
+                            owner,
+                            e.listener,
+                            e.conflict,
+                            &attached,
+                            certs,
+                        );
+                        frontend_conditions(&ix, g, e.listener, &mut l);
+                        l
+                    })
                     .collect()
             };
             let listeners = statuses(&Owner {
@@ -493,6 +527,7 @@ pub fn status(
                 listeners,
                 attached_listener_sets: attached_sets,
             };
+            status.conditions.extend(gateway_tls_conditions(&ix, g, certs));
             observed(&mut status.conditions, generation);
             status
         })
@@ -561,11 +596,214 @@ pub fn status(
             }
         })
         .collect();
+    let set_gateway = |ns: &str, name: &str| {
+        find_set(ns, name).map(|(g, _)| {
+            let m = &g.gateway.metadata;
+            (m.namespace.clone().unwrap_or_default(), m.name.clone())
+        })
+    };
+    let policies = policy_status(&ix, model, &set_gateway);
     GatewayApiStatus {
         gateways,
         routes,
         listener_sets: listener_sets_status,
         gateway_classes,
+        policies,
+    }
+}
+
+/// BackendTLSPolicy status: the verdicts translation applies, per ancestor Gateway (those
+/// whose routes, directly or through a ListenerSet, send to a targeted Service).
+fn policy_status(
+    ix: &Index<'_>,
+    model: &Model,
+    set_gateway: &dyn Fn(&str, &str) -> Option<(String, String)>,
+) -> Vec<PolicyStatus> {
+    if ix.backend_tls_policies.is_empty() {
+        return Vec::new();
+    }
+    // Service (namespace, name) → Gateways (namespace, name) whose routes send to it.
+    let mut users: std::collections::BTreeMap<
+        (String, String),
+        std::collections::BTreeSet<(String, String)>,
+    > = Default::default();
+    for o in &model.objects {
+        let route: std::borrow::Cow<'_, HttpRoute> = match &**o {
+            Object::HttpRoute(r) => std::borrow::Cow::Borrowed(r),
+            Object::GrpcRoute(r) => std::borrow::Cow::Owned(r.as_http()),
+            Object::L4Route(r) => std::borrow::Cow::Owned(r.as_http()),
+            _ => continue,
+        };
+        let route_ns = route.metadata.namespace.as_deref().unwrap_or_default();
+        let mut gateways = Vec::new();
+        for p in &route.spec.parent_refs {
+            let ns = p.namespace.as_deref().unwrap_or(route_ns);
+            match (p.group.as_str(), p.kind.as_str()) {
+                (gw::GROUP, "Gateway") => gateways.push((ns.to_owned(), p.name.clone())),
+                (gw::GROUP, "ListenerSet") => gateways.extend(set_gateway(ns, &p.name)),
+                _ => {}
+            }
+        }
+        for b in route.spec.rules.iter().flat_map(|r| &r.backend_refs) {
+            if is_service(b) {
+                let ns = b.namespace.as_deref().unwrap_or(route_ns);
+                users
+                    .entry((ns.to_owned(), b.name.clone()))
+                    .or_default()
+                    .extend(gateways.iter().cloned());
+            }
+        }
+    }
+    let resolved = policies(ix);
+    ix.backend_tls_policies
+        .iter()
+        .filter_map(|p| {
+            let ns = p.metadata.namespace.clone().unwrap_or_default();
+            let v = resolved
+                .verdicts
+                .get(&(ns.clone(), p.metadata.name.clone()))?;
+            let mut ancestors: std::collections::BTreeSet<(String, String)> = Default::default();
+            for s in &v.services {
+                if let Some(g) = users.get(&(s.namespace.clone(), s.name.clone())) {
+                    ancestors.extend(g.iter().cloned());
+                }
+            }
+            let generation = p.metadata.generation;
+            let ancestors = ancestors
+                .into_iter()
+                .map(|(gns, gname)| {
+                    let mut conditions = vec![
+                        Condition::new(
+                            "Accepted",
+                            v.accepted.ok,
+                            v.accepted.reason,
+                            v.accepted.message.clone(),
+                        ),
+                        Condition::new(
+                            "ResolvedRefs",
+                            v.resolved.ok,
+                            v.resolved.reason,
+                            v.resolved.message.clone(),
+                        ),
+                    ];
+                    observed(&mut conditions, generation);
+                    AncestorStatus {
+                        ancestor_ref: gw::ParentRef {
+                            group: gw::GROUP.into(),
+                            kind: "Gateway".into(),
+                            name: gname,
+                            namespace: Some(gns),
+                            section_name: None,
+                            port: None,
+                        },
+                        conditions,
+                    }
+                })
+                .collect();
+            Some(PolicyStatus {
+                kind: "BackendTLSPolicy",
+                namespace: ns,
+                name: p.metadata.name.clone(),
+                generation,
+                ancestors,
+            })
+        })
+        .collect()
+}
+
+/// Gateway-level conditions of `spec.tls`: `ResolvedRefs` of the backend client certificate
+/// (the Gateway stays Accepted: only that certificate is left out), and
+/// `InsecureFrontendValidationMode` when a listener lets in clients without a valid
+/// certificate.
+fn gateway_tls_conditions(
+    ix: &Index<'_>,
+    g: &gw::Gateway,
+    certs: Option<&Certs>,
+) -> Vec<Condition> {
+    let mut out = Vec::new();
+    match client_certificate(ix, g) {
+        None => {}
+        Some(Err(why)) => out.push(Condition::new(
+            "ResolvedRefs",
+            false,
+            why.reason,
+            why.message,
+        )),
+        Some(Ok(s)) => {
+            let key = (s.namespace.clone(), s.name.clone());
+            if let Some(c) = certs
+                && !c.secrets.contains_key(&key)
+            {
+                out.push(Condition::new(
+                    "ResolvedRefs",
+                    false,
+                    "InvalidClientCertificateRef",
+                    format!(
+                        "clientCertificateRef {}/{}: {}",
+                        s.namespace,
+                        s.name,
+                        c.missing(&format!("secrets/{}/{}", s.namespace, s.name))
+                    ),
+                ));
+            } else {
+                out.push(Condition::new("ResolvedRefs", true, "ResolvedRefs", ""));
+            }
+        }
+    }
+    let insecure = g
+        .spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.frontend.as_ref())
+        .is_some_and(|f| {
+            std::iter::once(&f.default)
+                .chain(f.per_port.iter().map(|p| &p.tls))
+                .filter_map(|c| c.validation.as_ref())
+                .any(|v| v.mode == gw::FrontendValidation::ALLOW_INSECURE_FALLBACK)
+        });
+    if insecure {
+        out.push(Condition::new(
+            "InsecureFrontendValidationMode",
+            true,
+            "ConfigurationChanged",
+            "a listener lets in clients without a valid certificate (AllowInsecureFallback)",
+        ));
+    }
+    out
+}
+
+/// A TLS listener whose client-certificate validation has no usable CA is not served: its
+/// `ResolvedRefs` says why, `Accepted` is `NoValidCACertificate`, and it is not programmed.
+fn frontend_conditions(
+    ix: &Index<'_>,
+    g: &gw::Gateway,
+    l: &gw::Listener,
+    status: &mut ListenerStatus,
+) {
+    let terminates = l.protocol == "HTTPS"
+        || (l.protocol == "TLS" && l.tls.as_ref().is_some_and(|t| t.mode == "Terminate"));
+    if !terminates {
+        return;
+    }
+    let Some(Err(why)) = frontend_validation(ix, g, l.port) else {
+        return;
+    };
+    for c in &mut status.conditions {
+        let (ok, reason, message) = match c.type_ {
+            "ResolvedRefs" => (false, why.reason, why.message.clone()),
+            "Accepted" if c.status == "True" => (
+                false,
+                "NoValidCACertificate",
+                format!("client certificate validation: {}", why.message),
+            ),
+            "Programmed" => (
+                false,
+                "Invalid",
+                "client certificate validation has no usable CA".into(),
+            ),
+            _ => continue,
+        };
+        *c = Condition::new(c.type_, ok, reason, message);
     }
 }
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use crate::model::gateway_api::{self as gw, FilterType};
 use crate::xds::plan::{
     Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, ProxyPlan, ProxyRef,
-    RoutePlan, SecretRef, SniChain, TlsListener, TlsPlan, VhostPlan,
+    RoutePlan, SecretRef, SniChain, TlsListener, TlsPlan, UpstreamTls, VhostPlan,
 };
 
 use super::ambient::route_through_waypoints;
+use super::backend_tls::{client_certificate, frontend_validation, policies};
 use super::http_route::{route_plan, target};
 use super::index::{Attached, Index};
 use super::listeners::{Owner, effective};
@@ -90,7 +91,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                 }
                 // Only the first certificate of a listener is served (Envoy picks one per
                 // chain).
-                match listener_certificate(ix, &mut plan, &owner, listener) {
+                match listener_certificate(ix, &mut plan, gateway, &owner, listener) {
                     Some(t) => tls.push(t),
                     None => continue,
                 }
@@ -99,7 +100,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
                 Some(t) if t.mode == "Passthrough" => {}
                 Some(_) => {
                     // Terminate: the first certificate the Gateway may use.
-                    match listener_certificate(ix, &mut plan, &owner, listener) {
+                    match listener_certificate(ix, &mut plan, gateway, &owner, listener) {
                         Some(t) => tls.push(t),
                         None => continue,
                     }
@@ -235,8 +236,45 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
             routes: routes.into_iter().map(|(_, r)| r).collect(),
         });
     }
+    upstream_tls(ix, gateway, &mut plan);
     route_through_waypoints(ix, &mut plan);
     plan
+}
+
+/// The BackendTLSPolicies of the Services this gateway sends to, with the Gateway's client
+/// certificate (`spec.tls.backend`).
+fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, plan: &mut ProxyPlan) {
+    if ix.backend_tls_policies.is_empty() {
+        return;
+    }
+    let policies = policies(ix);
+    let services: std::collections::BTreeSet<(String, String)> = plan
+        .backends()
+        .into_iter()
+        .map(|b| (b.namespace, b.service))
+        .collect();
+    let client_cert = match client_certificate(ix, gateway) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(why)) => {
+            plan.warnings.push(format!(
+                "spec.tls.backend: no client certificate is shown to backends: {}",
+                why.message
+            ));
+            None
+        }
+        None => None,
+    };
+    for (key, tls) in policies.tls {
+        if services.contains(&(key.service.namespace.clone(), key.service.name.clone())) {
+            plan.upstream_tls.insert(
+                key,
+                UpstreamTls {
+                    client_cert: client_cert.clone(),
+                    ..tls
+                },
+            );
+        }
+    }
 }
 
 /// The connection routes of a Gateway's TLS, TCP and UDP listeners while they are planned.
@@ -341,10 +379,24 @@ fn plan_connections(
 fn listener_certificate(
     ix: &Index<'_>,
     plan: &mut ProxyPlan,
+    gateway: &gw::Gateway,
     owner: &Owner<'_>,
     listener: &gw::Listener,
 ) -> Option<TlsPlan> {
     let t = listener.tls.as_ref()?;
+    // Client-certificate validation: a listener whose client CA cannot be had is not
+    // served (serving it without the check would let in every client).
+    let client_validation = match frontend_validation(ix, gateway, listener.port) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(why)) => {
+            plan.warnings.push(format!(
+                "listener {} ({}, port {}) is not served: its client certificate validation has no usable CA: {}",
+                listener.name, listener.protocol, listener.port, why.message
+            ));
+            return None;
+        }
+    };
     let gw_ns = owner.namespace;
     for r in &t.certificate_refs {
         let ns = r.namespace.as_deref().unwrap_or(gw_ns);
@@ -369,7 +421,7 @@ fn listener_certificate(
                 name: r.name.clone(),
             },
             listener: listener.name.clone(),
-            client_validation: None,
+            client_validation,
         });
     }
     plan.warnings.push(format!(

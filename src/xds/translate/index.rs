@@ -7,8 +7,11 @@ use std::sync::Arc;
 use foldhash::HashMap;
 
 use crate::model::Object;
+use crate::model::core::ConfigMap;
 use crate::model::core::Namespace;
-use crate::model::gateway_api::{HttpRoute, LabelSelector, ListenerSet, ReferenceGrant};
+use crate::model::gateway_api::{
+    BackendTlsPolicy, HttpRoute, LabelSelector, ListenerSet, ReferenceGrant,
+};
 use crate::model::istio::{DestinationRule, VirtualService, WAYPOINT_CLASS};
 
 /// The model's objects looked up by what translation asks: built once per model, so
@@ -32,7 +35,11 @@ pub struct Index<'a> {
     /// ListenerSets by the Gateway (namespace, name) their parentRef names.
     pub listener_sets: HashMap<(&'a str, &'a str), Vec<&'a ListenerSet>>,
     pub(super) listener_set_objects: HashMap<(&'a str, &'a str), Vec<&'a Arc<Object>>>,
-    /// Istio DestinationRules, in model order (any proxy may use any of them).
+    /// BackendTLSPolicies, in the model's order.
+    pub backend_tls_policies: Vec<&'a BackendTlsPolicy>,
+    /// ConfigMaps (CA bundles) by (namespace, name).
+    pub config_maps: HashMap<(&'a str, &'a str), &'a ConfigMap>,
+    /// DestinationRules, in the model's order.
     pub destination_rules: Vec<&'a DestinationRule>,
 }
 
@@ -70,12 +77,24 @@ impl<'a> Index<'a> {
             waypoints: HashSet::new(),
             listener_sets: HashMap::default(),
             listener_set_objects: HashMap::default(),
+            backend_tls_policies: Vec::new(),
+            config_maps: HashMap::default(),
             destination_rules: Vec::new(),
         };
         for o in objects {
             match &**o {
                 Object::ReferenceGrant(g) => ix.grants.push(g),
+                Object::BackendTlsPolicy(p) => ix.backend_tls_policies.push(p),
                 Object::DestinationRule(d) => ix.destination_rules.push(d),
+                Object::ConfigMap(c) => {
+                    ix.config_maps.insert(
+                        (
+                            c.metadata.namespace.as_deref().unwrap_or_default(),
+                            c.metadata.name.as_str(),
+                        ),
+                        c,
+                    );
+                }
                 Object::Namespace(n) => {
                     ix.namespaces.insert(n.metadata.name.as_str(), n);
                 }

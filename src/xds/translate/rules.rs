@@ -186,10 +186,16 @@ pub fn service_permitted(
 /// `ns`/`name` for TLS: the owner's own namespace, or a ReferenceGrant there allows objects
 /// of the owner's kind from its namespace.
 pub fn secret_permitted(ix: &Index<'_>, owner: &Owner<'_>, ns: &str, name: &str) -> bool {
+    ref_permitted(ix, owner, "Secret", ns, name)
+}
+
+/// Whether `owner` may use the core object `kind`/`name` in `ns` (its own namespace, or a
+/// ReferenceGrant there allows it): Secrets, and ConfigMaps holding CA bundles.
+pub fn ref_permitted(ix: &Index<'_>, owner: &Owner<'_>, kind: &str, ns: &str, name: &str) -> bool {
     ns == owner.namespace
         || ix.grants.iter().any(|g| {
             g.metadata.namespace.as_deref() == Some(ns)
-                && g.allows_ref(owner.kind, owner.namespace, "Secret", name)
+                && g.allows_ref(owner.kind, owner.namespace, kind, name)
         })
 }
 
