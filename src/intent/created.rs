@@ -2,9 +2,10 @@
 //! model as `metadata.created` and `metadata.generation`:
 //!
 //! - the oldest of competing objects wins, as the spec says (TLSRoutes, TCPRoutes and
-//!   UDPRoutes on one listener, ListenerSets on one Gateway), not the first by name;
-//! - status says which generation of a GatewayClass, Gateway, ListenerSet or L4 route it
-//!   describes
+//!   UDPRoutes on one listener, ListenerSets on one Gateway, BackendTLSPolicies on one
+//!   Service), not the first by name;
+//! - status says which generation of a GatewayClass, Gateway, ListenerSet, L4 route or
+//!   BackendTLSPolicy it describes
 //!   (`observedGeneration`), as a controller does.
 //!
 //! Only those kinds are dated: each costs a walk through history, and they are few (routes
@@ -25,7 +26,11 @@ use crate::model::{Model, Object};
 fn dated_kind(o: &Object) -> bool {
     matches!(
         o,
-        Object::L4Route(_) | Object::ListenerSet(_) | Object::Gateway(_) | Object::GatewayClass(_)
+        Object::L4Route(_)
+            | Object::ListenerSet(_)
+            | Object::Gateway(_)
+            | Object::GatewayClass(_)
+            | Object::BackendTlsPolicy(_)
     )
 }
 

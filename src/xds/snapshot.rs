@@ -279,6 +279,11 @@ impl Snapshot {
     }
 
     /// Whether the model describes proxy `id`.
+    /// The plan of proxy `id` (what the frontends decided it serves).
+    pub fn plan(&self, id: &str) -> Option<&Arc<ProxyPlan>> {
+        self.plans.get(id)
+    }
+
     pub fn knows(&self, id: &str) -> bool {
         self.proxies.contains_key(id)
     }
