@@ -127,6 +127,10 @@ struct CertsSpec {
     /// TLS Secrets, `<namespace>/<name>`.
     #[serde(default)]
     secrets: Vec<String>,
+    /// Secrets `<namespace>/<name>` that hold the test CA as `ca.crt` (beside a pair of
+    /// `secrets`, or alone): Istio's credentialName CAs.
+    #[serde(default)]
+    ca: Vec<String>,
 }
 
 /// Issues the certificates of `spec` from a fresh test CA into a `serve --certs` directory
@@ -155,9 +159,28 @@ fn issue(spec: &CertsSpec, dir: &Path) -> Certs {
             vec![dns(&format!("{name}.{ns}.example"))],
         );
     }
+    for s in &spec.ca {
+        let (ns, name) = s.split_once('/').expect("ca: <namespace>/<name>");
+        let path = dir.join("secrets").join(ns).join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::write(path.join("ca.crt"), &pki.ca_pem).unwrap();
+    }
     let certs = Certs::load(dir).expect("load the certificates");
     assert!(certs.problems.is_empty(), "{:?}", certs.problems);
     certs
+}
+
+/// Replaces every string that is PEM (or its base64) with `[redacted]`.
+fn redact_pem(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.starts_with("-----BEGIN") || s.starts_with("LS0tLS1CRUdJTi") => {
+            *s = "[redacted]".into();
+        }
+        Value::Object(o) => o.values_mut().for_each(redact_pem),
+        Value::Array(a) => a.iter_mut().for_each(redact_pem),
+        _ => {}
+    }
 }
 
 /// The golden files of every proxy of `case`: `<proxy>.plan.txt` and `<proxy>.json`.
@@ -193,6 +216,10 @@ fn xds_files(case: &Path) -> BTreeMap<String, String> {
                 let mut json = common::xds_json::to_json(&type_name, &bytes);
                 if kind == "secrets" {
                     common::xds_json::redact_inline(&mut json);
+                } else {
+                    // CA bundles from ConfigMaps are inline in TLS contexts: public, and
+                    // already in the case's config, but no certificate bytes go in a golden.
+                    redact_pem(&mut json);
                 }
                 section.insert(name, json);
             }

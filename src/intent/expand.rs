@@ -13,6 +13,11 @@
 //! SIMPLE) or TCP server and a VirtualService with one `tls` (by SNI) or `tcp` entry in
 //! istio mode; a Gateway listener and a TLSRoute, TCPRoute or UDPRoute in the Gateway API
 //! modes (ambient adds no waypoint: there are no L7 rules for one to apply).
+//!
+//! `backendTLS` on a backendRef renders one object per Service: a BackendTLSPolicy in the
+//! Gateway API modes, a DestinationRule (`trafficPolicy.tls`) in istio mode.
+//! `clientCertificates` renders the Gateway's `spec.tls.frontend.perPort` validation, or an
+//! Istio server with `tls.mode: MUTUAL`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use super::config::Config;
 use super::decode::Problem;
 use super::resources::Resource;
-use super::spec::{At, Exposure, Intent, Mode, Protocol, Settings};
+use super::spec::{At, BackendTlsRef, Exposure, Intent, Mode, Protocol, Settings};
 use crate::model::core::{Namespace, Service, ServicePort, ServiceSpec};
 use crate::model::gateway_api::{
     self as gw, AllowedRoutes, FilterType, HttpBackendRef, HttpRouteMatch, HttpRouteRule,
@@ -293,6 +298,7 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
         }
     }
     reference_grants(&mut out, &config.intents);
+    backend_tls(&mut out, config, &mut problems);
     out.check_collisions(&mut problems);
     check_resources(&out, &config.resources, &mut problems);
     if problems.is_empty() {
@@ -417,6 +423,159 @@ fn check_resources(out: &Out<'_>, resources: &[Resource], problems: &mut Vec<Pro
     }
 }
 
+/// The objects `backendTLS` renders, one per Service and mode (the first intent, in config
+/// order, that gives it): a BackendTLSPolicy (Gateway API modes) or a DestinationRule
+/// (istio mode) in the Service's namespace. Intents that give one Service different
+/// `backendTLS` are refused, naming both; so is a CA ConfigMap missing from `resources/`,
+/// since the proxies tidegate serves read the CA from Git.
+fn backend_tls<'a>(out: &mut Out<'a>, config: &'a Config, problems: &mut Vec<Problem>) {
+    let mut first: BTreeMap<(&str, &str), (&Intent, &BackendTlsRef)> = BTreeMap::new();
+    let mut rendered: BTreeSet<(&str, &str, bool)> = BTreeSet::new();
+    let config_maps: BTreeSet<(&str, &str)> = config
+        .resources
+        .iter()
+        .filter_map(|r| match &*r.object {
+            Object::ConfigMap(c) if c.data.contains_key(crate::model::core::ConfigMap::CA_KEY) => {
+                Some((
+                    c.metadata.namespace.as_deref().unwrap_or("default"),
+                    c.metadata.name.as_str(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    let missing = |ns: &str, name: &str| !config_maps.contains(&(ns, name));
+    for i in &config.intents {
+        let istio = i.mode.value == Mode::Istio;
+        if !istio && let Some(cc) = &i.gateway.client_certificates {
+            for name in cc
+                .value
+                .ca_refs
+                .iter()
+                .filter(|n| missing(i.gateway_namespace(), n))
+            {
+                problems.push(Problem {
+                    file: i.file.clone(),
+                    pos: cc.pos,
+                    field: "spec.gateway.clientCertificates.caCertificateRefs".into(),
+                    message: format!("ConfigMap {}/{name} with the client CA (key ca.crt) is not in resources/, and the gateway's proxies read it from Git; valid: a ConfigMap {name} in namespace {} with data.ca.crt in resources/", i.gateway_namespace(), i.gateway_namespace()),
+                });
+            }
+        }
+        for t in &i.backend_tls {
+            let key = (t.namespace.as_str(), t.service.as_str());
+            match first.get(&key) {
+                Some((other, o)) if o.tls != t.tls => {
+                    problems.push(Problem {
+                        file: i.file.clone(),
+                        pos: t.pos,
+                        field: t.field.clone(),
+                        message: format!(
+                            "Service {}/{} is reached with TLS one way for every route to it, and intent {}/{} ({}:{}, {}) gives it a different backendTLS; valid: the same backendTLS in both",
+                            t.namespace, t.service, other.namespace, other.name, other.file, o.pos, o.field
+                        ),
+                    });
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(key, (i, t));
+                }
+            }
+            if !istio {
+                for name in t.tls.ca_refs.iter().filter(|n| missing(&t.namespace, n)) {
+                    problems.push(Problem {
+                        file: i.file.clone(),
+                        pos: t.pos,
+                        field: format!("{}.caCertificateRefs", t.field),
+                        message: format!("ConfigMap {}/{name} with the backend's CA (key ca.crt) is not in resources/, and the gateway's proxies read it from Git; valid: a ConfigMap {name} in namespace {} (the Service's) with data.ca.crt in resources/", t.namespace, t.namespace),
+                    });
+                }
+            }
+            if !rendered.insert((key.0, key.1, istio)) {
+                continue;
+            }
+            let object = if istio {
+                destination_rule(t)
+            } else {
+                backend_tls_policy(t)
+            };
+            out.push(object, i);
+        }
+    }
+}
+
+/// The name of the object `backendTLS` renders for a Service.
+fn backend_tls_name(service: &str) -> String {
+    format!("{service}-backend-tls")
+}
+
+fn backend_tls_policy(t: &BackendTlsRef) -> Object {
+    Object::BackendTlsPolicy(gw::BackendTlsPolicy {
+        api_version: gw::API_VERSION,
+        kind: "BackendTLSPolicy",
+        metadata: ObjectMeta::namespaced(&backend_tls_name(&t.service), &t.namespace),
+        spec: gw::BackendTlsPolicySpec {
+            target_refs: vec![gw::PolicyTargetRef {
+                group: String::new(),
+                kind: "Service".into(),
+                name: t.service.clone(),
+                section_name: None,
+            }],
+            validation: gw::BackendTlsValidation {
+                ca_certificate_refs: t
+                    .tls
+                    .ca_refs
+                    .iter()
+                    .map(|n| gw::LocalObjectRef {
+                        group: String::new(),
+                        kind: "ConfigMap".into(),
+                        name: n.clone(),
+                    })
+                    .collect(),
+                well_known_ca_certificates: t.tls.ca_refs.is_empty().then(|| "System".into()),
+                hostname: t.tls.hostname.clone(),
+                subject_alt_names: t.tls.subject_alt_names.clone(),
+            },
+            options: BTreeMap::new(),
+        },
+    })
+}
+
+/// `trafficPolicy.tls` mode SIMPLE: SNI the hostname, the CA from the Secret named by the
+/// CA reference (Istio's `credentialName`, read in the gateway's namespace; none: the
+/// system's CAs), and the names written out (the hostname when none are given), so the
+/// rule checks the same names whichever Istio version reads it.
+fn destination_rule(t: &BackendTlsRef) -> Object {
+    let names = if t.tls.subject_alt_names.is_empty() {
+        vec![t.tls.hostname.clone()]
+    } else {
+        t.tls
+            .subject_alt_names
+            .iter()
+            .filter_map(|s| s.hostname.clone().or_else(|| s.uri.clone()))
+            .collect()
+    };
+    Object::DestinationRule(istio::DestinationRule {
+        api_version: istio::API_VERSION,
+        kind: "DestinationRule",
+        metadata: ObjectMeta::namespaced(&backend_tls_name(&t.service), &t.namespace),
+        spec: istio::DestinationRuleSpec {
+            host: format!("{}.{}.svc.cluster.local", t.service, t.namespace),
+            traffic_policy: Some(istio::TrafficPolicy {
+                tls: Some(istio::ClientTlsSettings {
+                    mode: "SIMPLE".into(),
+                    credential_name: t.tls.ca_refs.first().cloned(),
+                    sni: Some(t.tls.hostname.clone()),
+                    subject_alt_names: names,
+                    ..Default::default()
+                }),
+                port_level_settings: Vec::new(),
+            }),
+        },
+    })
+}
+
 /// A port's name in a Service or Istio server: `http2`/`https` on the usual ports (the
 /// names Istio's own gateway Services use and seed §2.3.1's Route targets).
 fn service_port_name(protocol: Protocol, port: u16) -> String {
@@ -492,6 +651,22 @@ fn port_conflicts(users: &[&Intent]) -> Vec<Vec<Problem>> {
                 return out;
             };
             let og = &other.gateway;
+            let cc = |g: &super::spec::GatewayIntent| g.client_certificates.as_ref().map(|c| c.value.clone());
+            if cc(g) != cc(og) && !g.protocol.is_l4() && !og.protocol.is_l4() {
+                let what = |g: &super::spec::GatewayIntent| match &g.client_certificates {
+                    Some(c) => format!("clientCertificates {{caCertificateRefs: [{}], mode: {}}}", c.value.ca_refs.join(", "), c.value.mode()),
+                    None => "no clientCertificates".to_owned(),
+                };
+                out.push(Problem {
+                    file: i.file.clone(),
+                    pos: g.client_certificates.as_ref().map_or(g.protocol_pos, |c| c.pos),
+                    field: "spec.gateway.clientCertificates".into(),
+                    message: format!(
+                        "port {} of gateway {}/{} checks client certificates for every host on it, and intent {}/{} ({}:{}) gives it {} where this intent gives {}; valid: the same clientCertificates in every intent on the port, or another port",
+                        g.port, i.gateway_namespace(), g.name, other.namespace, other.name, other.file, other.pos, what(og), what(g)
+                    ),
+                });
+            }
             let clash = (g.protocol.is_l4() || og.protocol.is_l4())
                 && (og.protocol != g.protocol || !g.protocol.has_hostnames());
             if clash {
@@ -510,14 +685,17 @@ fn port_conflicts(users: &[&Intent]) -> Vec<Vec<Problem>> {
 
 fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'a Intent]) {
     let first = users[0];
-    // One server per port/protocol/certificate, listing every host served there.
-    let mut servers: BTreeMap<(u16, Protocol, Vec<String>), BTreeSet<String>> = BTreeMap::new();
+    // One server per port/protocol/certificate/client check, listing every host served
+    // there (intents of one port that differ in client certificates are refused before).
+    type ServerKey = (u16, Protocol, Vec<String>, bool);
+    let mut servers: BTreeMap<ServerKey, BTreeSet<String>> = BTreeMap::new();
     for i in users {
         let hosts = servers
             .entry((
                 i.gateway.port,
                 i.gateway.protocol,
                 i.gateway.certificate_refs.clone(),
+                i.gateway.client_certificates.is_some(),
             ))
             .or_default();
         // TCP connections have no name: the server takes any (`*`) for the VirtualService.
@@ -545,7 +723,7 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
     let servers = servers
         .into_iter()
         .enumerate()
-        .map(|(idx, ((port, protocol, certs), hosts))| {
+        .map(|(idx, ((port, protocol, certs, mutual), hosts))| {
             ports.insert(port, protocol);
             let base = match protocol {
                 Protocol::Http => "http",
@@ -568,8 +746,10 @@ fn expand_istio_gateway<'a>(out: &mut Out<'a>, ns: &str, name: &str, users: &[&'
                 },
                 hosts: hosts.into_iter().collect(),
                 tls: match certs.first() {
+                    // MUTUAL: Istio checks client certificates against the credential's
+                    // ca.crt.
                     Some(c) => Some(istio::ServerTls {
-                        mode: "SIMPLE",
+                        mode: if mutual { "MUTUAL" } else { "SIMPLE" },
                         credential_name: c.clone(),
                     }),
                     None if protocol == Protocol::Tls => Some(istio::ServerTls {
@@ -786,6 +966,41 @@ fn gateway_api_gateway(
             }
         })
         .collect();
+    // Client certificates per port (the intents of one port agree: `port_conflicts`).
+    let mut per_port: BTreeMap<u16, gw::FrontendTlsConfig> = BTreeMap::new();
+    for i in users {
+        if let Some(cc) = &i.gateway.client_certificates {
+            per_port
+                .entry(i.gateway.port)
+                .or_insert_with(|| gw::FrontendTlsConfig {
+                    validation: Some(gw::FrontendValidation {
+                        ca_certificate_refs: cc
+                            .value
+                            .ca_refs
+                            .iter()
+                            .map(|n| gw::ObjectRef {
+                                group: String::new(),
+                                kind: "ConfigMap".into(),
+                                name: n.clone(),
+                                namespace: None,
+                            })
+                            .collect(),
+                        mode: cc.value.mode(),
+                    }),
+                });
+        }
+    }
+    let tls = (!per_port.is_empty()).then(|| gw::GatewayTls {
+        backend: None,
+        frontend: Some(gw::FrontendTls {
+            // Only the ports that ask check clients: the default checks none.
+            default: gw::FrontendTlsConfig::default(),
+            per_port: per_port
+                .into_iter()
+                .map(|(port, tls)| gw::FrontendTlsPort { port, tls })
+                .collect(),
+        }),
+    });
     let mut metadata = ObjectMeta::namespaced(name, ns);
     metadata.annotations.insert(
         // Istio reads it to choose the type of the Service it deploys: the declarative
@@ -802,7 +1017,7 @@ fn gateway_api_gateway(
             listeners,
             allowed_listeners: None,
             infrastructure: None,
-            tls: None,
+            tls,
         },
     }
 }

@@ -1,5 +1,6 @@
-//! Istio `networking.istio.io` Gateway and VirtualService in `resources/`: their specs, as
-//! far as tidegate serves them (HTTP routes on gateway proxies).
+//! Istio `networking.istio.io` Gateway, VirtualService and DestinationRule in `resources/`:
+//! their specs, as far as tidegate serves them (routes on gateway proxies, and TLS from
+//! gateway proxies to backends).
 
 use std::collections::BTreeMap;
 
@@ -156,7 +157,7 @@ fn decode_destination(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio
         cx.report(
             n.pos,
             &d.field("subset"),
-            "subsets need DestinationRules, which tidegate does not read; route to the Service",
+            "subsets need DestinationRules with `subsets`, which tidegate does not read (it reads their trafficPolicy.tls only); route to the Service",
         );
     }
     let host = d
@@ -672,4 +673,203 @@ fn decode_vs_http(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::Ht
         out.cors_policy = Some(policy);
     }
     Some(out)
+}
+
+/// DestinationRule fields tidegate does not implement, with what to do instead. Refused
+/// rather than ignored: a proxy that silently skipped a load-balancing or outlier policy
+/// would behave unlike the cluster the same manifests are applied to.
+const DR_UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "subsets",
+        "subsets (routing to a Service's version by labels) are not supported by tidegate; route to a Service per version",
+    ),
+    (
+        "exportTo",
+        "exportTo is not supported by tidegate: every DestinationRule is visible to every gateway (Istio's default, `*`); remove it",
+    ),
+    (
+        "workloadSelector",
+        "workloadSelector applies a DestinationRule to sidecars, which tidegate does not serve; remove it",
+    ),
+];
+
+const POLICY_UNSUPPORTED: &[&str] = &[
+    "loadBalancer",
+    "connectionPool",
+    "outlierDetection",
+    "tunnel",
+    "proxyProtocol",
+    "retryBudget",
+];
+
+/// Client TLS fields that name files on the proxy: tidegate serves keys and CAs over SDS
+/// from Secrets, so they are refused with `credentialName` as the way (`caCertificates`
+/// is read and reported in status instead: a CA path left in an exported rule must not
+/// reject the commit, but it must not be trusted blindly either).
+const TLS_FILE_FIELDS: &[&str] = &["clientCertificate", "privateKey", "caCrl"];
+
+/// The modes of `trafficPolicy.tls`.
+pub const CLIENT_TLS_MODES: &[&str] = &["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"];
+
+/// A DestinationRule's spec: `host` and `trafficPolicy.tls` (whole Service and per port).
+pub fn destination_rule(cx: &mut Cx<'_>, node: &Node) -> Option<istio::DestinationRuleSpec> {
+    let before = cx.problems.len();
+    let mut allowed = vec!["host", "trafficPolicy"];
+    allowed.extend(DR_UNSUPPORTED.iter().map(|(k, _)| *k));
+    let s = cx.object(node, "spec", &allowed)?;
+    for (key, why) in DR_UNSUPPORTED {
+        if let Some(n) = s.get(key) {
+            cx.report(n.pos, &s.field(key), format!("{why}; valid in a DestinationRule: host, trafficPolicy.tls, trafficPolicy.portLevelSettings[].{{port, tls}}"));
+        }
+    }
+    let host = s
+        .require(
+            cx,
+            "host",
+            "the Service, such as httpbin.httpbin.svc.cluster.local (or httpbin, in the rule's namespace)",
+        )
+        .and_then(|n| {
+            let h = cx.string(n, "spec.host")?;
+            let bare = h.strip_prefix("*.").unwrap_or(&h);
+            if h == "*" || crate::model::names::is_dns1123_subdomain(bare) {
+                Some(h)
+            } else {
+                cx.report(n.pos, "spec.host", format!("`{h}` is not a valid host; valid: a Service name such as httpbin, httpbin.httpbin.svc.cluster.local, or a wildcard such as *.httpbin.svc.cluster.local"));
+                None
+            }
+        });
+    let traffic_policy = s
+        .get("trafficPolicy")
+        .and_then(|n| traffic_policy(cx, n, "spec.trafficPolicy"));
+    (cx.problems.len() == before).then_some(istio::DestinationRuleSpec {
+        host: host?,
+        traffic_policy,
+    })
+}
+
+fn traffic_policy(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::TrafficPolicy> {
+    let mut allowed = vec!["tls", "portLevelSettings"];
+    allowed.extend(POLICY_UNSUPPORTED);
+    let p = cx.object(node, field, &allowed)?;
+    refuse_policy_fields(cx, &p, "tls, portLevelSettings");
+    let mut out = istio::TrafficPolicy {
+        tls: p
+            .get("tls")
+            .and_then(|n| client_tls(cx, n, &p.field("tls"))),
+        ..Default::default()
+    };
+    let Some(items) = p
+        .get("portLevelSettings")
+        .and_then(|n| cx.list(n, &p.field("portLevelSettings")))
+    else {
+        return Some(out);
+    };
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{}[{i}]", p.field("portLevelSettings"));
+        let mut allowed = vec!["port", "tls"];
+        allowed.extend(POLICY_UNSUPPORTED);
+        let Some(o) = cx.object(item, &f, &allowed) else {
+            continue;
+        };
+        refuse_policy_fields(cx, &o, "port, tls");
+        let tls = o
+            .get("tls")
+            .and_then(|n| client_tls(cx, n, &o.field("tls")));
+        let port = o
+            .require(cx, "port", "{number: <the Service port>}")
+            .and_then(|n| {
+                let po = cx.object(n, &o.field("port"), &["number"])?;
+                po.require(cx, "number", "the Service port, such as 443")
+                    .and_then(|x| cx.int(x, &po.field("number"), 1, 65535))
+            });
+        let Some(port) = port else { continue };
+        if out
+            .port_level_settings
+            .iter()
+            .any(|q| q.port.number == port as u16)
+        {
+            cx.report(
+                item.pos,
+                &format!("{f}.port.number"),
+                format!("port {port} is listed twice; valid: each port once"),
+            );
+            continue;
+        }
+        out.port_level_settings.push(istio::PortTrafficPolicy {
+            port: istio::PortSelector {
+                number: port as u16,
+            },
+            tls,
+        });
+    }
+    Some(out)
+}
+
+fn refuse_policy_fields(cx: &mut Cx<'_>, o: &Obj<'_>, valid: &str) {
+    for key in POLICY_UNSUPPORTED {
+        if let Some(n) = o.get(key) {
+            cx.report(n.pos, &o.field(key), format!("`{key}` is not supported by tidegate (it reads a DestinationRule's TLS settings only); valid here: {valid}"));
+        }
+    }
+}
+
+/// `trafficPolicy.tls` (or a port's `tls`).
+fn client_tls(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<istio::ClientTlsSettings> {
+    let mut allowed = vec![
+        "mode",
+        "credentialName",
+        "sni",
+        "subjectAltNames",
+        "caCertificates",
+        "insecureSkipVerify",
+    ];
+    allowed.extend(TLS_FILE_FIELDS);
+    let t = cx.object(node, field, &allowed)?;
+    for key in TLS_FILE_FIELDS {
+        if let Some(n) = t.get(key) {
+            cx.report(n.pos, &t.field(key), format!("`{key}` names a file on the proxy, which tidegate's proxies do not have; valid: credentialName, a Secret with tls.crt, tls.key and ca.crt in the gateway's namespace"));
+        }
+    }
+    // Istio's default mode.
+    let mode = match t.get("mode") {
+        None => Some("DISABLE".to_owned()),
+        Some(n) => cx.choice(n, &t.field("mode"), CLIENT_TLS_MODES),
+    };
+    let credential_name = t.get("credentialName").and_then(|n| {
+        cx.checked_string(
+            n,
+            &t.field("credentialName"),
+            crate::model::names::is_dns1123_subdomain,
+            "a Secret name; valid: a DNS-1123 subdomain",
+        )
+    });
+    let sni = t.get("sni").and_then(|n| {
+        cx.checked_string(
+            n,
+            &t.field("sni"),
+            crate::model::names::is_dns1123_subdomain,
+            "an SNI name; valid: a DNS name such as httpbin.example.com",
+        )
+    });
+    let subject_alt_names = t
+        .get("subjectAltNames")
+        .and_then(|n| cx.strings(n, &t.field("subjectAltNames")))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    let ca_certificates = t
+        .get("caCertificates")
+        .and_then(|n| cx.string(n, &t.field("caCertificates")));
+    let insecure_skip_verify = t
+        .get("insecureSkipVerify")
+        .and_then(|n| cx.boolean(n, &t.field("insecureSkipVerify")));
+    Some(istio::ClientTlsSettings {
+        mode: mode?,
+        credential_name,
+        sni,
+        subject_alt_names,
+        ca_certificates,
+        insecure_skip_verify,
+    })
 }

@@ -38,7 +38,7 @@ pub struct Resource {
     pub pos: Pos,
 }
 
-const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass, BackendTLSPolicy (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), ConfigMap (v1), Gateway and VirtualService (networking.istio.io/v1)";
+const KINDS: &str = "Namespace (v1), Gateway, HTTPRoute, GRPCRoute, TLSRoute, TCPRoute, UDPRoute, ListenerSet, GatewayClass, BackendTLSPolicy (gateway.networking.k8s.io/v1), ReferenceGrant (gateway.networking.k8s.io/v1beta1 or v1), ConfigMap (v1), Gateway, VirtualService and DestinationRule (networking.istio.io/v1)";
 
 /// Metadata keys an exported object carries that mean nothing in Git; accepted and dropped.
 const SERVER_METADATA: &[&str] = &[
@@ -89,7 +89,7 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
     let istio_kind = api_version.starts_with("networking.istio.io/");
     let valid_versions: &[&str] = match kind.as_str() {
         "Namespace" | "ConfigMap" => &["v1"],
-        "Gateway" | "VirtualService" if istio_kind => istio_decode::VERSIONS,
+        "Gateway" | "VirtualService" | "DestinationRule" if istio_kind => istio_decode::VERSIONS,
         "Gateway" | "HTTPRoute" | "GRPCRoute" | "ListenerSet" | "GatewayClass" => {
             &[gw::API_VERSION]
         }
@@ -193,6 +193,15 @@ fn decode_object(cx: &mut Cx<'_>, node: &Node) -> Option<Object> {
                 kind: "VirtualService",
                 metadata: metadata?,
                 spec: istio_decode::virtual_service(cx, spec)?,
+            })
+        }
+        "DestinationRule" => {
+            let spec = require_spec(cx, &o)?;
+            Object::DestinationRule(istio::DestinationRule {
+                api_version: istio::API_VERSION,
+                kind: "DestinationRule",
+                metadata: metadata?,
+                spec: istio_decode::destination_rule(cx, spec)?,
             })
         }
         "Gateway" => {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::decode::Cx;
 use super::gateway_api::decode_rule;
 use super::node::{Node, Pos};
-use crate::model::gateway_api::{FilterType, HttpRouteRule};
+use crate::model::gateway_api::{FilterType, HttpRouteRule, SubjectAltName};
 use crate::model::names::{
     is_dns1123_label, is_dns1123_subdomain, is_gateway_hostname, is_label_value, is_qualified_key,
 };
@@ -72,6 +72,55 @@ pub struct GatewayIntent {
     /// With protocol TLS: empty is passthrough (the backend's own certificate reaches the
     /// client), non-empty is `mode: Terminate`.
     pub certificate_refs: Vec<String>,
+    /// `clientCertificates` (HTTPS only): clients must show a certificate.
+    pub client_certificates: Option<At<ClientCertificates>>,
+}
+
+/// `spec.gateway.clientCertificates`: the listener asks clients for a certificate and
+/// checks it against CA bundles. A property of the gateway's port, so every intent on the
+/// port must say the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificates {
+    /// Names of the CA bundles: ConfigMaps (`ca.crt`) in the gateway's namespace in the
+    /// Gateway API modes; in istio mode, the server certificate's own Secret (its `ca.crt`).
+    pub ca_refs: Vec<String>,
+    /// `AllowInsecureFallback`: clients without a valid certificate are let in too.
+    pub allow_insecure: bool,
+}
+
+impl ClientCertificates {
+    pub fn mode(&self) -> &'static str {
+        if self.allow_insecure {
+            "AllowInsecureFallback"
+        } else {
+            "AllowValidOnly"
+        }
+    }
+}
+
+/// `backendTLS` on a backendRef: the gateway speaks TLS to the Service and checks its
+/// certificate. A property of the Service (rendered as one BackendTLSPolicy or
+/// DestinationRule for it), so every intent that gives it for a Service must say the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Sent as SNI; the certificate must be for it unless `subject_alt_names` are given.
+    pub hostname: String,
+    /// Names of the CA bundles: ConfigMaps (`ca.crt`) in the Service's namespace in the
+    /// Gateway API modes; in istio mode one Secret with `ca.crt` in the gateway's namespace
+    /// (Istio's `credentialName`). Empty: the system's CAs (`wellKnownCACertificates`).
+    pub ca_refs: Vec<String>,
+    pub subject_alt_names: Vec<SubjectAltName>,
+}
+
+/// A `backendTLS`, where it is written and the Service it is for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendTlsRef {
+    pub pos: Pos,
+    /// `spec.rules[i].backendRefs[j].backendTLS`.
+    pub field: String,
+    pub service: String,
+    pub namespace: String,
+    pub tls: BackendTls,
 }
 
 impl GatewayIntent {
@@ -98,6 +147,8 @@ pub struct Intent {
     pub rules: Vec<HttpRouteRule>,
     /// Position of every rule and of every match in it, for conflict reports.
     pub rule_pos: Vec<(Pos, Vec<Pos>)>,
+    /// `backendTLS` of the rules' backendRefs, in rule order.
+    pub backend_tls: Vec<BackendTlsRef>,
     /// `metadata.labels` / `metadata.annotations`: copied onto the objects that belong to
     /// this intent alone (its routes), not onto shared ones (gateways, namespaces).
     pub labels: BTreeMap<String, String>,
@@ -329,6 +380,7 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
 
     let mut rules = Vec::new();
     let mut rule_pos = Vec::new();
+    let mut tls_found: Vec<(usize, usize, Pos, String, BackendTls)> = Vec::new();
     if let Some(n) = s.require(
         cx,
         "rules",
@@ -343,6 +395,25 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
             );
         }
         let l4 = protocol.filter(|p| p.is_l4());
+        // `backendTLS` is an intent field, not an HTTPRoute one: taken out of the rules
+        // before they are decoded as HTTPRoute rules, and decoded here.
+        let items: Vec<Node> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let (item, found) = take_backend_tls(item);
+                for (j, n) in found {
+                    let field = format!("spec.rules[{i}].backendRefs[{j}].backendTLS");
+                    if let Some(p) = l4 {
+                        cx.report(n.pos, &field, format!("a {} listener forwards connections as they come, so the gateway does not speak TLS to the backend; valid: backendTLS on an HTTP or HTTPS intent (for TLS end to end, use protocol TLS without certificateRefs: passthrough)", p.as_str()));
+                    } else if let Some(tls) = decode_backend_tls(cx, &n, &field) {
+                        tls_found.push((i, j, n.pos, field, tls));
+                    }
+                }
+                item
+            })
+            .collect();
+        let items = &items[..];
         if let Some(p) = l4 {
             check_l4_rules(cx, items, p);
         }
@@ -404,9 +475,30 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
         cx.report(inj.pos, "spec.injection", "sidecar injection does not apply in ambient mode (the namespace gets istio.io/dataplane-mode=ambient); remove `injection` or use mode istio or gateway-api");
     }
 
+    if let (Some(mode), Some(g)) = (&mode, &gateway) {
+        check_tls_for_mode(cx, mode, g, &tls_found);
+    }
+
     if cx.problems.len() > before {
         return None;
     }
+    // Every rule decoded (no problem above), so the indexes are the decoded rules'.
+    let backend_tls = tls_found
+        .into_iter()
+        .filter_map(|(i, j, pos, field, tls)| {
+            let b = rules.get(i)?.backend_refs.get(j)?;
+            Some(BackendTlsRef {
+                pos,
+                field,
+                service: b.name.clone(),
+                namespace: b
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| meta.namespace.clone().unwrap_or_default()),
+                tls,
+            })
+        })
+        .collect();
     Some(Intent {
         file: cx.file.to_owned(),
         pos: node.pos,
@@ -419,6 +511,7 @@ pub fn decode_intent(cx: &mut Cx<'_>, node: &Node) -> Option<Intent> {
         waypoint,
         rules,
         rule_pos,
+        backend_tls,
         labels: meta.labels,
         annotations: meta.annotations,
     })
@@ -475,7 +568,15 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
     let g = cx.object(
         node,
         "spec.gateway",
-        &["name", "namespace", "port", "protocol", "exposure", "tls"],
+        &[
+            "name",
+            "namespace",
+            "port",
+            "protocol",
+            "exposure",
+            "tls",
+            "clientCertificates",
+        ],
     )?;
     let name = g.require(cx, "name", "the gateway's name, such as httpbin-gateway").and_then(|n| {
         // The gateway's Service is `<name>-istio`, and Service names are DNS-1123 labels.
@@ -583,6 +684,16 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
         }
         _ => {}
     }
+    let client_certificates = g.get("clientCertificates").and_then(|n| {
+        if let Some(p) = protocol.filter(|p| *p != Protocol::Https) {
+            cx.report(n.pos, "spec.gateway.clientCertificates", format!("client certificates are checked where the gateway terminates TLS for requests: protocol HTTPS, not {}; valid: protocol HTTPS with tls.certificateRefs", p.as_str()));
+            return None;
+        }
+        decode_client_certificates(cx, n, "spec.gateway.clientCertificates").map(|value| At {
+            pos: n.pos,
+            value,
+        })
+    });
     if cx.problems.len() > before {
         return None;
     }
@@ -594,7 +705,232 @@ fn decode_gateway(cx: &mut Cx<'_>, node: &Node) -> Option<GatewayIntent> {
         protocol_pos,
         exposure: exposure?,
         certificate_refs,
+        client_certificates,
     })
+}
+
+/// `[{name}]`: names of CA bundles (ConfigMaps, or in istio mode Secrets).
+fn ca_refs(cx: &mut Cx<'_>, node: &Node, field: &str, what: &str) -> Option<Vec<String>> {
+    let items = cx.list(node, field)?;
+    if items.is_empty() {
+        cx.report(
+            node.pos,
+            field,
+            format!("empty; valid: at least one {{name: <{what}>}}"),
+        );
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let r = cx.object(item, &f, &["name"])?;
+        let n = r.require(cx, "name", what)?;
+        let name = cx.checked_string(
+            n,
+            &r.field("name"),
+            is_dns1123_subdomain,
+            "a valid object name; valid: a DNS-1123 subdomain",
+        )?;
+        if out.contains(&name) {
+            cx.report(n.pos, &r.field("name"), format!("`{name}` is listed twice"));
+            return None;
+        }
+        out.push(name);
+    }
+    Some(out)
+}
+
+fn decode_client_certificates(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    field: &str,
+) -> Option<ClientCertificates> {
+    let o = cx.object(node, field, &["caCertificateRefs", "mode"])?;
+    let refs = o
+        .require(
+            cx,
+            "caCertificateRefs",
+            "a list such as [{name: clients-ca}] naming ConfigMaps with the client CA in ca.crt",
+        )
+        .and_then(|n| {
+            ca_refs(
+                cx,
+                n,
+                &o.field("caCertificateRefs"),
+                "the name of a ConfigMap (Secret in istio mode) with ca.crt",
+            )
+        });
+    let allow_insecure = match o.get("mode") {
+        None => Some(false),
+        Some(n) => cx
+            .choice(
+                n,
+                &o.field("mode"),
+                &["AllowValidOnly", "AllowInsecureFallback"],
+            )
+            .map(|m| m == "AllowInsecureFallback"),
+    };
+    Some(ClientCertificates {
+        ca_refs: refs?,
+        allow_insecure: allow_insecure?,
+    })
+}
+
+fn decode_backend_tls(cx: &mut Cx<'_>, node: &Node, field: &str) -> Option<BackendTls> {
+    let before = cx.problems.len();
+    let o = cx.object(
+        node,
+        field,
+        &[
+            "hostname",
+            "caCertificateRefs",
+            "wellKnownCACertificates",
+            "subjectAltNames",
+        ],
+    )?;
+    let hostname = o
+        .require(
+            cx,
+            "hostname",
+            "the name sent as SNI and checked in the backend's certificate, such as httpbin.internal",
+        )
+        .and_then(|n| {
+            cx.checked_string(
+                n,
+                &o.field("hostname"),
+                |h| is_dns1123_subdomain(h) && h.parse::<std::net::Ipv4Addr>().is_err(),
+                "a valid hostname; valid: a DNS name such as httpbin.internal (no wildcard, no IP address, no port)",
+            )
+        });
+    let refs = o.get("caCertificateRefs").and_then(|n| {
+        ca_refs(
+            cx,
+            n,
+            &o.field("caCertificateRefs"),
+            "the name of a ConfigMap (Secret in istio mode) with ca.crt",
+        )
+    });
+    let well_known = o
+        .get("wellKnownCACertificates")
+        .and_then(|n| cx.choice(n, &o.field("wellKnownCACertificates"), &["System"]));
+    if cx.problems.len() == before && refs.is_some() == well_known.is_some() {
+        cx.report(
+            node.pos,
+            field,
+            "give exactly one of caCertificateRefs (such as [{name: httpbin-ca}]) and wellKnownCACertificates: System",
+        );
+    }
+    let mut sans = Vec::new();
+    if let Some(n) = o.get("subjectAltNames")
+        && let Some(items) = cx.list(n, &o.field("subjectAltNames"))
+    {
+        for (i, item) in items.iter().enumerate() {
+            let f = format!("{}[{i}]", o.field("subjectAltNames"));
+            let Some(a) = cx.object(item, &f, &["type", "hostname", "uri"]) else {
+                continue;
+            };
+            let ty = a
+                .require(cx, "type", "Hostname or URI")
+                .and_then(|n| cx.choice(n, &a.field("type"), &["Hostname", "URI"]));
+            let host = a.get("hostname").and_then(|n| {
+                cx.checked_string(
+                    n,
+                    &a.field("hostname"),
+                    is_gateway_hostname,
+                    "a valid hostname; valid: a DNS name, optionally starting with `*.`",
+                )
+            });
+            let uri = a.get("uri").and_then(|n| {
+                cx.checked_string(
+                    n,
+                    &a.field("uri"),
+                    |u| u.split_once("://").is_some_and(|(s, rest)| !s.is_empty() && !rest.is_empty()),
+                    "a valid URI; valid: an absolute URI such as spiffe://cluster.local/ns/httpbin/sa/httpbin",
+                )
+            });
+            match (ty.as_deref(), host, uri) {
+                (Some("Hostname"), Some(h), None) => sans.push(SubjectAltName {
+                    type_: "Hostname",
+                    hostname: Some(h),
+                    uri: None,
+                }),
+                (Some("URI"), None, Some(u)) => sans.push(SubjectAltName {
+                    type_: "URI",
+                    hostname: None,
+                    uri: Some(u),
+                }),
+                (Some(t), ..) if cx.problems.len() == before => cx.report(
+                    item.pos,
+                    &f,
+                    format!(
+                        "type {t} needs exactly the field `{}`",
+                        if t == "URI" { "uri" } else { "hostname" }
+                    ),
+                ),
+                _ => {}
+            }
+        }
+    }
+    if cx.problems.len() > before {
+        return None;
+    }
+    Some(BackendTls {
+        hostname: hostname?,
+        ca_refs: refs.unwrap_or_default(),
+        subject_alt_names: sans,
+    })
+}
+
+/// Takes `backendTLS` out of each backendRef of a rule: the rule without them, and each
+/// one found with the index of its backendRef.
+fn take_backend_tls(item: &Node) -> (Node, Vec<(usize, Node)>) {
+    use super::node::Value;
+    let is = |k: &Node, name: &str| matches!(&k.value, Value::Str(s) if s == name);
+    let mut out = item.clone();
+    let mut found = Vec::new();
+    if let Value::Map(entries) = &mut out.value {
+        for (k, v) in entries.iter_mut() {
+            if !is(k, "backendRefs") {
+                continue;
+            }
+            if let Value::Seq(refs) = &mut v.value {
+                for (j, r) in refs.iter_mut().enumerate() {
+                    if let Value::Map(fields) = &mut r.value
+                        && let Some(at) = fields.iter().position(|(k, _)| is(k, "backendTLS"))
+                    {
+                        found.push((j, fields.remove(at).1));
+                    }
+                }
+            }
+        }
+    }
+    (out, found)
+}
+
+/// What the intent's mode can render of `backendTLS` and `clientCertificates`.
+fn check_tls_for_mode(
+    cx: &mut Cx<'_>,
+    mode: &At<Mode>,
+    g: &GatewayIntent,
+    tls: &[(usize, usize, Pos, String, BackendTls)],
+) {
+    if mode.value != Mode::Istio {
+        return;
+    }
+    for (_, _, pos, field, t) in tls {
+        if t.ca_refs.len() > 1 {
+            cx.report(*pos, &format!("{field}.caCertificateRefs"), format!("istio mode renders a DestinationRule, whose credentialName is one Secret; valid: one caCertificateRef (a Secret with every CA in ca.crt), or mode gateway-api (mode written at line {})", mode.pos.line));
+        }
+    }
+    if let Some(cc) = &g.client_certificates {
+        if cc.value.allow_insecure {
+            cx.report(cc.pos, "spec.gateway.clientCertificates.mode", format!("an Istio Gateway server has no AllowInsecureFallback (tls.mode MUTUAL refuses clients without a valid certificate); valid in istio mode: AllowValidOnly, or mode gateway-api (mode written at line {})", mode.pos.line));
+        }
+        let cert = g.certificate_refs.first();
+        if cert.is_some_and(|c| cc.value.ca_refs != [c.clone()]) {
+            cx.report(cc.pos, "spec.gateway.clientCertificates.caCertificateRefs", format!("in istio mode (line {}) the server's tls.mode MUTUAL reads the client CA from the server certificate's Secret (its ca.crt); valid: caCertificateRefs: [{{name: {}}}]", mode.pos.line, cert.map_or("", |c| c.as_str())));
+        }
+    }
 }
 
 /// A TLS, TCP or UDP listener routes connections, never requests: its one rule has

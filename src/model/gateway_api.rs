@@ -158,6 +158,7 @@ pub struct BackendTlsValidation {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ca_certificate_refs: Vec<LocalObjectRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "wellKnownCACertificates")]
     pub well_known_ca_certificates: Option<String>,
     pub hostname: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]

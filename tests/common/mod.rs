@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod schema;
+pub mod tls_peer;
 pub mod xds_json;
 
 use std::collections::BTreeMap;

@@ -264,6 +264,30 @@ impl Schemas {
                 check_metadata(object, NameRule::Dns1035Label, &mut problems);
                 check_service(object, &mut problems);
             }
+            (Some("v1"), Some("ConfigMap")) => {
+                check_metadata(object, NameRule::Dns1123Subdomain, &mut problems);
+                // The API server's rules for `data`: keys are file names, values strings.
+                if let Some(data) = object.get("data") {
+                    match data.as_object() {
+                        Some(entries) => {
+                            for (k, v) in entries {
+                                let key_ok = !k.is_empty()
+                                    && k.len() <= 253
+                                    && k.bytes().all(|b| {
+                                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+                                    });
+                                if !key_ok {
+                                    problems.push("/data", format!("invalid key {k:?}"));
+                                }
+                                if !v.is_string() {
+                                    problems.push(&format!("/data/{k}"), "must be a string".into());
+                                }
+                            }
+                        }
+                        None => problems.push("/data", "must be a mapping".into()),
+                    }
+                }
+            }
             (Some("kustomize.config.k8s.io/v1beta1"), Some("Kustomization")) => {
                 // A kustomization.yaml is build input, never stored in a cluster, and kustomize
                 // itself does not require metadata; check it only when present.

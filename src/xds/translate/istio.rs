@@ -8,14 +8,19 @@
 //! plain stream with their `tcp` entries, a TCP server routes with `tcp` entries. As in
 //! Istio, the first entry (VirtualService order, then entry order) that matches a name
 //! (TLS) or the port (TCP) takes the connections.
+//!
+//! TLS to backends: each backend port gets the `trafficPolicy.tls` of the DestinationRule
+//! Istio would pick for the gateway's proxy (see [`destination_rule_for`]); an HTTPS server
+//! with `tls.mode: MUTUAL` checks client certificates against its credential's `ca.crt`.
 
 use std::collections::BTreeMap;
 
 use crate::model::istio::{self, HttpMatchRequest, StringMatch, VirtualService};
 use crate::xds::plan::{
-    Action, Backend, CorsPlan, Forward, HeaderOps, L4Forward, L4Target, ListenerKind, ListenerPlan,
-    Mirror, PathMatch, PathRewrite, ProxyPlan, ProxyRef, Redirect, RetryPlan, RoutePlan, SecretRef,
-    SniChain, StrMatch, Target, TlsListener, TlsPlan, VhostPlan, WeightedTarget,
+    Action, Backend, ClientValidation, CorsPlan, Forward, HeaderOps, L4Forward, L4Target,
+    ListenerKind, ListenerPlan, Mirror, PathMatch, PathRewrite, PortSel, ProxyPlan, ProxyRef,
+    Redirect, RetryPlan, RoutePlan, San, SecretRef, ServiceRef, SniChain, StrMatch, Target,
+    TlsListener, TlsPlan, Trust, UpstreamTls, UpstreamTlsKey, VhostPlan, WeightedTarget,
 };
 
 use super::ambient::route_through_waypoints;
@@ -53,7 +58,9 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
         let mut tls = Vec::new();
         let kind = match (server.port.protocol.as_str(), &server.tls) {
             ("HTTP", _) => PortUse::Http,
-            ("HTTPS", Some(t)) if t.mode == "SIMPLE" && !t.credential_name.is_empty() => {
+            ("HTTPS", Some(t))
+                if matches!(t.mode, "SIMPLE" | "MUTUAL") && !t.credential_name.is_empty() =>
+            {
                 // Istio reads credentialName from the gateway's namespace.
                 let mut names: Vec<String> = server
                     .hosts
@@ -70,7 +77,14 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
                         name: t.credential_name.clone(),
                     },
                     listener: String::new(),
-                    client_validation: None,
+                    // Istio's MUTUAL reads the client CA from the credential's `ca.crt`.
+                    client_validation: (t.mode == "MUTUAL").then(|| ClientValidation {
+                        trust: Trust::Secret(SecretRef {
+                            namespace: gw_ns.to_owned(),
+                            name: t.credential_name.clone(),
+                        }),
+                        allow_insecure: false,
+                    }),
                 });
                 PortUse::Https
             }
@@ -80,11 +94,13 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
             ("TCP", _) => PortUse::Tcp,
             (protocol, _) => {
                 plan.warnings.push(format!(
-                    "server {} ({protocol}, port {}) is not served: HTTP servers, HTTPS servers with tls mode SIMPLE and a credentialName, TLS servers with tls mode PASSTHROUGH (or SIMPLE and a credentialName) and TCP servers are{}",
+                    "server {} ({protocol}, port {}) is not served: HTTP servers, HTTPS servers with tls mode SIMPLE or MUTUAL and a credentialName, TLS servers with tls mode PASSTHROUGH (or SIMPLE and a credentialName) and TCP servers are{}",
                     server.port.name,
                     server.port.number,
                     match server.tls.as_ref().map(|t| t.mode) {
-                        Some("MUTUAL") => " (MUTUAL: client certificate validation is not supported)",
+                        Some("MUTUAL") if protocol == "HTTPS" => " (MUTUAL needs a credentialName: the Secret with the certificate and the client CA, ca.crt)",
+                        Some("MUTUAL") => " (MUTUAL: client certificates are checked on HTTPS servers only)",
+                        Some("OPTIONAL_MUTUAL") => " (OPTIONAL_MUTUAL: optional client certificates are not supported; use MUTUAL)",
                         Some("ISTIO_MUTUAL" | "AUTO_PASSTHROUGH") => " (mesh-internal modes need Istio's own certificates)",
                         _ => "",
                     }
@@ -196,7 +212,175 @@ pub fn plan(ix: &Index<'_>, gateway: &istio::Gateway) -> ProxyPlan {
         }
     }
     route_through_waypoints(ix, &mut plan);
+    upstream_tls(ix, gw_ns, &mut plan);
     plan
+}
+
+/// Istio's root namespace: DestinationRules there apply mesh-wide.
+const ROOT_NAMESPACE: &str = "istio-system";
+
+/// `plan.upstream_tls` for every backend port the plan sends to, from the DestinationRule
+/// Istio picks for it, by that port's number (a port-level `tls` replaces the rule's own
+/// for that port, as in Istio).
+fn upstream_tls(ix: &Index<'_>, gw_ns: &str, plan: &mut ProxyPlan) {
+    let mut warnings = std::collections::BTreeSet::new();
+    for b in plan.backends() {
+        let Some(dr) = destination_rule_for(ix, gw_ns, &b) else {
+            continue;
+        };
+        let Some(policy) = &dr.spec.traffic_policy else {
+            continue;
+        };
+        let tls = policy
+            .port_level_settings
+            .iter()
+            .find(|p| p.port.number == b.port && p.tls.is_some())
+            .and_then(|p| p.tls.as_ref())
+            .or(policy.tls.as_ref());
+        let Some(tls) = tls else { continue };
+        let source = format!(
+            "DestinationRule {}/{}",
+            dr.metadata.namespace.as_deref().unwrap_or_default(),
+            dr.metadata.name
+        );
+        if let Some(u) = client_tls(tls, gw_ns, source, &mut warnings) {
+            plan.upstream_tls.insert(
+                UpstreamTlsKey {
+                    service: ServiceRef {
+                        name: b.service.clone(),
+                        namespace: b.namespace.clone(),
+                    },
+                    port: PortSel::Number(b.port),
+                },
+                u,
+            );
+        }
+    }
+    plan.warnings.extend(warnings);
+}
+
+/// The DestinationRule Istio applies to a gateway proxy in `gw_ns` sending to `b`: the
+/// rules of the proxy's namespace first, then of the Service's, then of the root namespace
+/// (`istio-system`); within a namespace the most specific `host` (exact, then the longest
+/// wildcard). Istio merges rules of one host and keeps the oldest one's traffic policy;
+/// Git has no creation time, so the first by name stands in for the oldest.
+pub fn destination_rule_for<'a>(
+    ix: &Index<'a>,
+    gw_ns: &str,
+    b: &Backend,
+) -> Option<&'a istio::DestinationRule> {
+    let fqdn = b.dns_name();
+    let mut tiers = vec![gw_ns, b.namespace.as_str(), ROOT_NAMESPACE];
+    tiers.dedup();
+    for ns in tiers {
+        let best = ix
+            .destination_rules
+            .iter()
+            .filter(|d| d.metadata.namespace.as_deref().unwrap_or_default() == ns)
+            .filter_map(|d| {
+                let host = resolve_host(&d.spec.host, ns);
+                let specificity = if host == fqdn {
+                    usize::MAX
+                } else if host == "*" {
+                    0
+                } else if let Some(suffix) = host.strip_prefix('*')
+                    && fqdn.ends_with(suffix)
+                {
+                    suffix.len()
+                } else {
+                    return None;
+                };
+                Some((specificity, *d))
+            })
+            .min_by(|(sa, a), (sb, b)| sb.cmp(sa).then(a.metadata.name.cmp(&b.metadata.name)));
+        if let Some((_, d)) = best {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// A rule's `host` as Istio reads it: a name without a dot is a Service of the rule's
+/// namespace; anything else is taken as written.
+fn resolve_host(host: &str, ns: &str) -> String {
+    if host == "*" || host.contains('.') {
+        host.to_owned()
+    } else {
+        format!("{host}.{ns}.svc.cluster.local")
+    }
+}
+
+/// `trafficPolicy.tls` as upstream TLS; `None` is plain text. The CA and the client pair
+/// come from the Secret `credentialName` in the gateway's namespace, as in Istio.
+fn client_tls(
+    tls: &istio::ClientTlsSettings,
+    gw_ns: &str,
+    source: String,
+    warnings: &mut std::collections::BTreeSet<String>,
+) -> Option<UpstreamTls> {
+    let secret = tls.credential_name.as_ref().map(|name| SecretRef {
+        namespace: gw_ns.to_owned(),
+        name: name.clone(),
+    });
+    match tls.mode.as_str() {
+        "SIMPLE" | "MUTUAL" => {}
+        "ISTIO_MUTUAL" => {
+            // The mesh's own certificates are issued by istiod, not by tidegate: the
+            // gateway speaks to the backend as it would without the rule.
+            warnings.insert(format!("{source}: tls mode ISTIO_MUTUAL (the mesh's own certificates) is not served to gateway backends; their connections are sent as without this rule"));
+            return None;
+        }
+        _ => return None,
+    }
+    let mut trust = if tls.insecure_skip_verify == Some(true) {
+        Trust::Unchecked
+    } else if let Some(s) = &secret {
+        Trust::Secret(s.clone())
+    } else if let Some(path) = &tls.ca_certificates {
+        let why = format!(
+            "{source}: caCertificates names a file on the proxy ({path}), which tidegate cannot serve; use credentialName (a Secret with ca.crt in namespace {gw_ns})"
+        );
+        warnings.insert(why.clone());
+        Trust::Nothing(why)
+    } else {
+        Trust::System
+    };
+    let client_cert = if tls.mode == "MUTUAL" {
+        if secret.is_none() {
+            let why = format!(
+                "{source}: tls mode MUTUAL needs credentialName (a Secret with tls.crt, tls.key and ca.crt in namespace {gw_ns}) for the client certificate"
+            );
+            warnings.insert(why.clone());
+            trust = Trust::Nothing(why);
+        }
+        secret
+    } else {
+        None
+    };
+    let mut names: Vec<San> = tls
+        .subject_alt_names
+        .iter()
+        .map(|n| {
+            if n.contains("://") {
+                San::Uri(n.clone())
+            } else {
+                San::Dns(n.clone())
+            }
+        })
+        .collect();
+    // Without subjectAltNames the certificate must be for the name asked for.
+    if names.is_empty()
+        && let Some(sni) = &tls.sni
+    {
+        names.push(San::Dns(sni.clone()));
+    }
+    Some(UpstreamTls {
+        sni: tls.sni.clone(),
+        trust,
+        names,
+        client_cert,
+        source,
+    })
 }
 
 /// What a port of an Istio Gateway serves.
