@@ -1017,7 +1017,7 @@ fn gateway_api_gateway(
             listeners,
             allowed_listeners: None,
             infrastructure: None,
-            tls,
+            tls: tls.map(Box::new),
         },
     }
 }
