@@ -8,179 +8,20 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use common::tls_peer::{TlsBackend, https_get};
 use tidegate::test_helpers::pki::{Pki, dns, uri};
-use tidegate::test_helpers::{Envoy, TempRepo, eventually, free_port, http_get};
+use tidegate::test_helpers::{EchoServer, Envoy, TempRepo, eventually, free_port, http_get};
 use tidegate::xds::bootstrap::{Options, bootstrap};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn certs_of(pem: &str) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(pem.as_bytes())
-        .map(Result::unwrap)
-        .collect()
-}
-
-fn roots(ca_pem: &str) -> rustls::RootCertStore {
-    let mut r = rustls::RootCertStore::empty();
-    for c in certs_of(ca_pem) {
-        r.add(c).unwrap();
-    }
-    r
-}
-
-/// A TLS backend speaking just enough HTTP/1.1: it answers every request with the SNI it
-/// saw and whether the client showed a certificate, and counts the requests it read (a
-/// handshake that fails reads none).
-struct TlsBackend {
-    addr: SocketAddr,
-    requests: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl TlsBackend {
-    /// Serves `cert`/`key`; with `client_ca`, only clients with a certificate it issued get in.
-    async fn start(cert: &str, key: &str, client_ca: Option<&str>) -> Self {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = match client_ca {
-            Some(ca) => builder.with_client_cert_verifier(
-                rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots(ca)),
-                    provider(),
-                )
-                .build()
-                .unwrap(),
-            ),
-            None => builder.with_no_client_auth(),
-        };
-        let mut cfg = builder
-            .with_single_cert(
-                certs_of(cert),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let (acceptor, counter) = (acceptor.clone(), counter.clone());
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(sock).await else {
-                        return;
-                    };
-                    let (_, conn) = tls.get_ref();
-                    let sni = conn.server_name().unwrap_or("").to_owned();
-                    let client_cert = conn.peer_certificates().is_some_and(|c| !c.is_empty());
-                    let mut buf = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        match tls.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            buf.drain(..end + 4);
-                            counter.fetch_add(1, Ordering::SeqCst);
-                            let body =
-                                format!("{{\"sni\":\"{sni}\",\"clientCert\":{client_cert}}}");
-                            let resp = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            if tls.write_all(resp.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        TlsBackend {
-            addr,
-            requests,
-            task,
-        }
-    }
-
-    fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
-
-/// One HTTPS request to the gateway, trusting `ca_pem`, with an optional client
-/// certificate; the response's status line and body, or the handshake/transport error.
-async fn https_get(
-    addr: SocketAddr,
-    host: &str,
-    path: &str,
-    ca_pem: &str,
-    client: Option<(&str, &str)>,
-) -> Result<String, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots(ca_pem));
-    let mut cfg = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                certs_of(cert),
-                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut tls = connector
-        .connect(ServerName::try_from(host.to_owned()).unwrap(), tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
-    tls.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .map_err(|e| format!("write: {e}"))?;
-    let mut out = Vec::new();
-    // With TLS 1.3 a refused client certificate is only reported at the first read.
-    match tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) if out.is_empty() => return Err(format!("read: {e}")),
-        Ok(Err(_)) => {}
-        Err(_) => return Err("no answer in 10 s".into()),
-    }
-    if out.is_empty() {
-        return Err("closed without an answer".into());
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
 
 const NS: &str = "web";
 
-fn resources(http_port: u16, https_port: u16, backend_ca: &str, client_ca: &str) -> String {
+fn resources(
+    (http_port, https_port, tls_port): (u16, u16, u16),
+    backend_ca: &str,
+    client_ca: &str,
+) -> String {
     let indent = |pem: &str| pem.trim_end().replace('\n', "\n    ");
     let mut out = format!(
         r#"apiVersion: gateway.networking.k8s.io/v1
@@ -202,6 +43,19 @@ spec:
     protocol: HTTPS
     hostname: shop.example.com
     tls: {{certificateRefs: [{{name: shop-cert}}]}}
+  - name: tls
+    port: {tls_port}
+    protocol: TLS
+    hostname: tls.shop.example.com
+    tls: {{mode: Terminate, certificateRefs: [{{name: shop-cert}}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: TLSRoute
+metadata: {{name: plain, namespace: {NS}}}
+spec:
+  parentRefs: [{{name: edge, sectionName: tls}}]
+  hostnames: [tls.shop.example.com]
+  rules: [{{backendRefs: [{{name: plain, port: 80}}]}}]
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -297,8 +151,10 @@ async fn backend_tls_and_client_certificates_through_envoy() {
     edge_ca.write_pair(
         &certs.path().join(format!("secrets/{NS}/shop-cert")),
         "shop",
-        vec![dns("shop.example.com")],
+        vec![dns("shop.example.com"), dns("tls.shop.example.com")],
     );
+    // Behind the terminating TLS listener: plain HTTP.
+    let plain = EchoServer::start("plain").await;
     backend_ca.write_pair(
         &certs.path().join(format!("secrets/{NS}/gateway-client")),
         "edge-gateway",
@@ -317,15 +173,15 @@ async fn backend_tls_and_client_certificates_through_envoy() {
     ] {
         eps.push_str(&format!("{svc}.{NS}:443: [\"{}\"]\n", b.addr));
     }
+    eps.push_str(&format!("plain.{NS}:80: [\"{}\"]\n", plain.addr));
     std::fs::write(&endpoints, eps).unwrap();
 
-    let (http_port, https_port) = (free_port(), free_port());
+    let (http_port, https_port, tls_port) = (free_port(), free_port(), free_port());
     let mut repo = TempRepo::new();
     repo.write(
         "resources/edge.yaml",
         resources(
-            http_port,
-            https_port,
+            (http_port, https_port, tls_port),
             &backend_ca.ca_pem,
             &clients_ca.ca_pem,
         ),

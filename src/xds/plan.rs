@@ -287,6 +287,16 @@ impl ProxyPlan {
                     .values()
                     .flat_map(|l| l.http().tls.iter())
                     .filter_map(|t| t.client_validation.as_ref())
+                    .chain(self.listeners.values().flat_map(|l| {
+                        match &l.kind {
+                            ListenerKind::Tls(t) => t
+                                .chains
+                                .iter()
+                                .filter_map(|c| c.client_validation.as_ref())
+                                .collect(),
+                            _ => Vec::new(),
+                        }
+                    }))
                     .filter_map(|v| trust(&v.trust)),
             )
             .collect();
@@ -371,6 +381,9 @@ pub struct SniChain {
     /// Terminate TLS with this certificate, then forward the plain stream; `None`:
     /// passthrough (the backend does the TLS handshake with the client).
     pub terminate: Option<SecretRef>,
+    /// When terminating: clients must show a certificate this checks (Gateway
+    /// `spec.tls.frontend`).
+    pub client_validation: Option<ClientValidation>,
     pub forward: L4Forward,
     /// The Gateway listener (or Istio server) the chain comes from.
     pub listener: String,

@@ -213,7 +213,9 @@ pub fn plans_cached(model: &Model, cache: &mut Cache) -> BTreeMap<String, Arc<Pr
         }
         let key = Key(o.clone(), attached.iter().map(|a| Arc::clone(a)).collect());
         let plan = match which {
-            Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => waypoint::plan(&ix, g),
+            Which::Api(g) if g.spec.gateway_class_name == WAYPOINT_CLASS => {
+                waypoint::plan(&ix, g, policies.get_or_init(|| backend_tls::policies(&ix)))
+            }
             Which::Api(g) => {
                 gateway_api::plan(&ix, g, policies.get_or_init(|| backend_tls::policies(&ix)))
             }

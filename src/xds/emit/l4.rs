@@ -27,13 +27,16 @@ use envoy_types::pb::xds::r#type::matcher::v3::{Matcher, matcher};
 
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
-use crate::xds::plan::{L4Forward, ListenerKind, ListenerPlan, SecretRef, Target};
+use crate::xds::plan::{
+    ClientValidation, L4Forward, ListenerKind, ListenerPlan, SecretRef, Target,
+};
 
 use super::common::{
     Variant, any, network_filter, sds, secret_name, secret_served, socket_address, tls_inspector,
     transport_socket,
 };
 use super::endpoint::load_assignment;
+use super::tls;
 
 /// The cluster a target's share goes to; a refused target (or one the endpoints file does
 /// not list: the caller drops its cluster) gets a name no cluster has.
@@ -111,6 +114,7 @@ pub(super) fn listener(
                         Some(secret) => Some(terminating_socket(
                             port,
                             secret,
+                            c.client_validation.as_ref(),
                             &c.server_names,
                             certs,
                             warnings,
@@ -200,6 +204,7 @@ fn weighted_udp_cluster(port: u16) -> String {
 fn terminating_socket(
     port: u16,
     secret: &SecretRef,
+    client_validation: Option<&ClientValidation>,
     server_names: &[String],
     certs: Option<&Certs>,
     warnings: &mut Vec<String>,
@@ -211,11 +216,28 @@ fn terminating_socket(
         namespace: ns,
         name,
     } = secret;
+    // Client certificates, as on HTTPS chains: a chain whose client CA cannot be had is
+    // not served.
+    let (validation_context_type, required) = match client_validation {
+        None => (None, false),
+        Some(v) => match tls::client_validation(v, certs) {
+            Ok(x) => x,
+            Err(why) => {
+                warnings.push(format!(
+                    "port {port}: TLS chain {ns}/{name} is not served: its client CA cannot be had: {why}"
+                ));
+                return None;
+            }
+        },
+    };
     let tls = DownstreamTlsContext {
         common_tls_context: Some(CommonTlsContext {
             tls_certificate_sds_secret_configs: vec![sds(&secret_name(ns, name))],
+            validation_context_type,
             ..CommonTlsContext::default()
         }),
+        require_client_certificate: required
+            .then_some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
         ..DownstreamTlsContext::default()
     };
     Some(transport_socket("envoy.transport_sockets.tls", &tls))

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use crate::model::core::ConfigMap;
 use crate::model::gateway_api as gw;
 use crate::xds::plan::{
-    ClientValidation, PortSel, San, SecretRef, ServiceRef, Trust, UpstreamTls, UpstreamTlsKey,
+    ClientValidation, PortSel, ProxyPlan, San, SecretRef, ServiceRef, Trust, UpstreamTls,
+    UpstreamTlsKey,
 };
 
 use super::index::Index;
@@ -297,6 +298,44 @@ pub fn policies(ix: &Index<'_>) -> Policies {
         .collect();
     out.tls.retain(|_, t| !losers.contains(&t.source));
     out
+}
+
+/// Gives `plan` the policies of the Services it sends to, each with `client_cert` (the
+/// Gateway's; a waypoint has none).
+pub fn apply(policies: &Policies, plan: &mut ProxyPlan, client_cert: Option<&SecretRef>) {
+    if policies.tls.is_empty() {
+        return;
+    }
+    let mut services: Vec<ServiceRef> = plan
+        .backends()
+        .into_iter()
+        .map(|b| ServiceRef {
+            name: b.service,
+            namespace: b.namespace,
+        })
+        .collect();
+    services.dedup();
+    // The policies of each backend Service: a range of the map (keys order by Service,
+    // `Any` first), not a scan of every policy per proxy.
+    for service in services {
+        let from = UpstreamTlsKey {
+            service,
+            port: PortSel::Any,
+        };
+        let of_service = policies
+            .tls
+            .range(&from..)
+            .take_while(|(k, _)| k.service == from.service);
+        for (key, tls) in of_service {
+            plan.upstream_tls.insert(
+                key.clone(),
+                UpstreamTls {
+                    client_cert: client_cert.cloned(),
+                    ..tls.clone()
+                },
+            );
+        }
+    }
 }
 
 /// The Gateway's `spec.tls.backend.clientCertificateRef`: the Secret it shows backends, or

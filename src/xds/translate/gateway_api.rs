@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 
 use crate::model::gateway_api::{self as gw, FilterType};
 use crate::xds::plan::{
-    Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, PortSel, ProxyPlan,
-    ProxyRef, RoutePlan, SecretRef, ServiceRef, SniChain, TlsListener, TlsPlan, UpstreamTls,
-    UpstreamTlsKey, VhostPlan,
+    Action, HttpListener, L4Forward, L4Target, ListenerKind, ListenerPlan, ProxyPlan, ProxyRef,
+    RoutePlan, SecretRef, SniChain, TlsListener, TlsPlan, VhostPlan,
 };
 
 use super::ambient::route_through_waypoints;
-use super::backend_tls::{Policies, client_certificate, frontend_validation};
+use super::backend_tls::{Policies, apply, client_certificate, frontend_validation};
 use super::http_route::{route_plan, target};
 use super::index::{Attached, Index};
 use super::listeners::{Owner, effective};
@@ -132,7 +131,7 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies) -> Proxy
             continue;
         }
         if matches!(protocol, "TLS" | "TCP" | "UDP") {
-            let terminate = tls.into_iter().next().map(|t| t.secret);
+            let terminate = tls.into_iter().next();
             plan_connections(ix, &mut l4, routes, &owner, listener, terminate);
             continue;
         }
@@ -196,7 +195,11 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies) -> Proxy
                         let (_, forward) = c.routes.iter().min_by(|a, b| a.0.cmp(&b.0))?;
                         Some(SniChain {
                             server_names: vec![domain.clone()],
-                            terminate: c.terminate.clone(),
+                            terminate: c.terminate.as_ref().map(|t| t.secret.clone()),
+                            client_validation: c
+                                .terminate
+                                .as_ref()
+                                .and_then(|t| t.client_validation.clone()),
                             forward: forward.clone(),
                             listener: c.listener.clone(),
                         })
@@ -248,15 +251,6 @@ fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies, plan
     if policies.tls.is_empty() {
         return;
     }
-    let mut services: Vec<ServiceRef> = plan
-        .backends()
-        .into_iter()
-        .map(|b| ServiceRef {
-            name: b.service,
-            namespace: b.namespace,
-        })
-        .collect();
-    services.dedup();
     let client_cert = match client_certificate(ix, gateway) {
         Some(Ok(s)) => Some(s),
         Some(Err(why)) => {
@@ -268,27 +262,7 @@ fn upstream_tls(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies, plan
         }
         None => None,
     };
-    // The policies of each backend Service: a range of the map (keys order by Service,
-    // `Any` first), not a scan of every policy per gateway.
-    for service in services {
-        let from = UpstreamTlsKey {
-            service,
-            port: PortSel::Any,
-        };
-        let of_service = policies
-            .tls
-            .range(&from..)
-            .take_while(|(k, _)| k.service == from.service);
-        for (key, tls) in of_service {
-            plan.upstream_tls.insert(
-                key.clone(),
-                UpstreamTls {
-                    client_cert: client_cert.clone(),
-                    ..tls.clone()
-                },
-            );
-        }
-    }
+    apply(policies, plan, client_cert.as_ref());
 }
 
 /// The connection routes of a Gateway's TLS, TCP and UDP listeners while they are planned.
@@ -303,7 +277,8 @@ struct Connections {
 struct SniCandidates {
     specificity: Specificity,
     listener: String,
-    terminate: Option<SecretRef>,
+    /// The certificate (and client validation) a terminating listener serves.
+    terminate: Option<TlsPlan>,
     routes: Vec<(RouteOrder, L4Forward)>,
 }
 
@@ -319,7 +294,7 @@ fn plan_connections(
     routes: &[Attached<'_>],
     owner: &Owner<'_>,
     listener: &gw::Listener,
-    terminate: Option<SecretRef>,
+    terminate: Option<TlsPlan>,
 ) {
     for attached in routes {
         let Some(kind) = attached.l4 else {

@@ -438,6 +438,7 @@ fn tls_server_chains(
                             SniChain {
                                 server_names: sni_names(name),
                                 terminate: None,
+                                client_validation: None,
                                 forward: l4_forward(
                                     format!("virtualservice/{vs_ns}/{}/tls/{ti}", vs.metadata.name),
                                     &route.route,
@@ -473,6 +474,7 @@ fn tls_server_chains(
                     SniChain {
                         server_names: sni_names(host),
                         terminate: Some(secret.clone()),
+                        client_validation: None,
                         forward,
                         listener: server.port.name.clone(),
                     },

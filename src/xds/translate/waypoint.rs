@@ -12,6 +12,7 @@ use crate::model::istio::HBONE_PORT;
 use crate::xds::plan::{Action, ProxyPlan, ProxyRef, RoutePlan, ServiceRef, WaypointPlan};
 
 use super::ambient::namespace_waypoint;
+use super::backend_tls::{Policies, apply};
 use super::http_route::route_plan;
 use super::index::Index;
 use super::rules::{SortKey, sort_key};
@@ -19,7 +20,7 @@ use crate::model::istio::label::USE_WAYPOINT;
 
 /// The plan of waypoint `gateway`: the namespaces bound to it and the L7 routes of their
 /// Services.
-pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
+pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway, policies: &Policies) -> ProxyPlan {
     let name = gateway.metadata.name.as_str();
     let ns = gateway.metadata.namespace.as_deref().unwrap_or("default");
     let mut plan = ProxyPlan {
@@ -125,6 +126,9 @@ pub fn plan(ix: &Index<'_>, gateway: &gw::Gateway) -> ProxyPlan {
         ));
     }
     plan.waypoint = Some(wp);
+    // BackendTLSPolicies of the Services the waypoint's routes send to: the waypoint is
+    // the proxy that connects to them.
+    apply(policies, &mut plan, None);
     plan
 }
 
