@@ -487,3 +487,40 @@ fn destination_rule_precedence_is_istios() {
         Some("first".into())
     );
 }
+
+/// Of two rules for one host in one namespace Istio keeps the oldest: by Git history, not
+/// by name (the rule added first is `zz`).
+#[tokio::test]
+async fn the_oldest_destination_rule_wins() {
+    let mut repo = TempRepo::new();
+    repo.write("resources/gw.yaml", GATEWAY);
+    repo.write(
+        "resources/dr.yaml",
+        rule("zz", "shop", "shop.shop.svc.cluster.local", "older"),
+    );
+    repo.commit("the first rule");
+    repo.write(
+        "resources/dr.yaml",
+        [
+            rule("zz", "shop", "shop.shop.svc.cluster.local", "older"),
+            rule("aa", "shop", "shop.shop.svc.cluster.local", "newer"),
+        ]
+        .concat(),
+    );
+    repo.commit("a second rule for the same host");
+    let server = common::start_server(repo.path(), None).await;
+    let snapshot = server.current().await;
+    let plan = snapshot.plan("gw.edge").expect("the gateway's plan");
+    let trust: Vec<_> = plan
+        .upstream_tls
+        .values()
+        .map(|u| u.trust.clone())
+        .collect();
+    assert_eq!(
+        trust,
+        vec![Trust::Secret(SecretRef {
+            namespace: "edge".into(),
+            name: "older".into()
+        })]
+    );
+}

@@ -3,7 +3,7 @@
 //!
 //! - the oldest of competing objects wins, as the spec says (TLSRoutes, TCPRoutes and
 //!   UDPRoutes on one listener, ListenerSets on one Gateway, BackendTLSPolicies on one
-//!   Service), not the first by name;
+//!   Service, DestinationRules on one host), not the first by name;
 //! - status says which generation of a GatewayClass, Gateway, ListenerSet, L4 route or
 //!   BackendTLSPolicy it describes
 //!   (`observedGeneration`), as a controller does.
@@ -31,6 +31,7 @@ fn dated_kind(o: &Object) -> bool {
             | Object::Gateway(_)
             | Object::GatewayClass(_)
             | Object::BackendTlsPolicy(_)
+            | Object::DestinationRule(_)
     )
 }
 

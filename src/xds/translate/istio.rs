@@ -262,8 +262,8 @@ fn upstream_tls(ix: &Index<'_>, gw_ns: &str, plan: &mut ProxyPlan) {
 /// The DestinationRule Istio applies to a gateway proxy in `gw_ns` sending to `b`: the
 /// rules of the proxy's namespace first, then of the Service's, then of the root namespace
 /// (`istio-system`); within a namespace the most specific `host` (exact, then the longest
-/// wildcard). Istio merges rules of one host and keeps the oldest one's traffic policy;
-/// Git has no creation time, so the first by name stands in for the oldest.
+/// wildcard). Istio merges rules of one host and keeps the oldest one's traffic policy: the
+/// oldest by Git history (plain DestinationRules are dated), then the first by name.
 pub fn destination_rule_for<'a>(
     ix: &Index<'a>,
     gw_ns: &str,
@@ -292,7 +292,12 @@ pub fn destination_rule_for<'a>(
                 };
                 Some((specificity, *d))
             })
-            .min_by(|(sa, a), (sb, b)| sb.cmp(sa).then(a.metadata.name.cmp(&b.metadata.name)));
+            .min_by(|(sa, a), (sb, b)| {
+                let age = |d: &istio::DestinationRule| d.metadata.created.unwrap_or(i64::MAX);
+                sb.cmp(sa)
+                    .then(age(a).cmp(&age(b)))
+                    .then(a.metadata.name.cmp(&b.metadata.name))
+            });
         if let Some((_, d)) = best {
             return Some(d);
         }
