@@ -34,6 +34,8 @@ mod l4_client;
 mod l4_data;
 #[path = "conformance/l4_echo.rs"]
 mod l4_echo;
+#[path = "conformance/outcome.rs"]
+mod outcome;
 #[path = "conformance/status.rs"]
 mod status;
 
@@ -55,6 +57,9 @@ use tidegate::xds::emit::Variant;
 use l4_client::{ConnectError, Trust};
 use l4_data::{DataValue, L4Test, Step, s, strings};
 use l4_echo::{Identity, ServerCert};
+use outcome::{
+    Row, committed, deployment_of, labels_match, lookup, pod_name, shorten, verdict, yaml_of,
+};
 use status::Check;
 
 /// Extended tests expected to fail, each with why. A listed test that passes fails the run
@@ -273,7 +278,7 @@ async fn gateway_api_conformance_l4() {
     for t in &run {
         let t0 = Instant::now();
         let outcomes = h.run_test(t).await;
-        let row = Row::of(t.core, &outcomes);
+        let row = Row::of(t.core, &outcomes, PRECONDITION);
         println!(
             "{}: {}/{} in {:.1?}",
             t.short_name,
@@ -309,80 +314,6 @@ async fn gateway_api_conformance_l4() {
 }
 
 // === the report and the verdict ===
-
-struct Row {
-    core: bool,
-    passed: usize,
-    total: usize,
-    not_run: Option<String>,
-    first_failure: Option<String>,
-    skipped: usize,
-}
-
-impl Row {
-    fn not_run(core: bool, why: String) -> Self {
-        Row {
-            core,
-            passed: 0,
-            total: 0,
-            not_run: Some(why),
-            first_failure: None,
-            skipped: 0,
-        }
-    }
-    fn of(core: bool, outcomes: &[(String, Check)]) -> Self {
-        let passed = outcomes.iter().filter(|(_, c)| *c == Check::Pass).count();
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(id, c)| match c {
-                Check::Fail(e) => Some(format!("{id}: {e}")),
-                _ => None,
-            })
-            .collect();
-        let skipped = outcomes
-            .iter()
-            .filter(|(_, c)| matches!(c, Check::Skip(_)))
-            .count();
-        // NamespacesMustBeReady is a precondition: alone it does not make a test run.
-        let checked = outcomes
-            .iter()
-            .any(|(id, c)| id != PRECONDITION && !matches!(c, Check::Skip(_)));
-        if !checked && failed.is_empty() {
-            return Row {
-                core,
-                passed: 0,
-                total: 0,
-                not_run: Some("nothing checkable (every case skipped)".to_owned()),
-                first_failure: None,
-                skipped,
-            };
-        }
-        Row {
-            core,
-            passed,
-            total: passed + failed.len(),
-            not_run: None,
-            first_failure: failed.into_iter().next(),
-            skipped,
-        }
-    }
-    fn passes(&self) -> bool {
-        self.total > 0 && self.passed == self.total
-    }
-}
-
-fn lookup<'a>(list: &'a [(&str, &str)], name: &str) -> Option<&'a str> {
-    list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    let one_line = s.replace(['\n', '|'], " ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        format!("{}…", one_line.chars().take(max).collect::<String>())
-    }
-}
 
 /// One test's line in a profile table: (core, passed, total, notes, counts as passed).
 fn line(
@@ -489,33 +420,6 @@ fn report(
         let _ = writeln!(out, "- {what} — {why}");
     }
     out
-}
-
-fn verdict(rows: &BTreeMap<String, Row>, gaps: &[(&str, &str)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (name, _) in gaps {
-        if !rows.contains_key(*name) {
-            problems.push(format!("{name} is listed but is not a test of the data"));
-        }
-    }
-    for (name, r) in rows {
-        let gap = lookup(gaps, name).is_some();
-        if gap && r.core {
-            problems.push(format!("{name} is Core: it cannot be a known gap"));
-        }
-        if r.passed < r.total && !gap {
-            problems.push(format!(
-                "{name} failed {}/{}: {}",
-                r.total - r.passed,
-                r.total,
-                r.first_failure.as_deref().unwrap_or("")
-            ));
-        }
-        if gap && r.passes() {
-            problems.push(format!("{name} passes: remove it from KNOWN_GAPS"));
-        }
-    }
-    problems
 }
 
 // === certificates (source.generated_at_setup) ===
@@ -777,30 +681,6 @@ struct Harness {
     _dirs: Vec<tempfile::TempDir>,
 }
 
-fn yaml_of(objects: &[&Value]) -> String {
-    let mut out = String::new();
-    for o in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_json::to_string(o).expect("JSON"));
-        out.push('\n');
-    }
-    out
-}
-
-fn committed(objects: &[Value]) -> Vec<Value> {
-    objects
-        .iter()
-        .filter(|o| l4_data::COMMITTED_KINDS.contains(&data::kind(o)))
-        .cloned()
-        .collect()
-}
-
-fn labels_match(selector: &Value, labels: &Value) -> bool {
-    selector
-        .as_object()
-        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
-}
-
 fn env_of(d: &Value) -> BTreeMap<String, String> {
     d["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
@@ -813,16 +693,6 @@ fn env_of(d: &Value) -> BTreeMap<String, String> {
             ))
         })
         .collect()
-}
-
-fn pod_name(deployment: &str) -> String {
-    format!("{deployment}-6b7f9c-p0")
-}
-
-/// A pod name minus its last two '-'-separated parts: its Deployment.
-fn deployment_of(pod: &str) -> String {
-    let parts: Vec<&str> = pod.split('-').collect();
-    parts[..parts.len().saturating_sub(2)].join("-")
 }
 
 fn proxy_id(gateway: &str) -> String {
@@ -921,10 +791,7 @@ impl Harness {
             .into_iter()
             .chain(certs.config_maps())
             .collect();
-        repo.write(
-            "resources/base.yaml",
-            yaml_of(&base_objects.iter().collect::<Vec<_>>()),
-        );
+        repo.write("resources/base.yaml", yaml_of(&base_objects));
         repo.commit("conformance base");
         let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
         opts.endpoints = Some(endpoints_file);
@@ -1022,10 +889,7 @@ impl Harness {
 
     /// Commits `objects` as `resources/test.yaml`; `Err` if the commit is not served.
     async fn commit(&mut self, what: &str, objects: &[Value]) -> Result<(), String> {
-        self.repo.write(
-            "resources/test.yaml",
-            yaml_of(&objects.iter().collect::<Vec<_>>()),
-        );
+        self.repo.write("resources/test.yaml", yaml_of(objects));
         let sha = self.repo.commit(what);
         let r = self
             .server
@@ -1851,6 +1715,7 @@ fn a_precondition_alone_does_not_make_a_test_pass() {
             (PRECONDITION.into(), Check::Pass),
             ("a#0".into(), Check::Skip("generation".into())),
         ],
+        PRECONDITION,
     );
     assert_eq!((r.passed, r.total), (0, 0));
     assert!(r.not_run.is_some() && !r.passes());
@@ -1860,6 +1725,7 @@ fn a_precondition_alone_does_not_make_a_test_pass() {
             (PRECONDITION.into(), Check::Fail("not ready".into())),
             ("a#0".into(), Check::Skip("generation".into())),
         ],
+        PRECONDITION,
     );
     assert_eq!((r.passed, r.total), (0, 1));
 }
@@ -1869,11 +1735,15 @@ fn the_verdict_follows_the_lists() {
     let mut rows = BTreeMap::new();
     rows.insert(
         "A".to_owned(),
-        Row::of(true, &[("a#0".into(), Check::Fail("boom".into()))]),
+        Row::of(
+            true,
+            &[("a#0".into(), Check::Fail("boom".into()))],
+            PRECONDITION,
+        ),
     );
     rows.insert(
         "B".to_owned(),
-        Row::of(false, &[("b#0".into(), Check::Pass)]),
+        Row::of(false, &[("b#0".into(), Check::Pass)], PRECONDITION),
     );
     rows.insert(
         "C".to_owned(),
@@ -1908,11 +1778,15 @@ fn profile_tables_count_both_extractions() {
     let mut rows = BTreeMap::new();
     rows.insert(
         "GatewayA".to_owned(),
-        Row::of(true, &[("a".into(), Check::Pass)]),
+        Row::of(true, &[("a".into(), Check::Pass)], PRECONDITION),
     );
     rows.insert(
         "TLSRouteB".to_owned(),
-        Row::of(false, &[("b".into(), Check::Fail("x".into()))]),
+        Row::of(
+            false,
+            &[("b".into(), Check::Fail("x".into()))],
+            PRECONDITION,
+        ),
     );
     let previous = "| ShortName | Core or Extended | passed/total | notes |\n|---|---|---|---|\n| HTTPRouteC | Core | 2/2 |  |\n| HTTPRouteD | Core | 1/2 | boom |\n";
     let md = report(&rows, &inventory, Some(previous), Duration::from_secs(1));

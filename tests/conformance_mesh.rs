@@ -29,6 +29,12 @@ mod l4_data;
 mod mesh_client;
 #[path = "conformance/mesh_echo.rs"]
 mod mesh_echo;
+#[allow(dead_code)]
+#[path = "conformance/outcome.rs"]
+mod outcome;
+#[allow(dead_code)]
+#[path = "conformance/status.rs"]
+mod status;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -44,6 +50,10 @@ use tidegate::xds::emit::Variant;
 
 use l4_data::{L4Test, s};
 use mesh_client::{MeshResponse, Workload};
+use outcome::{
+    Row, committed, deployment_of, labels_match, lookup, pod_name, shorten, verdict, yaml_of,
+};
+use status::Check;
 
 /// Extended tests expected to fail, each with why. A listed test that passes fails the run
 /// until it is removed from here.
@@ -115,12 +125,6 @@ const PROFILES: &[&str] = &["MESH-HTTP", "MESH-GRPC"];
 const MESH_NS: &str = "gateway-conformance-mesh";
 const WAYPOINT: &str = "waypoint";
 
-#[derive(Debug, PartialEq)]
-enum Check {
-    Pass,
-    Fail(String),
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_conformance_mesh() {
     let ci = std::env::var("CI").as_deref() == Ok("true");
@@ -164,7 +168,7 @@ async fn gateway_api_conformance_mesh() {
     for t in &run {
         let t0 = Instant::now();
         let outcomes = h.run_test(t).await;
-        let row = Row::of(t.core, &outcomes);
+        let row = Row::of(t.core, &outcomes, "");
         println!(
             "{}: {}/{} in {:.1?}",
             t.short_name,
@@ -196,47 +200,6 @@ async fn gateway_api_conformance_mesh() {
 }
 
 // === the report and the verdict ===
-
-struct Row {
-    core: bool,
-    passed: usize,
-    total: usize,
-    first_failure: Option<String>,
-}
-
-impl Row {
-    fn of(core: bool, outcomes: &[(String, Check)]) -> Self {
-        let failed: Vec<String> = outcomes
-            .iter()
-            .filter_map(|(id, c)| match c {
-                Check::Fail(e) => Some(format!("{id}: {e}")),
-                Check::Pass => None,
-            })
-            .collect();
-        Row {
-            core,
-            passed: outcomes.len() - failed.len(),
-            total: outcomes.len(),
-            first_failure: failed.into_iter().next(),
-        }
-    }
-    fn passes(&self) -> bool {
-        self.total > 0 && self.passed == self.total
-    }
-}
-
-fn lookup<'a>(list: &'a [(&str, &str)], name: &str) -> Option<&'a str> {
-    list.iter().find(|(n, _)| *n == name).map(|(_, why)| *why)
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    let one_line = s.replace(['\n', '|'], " ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        format!("{}…", one_line.chars().take(max).collect::<String>())
-    }
-}
 
 fn table(
     title: &str,
@@ -317,68 +280,7 @@ fn report(
     out
 }
 
-fn verdict(rows: &BTreeMap<String, Row>, gaps: &[(&str, &str)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (name, _) in gaps {
-        if !rows.contains_key(*name) {
-            problems.push(format!("{name} is listed but is not a test of the data"));
-        }
-    }
-    for (name, r) in rows {
-        let gap = lookup(gaps, name).is_some();
-        if gap && r.core {
-            problems.push(format!("{name} is Core: it cannot be a known gap"));
-        }
-        if !r.passes() && !gap {
-            problems.push(format!(
-                "{name} failed {}/{}: {}",
-                r.total - r.passed,
-                r.total,
-                r.first_failure.as_deref().unwrap_or("no case")
-            ));
-        }
-        if gap && r.passes() {
-            problems.push(format!("{name} passes: remove it from KNOWN_GAPS"));
-        }
-    }
-    problems
-}
-
 // === the harness ===
-
-fn yaml_of(objects: &[Value]) -> String {
-    let mut out = String::new();
-    for o in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_json::to_string(o).expect("JSON"));
-        out.push('\n');
-    }
-    out
-}
-
-fn committed(objects: &[Value]) -> Vec<Value> {
-    objects
-        .iter()
-        .filter(|o| l4_data::COMMITTED_KINDS.contains(&data::kind(o)))
-        .cloned()
-        .collect()
-}
-
-fn labels_match(selector: &Value, labels: &Value) -> bool {
-    selector
-        .as_object()
-        .is_some_and(|sel| !sel.is_empty() && sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
-}
-
-fn pod_name(deployment: &str) -> String {
-    format!("{deployment}-6b7f9c-p0")
-}
-
-/// A pod name minus its last two '-'-separated parts: its Deployment.
-fn deployment_of(pod: &str) -> String {
-    let parts: Vec<&str> = pod.split('-').collect();
-    parts[..parts.len().saturating_sub(2)].join("-")
-}
 
 /// A loopback address whose port 15008 (HBONE's, fixed) is free now: the waypoint's.
 fn waypoint_ip() -> Ipv4Addr {
@@ -984,22 +886,4 @@ fn the_mesh_check_reads_the_echo_text() {
     assert!(check(&status, &resp).is_err());
     let header = json!({"backend_request": {"headers": {"X-Header-Add": "a"}}});
     assert!(check(&header, &resp).is_err());
-}
-
-#[test]
-fn the_verdict_follows_the_lists() {
-    let mut rows = BTreeMap::new();
-    rows.insert(
-        "A".to_owned(),
-        Row::of(true, &[("a#0".into(), Check::Fail("boom".into()))]),
-    );
-    rows.insert(
-        "B".to_owned(),
-        Row::of(false, &[("b#0".into(), Check::Pass)]),
-    );
-    let v = verdict(&rows, &[]);
-    assert_eq!(v.len(), 1, "{v:?}");
-    assert!(v[0].starts_with("A failed"));
-    let v = verdict(&rows, &[("A", "x"), ("B", "y"), ("Z", "z")]);
-    assert_eq!(v.len(), 3, "{v:?}");
 }
