@@ -11,10 +11,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::tls_peer::{TlsBackend, https_get};
+use common::tls_peer::{TlsBackend, assert_clients_checked, envoy_for};
 use tidegate::test_helpers::pki::{Pki, dns, uri};
-use tidegate::test_helpers::{Envoy, TempRepo, eventually, free_port};
-use tidegate::xds::bootstrap::{Options, bootstrap};
+use tidegate::test_helpers::{TempRepo, eventually, free_port};
 
 const NS: &str = "web";
 
@@ -129,30 +128,10 @@ async fn destination_rules_and_mutual_servers_through_envoy() {
     let server = common::start_with(opts).await;
 
     let proxy_id = format!("edge.{NS}");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let boot = bootstrap(&Options {
-        proxy: proxy_id.clone(),
-        xds: server.xds.to_string(),
-        delta: false,
-        bind: Some("127.0.0.1".into()),
-        admin: admin.to_string(),
-        tls: None,
-    })
-    .unwrap();
-    let _envoy = Envoy::start(&binary, &serde_json::to_string(&boot).unwrap(), admin);
     let snapshot = server.current().await;
     let plan = snapshot.plan(&proxy_id).expect("a plan for the gateway");
     assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    let proxy = snapshot.proxy(
-        &proxy_id,
-        &tidegate::xds::emit::Variant {
-            bind: Some("127.0.0.1".into()),
-            proxyless: false,
-        },
-    );
-    common::wait_acked(server.admin, &proxy_id, &proxy)
-        .await
-        .expect("Envoy acknowledges the configuration");
+    let (_envoy, _admin) = envoy_for(&binary, &server, &proxy_id).await;
 
     let gw: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
     let get = |path: &'static str| async move {
@@ -203,45 +182,14 @@ async fn destination_rules_and_mutual_servers_through_envoy() {
     let https: SocketAddr = format!("127.0.0.1:{https_port}").parse().unwrap();
     let (client_c, client_k) = issue(&clients_ca, "client", vec![dns("client.example.com")]);
     let (stranger_c, stranger_k) = issue(&other_ca, "stranger", vec![dns("client.example.com")]);
-    let ok = eventually(
-        "a client with a valid certificate gets in",
-        Duration::from_secs(20),
-        || async {
-            https_get(
-                https,
-                "shop.example.com",
-                "/good",
-                &edge_ca.ca_pem,
-                Some((&client_c, &client_k)),
-            )
-            .await
-            .and_then(|r| {
-                if r.starts_with("HTTP/1.1 200") {
-                    Ok(r)
-                } else {
-                    Err(r)
-                }
-            })
-        },
+    let ok = assert_clients_checked(
+        https,
+        ("shop.example.com", "/good"),
+        &edge_ca.ca_pem,
+        (&client_c, &client_k),
+        (&stranger_c, &stranger_k),
+        &good,
     )
     .await;
     assert!(ok.contains("api.shop.internal"), "{ok}");
-    let before = good.requests();
-    for client in [None, Some((stranger_c.as_str(), stranger_k.as_str()))] {
-        let r = https_get(https, "shop.example.com", "/good", &edge_ca.ca_pem, client).await;
-        assert!(
-            r.as_ref().is_err() || r.as_ref().is_ok_and(|t| !t.starts_with("HTTP/1.1 200")),
-            "a client {} got in: {r:?}",
-            if client.is_some() {
-                "with a certificate from another CA"
-            } else {
-                "without a certificate"
-            }
-        );
-    }
-    assert_eq!(
-        good.requests(),
-        before,
-        "a refused client reached the backend"
-    );
 }

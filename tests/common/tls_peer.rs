@@ -157,9 +157,36 @@ pub async fn https_get(
     .await
     .map_err(|e| format!("write: {e}"))?;
     let mut out = Vec::new();
+    // Until the whole response (by Content-Length) or the end of the stream: a backend
+    // behind a TLS listener's tcp_proxy may keep the connection open after answering.
+    let complete = |out: &[u8]| {
+        let Some(head_end) = out.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&out[..head_end]).to_ascii_lowercase();
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .is_some_and(|len| out.len() >= head_end + 4 + len)
+    };
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    out.extend_from_slice(&chunk[..n]);
+                    if complete(&out) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
     // With TLS 1.3 a refused client certificate is only reported at the first read.
-    match tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await {
-        Ok(Ok(_)) => {}
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) if out.is_empty() => return Err(format!("read: {e}")),
         Ok(Err(_)) => {}
         Err(_) => return Err("no answer in 10 s".into()),
@@ -168,4 +195,88 @@ pub async fn https_get(
         return Err("closed without an answer".into());
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Starts an Envoy for proxy `id` of `server` on 127.0.0.1 and waits until it acknowledged
+/// what it is served; the Envoy (kept alive by the caller) and its admin address.
+pub async fn envoy_for(
+    binary: &std::path::Path,
+    server: &tidegate::app::Running,
+    id: &str,
+) -> (tidegate::test_helpers::Envoy, SocketAddr) {
+    use tidegate::xds::bootstrap::{Options, bootstrap};
+    let admin: SocketAddr = format!("127.0.0.1:{}", tidegate::test_helpers::free_port())
+        .parse()
+        .unwrap();
+    let boot = bootstrap(&Options {
+        proxy: id.to_owned(),
+        xds: server.xds.to_string(),
+        delta: false,
+        bind: Some("127.0.0.1".into()),
+        admin: admin.to_string(),
+        tls: None,
+    })
+    .unwrap();
+    let envoy =
+        tidegate::test_helpers::Envoy::start(binary, &serde_json::to_string(&boot).unwrap(), admin);
+    let proxy = server.current().await.proxy(
+        id,
+        &tidegate::xds::emit::Variant {
+            bind: Some("127.0.0.1".into()),
+            proxyless: false,
+        },
+    );
+    super::wait_acked(server.admin, id, &proxy)
+        .await
+        .expect("Envoy acknowledges the configuration");
+    (envoy, admin)
+}
+
+/// The client-certificate gate of an HTTPS listener at `addr` (certificate for `host`
+/// issued by `server_ca`): a client with `valid` gets a 200 from `path` (its response is
+/// returned); one without a certificate, or with `stranger`, is refused and `backend`
+/// sees none of their requests.
+pub async fn assert_clients_checked(
+    addr: SocketAddr,
+    (host, path): (&str, &str),
+    server_ca: &str,
+    valid: (&str, &str),
+    stranger: (&str, &str),
+    backend: &TlsBackend,
+) -> String {
+    let ok = tidegate::test_helpers::eventually(
+        "a client with a valid certificate gets in",
+        Duration::from_secs(20),
+        || async {
+            https_get(addr, host, path, server_ca, Some(valid))
+                .await
+                .and_then(|r| {
+                    if r.starts_with("HTTP/1.1 200") {
+                        Ok(r)
+                    } else {
+                        Err(r)
+                    }
+                })
+        },
+    )
+    .await;
+    let before = backend.requests();
+    for client in [None, Some(stranger)] {
+        let r = https_get(addr, host, path, server_ca, client).await;
+        assert!(
+            r.as_ref().is_err() || r.as_ref().is_ok_and(|t| !t.starts_with("HTTP/1.1 200")),
+            "a client {} got in: {r:?}",
+            if client.is_some() {
+                "with a certificate from another CA"
+            } else {
+                "without a certificate"
+            }
+        );
+    }
+    assert_eq!(
+        backend.requests(),
+        before,
+        "a refused client reached the backend"
+    );
+    ok
 }
