@@ -114,25 +114,7 @@ impl Certs {
         };
         let ca = dir.join("mesh").join("ca.crt");
         if ca.exists() {
-            match std::fs::read(&ca)
-                .map_err(|e| e.to_string())
-                .and_then(|b| parse_chain(&b).map(|_| b))
-            {
-                Ok(bytes) => certs.mesh_ca = Some(bytes),
-                Err(e) => {
-                    let kept = previous.and_then(|p| p.mesh_ca.clone());
-                    certs.problems.push(format!(
-                        "{}: {e}{}",
-                        rel(dir, &ca),
-                        if kept.is_some() {
-                            "; serving the previous one"
-                        } else {
-                            ""
-                        }
-                    ));
-                    certs.mesh_ca = kept;
-                }
-            }
+            certs.mesh_ca = certs.load_ca(dir, &ca, previous.and_then(|p| p.mesh_ca.as_ref()));
         }
         for (ns, name, path) in pairs(&dir.join("mesh"), &mut certs.problems, dir) {
             let key = format!("{name}.{ns}");
@@ -145,30 +127,11 @@ impl Certs {
             let key = (ns, name);
             let ca = path.join("ca.crt");
             let has_ca = ca.exists();
-            if has_ca {
-                match std::fs::read(&ca)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| parse_chain(&b).map(|_| b))
-                {
-                    Ok(bytes) => {
-                        certs.secret_cas.insert(key.clone(), bytes);
-                    }
-                    Err(e) => {
-                        let kept = previous.and_then(|p| p.secret_cas.get(&key)).cloned();
-                        certs.problems.push(format!(
-                            "{}: {e}{}",
-                            rel(dir, &ca),
-                            if kept.is_some() {
-                                "; serving the previous one"
-                            } else {
-                                ""
-                            }
-                        ));
-                        if let Some(k) = kept {
-                            certs.secret_cas.insert(key.clone(), k);
-                        }
-                    }
-                }
+            if has_ca
+                && let Some(bytes) =
+                    certs.load_ca(dir, &ca, previous.and_then(|p| p.secret_cas.get(&key)))
+            {
+                certs.secret_cas.insert(key.clone(), bytes);
             }
             // A Secret holding only a CA bundle has no pair, and that is no problem.
             if has_ca && !path.join("tls.crt").exists() && !path.join("tls.key").exists() {
@@ -180,6 +143,29 @@ impl Certs {
             }
         }
         Ok(certs)
+    }
+
+    /// Loads a CA bundle (`ca.crt`); on failure records the problem and falls back to
+    /// `kept`.
+    fn load_ca(&mut self, dir: &Path, path: &Path, kept: Option<&Vec<u8>>) -> Option<Vec<u8>> {
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| parse_chain(&b).map(|_| b))
+        {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                self.problems.push(format!(
+                    "{}: {e}{}",
+                    rel(dir, path),
+                    if kept.is_some() {
+                        "; serving the previous one"
+                    } else {
+                        ""
+                    }
+                ));
+                kept.cloned()
+            }
+        }
     }
 
     /// Loads one pair; on failure records the problem and falls back to `kept`.
