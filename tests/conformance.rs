@@ -27,6 +27,9 @@ mod client;
 mod data;
 #[path = "conformance/echo.rs"]
 mod echo;
+#[allow(dead_code)]
+#[path = "conformance/http1.rs"]
+mod http1;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

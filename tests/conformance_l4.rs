@@ -28,6 +28,9 @@ mod data;
 #[allow(dead_code)]
 #[path = "conformance/echo.rs"]
 mod echo;
+#[allow(dead_code)]
+#[path = "conformance/http1.rs"]
+mod http1;
 #[path = "conformance/l4_client.rs"]
 mod l4_client;
 #[path = "conformance/l4_data.rs"]

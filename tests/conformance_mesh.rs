@@ -23,6 +23,9 @@ mod common;
 #[path = "conformance/data.rs"]
 mod data;
 #[allow(dead_code)]
+#[path = "conformance/http1.rs"]
+mod http1;
+#[allow(dead_code)]
 #[path = "conformance/l4_data.rs"]
 mod l4_data;
 #[path = "conformance/mesh_client.rs"]

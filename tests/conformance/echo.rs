@@ -26,6 +26,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use crate::http1::{Head, drain_body, read_head};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 
@@ -472,88 +474,35 @@ async fn serve_h1<S: Conn>(
 ) {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(head) = read_head(&mut sock, &mut buf).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_owned();
-        let path = first.next().unwrap_or("").to_owned();
-        let mut headers = Vec::new();
-        for line in lines.filter(|l| !l.is_empty()) {
-            if let Some((k, v)) = line.split_once(':') {
-                headers.push((k.trim().to_owned(), v.trim().to_owned()));
-            }
-        }
-        let get = |n: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(n))
-                .map(|(_, v)| v.clone())
-        };
+        let get = |n: &str| head.get(n);
         if get("upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
             && let Some(key) = get("sec-websocket-key")
         {
             shared.log.lock().unwrap().push(Seen {
                 pod: pod.name.clone(),
                 namespace: pod.namespace.clone(),
-                path: path.clone(),
+                path: head.target.clone(),
             });
             websocket(sock, buf, &key, &pod).await;
             return;
         }
-        // Bodies are read and dropped: content-length or chunked.
-        if get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-            loop {
-                let line_end = loop {
-                    if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                        break i;
-                    }
-                    let mut chunk = [0u8; 8192];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                };
-                let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-                let size =
-                    usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
-                        .unwrap_or(0);
-                let need = line_end + 2 + size + 2;
-                while buf.len() < need {
-                    let mut chunk = [0u8; 8192];
-                    match sock.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                buf.drain(..need);
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            let length: usize = get("content-length")
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            while buf.len() < length {
-                let mut chunk = [0u8; 8192];
-                match sock.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buf.drain(..length);
+        if drain_body(&mut sock, &mut buf, &head).await.is_none() {
+            return;
         }
+        let Head {
+            method,
+            target: path,
+            headers,
+        } = head;
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let host = get("host").unwrap_or_default();
         let head_only = method == "HEAD";
         let out = answer(

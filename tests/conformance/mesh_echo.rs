@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::http1::{Head, drain_body, read_head};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -107,44 +109,24 @@ async fn connection(sock: TcpStream, pod: Pod, port: u16) {
 async fn serve_h1(mut sock: TcpStream, pod: Pod, port: u16) {
     let mut buf = Vec::new();
     loop {
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 8192];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(head) = read_head(&mut sock, &mut buf).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-        buf.drain(..head_end);
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_owned();
-        let url = first.next().unwrap_or("").to_owned();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect();
+        // Request bodies (the mesh cases send none) are dropped.
+        if drain_body(&mut sock, &mut buf, &head).await.is_none() {
+            return;
+        }
+        let Head {
+            method,
+            target: url,
+            headers,
+        } = head;
         let get = |n: &str| {
             headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case(n))
                 .map(|(_, v)| v.clone())
         };
-        // Request bodies (content-length only; the mesh cases send none) are dropped.
-        let length: usize = get("content-length")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0);
-        while buf.len() < length {
-            let mut chunk = [0u8; 8192];
-            match sock.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..length);
         let host = get("host").unwrap_or_default();
         let body = text(&pod, port, "HTTP/1.1", &method, &url, &host, &headers);
         let resp = format!(
