@@ -8,11 +8,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::tls_peer::{TlsBackend, assert_clients_checked, envoy_for, https_get};
+use common::tls_peer::{TlsBackend, assert_clients_checked, envoy_for, get_until_ok, https_get};
 use tidegate::test_helpers::pki::{Pki, dns, uri};
-use tidegate::test_helpers::{EchoServer, TempRepo, eventually, free_port, http_get};
+use tidegate::test_helpers::{EchoServer, TempRepo, free_port, http_get};
 
 const NS: &str = "web";
 
@@ -227,18 +226,7 @@ async fn backend_tls_and_client_certificates_through_envoy() {
     };
 
     // The policy's CA and hostname: TLS with the policy's hostname as SNI.
-    let (status, body) = eventually(
-        "the TLS backend answers",
-        Duration::from_secs(20),
-        || async {
-            match get("/good").await {
-                Some((200, body)) => Ok((200, body)),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    assert_eq!(status, 200);
+    let body = get_until_ok(gw, "shop.example.com", "/good").await;
     assert!(
         body.contains("\"sni\":\"api.shop.internal\""),
         "the backend saw the policy's hostname as SNI: {body}"

@@ -9,11 +9,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::tls_peer::{TlsBackend, assert_clients_checked, envoy_for};
+use common::tls_peer::{TlsBackend, assert_clients_checked, envoy_for, get_until_ok};
 use tidegate::test_helpers::pki::{Pki, dns, uri};
-use tidegate::test_helpers::{TempRepo, eventually, free_port};
+use tidegate::test_helpers::{TempRepo, free_port};
 
 const NS: &str = "web";
 
@@ -141,18 +140,7 @@ async fn destination_rules_and_mutual_servers_through_envoy() {
     };
 
     // The rendered DestinationRule: TLS with its sni, the CA of credentialName.
-    let (status, body) = eventually(
-        "the TLS backend answers",
-        Duration::from_secs(20),
-        || async {
-            match get("/good").await {
-                Some((200, body)) => Ok((200, body)),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    assert_eq!(status, 200);
+    let body = get_until_ok(gw, "shop.example.com", "/good").await;
     assert!(
         body.contains("\"sni\":\"api.shop.internal\""),
         "the backend saw the rule's sni: {body}"

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::problems_of;
+use common::messages;
 
 /// An intent with `spec` fields replaced by `body` (indented two spaces under `spec:`).
 fn intent(name: &str, ns: &str, body: impl AsRef<str>) -> String {
@@ -16,22 +16,9 @@ fn intent(name: &str, ns: &str, body: impl AsRef<str>) -> String {
 
 const GOOD_SPEC: &str = "  mode: gateway-api\n  hostnames: [httpbin.example.com]\n  gateway: {name: httpbin-gateway, port: 80}\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /headers}}]\n    backendRefs: [{name: httpbin, port: 8000}]\n";
 
-fn messages<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<String> {
-    problems_of(files).iter().map(ToString::to_string).collect()
-}
-
 #[track_caller]
 fn assert_one<S: AsRef<str>>(files: &[(&str, S)], starts: &str, contains: &[&str]) {
-    let m = messages(files);
-    assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
-    assert!(
-        m[0].starts_with(starts),
-        "expected {starts:?}…, got {:?}",
-        m[0]
-    );
-    for c in contains {
-        assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
-    }
+    common::assert_one_message(&messages(files), starts, contains);
 }
 
 #[test]

@@ -787,16 +787,7 @@ fn problems(spec: &str) -> Vec<String> {
 
 #[track_caller]
 fn assert_only(spec: &str, starts: &str, contains: &[&str]) {
-    let m = problems(spec);
-    assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
-    assert!(
-        m[0].starts_with(starts),
-        "expected {starts:?}…, got {:?}",
-        m[0]
-    );
-    for c in contains {
-        assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
-    }
+    common::assert_one_message(&problems(spec), starts, contains);
 }
 
 #[test]

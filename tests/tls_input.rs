@@ -5,29 +5,16 @@
 
 mod common;
 
-use common::problems_of;
+use common::messages;
 use tidegate::gitsync;
 use tidegate::intent;
 use tidegate::test_helpers::TempRepo;
 use tidegate::xds::plan::{PortSel, SecretRef, ServiceRef, Trust, UpstreamTlsKey};
 use tidegate::xds::translate;
 
-fn messages<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<String> {
-    problems_of(files).iter().map(ToString::to_string).collect()
-}
-
 #[track_caller]
 fn assert_one<S: AsRef<str>>(files: &[(&str, S)], starts: &str, contains: &[&str]) {
-    let m = messages(files);
-    assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
-    assert!(
-        m[0].starts_with(starts),
-        "expected {starts:?}…, got {:?}",
-        m[0]
-    );
-    for c in contains {
-        assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
-    }
+    common::assert_one_message(&messages(files), starts, contains);
 }
 
 /// An HTTPS intent `name` in namespace `shop` on gateway `shop-gateway` port 443, with

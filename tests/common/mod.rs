@@ -249,3 +249,24 @@ pub fn conformance_inputs(file: &str) -> Option<(PathBuf, PathBuf)> {
     };
     Some((dir, envoy))
 }
+
+/// The problems `files` have, as the messages a user reads.
+#[allow(dead_code)]
+pub fn messages<S: AsRef<str>>(files: &[(&str, S)]) -> Vec<String> {
+    problems_of(files).iter().map(ToString::to_string).collect()
+}
+
+/// `m` is exactly one message, starting with `starts` and containing each of `contains`.
+#[allow(dead_code)]
+#[track_caller]
+pub fn assert_one_message(m: &[String], starts: &str, contains: &[&str]) {
+    assert_eq!(m.len(), 1, "expected one problem, got {m:#?}");
+    assert!(
+        m[0].starts_with(starts),
+        "expected {starts:?}…, got {:?}",
+        m[0]
+    );
+    for c in contains {
+        assert!(m[0].contains(c), "expected {c:?} in {:?}", m[0]);
+    }
+}

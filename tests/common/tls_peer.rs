@@ -280,3 +280,19 @@ pub async fn assert_clients_checked(
     );
     ok
 }
+
+/// Plain HTTP `GET path` with `host` to `addr` until it answers 200 (the proxy may still
+/// be warming); the body.
+pub async fn get_until_ok(addr: SocketAddr, host: &str, path: &str) -> String {
+    tidegate::test_helpers::eventually(
+        &format!("GET {host}{path} answers 200"),
+        Duration::from_secs(20),
+        || async {
+            match tidegate::test_helpers::http_request(addr, "GET", host, path, &[]).await {
+                Some(r) if r.status == 200 => Ok(r.body),
+                other => Err(format!("{:?}", other.map(|r| (r.status, r.body)))),
+            }
+        },
+    )
+    .await
+}
