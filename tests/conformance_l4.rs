@@ -61,7 +61,8 @@ use l4_client::{ConnectError, Trust};
 use l4_data::{DataValue, L4Test, Step, s, strings};
 use l4_echo::{Identity, ServerCert};
 use outcome::{
-    Row, committed, deployment_of, labels_match, lookup, pod_name, shorten, verdict, yaml_of,
+    Row, committed, deployment_of, distribution_problems, envoy_complaint, labels_match, lookup,
+    pod_name, shorten, verdict, yaml_of,
 };
 use status::Check;
 
@@ -1103,19 +1104,7 @@ impl Harness {
         let Some(g) = self.gateways.get(gateway) else {
             return String::new();
         };
-        let log = g.envoy.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter(|l| {
-                (l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]"))
-                    // Said at every start; not about the configuration.
-                    && !l.contains("no configured limit to the number of allowed active")
-            })
-            .collect();
-        match lines.last() {
-            Some(l) => format!(" (Envoy: {})", shorten(l, 200)),
-            None => String::new(),
-        }
+        envoy_complaint(&g.envoy.log())
     }
 
     /// Starts the Envoy of `gateway` if needed and waits until it acknowledged the served
@@ -1582,20 +1571,7 @@ impl Harness {
                 return Ok(());
             };
             let tolerance = e["distribution_tolerance"].as_f64().unwrap_or(0.05);
-            let mut problems = Vec::new();
-            for (d, n) in &counts {
-                if !dist.contains_key(d) {
-                    problems.push(format!("unknown backend {d} ({n})"));
-                }
-            }
-            for (d, share) in dist {
-                let share = share.as_f64().unwrap_or(0.0);
-                let n = counts.get(d).copied().unwrap_or(0);
-                let got = n as f64 / samples as f64;
-                if (share == 0.0 && n > 0) || (got - share).abs() > tolerance {
-                    problems.push(format!("{d}: {got:.3}, want {share}±{tolerance}"));
-                }
-            }
+            let problems = distribution_problems(&counts, dist, samples, tolerance);
             if problems.is_empty() {
                 return Ok(());
             }

@@ -54,7 +54,8 @@ use tidegate::xds::emit::Variant;
 use l4_data::{L4Test, s};
 use mesh_client::{MeshResponse, Workload};
 use outcome::{
-    Row, committed, deployment_of, labels_match, lookup, pod_name, shorten, verdict, yaml_of,
+    Row, committed, deployment_of, distribution_problems, envoy_complaint, labels_match, lookup,
+    pod_name, shorten, verdict, yaml_of,
 };
 use status::Check;
 
@@ -707,20 +708,7 @@ impl Harness {
                 }
                 sent += batch;
             }
-            let mut problems = Vec::new();
-            for (d, n) in &counts {
-                if !dist.contains_key(d) {
-                    problems.push(format!("unknown backend {d} ({n})"));
-                }
-            }
-            for (d, share) in dist {
-                let share = share.as_f64().unwrap_or(0.0);
-                let n = counts.get(d).copied().unwrap_or(0);
-                let got = n as f64 / samples as f64;
-                if (share == 0.0 && n > 0) || (got - share).abs() > tolerance {
-                    problems.push(format!("{d}: {got:.3}, want {share}±{tolerance}"));
-                }
-            }
+            let problems = distribution_problems(&counts, dist, samples, tolerance);
             if problems.is_empty() {
                 return Ok(());
             }
@@ -731,14 +719,7 @@ impl Harness {
 
     /// The waypoint's last warning or error, for a failure message.
     fn envoy_complaints(&self) -> String {
-        let log = self.waypoint.log();
-        match log.lines().rev().find(|l| {
-            (l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]"))
-                && !l.contains("no configured limit to the number of allowed active")
-        }) {
-            Some(l) => format!(" (Envoy: {})", shorten(l, 200)),
-            None => String::new(),
-        }
+        envoy_complaint(&self.waypoint.log())
     }
 }
 

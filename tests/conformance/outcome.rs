@@ -156,3 +156,42 @@ pub fn deployment_of(pod: &str) -> String {
     let parts: Vec<&str> = pod.split('-').collect();
     parts[..parts.len().saturating_sub(2)].join("-")
 }
+
+/// What is wrong with `counts` (answers per backend, of `samples`) against the wanted
+/// `distribution` (share per backend, each within `tolerance`; a 0 share gets nothing; no
+/// other backend answers). Empty: it holds.
+pub fn distribution_problems(
+    counts: &BTreeMap<String, u64>,
+    distribution: &serde_json::Map<String, Value>,
+    samples: u64,
+    tolerance: f64,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (d, n) in counts {
+        if !distribution.contains_key(d) {
+            problems.push(format!("unknown backend {d} ({n})"));
+        }
+    }
+    for (d, share) in distribution {
+        let share = share.as_f64().unwrap_or(0.0);
+        let n = counts.get(d).copied().unwrap_or(0);
+        let got = n as f64 / samples as f64;
+        if (share == 0.0 && n > 0) || (got - share).abs() > tolerance {
+            problems.push(format!("{d}: {got:.3}, want {share}±{tolerance}"));
+        }
+    }
+    problems
+}
+
+/// The last warning or error of an Envoy's log (e.g. a listener it could not bind), for a
+/// failure message; empty when there is none.
+pub fn envoy_complaint(log: &str) -> String {
+    match log.lines().rev().find(|l| {
+        (l.contains("[warning]") || l.contains("[error]") || l.contains("[critical]"))
+            // Said at every start; not about the configuration.
+            && !l.contains("no configured limit to the number of allowed active")
+    }) {
+        Some(l) => format!(" (Envoy: {})", shorten(l, 200)),
+        None => String::new(),
+    }
+}
