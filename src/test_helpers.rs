@@ -134,13 +134,78 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A port that was free a moment ago (for processes that bind their own, like Envoy).
+/// A port, free for TCP and UDP on loopback, for a process that binds its own (Envoy's
+/// listeners and admin), reserved for the rest of this process's life.
+///
+/// Binding port 0 and handing the number over is not enough: once that socket closes, the
+/// kernel may give the same number to the next `bind(0)` or outgoing connection of any test
+/// running in parallel before Envoy binds it (seen in CI: a TCP listener's port answered
+/// with another Envoy's HTTP 400). So ports come from below the kernel's ephemeral range,
+/// which `bind(0)` and outgoing connections never use, and each is claimed with a lock on a
+/// file under the temp directory: other test processes skip a locked port, and the kernel
+/// drops the lock when the process exits, even when it is killed. A port something else
+/// has bound is skipped too.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    ports::reserve()
+}
+
+mod ports {
+    use std::collections::hash_map::RandomState;
+    use std::fs::{File, OpenOptions};
+    use std::hash::BuildHasher;
+    use std::sync::Mutex;
+
+    /// Lowest port handed out: above the registered ports services on a machine tend to
+    /// listen on, so a collision with something outside the tests is unlikely (and checked).
+    const FLOOR: u16 = 20000;
+
+    /// The lock files of the ports this process holds; kept open, since closing one
+    /// releases its lock.
+    static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+    /// The first port of the kernel's ephemeral range (Linux: 32768 by default).
+    fn ephemeral_floor() -> u16 {
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32768)
+    }
+
+    pub(super) fn reserve() -> u16 {
+        let top = ephemeral_floor();
+        assert!(
+            top > FLOOR + 1000,
+            "the ephemeral port range starts at {top}: no room below it for test ports"
+        );
+        let dir = std::env::temp_dir().join("tidegate-test-ports");
+        std::fs::create_dir_all(&dir).expect("create the test port lock directory");
+        let span = u64::from(top - FLOOR);
+        // Start each search at a random place so parallel processes rarely contend.
+        let start = RandomState::new().hash_one(std::process::id()) % span;
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        for i in 0..span {
+            let port = FLOOR + ((start + i) % span) as u16;
+            let Ok(file) = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(port.to_string()))
+            else {
+                continue;
+            };
+            // A lock held by another open file, in this process or another, fails here.
+            if file.try_lock().is_err() {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            {
+                held.push(file);
+                return port;
+            }
+        }
+        panic!("no free port between {FLOOR} and {top}");
+    }
 }
 
 /// The Envoy binary: `$ENVOY`, else `envoy` on PATH. `None` if neither exists; under
