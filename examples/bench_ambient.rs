@@ -36,6 +36,7 @@ fn intents(http: u16, https: u16, ambient: u16) -> String {
 fn envoy(binary: &Path, xds: SocketAddr, proxy: &str, bind: &str) -> Envoy {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = tidegate::xds::bootstrap::bootstrap(&tidegate::xds::bootstrap::Options {
+        r#ref: None,
         proxy: proxy.into(),
         xds: xds.to_string(),
         delta: false,

@@ -114,6 +114,7 @@ async fn run(proxies: usize, rounds: usize, with_envoy: bool) -> (Vec<Duration>,
         (true, Some(bin)) => {
             let admin = format!("127.0.0.1:{}", free_port());
             let boot = tidegate::xds::bootstrap::bootstrap(&tidegate::xds::bootstrap::Options {
+                r#ref: None,
                 proxy: "httpbin-gateway.httpbin".into(),
                 xds: server.xds.to_string(),
                 delta: false,

@@ -10,7 +10,7 @@ use axum::routing::get;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::xds::snapshot::{Origin, SnapshotReader};
+use crate::xds::snapshot::{Origin, Snapshot, SnapshotReader};
 use crate::xds::status::{ProxyStatus, Registry};
 
 /// A commit that was not served, and why.
@@ -30,6 +30,62 @@ pub struct AdminState {
     /// Set once a first config is served.
     pub ready: std::sync::atomic::AtomicBool,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The preview branches `serve --preview-branches` matched (served or not), by name.
+    pub previews: Mutex<std::collections::BTreeMap<String, PreviewStatus>>,
+}
+
+/// Where a preview branch stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreviewState {
+    /// Its proxies are served its latest valid commit.
+    Serving,
+    /// No valid commit of it yet: its proxies get an empty config.
+    Waiting,
+    /// The branch was deleted: its proxies keep its last config until the grace period
+    /// ends, then get an empty one.
+    Gone,
+    /// Matched, but over `--max-previews`: not built, its proxies get an empty config.
+    NotServed,
+}
+
+/// A preview branch as `serve` sees it (the proxies and the served commit are added when
+/// `/status` is asked for).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PreviewStatus {
+    pub state: PreviewState,
+    /// The commit the branch points at (the last one seen, once gone).
+    pub head: Option<String>,
+    /// Why it is gone or not served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its rejected commits, newest first.
+    pub rejected: Vec<Rejected>,
+    /// Why its head cannot be read right now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<String>,
+}
+
+/// One branch served (or matched) in `/status`'s `refs`: the followed branch first, then the
+/// previews by name.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefStatus {
+    #[serde(rename = "ref")]
+    pub r#ref: String,
+    /// False for the followed branch (`--branch`).
+    pub preview: bool,
+    /// `serving` or `waiting` for the followed branch; see [`PreviewState`] for previews.
+    pub state: PreviewState,
+    /// The commit its proxies are served; none before its first valid commit.
+    pub served: Option<String>,
+    pub head: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub rejected: Vec<Rejected>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_error: Option<String>,
+    /// Proxies connected that are served this branch.
+    pub proxies: usize,
 }
 
 #[derive(Serialize)]
@@ -40,6 +96,9 @@ pub struct StatusPage {
     pub rejected: Vec<Rejected>,
     pub source_error: Option<String>,
     pub proxies: Vec<ProxyStatus>,
+    /// The branches served: the followed one, then the previews (`serve
+    /// --preview-branches`), each with its served commit, rejected commits and proxies.
+    pub refs: Vec<RefStatus>,
     /// Recently refused xDS streams (client certificate vs. claimed gateway).
     pub denied: Vec<String>,
     /// What `serve --certs` loaded (names and certificate facts, never keys) and the files
@@ -51,9 +110,69 @@ pub struct StatusPage {
     pub gateway_api: crate::xds::translate::conditions::GatewayApiStatus,
 }
 
+/// The branches served, with their proxies counted from `proxies`.
+fn refs(s: &AdminState, snapshot: &Snapshot, proxies: &[ProxyStatus]) -> Vec<RefStatus> {
+    let main = &snapshot.origin.r#ref;
+    let count = |r: Option<&str>| {
+        proxies
+            .iter()
+            .filter(|p| match (p.r#ref.as_deref(), r) {
+                (None, None) => true,
+                (Some(pr), None) => pr == main,
+                (Some(pr), Some(r)) => pr == r,
+                (None, Some(_)) => false,
+            })
+            .count()
+    };
+    let ready = s.ready.load(std::sync::atomic::Ordering::Acquire);
+    let mut out = vec![RefStatus {
+        r#ref: if main.is_empty() {
+            "HEAD".into()
+        } else {
+            main.clone()
+        },
+        preview: false,
+        state: if ready {
+            PreviewState::Serving
+        } else {
+            PreviewState::Waiting
+        },
+        served: ready.then(|| snapshot.origin.revision.clone()),
+        head: None,
+        reason: None,
+        rejected: lock(&s.rejected).clone(),
+        source_error: lock(&s.source_error).clone(),
+        proxies: count(None),
+    }];
+    for (name, p) in lock(&s.previews).iter() {
+        out.push(RefStatus {
+            r#ref: name.clone(),
+            preview: true,
+            state: p.state,
+            served: snapshot
+                .previews()
+                .get(name)
+                .map(|p| p.origin.revision.clone()),
+            head: p.head.clone(),
+            reason: p.reason.clone(),
+            rejected: p.rejected.clone(),
+            source_error: p.source_error.clone(),
+            proxies: count(Some(name)),
+        });
+    }
+    out
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not take the status page down with it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
     let snapshot = s.snapshots.load();
+    let proxies = s.registry.snapshot();
     Json(StatusPage {
+        refs: refs(&s, &snapshot, &proxies),
         served: snapshot.origin.clone(),
         gateways: snapshot.proxy_ids().cloned().collect(),
         rejected: s.rejected.lock().unwrap_or_else(|e| e.into_inner()).clone(),
@@ -62,7 +181,7 @@ async fn status(State(s): State<Arc<AdminState>>) -> Json<StatusPage> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
-        proxies: s.registry.snapshot(),
+        proxies,
         denied: s.registry.denied(),
         certs: snapshot.inputs().certs.as_ref().map(|c| c.status()),
         gateway_api: (*snapshot.gateway_api()).clone(),

@@ -9,16 +9,18 @@
 
 mod publisher;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::admin::{AdminState, Rejected};
+use crate::admin::{AdminState, PreviewState, PreviewStatus, Rejected};
 use crate::gitsync::Source;
+use crate::gitsync::glob::BranchGlob;
 use crate::gitsync::push::{self, Pushed, SourceCommit};
 use crate::gitsync::source::RepoSource;
 use crate::xds::certs::Certs;
@@ -56,6 +58,13 @@ pub struct ServeOptions {
     pub mirror_dir: Option<PathBuf>,
     /// xDS over TLS with required client certificates.
     pub tls: Option<xds::server::TlsFiles>,
+    /// Branches served besides `branch`, to proxies that name them (see
+    /// [`crate::gitsync::glob`]); needs `branch`.
+    pub preview_branches: Option<String>,
+    /// At most this many preview branches are served; more are listed as not served.
+    pub max_previews: usize,
+    /// How long a deleted preview branch's proxies keep its last config.
+    pub preview_grace: Duration,
 }
 
 impl ServeOptions {
@@ -70,6 +79,9 @@ impl ServeOptions {
             poll_interval: Duration::from_secs(30),
             mirror_dir: None,
             tls: None,
+            preview_branches: None,
+            max_previews: 20,
+            preview_grace: Duration::from_secs(600),
         }
     }
 }
@@ -109,6 +121,47 @@ impl Running {
     /// Asks the sync loop to look at the repository now.
     pub fn sync_now(&self) {
         let _ = self.trigger.try_send(());
+    }
+
+    /// Waits until commit `sha` of preview branch `branch` is served (or rejected: then
+    /// returns its errors).
+    pub async fn wait_preview_served(
+        &self,
+        branch: &str,
+        sha: &str,
+        timeout: Duration,
+    ) -> Result<(), Vec<String>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let served = self
+                .current()
+                .await
+                .previews()
+                .get(branch)
+                .map(|p| p.origin.revision.clone());
+            if served.as_deref() == Some(sha) {
+                return Ok(());
+            }
+            let status = self
+                .state
+                .previews
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(branch)
+                .cloned();
+            if let Some(r) = status
+                .as_ref()
+                .and_then(|s| s.rejected.iter().find(|r| r.revision == sha))
+            {
+                return Err(r.errors.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(vec![format!(
+                    "{sha} of {branch} not served within {timeout:?}; serving {served:?}, status {status:?}"
+                )]);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until commit `sha` is served (or rejected: then returns its errors).
@@ -185,6 +238,11 @@ pub async fn start(
             "--push-branch {p} is the branch being served: the rendered branch must be another one"
         );
     }
+    if opts.preview_branches.is_some() && opts.branch.is_none() {
+        anyhow::bail!(
+            "--preview-branches needs --branch: previews are served beside a named branch, and a proxy names its branch to be served it"
+        );
+    }
     let endpoints = match &opts.endpoints {
         Some(p) => Some(Arc::new(Endpoints::load(p)?)),
         None => None,
@@ -204,6 +262,7 @@ pub async fn start(
             revision: String::new(),
             source: "nothing yet".into(),
             warnings: Vec::new(),
+            r#ref: opts.branch.clone().unwrap_or_default(),
         },
         Default::default(),
         Inputs {
@@ -221,6 +280,7 @@ pub async fn start(
         source_error: Default::default(),
         ready: false.into(),
         metrics: metrics.clone(),
+        previews: Default::default(),
     });
     let (stop, stopped) = watch::channel(false);
     let streams_stop = stopped.clone();
@@ -278,10 +338,12 @@ pub async fn start(
     let watcher = watch_refs(&source, trigger.clone());
     let sync = Sync {
         source,
+        glob: opts.preview_branches.as_deref().map(BranchGlob::new),
         opts: opts.clone(),
         updates: updates.clone(),
         state: state.clone(),
-        cache: Default::default(),
+        main: Followed::default(),
+        previews: BTreeMap::new(),
         render_cache: Default::default(),
         _watcher: watcher,
     };
@@ -344,15 +406,36 @@ fn watch_refs(
 
 struct Sync {
     source: RepoSource,
+    /// `--preview-branches`.
+    glob: Option<BranchGlob>,
     opts: ServeOptions,
     updates: mpsc::Sender<Update>,
     state: Arc<AdminState>,
-    /// What the previous commit decoded and planned, reused where unchanged.
-    cache: (intent::Cache, xds::translate::Cache),
+    /// The followed branch (`--branch`).
+    main: Followed,
+    /// The preview branches served, by name (at most `--max-previews`).
+    previews: BTreeMap<String, Preview>,
     /// The previous render's objects' YAML (a commit re-serializes only what changed).
     /// Behind a lock only to cross into the blocking pool; renders run one at a time.
     render_cache: Arc<std::sync::Mutex<render::Cache>>,
     _watcher: Option<notify::RecommendedWatcher>,
+}
+
+/// A branch being followed: its head as last processed, and what its previous commit
+/// decoded and planned (reused where unchanged).
+#[derive(Default)]
+struct Followed {
+    last: Option<String>,
+    cache: (intent::Cache, xds::translate::Cache),
+}
+
+/// A preview branch being served.
+struct Preview {
+    followed: Followed,
+    /// When the branch was seen deleted (its proxies keep its config for the grace period).
+    gone_since: Option<Instant>,
+    rejected: Vec<Rejected>,
+    source_error: Option<String>,
 }
 
 /// The result of processing one commit, computed off the async workers.
@@ -376,10 +459,9 @@ impl Sync {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let mut last: Option<String> = None;
         let mut failures = 0u32;
         loop {
-            let wait = match self.step(&mut last).await {
+            let wait = match self.step().await {
                 Ok(()) => {
                     failures = 0;
                     self.opts.poll_interval
@@ -405,6 +487,11 @@ impl Sync {
             let jitter = Duration::from_millis(
                 u64::from(std::process::id() % 97) * wait.as_millis().min(10_000) as u64 / 970,
             );
+            // A deleted preview's grace period ends on time, not at the next poll.
+            let wait = match self.next_expiry() {
+                Some(at) => (wait + jitter).min(at.saturating_duration_since(Instant::now())),
+                None => wait + jitter,
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 t = triggers.recv() => {
@@ -414,13 +501,28 @@ impl Sync {
                     tokio::time::sleep(DEBOUNCE).await;
                     while triggers.try_recv().is_ok() {}
                 }
-                _ = tokio::time::sleep(wait + jitter) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Looks at the head once; processes it if it moved.
-    async fn step(&mut self, last: &mut Option<String>) -> Result<(), String> {
+    /// Looks at the followed branch, then at the preview branches, once each.
+    async fn step(&mut self) -> Result<(), String> {
+        let main = self.step_main().await;
+        let previews = match self.glob.clone() {
+            Some(glob) => self.step_previews(&glob).await,
+            None => Ok(()),
+        };
+        main.and(previews)
+    }
+
+    /// The followed branch's name, as metrics and logs call it.
+    fn main_name(&self) -> &str {
+        self.opts.branch.as_deref().unwrap_or("HEAD")
+    }
+
+    /// Looks at the followed branch's head once; processes it if it moved.
+    async fn step_main(&mut self) -> Result<(), String> {
         let source = self.source.clone();
         let sha = tokio::task::spawn_blocking(move || source.resolve())
             .await
@@ -431,50 +533,274 @@ impl Sync {
             .source_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
-        if last.as_deref() == Some(sha.as_str()) {
+        let branch = self.opts.branch.clone().unwrap_or_default();
+        let Some(built) = self.build_head(None, &sha, &branch).await? else {
             return Ok(());
-        }
-        *last = Some(sha.clone());
-        let source = self.source.clone();
-        let mut cache = std::mem::take(&mut self.cache);
-        let metrics = self.state.metrics.clone();
-        let (built, cache) = tokio::task::spawn_blocking(move || {
-            let r = build(&source, &sha, &mut cache.0, &mut cache.1, &metrics);
-            (r, cache)
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        self.cache = cache;
+        };
         match built {
-            Ok(b) => {
-                self.serve(b).await;
-                Ok(())
-            }
-            Err(BuildError::Rejected { revision, errors }) => {
+            Ok(b) => self.serve(b).await,
+            Err(r) => {
                 tracing::error!(
-                    "commit {revision} rejected ({} problem(s)); still serving {}",
-                    errors.len(),
+                    "commit {} rejected ({} problem(s)); still serving {}",
+                    r.revision,
+                    r.errors.len(),
                     self.state.snapshots.load().origin.revision
                 );
-                for e in &errors {
+                for e in &r.errors {
                     tracing::error!("  {e}");
                 }
+                self.state.metrics.commit(self.main_name(), true);
                 let mut rejected = self
                     .state
                     .rejected
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                self.state.metrics.rejected_commits.inc();
-                rejected.insert(0, Rejected { revision, errors });
+                rejected.insert(0, r);
                 rejected.truncate(KEEP_REJECTED);
-                Ok(())
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds head `sha` of the followed branch (`preview: None`) or of a served preview,
+    /// off the async workers, with that branch's cache. `None` when the head did not move;
+    /// `Some(Err)` when the commit is invalid; `Err` when it could not be read (the next
+    /// round tries again).
+    async fn build_head(
+        &mut self,
+        preview: Option<&str>,
+        sha: &str,
+        branch: &str,
+    ) -> Result<Option<Result<Built, Rejected>>, String> {
+        let followed = match preview {
+            None => &mut self.main,
+            Some(name) => match self.previews.get_mut(name) {
+                Some(p) => &mut p.followed,
+                None => return Ok(None),
+            },
+        };
+        if followed.last.as_deref() == Some(sha) {
+            return Ok(None);
+        }
+        followed.last = Some(sha.to_owned());
+        let source = self.source.clone();
+        let mut cache = std::mem::take(&mut followed.cache);
+        let metrics = self.state.metrics.clone();
+        let (sha, branch) = (sha.to_owned(), branch.to_owned());
+        let (built, cache) = tokio::task::spawn_blocking(move || {
+            let r = build(&source, &sha, &branch, &mut cache.0, &mut cache.1, &metrics);
+            (r, cache)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        followed.cache = cache;
+        match built {
+            Ok(b) => Ok(Some(Ok(b))),
+            Err(BuildError::Rejected { revision, errors }) => {
+                Ok(Some(Err(Rejected { revision, errors })))
             }
             Err(BuildError::Source(e)) => {
                 // Could not read the commit: try again on the next round.
-                *last = None;
+                followed.last = None;
                 Err(e)
             }
         }
+    }
+
+    /// When the first deleted preview's grace period ends.
+    fn next_expiry(&self) -> Option<Instant> {
+        self.previews
+            .values()
+            .filter_map(|p| p.gone_since)
+            .min()
+            .map(|t| t + self.opts.preview_grace)
+    }
+
+    /// Looks at the branches `glob` matches once: serves new heads of the previews served,
+    /// starts serving new branches while there is room, keeps deleted ones through their
+    /// grace period and then stops serving them.
+    async fn step_previews(&mut self, glob: &BranchGlob) -> Result<(), String> {
+        let source = self.source.clone();
+        let listed = glob.clone();
+        let mut heads = tokio::task::spawn_blocking(move || source.heads(&listed))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        // The followed branch and the rendered one are never previews.
+        heads.retain(|name, _| {
+            Some(name) != self.opts.branch.as_ref() && Some(name) != self.opts.push_branch.as_ref()
+        });
+        let now = Instant::now();
+        let grace = self.opts.preview_grace;
+        for (name, p) in &mut self.previews {
+            match (heads.contains_key(name), p.gone_since) {
+                (false, None) => {
+                    tracing::info!(branch = %name, "preview branch deleted: its proxies keep its config for {grace:?}");
+                    p.gone_since = Some(now);
+                }
+                (true, Some(_)) => p.gone_since = None,
+                _ => {}
+            }
+        }
+        let expired: Vec<String> = self
+            .previews
+            .iter()
+            .filter(|(_, p)| p.gone_since.is_some_and(|t| now >= t + grace))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            tracing::info!(branch = %name, "preview branch deleted {grace:?} ago: its proxies get an empty config");
+            self.previews.remove(&name);
+            if self.updates.send(Update::DropPreview(name)).await.is_err() {
+                return Ok(());
+            }
+        }
+        // Previews served keep their place; new branches take free places in name order.
+        let mut not_served = Vec::new();
+        for name in heads.keys() {
+            if self.previews.contains_key(name) {
+                continue;
+            }
+            if self.previews.len() >= self.opts.max_previews {
+                not_served.push(name.clone());
+                continue;
+            }
+            tracing::info!(branch = %name, "serving preview branch");
+            self.previews.insert(
+                name.clone(),
+                Preview {
+                    // Starts from the followed branch's decoded files and plans: only what
+                    // the branch changed is decoded and planned again.
+                    followed: Followed {
+                        last: None,
+                        cache: self.main.cache.clone(),
+                    },
+                    gone_since: None,
+                    rejected: Vec::new(),
+                    source_error: None,
+                },
+            );
+        }
+        let mut first_error = None;
+        let served: Vec<String> = self.previews.keys().cloned().collect();
+        for name in served {
+            let Some(sha) = heads.get(&name).cloned() else {
+                continue;
+            };
+            let built = self.build_head(Some(&name), &sha, &name).await;
+            let Some(p) = self.previews.get_mut(&name) else {
+                continue;
+            };
+            match built {
+                Ok(None) => {}
+                Ok(Some(Ok(b))) => {
+                    p.source_error = None;
+                    if !self.serve_preview(&name, b).await {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(Err(r))) => {
+                    tracing::error!(
+                        branch = %name,
+                        "preview commit {} rejected ({} problem(s)); its proxies keep their config",
+                        r.revision,
+                        r.errors.len()
+                    );
+                    for e in &r.errors {
+                        tracing::error!("  {e}");
+                    }
+                    self.state.metrics.commit(&name, true);
+                    p.source_error = None;
+                    p.rejected.insert(0, r);
+                    p.rejected.truncate(KEEP_REJECTED);
+                }
+                Err(e) => {
+                    p.source_error = Some(e.clone());
+                    first_error.get_or_insert(format!("preview branch {name}: {e}"));
+                }
+            }
+        }
+        self.publish_previews_status(&heads, not_served);
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends a preview branch's valid commit to the publisher and waits until it is
+    /// served; false when the server is stopping.
+    async fn serve_preview(&mut self, branch: &str, b: Built) -> bool {
+        let (served, published) = oneshot::channel();
+        let update = Update::Preview {
+            branch: branch.to_owned(),
+            origin: b.origin.clone(),
+            plans: b.plans,
+            model: b.model,
+            served,
+        };
+        if self.updates.send(update).await.is_err() {
+            return false;
+        }
+        if published.await.is_err() {
+            return false;
+        }
+        self.state.metrics.commit(branch, false);
+        tracing::info!(branch = %branch, commit = %b.origin.revision, "serving preview {}", b.origin.source);
+        true
+    }
+
+    /// Writes what `/status` says of the preview branches.
+    fn publish_previews_status(&self, heads: &BTreeMap<String, String>, not_served: Vec<String>) {
+        let grace = self.opts.preview_grace;
+        let now = Instant::now();
+        let served = self.state.snapshots.load();
+        let mut status = BTreeMap::new();
+        for (name, p) in &self.previews {
+            let (state, reason) = match p.gone_since {
+                Some(t) => (
+                    PreviewState::Gone,
+                    Some(format!(
+                        "branch deleted: its proxies keep its last config for {}s more, then get an empty one",
+                        (t + grace).saturating_duration_since(now).as_secs()
+                    )),
+                ),
+                None if served.previews().contains_key(name) => (PreviewState::Serving, None),
+                None => (
+                    PreviewState::Waiting,
+                    Some("no valid commit yet: its proxies get an empty config".to_owned()),
+                ),
+            };
+            status.insert(
+                name.clone(),
+                PreviewStatus {
+                    state,
+                    head: heads.get(name).cloned().or_else(|| p.followed.last.clone()),
+                    reason,
+                    rejected: p.rejected.clone(),
+                    source_error: p.source_error.clone(),
+                },
+            );
+        }
+        let served_names: Vec<&str> = self.previews.keys().map(String::as_str).collect();
+        for name in not_served {
+            let reason = format!(
+                "--max-previews {} reached (serving {}): served once one of those is deleted",
+                self.opts.max_previews,
+                served_names.join(", ")
+            );
+            status.insert(
+                name.clone(),
+                PreviewStatus {
+                    state: PreviewState::NotServed,
+                    head: heads.get(&name).cloned(),
+                    reason: Some(reason),
+                    rejected: Vec::new(),
+                    source_error: None,
+                },
+            );
+        }
+        *self
+            .state
+            .previews
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = status;
     }
 
     async fn serve(&mut self, b: Built) {
@@ -498,7 +824,7 @@ impl Sync {
             .stage("translate")
             .observe((b.planning + encoding).as_secs_f64());
         self.state.ready.store(true, Ordering::Release);
-        self.state.metrics.served_commits.inc();
+        self.state.metrics.commit(self.main_name(), false);
         if let Source::Commit { time, .. } = &b.tree_source {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -599,6 +925,7 @@ enum BuildError {
 fn build(
     source: &RepoSource,
     sha: &str,
+    branch: &str,
     cache: &mut intent::Cache,
     plans: &mut xds::translate::Cache,
     metrics: &crate::metrics::Metrics,
@@ -634,6 +961,7 @@ fn build(
         revision: tree.source.revision().to_owned(),
         source: tree.source.to_string(),
         warnings: config.warnings.clone(),
+        r#ref: branch.to_owned(),
     };
     let model = Arc::new(model);
     let t = std::time::Instant::now();

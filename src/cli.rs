@@ -98,6 +98,19 @@ pub enum Command {
         /// certificateRefs.
         #[arg(long)]
         certs: Option<PathBuf>,
+        /// Also serve the branches this pattern matches (`preview/*`, `pr-*`; `*` stays
+        /// within one `/` part, `**` crosses them) to proxies that name them (`bootstrap
+        /// --ref`), each validated on its own. Needs --branch.
+        #[arg(long, requires = "branch")]
+        preview_branches: Option<String>,
+        /// At most this many preview branches are served (those served first keep their
+        /// place); the others are listed in /status as not served.
+        #[arg(long, default_value_t = 20)]
+        max_previews: usize,
+        /// Seconds a deleted preview branch's proxies keep its last config before they are
+        /// sent an empty one.
+        #[arg(long, default_value_t = 600)]
+        preview_grace: u64,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -186,6 +199,10 @@ pub enum Command {
         /// Envoy's own admin address.
         #[arg(long, default_value = "127.0.0.1:15000")]
         envoy_admin: String,
+        /// Be served this preview branch's config (`serve --preview-branches`) instead of
+        /// the followed branch's; sent as node metadata `tidegate.io/ref`.
+        #[arg(long = "ref")]
+        r#ref: Option<String>,
         /// xDS over TLS: the proxy's client certificate (PEM file path, read by Envoy);
         /// needs --tls-key and --tls-ca.
         #[arg(long, requires_all = ["tls_key", "tls_ca"])]
@@ -289,6 +306,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             tls_client_ca,
             allow_plaintext,
+            preview_branches,
+            max_previews,
+            preview_grace,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -325,6 +345,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     poll_interval: std::time::Duration::from_secs(poll_interval.max(1)),
                     mirror_dir,
                     tls,
+                    preview_branches,
+                    max_previews,
+                    preview_grace: std::time::Duration::from_secs(preview_grace),
                 };
                 let running = crate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(
@@ -392,6 +415,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             delta,
             bind,
             envoy_admin,
+            r#ref,
             tls_cert,
             tls_key,
             tls_ca,
@@ -412,6 +436,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 delta,
                 bind,
                 admin: envoy_admin,
+                r#ref,
                 tls,
             };
             let value = crate::xds::bootstrap::bootstrap(&opts)?;
@@ -550,11 +575,44 @@ pub fn status_table(page: &serde_json::Value) -> String {
             r["errors"][0].as_str().unwrap_or("-")
         );
     }
+    // Preview branches: what each serves, or why it does not.
+    for r in page["refs"].as_array().into_iter().flatten() {
+        if r["preview"].as_bool() != Some(true) {
+            continue;
+        }
+        let short = |v: &serde_json::Value| {
+            v.as_str()
+                .map_or("-".to_owned(), |s| s.chars().take(12).collect())
+        };
+        let _ = write!(
+            out,
+            "preview {}: {} {} ({} proxies)",
+            r["ref"].as_str().unwrap_or(""),
+            r["state"].as_str().unwrap_or(""),
+            short(&r["served"]),
+            r["proxies"].as_u64().unwrap_or(0)
+        );
+        if let Some(reason) = r["reason"].as_str() {
+            let _ = write!(out, ": {reason}");
+        }
+        out.push('\n');
+        if let Some(rej) = r["rejected"].as_array().and_then(|r| r.first()) {
+            let _ = writeln!(
+                out,
+                "  last rejected: {} ({} problem(s)), first: {}",
+                short(&rej["revision"]),
+                rej["errors"].as_array().map_or(0, Vec::len),
+                rej["errors"][0].as_str().unwrap_or("-")
+            );
+        }
+    }
+    // A proxy without a ref is served the followed branch.
+    let main_ref = page["served"]["ref"].as_str().unwrap_or("HEAD");
     let types = ["CDS", "EDS", "LDS", "RDS", "SDS"];
     let _ = writeln!(
         out,
-        "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
-        "PROXY", "NODE", "PROTO", types[0], types[1], types[2], types[3], types[4]
+        "{:<36} {:<20} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
+        "PROXY", "REF", "NODE", "PROTO", types[0], types[1], types[2], types[3], types[4]
     );
     let mut details = String::new();
     for p in page["proxies"].as_array().into_iter().flatten() {
@@ -578,8 +636,9 @@ pub fn status_table(page: &serde_json::Value) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<36} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
+            "{:<36} {:<20} {:<44} {:<6} {:<9} {:<9} {:<9} {:<9} {:<9}",
             proxy,
+            p["ref"].as_str().unwrap_or(main_ref),
             p["node_id"].as_str().unwrap_or(""),
             p["protocol"].as_str().unwrap_or(""),
             state("CDS"),

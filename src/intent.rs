@@ -77,7 +77,9 @@ type Checked = foldhash::HashMap<(String, String), Vec<std::sync::Arc<Intent>>>;
 
 /// Decoded intent files by (path, blob id): an unchanged file is not parsed again, and
 /// with [`Cache::knows`] not even read from Git.
-#[derive(Debug, Default)]
+/// Cloning is cheap (the decoded files are shared): a preview branch starts from the
+/// followed branch's cache and decodes only the files it changed.
+#[derive(Clone, Debug, Default)]
 pub struct Cache {
     /// By path: the blob id decoded and what it decoded to.
     files: std::collections::HashMap<String, (String, std::sync::Arc<FileResult>)>,

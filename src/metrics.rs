@@ -10,10 +10,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// A stream's protocol and the branch its proxy is served (`serve --preview-branches`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProtocolLabel {
+pub struct StreamLabel {
     /// `sotw` or `delta`.
     pub protocol: String,
+    /// The branch; empty until the proxy's first request says which.
+    pub r#ref: String,
+}
+
+/// The branch a commit was read from: the followed one or a preview.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefLabel {
+    pub r#ref: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,13 +44,13 @@ fn seconds_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
-    pub connected: Family<ProtocolLabel, Gauge>,
+    pub connected: Family<StreamLabel, Gauge>,
     pub pushes: Family<TypeLabel, Counter>,
     pub nacks: Family<TypeLabel, Counter>,
     pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
     pub commit_lag_seconds: Histogram,
-    pub served_commits: Counter,
-    pub rejected_commits: Counter,
+    pub served_commits: Family<RefLabel, Counter>,
+    pub rejected_commits: Family<RefLabel, Counter>,
     pub source_errors: Counter,
     pub denied: Counter,
 }
@@ -55,10 +64,10 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tidegate");
-        let connected = Family::<ProtocolLabel, Gauge>::default();
+        let connected = Family::<StreamLabel, Gauge>::default();
         registry.register(
             "connected_proxies",
-            "ADS streams open now",
+            "xDS streams open now, by protocol and the branch they are served",
             connected.clone(),
         );
         let pushes = Family::<TypeLabel, Counter>::default();
@@ -88,12 +97,16 @@ impl Metrics {
             "From a commit's committer time to its config being served",
             commit_lag_seconds.clone(),
         );
-        let served_commits = Counter::default();
-        registry.register("served_commits", "Commits served", served_commits.clone());
-        let rejected_commits = Counter::default();
+        let served_commits = Family::<RefLabel, Counter>::default();
+        registry.register(
+            "served_commits",
+            "Commits served, by branch",
+            served_commits.clone(),
+        );
+        let rejected_commits = Family::<RefLabel, Counter>::default();
         registry.register(
             "rejected_commits",
-            "Commits rejected as invalid",
+            "Commits rejected as invalid, by branch",
             rejected_commits.clone(),
         );
         let source_errors = Counter::default();
@@ -120,6 +133,20 @@ impl Metrics {
             source_errors,
             denied,
         }
+    }
+
+    /// A commit of branch `r#ref` was served (`rejected`: was refused).
+    pub fn commit(&self, r#ref: &str, rejected: bool) {
+        let family = if rejected {
+            &self.rejected_commits
+        } else {
+            &self.served_commits
+        };
+        family
+            .get_or_create(&RefLabel {
+                r#ref: r#ref.to_owned(),
+            })
+            .inc();
     }
 
     pub fn stage(&self, stage: &str) -> Histogram {

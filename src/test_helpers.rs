@@ -94,6 +94,69 @@ impl TempRepo {
             .expect("commit");
         id.to_string()
     }
+
+    /// Switches to `branch` (created at the current commit if it does not exist) and
+    /// checks its files out: later commits go to it.
+    pub fn checkout(&mut self, branch: &str) -> &mut Self {
+        let refname = format!("refs/heads/{branch}");
+        if self.repo.find_reference(&refname).is_err() {
+            let head = self
+                .repo
+                .head()
+                .and_then(|h| h.peel_to_commit())
+                .expect("a commit to branch from");
+            self.repo
+                .branch(branch, &head, false)
+                .expect("create branch");
+        }
+        self.repo.set_head(&refname).expect("set HEAD");
+        self.repo
+            .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+            .expect("check out");
+        self
+    }
+
+    /// Deletes branch `branch` (not the current one).
+    pub fn delete_branch(&mut self, branch: &str) -> &mut Self {
+        self.repo
+            .find_branch(branch, git2::BranchType::Local)
+            .expect("find branch")
+            .delete()
+            .expect("delete branch");
+        self
+    }
+
+    /// Merges `branch` into the current branch taking the branch's files (what a
+    /// fast-forwardable pull request merges to), as a merge commit; returns its id. The
+    /// work tree is updated to the result.
+    pub fn merge(&mut self, branch: &str, message: &str) -> String {
+        let theirs = self
+            .repo
+            .find_branch(branch, git2::BranchType::Local)
+            .and_then(|b| b.get().peel_to_commit())
+            .expect("branch to merge");
+        let ours = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .expect("current commit");
+        let sig = Signature::new(
+            "tidegate test",
+            "test@tidegate.invalid",
+            &Time::new(self.clock, 0),
+        )
+        .expect("signature");
+        self.clock += 60;
+        let tree = theirs.tree().expect("tree");
+        let id = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&ours, &theirs])
+            .expect("merge commit");
+        self.repo
+            .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
+            .expect("check out");
+        id.to_string()
+    }
 }
 
 impl Default for TempRepo {

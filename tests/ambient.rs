@@ -32,6 +32,7 @@ fn ambient_intent(port: u16) -> String {
 fn start_envoy(binary: &Path, xds: SocketAddr, proxy: &str, bind: &str, delta: bool) -> Envoy {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = bootstrap(&Options {
+        r#ref: None,
         proxy: proxy.into(),
         xds: xds.to_string(),
         delta,

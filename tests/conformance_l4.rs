@@ -1125,6 +1125,7 @@ impl Harness {
                 .unwrap_or(2);
             let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let boot = bootstrap(&Options {
+                r#ref: None,
                 proxy: id.clone(),
                 xds: self.server.xds.to_string(),
                 delta: false,

@@ -450,6 +450,7 @@ impl Harness {
 
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let boot = bootstrap(&Options {
+            r#ref: None,
             proxy: format!("{WAYPOINT}.{MESH_NS}"),
             xds: server.xds.to_string(),
             delta: false,

@@ -1075,6 +1075,7 @@ impl Rig {
 
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let boot = bootstrap(&Options {
+            r#ref: None,
             proxy: format!("{GATEWAY}.{GATEWAY_NS}"),
             xds: server.xds.to_string(),
             delta: delta(mode),

@@ -323,6 +323,7 @@ impl Ports {
 fn start_envoy(binary: &Path, xds: SocketAddr, proxy: &str) -> Envoy {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = bootstrap(&Options {
+        r#ref: None,
         proxy: proxy.into(),
         xds: xds.to_string(),
         delta: false,

@@ -88,6 +88,7 @@ async fn envoy_survives_kill_9_and_is_sent_nothing_new_after_the_restart() {
 
     let envoy_admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = tidegate::xds::bootstrap::bootstrap(&tidegate::xds::bootstrap::Options {
+        r#ref: None,
         proxy: "httpbin-gateway.httpbin".into(),
         xds: xds.to_string(),
         delta: false,

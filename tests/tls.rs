@@ -234,6 +234,7 @@ async fn envoy_subscribes_over_mutual_tls() {
     );
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = tidegate::xds::bootstrap::bootstrap(&tidegate::xds::bootstrap::Options {
+        r#ref: None,
         proxy: "httpbin-gateway.httpbin".into(),
         xds: server.xds.to_string(),
         delta: false,

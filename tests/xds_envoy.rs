@@ -45,6 +45,7 @@ async fn setup(mode: &str, delta: bool) -> Option<Setup> {
     let server = common::start_server(repo.path(), Some(&endpoints)).await;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = bootstrap(&Options {
+        r#ref: None,
         proxy: "httpbin-gateway.httpbin".into(),
         xds: server.xds.to_string(),
         delta,

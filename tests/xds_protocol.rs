@@ -163,12 +163,13 @@ async fn a_nacked_version_is_not_resent_until_the_config_changes() {
     );
     assert!(
         m.body
-            .contains("tidegate_connected_proxies{protocol=\"sotw\"} 1\n"),
+            .contains("tidegate_connected_proxies{protocol=\"sotw\",ref=\"HEAD\"} 1\n"),
         "{}",
         m.body
     );
     assert!(
-        m.body.contains("tidegate_served_commits_total 1\n"),
+        m.body
+            .contains("tidegate_served_commits_total{ref=\"HEAD\"} 1\n"),
         "{}",
         m.body
     );

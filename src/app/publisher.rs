@@ -34,6 +34,18 @@ pub enum Update {
         /// Told, once it is served, how long encoding it took.
         served: oneshot::Sender<Duration>,
     },
+    /// A validated commit of a preview branch: served to proxies naming that branch, beside
+    /// the followed branch's config (which it leaves alone).
+    Preview {
+        branch: String,
+        origin: Origin,
+        plans: BTreeMap<String, Arc<ProxyPlan>>,
+        model: Arc<Model>,
+        served: oneshot::Sender<Duration>,
+    },
+    /// A preview branch is no longer served (deleted past its grace period): its proxies
+    /// get an empty config.
+    DropPreview(String),
     Endpoints(Arc<Endpoints>),
     Certs(Arc<Certs>),
     /// Serve this snapshot as it is (with its own inputs) from now on.
@@ -87,8 +99,23 @@ pub fn apply(
     let mut inputs = current.inputs().clone();
     let mut base = None;
     let mut waiting = Vec::new();
+    // By branch, the latest of its changes: a commit, or `None` to stop serving it.
+    let mut previews: BTreeMap<String, Option<PreviewCommit>> = BTreeMap::new();
     for u in batch {
         match u {
+            Update::Preview {
+                branch,
+                origin,
+                plans,
+                model,
+                served,
+            } => {
+                previews.insert(branch, Some((origin, plans, model)));
+                waiting.push(served);
+            }
+            Update::DropPreview(branch) => {
+                previews.insert(branch, None);
+            }
             Update::Endpoints(e) => inputs.endpoints = Some(e),
             Update::Certs(c) => inputs.certs = Some(c),
             Update::Commit {
@@ -111,18 +138,71 @@ pub fn apply(
             }
         }
     }
-    let next = match base {
+    if !matches!(base, Some(Base::Replace(_))) && same_values(current.inputs(), &inputs) {
+        // Equal files read again: keep the served ones, so nothing is compared or rebuilt.
+        inputs = current.inputs().clone();
+    }
+    let main = match base {
         Some(Base::Commit {
             origin,
             plans,
             model,
-        }) => Some(Snapshot::build_shared(origin, plans, inputs, Some(current)).with_model(model)),
+        }) => Some(
+            Snapshot::build_shared(origin, plans, inputs.clone(), Some(current)).with_model(model),
+        ),
         Some(Base::Replace(s)) if s.inputs().same_as(&inputs) => Some(s),
-        Some(Base::Replace(s)) => Some(s.with_inputs(inputs)),
-        None if same_values(current.inputs(), &inputs) => None,
-        None => Some(current.with_inputs(inputs)),
+        Some(Base::Replace(s)) => Some(s.with_inputs(inputs.clone())),
+        None if current.inputs().same_as(&inputs) => None,
+        None => Some(current.with_inputs(inputs.clone())),
+    };
+    let followed = main.as_ref().unwrap_or(current);
+    let served = apply_previews(current.previews(), previews, &inputs, followed);
+    let next = match (main, served) {
+        (Some(mut m), served) => {
+            m.set_previews(served.map_or_else(|| current.previews().clone(), Arc::new));
+            Some(m)
+        }
+        (None, Some(served)) => Some(current.with_previews(Arc::new(served))),
+        (None, None) => None,
     };
     (next, waiting, started.elapsed())
+}
+
+type PreviewCommit = (Origin, BTreeMap<String, Arc<ProxyPlan>>, Arc<Model>);
+
+/// The preview branches to serve after `changes` and new `inputs`, or `None` if they are
+/// the served ones. A preview reuses, per proxy, its own previous encoding or else the
+/// followed branch's (`followed`, already rebuilt for `inputs`): a gateway the branch did
+/// not change is encoded once for both.
+fn apply_previews(
+    served: &Arc<BTreeMap<String, Arc<Snapshot>>>,
+    changes: BTreeMap<String, Option<PreviewCommit>>,
+    inputs: &Inputs,
+    followed: &Snapshot,
+) -> Option<BTreeMap<String, Arc<Snapshot>>> {
+    let mut next = BTreeMap::clone(served);
+    let mut changed = false;
+    for (branch, change) in changes {
+        match change {
+            None => changed |= next.remove(&branch).is_some(),
+            Some((origin, plans, model)) => {
+                let previous = next.get(&branch).cloned();
+                let mut from: Vec<&Snapshot> = previous.iter().map(|p| &**p).collect();
+                from.push(followed);
+                let built =
+                    Snapshot::build_from(origin, plans, inputs.clone(), &from).with_model(model);
+                next.insert(branch, Arc::new(built));
+                changed = true;
+            }
+        }
+    }
+    for preview in next.values_mut() {
+        if !preview.inputs().same_as(inputs) {
+            *preview = Arc::new(preview.with_inputs_sharing(inputs.clone(), &[followed]));
+            changed = true;
+        }
+    }
+    changed.then_some(next)
 }
 
 /// Equal files (a watcher woken by a touch sends what is already served).

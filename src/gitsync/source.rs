@@ -2,13 +2,18 @@
 //! (read in place), or a remote URL (mirrored into a private bare repository with the
 //! `git` CLI, which brings credential helpers, SSH config and proxies for free).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use git2::Repository;
 
+use super::glob::BranchGlob;
 use super::{Error, Layout, Result, Tree};
+
+/// Where a mirror keeps the preview branches it fetched, one ref each.
+const PREVIEW_REFS: &str = "refs/tidegate/previews/";
 
 /// How long a `git ls-remote` or `git fetch` may take (Flux's default Git timeout).
 const GIT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -148,6 +153,80 @@ impl RepoSource {
                     run_git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
                 }
                 Ok(sha)
+            }
+        }
+    }
+
+    /// The branches whose names `glob` matches, with the commits they point at (blocking).
+    /// For a remote, one `ls-remote` lists them and one `fetch` brings the commits the
+    /// mirror lacks, each branch under its own ref there (so `git gc` keeps them); mirror
+    /// refs of branches that are gone are removed.
+    pub fn heads(&self, glob: &BranchGlob) -> Result<BTreeMap<String, String>> {
+        match &self.location {
+            Location::Local { .. } => {
+                let (repo, _) = self.open()?;
+                let git = |what: &str| {
+                    let what = what.to_owned();
+                    move |source| Error::Git { what, source }
+                };
+                let mut heads = BTreeMap::new();
+                for branch in repo
+                    .branches(Some(git2::BranchType::Local))
+                    .map_err(git("listing branches"))?
+                {
+                    let (branch, _) = branch.map_err(git("listing branches"))?;
+                    let Ok(Some(name)) = branch.name() else {
+                        continue;
+                    };
+                    if !glob.matches(name) {
+                        continue;
+                    }
+                    // A branch whose tip is not a commit (corrupt) is left out, not fatal.
+                    if let Ok(commit) = branch.get().peel_to_commit() {
+                        heads.insert(name.to_owned(), commit.id().to_string());
+                    }
+                }
+                Ok(heads)
+            }
+            Location::Remote { url, mirror } => {
+                let out = run_git(None, &["ls-remote", "--heads", url])?;
+                let heads: BTreeMap<String, String> = out
+                    .lines()
+                    .filter_map(|l| {
+                        let (sha, r) = l.split_once('\t')?;
+                        let name = r.strip_prefix("refs/heads/")?;
+                        glob.matches(name)
+                            .then(|| (name.to_owned(), sha.to_owned()))
+                    })
+                    .collect();
+                let (repo, _) = self.open()?;
+                let mut specs = Vec::new();
+                for (name, sha) in &heads {
+                    let have = git2::Oid::from_str(sha)
+                        .ok()
+                        .is_some_and(|oid| repo.find_commit(oid).is_ok());
+                    if !have {
+                        specs.push(format!("+refs/heads/{name}:{PREVIEW_REFS}{name}"));
+                    }
+                }
+                if !specs.is_empty() {
+                    let mut args = vec!["fetch", "--no-tags", "--force", url.as_str()];
+                    args.extend(specs.iter().map(String::as_str));
+                    run_git(Some(mirror), &args)?;
+                }
+                if let Ok(refs) = repo.references_glob(&format!("{PREVIEW_REFS}*")) {
+                    let stale: Vec<String> = refs
+                        .flatten()
+                        .filter_map(|r| r.name().ok().map(str::to_owned))
+                        .filter(|r| !heads.contains_key(&r[PREVIEW_REFS.len()..]))
+                        .collect();
+                    for r in stale {
+                        if let Ok(mut r) = repo.find_reference(&r) {
+                            let _ = r.delete();
+                        }
+                    }
+                }
+                Ok(heads)
             }
         }
     }

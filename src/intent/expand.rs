@@ -66,7 +66,7 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
 
 /// What the previous commit's gateways expanded to, by their intents' addresses (an
 /// unchanged intent file gives the very same `Arc<Intent>`s: see `intent::Cache`).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Cache {
     settings: Option<Settings>,
     groups: std::collections::HashMap<(String, String), Group>,
@@ -81,6 +81,7 @@ impl std::fmt::Debug for Cache {
 }
 
 /// One gateway's expansion.
+#[derive(Clone)]
 struct Group {
     /// Its intents, in order; held so their addresses cannot be reused by new intents.
     users: Vec<Arc<Intent>>,

@@ -14,6 +14,8 @@ pub enum Error {
     Admin(String),
     #[error("--bind {0:?} is not an IP address")]
     Bind(String),
+    #[error("--ref {0:?} is not a branch name")]
+    Ref(String),
 }
 
 #[derive(Clone, Debug)]
@@ -28,6 +30,9 @@ pub struct Options {
     pub bind: Option<String>,
     /// Envoy's own admin address.
     pub admin: String,
+    /// The branch whose config the proxy wants (a preview branch `serve
+    /// --preview-branches` follows; sent in node metadata). `None`: the followed branch.
+    pub r#ref: Option<String>,
     /// xDS over TLS: the proxy's client certificate, key, and the CA of tidegate's
     /// certificate (file paths, read by Envoy).
     pub tls: Option<ClientTls>,
@@ -64,6 +69,22 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
         bind.parse::<std::net::IpAddr>()
             .map_err(|_| Error::Bind(bind.clone()))?;
         metadata.insert(super::server::BIND_METADATA_KEY.into(), json!(bind));
+    }
+    if let Some(r) = &o.r#ref {
+        // What `git check-ref-format --branch` refuses and a YAML reader would trip on.
+        let invalid = r.is_empty()
+            || r.starts_with('-')
+            || r.starts_with('/')
+            || r.ends_with('/')
+            || r.ends_with(".lock")
+            || r.contains("..")
+            || r.contains("//")
+            || r.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+        if invalid {
+            return Err(Error::Ref(r.clone()));
+        }
+        metadata.insert(super::server::REF_METADATA_KEY.into(), json!(r));
     }
     let ads = json!({"ads": {}, "resource_api_version": "V3"});
     // An IP needs no resolution; a name is resolved by DNS (tidegate's Service in a cluster).
@@ -107,7 +128,12 @@ pub fn bootstrap(o: &Options) -> Result<Value, Error> {
     }
     Ok(json!({
         "node": {
-            "id": format!("{}~{}", o.proxy, o.bind.as_deref().unwrap_or("any")),
+            // The ref is part of the id: a main and a preview proxy of one gateway are told
+            // apart in `/status` and CSDS.
+            "id": match &o.r#ref {
+                Some(r) => format!("{}~{}~{r}", o.proxy, o.bind.as_deref().unwrap_or("any")),
+                None => format!("{}~{}", o.proxy, o.bind.as_deref().unwrap_or("any")),
+            },
             "cluster": o.proxy,
             "metadata": metadata,
         },
@@ -142,6 +168,7 @@ mod tests {
     #[test]
     fn names_the_proxy_and_checks_its_arguments() {
         let o = Options {
+            r#ref: None,
             proxy: "gw.ns".into(),
             xds: "127.0.0.1:18000".into(),
             delta: true,

@@ -62,7 +62,7 @@ impl Csds {
             .into_iter()
             .filter(|p| selected(&p.node_id))
             .map(|p| {
-                let served = snapshot.proxy(&p.proxy, &p.variant);
+                let served = snapshot.proxy_at(p.r#ref.as_deref(), &p.proxy, &p.variant);
                 let mut generic = Vec::new();
                 for t in TypeUrl::ALL {
                     let Some(ts) = p.types.get(t.short()) else {

@@ -35,6 +35,11 @@ use super::wire::{Outgoing, Streams, frame, frame_concat};
 /// Node metadata key with the address a proxy's listeners bind (`tidegate bootstrap --bind`).
 pub const BIND_METADATA_KEY: &str = "tidegate.io/bind";
 
+/// Node metadata key naming the branch whose config a proxy wants (`tidegate bootstrap
+/// --ref`): a preview branch `serve --preview-branches` follows. Without it, the followed
+/// branch.
+pub const REF_METADATA_KEY: &str = "tidegate.io/ref";
+
 /// Responses waiting for a slow proxy. Small: every response is the latest state of its
 /// type, so a proxy that does not read holds back the server only by this much.
 const SEND_BUFFER: usize = 8;
@@ -151,6 +156,14 @@ fn deny(peer: Option<&[San]>, ident: &Identity, handle: &StreamHandle) -> Option
 struct Identity {
     proxy: String,
     variant: Variant,
+    /// The branch it asked for (`None`: the followed one).
+    r#ref: Option<String>,
+}
+
+impl Identity {
+    fn r#ref(&self) -> Option<&str> {
+        self.r#ref.as_deref()
+    }
 }
 
 fn identity(node: &Node) -> Identity {
@@ -170,6 +183,7 @@ fn identity(node: &Node) -> Identity {
             // gRPC libraries name themselves in user_agent_name ("gRPC Python", "grpc-go").
             proxyless: node.user_agent_name.to_ascii_lowercase().contains("grpc"),
         },
+        r#ref: meta_str(REF_METADATA_KEY).filter(|s| !s.is_empty()),
     }
 }
 
@@ -177,10 +191,24 @@ fn identity(node: &Node) -> Identity {
 const LIST_KNOWN: usize = 10;
 
 fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Snapshot) {
-    let known = snapshot.knows(&ident.proxy);
+    let known = snapshot.knows_at(ident.r#ref(), &ident.proxy);
+    let at_ref = snapshot.at_ref(ident.r#ref());
     let warning = if ident.proxy.is_empty() {
         Some("node.cluster is empty: set it to <gateway>.<namespace> (tidegate bootstrap does); serving an empty config".to_owned())
-    } else if !known {
+    } else if let (None, Some(r)) = (at_ref, ident.r#ref()) {
+        let mut served: Vec<&str> = snapshot.previews().keys().map(String::as_str).collect();
+        if !snapshot.origin.r#ref.is_empty() {
+            served.insert(0, &snapshot.origin.r#ref);
+        }
+        Some(format!(
+            "ref {r} is not served: serving an empty config (served: {})",
+            if served.is_empty() {
+                "no branch by name".to_owned()
+            } else {
+                served.join(", ")
+            }
+        ))
+    } else if let (Some(snapshot), false) = (at_ref, known) {
         let total = snapshot.proxy_ids().count();
         let mut listed: Vec<&str> = snapshot
             .proxy_ids()
@@ -204,10 +232,18 @@ fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Sna
     } else {
         None
     };
+    // Counted under the branch it is served: the followed one by name (`HEAD` when serve
+    // follows HEAD), as the served-commit metrics name it.
+    let main = match snapshot.origin.r#ref.as_str() {
+        "" => "HEAD",
+        r => r,
+    };
+    handle.identified(ident.r#ref().unwrap_or(main));
     handle.update(|s| {
         s.node_id = node.id.clone();
         s.proxy = ident.proxy.clone();
         s.variant = ident.variant.clone();
+        s.r#ref = ident.r#ref.clone();
         s.known = known;
         s.warnings.clear();
         s.warnings.extend(warning);
@@ -227,7 +263,7 @@ fn refresh_warnings(
     if shown.as_ref().is_some_and(|s| Arc::ptr_eq(s, ps)) {
         return;
     }
-    let known = snapshot.knows(&ident.proxy);
+    let known = snapshot.knows_at(ident.r#ref(), &ident.proxy);
     handle.update(|s| {
         s.known = known;
         s.warnings.retain(|w| !w.starts_with("config: "));
@@ -427,7 +463,7 @@ struct SotwStream {
 impl SotwStream {
     fn proxy(&self, snapshot: &Snapshot) -> Arc<ProxySnapshot> {
         match &self.ident {
-            Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+            Some(i) => snapshot.proxy_at(i.r#ref(), &i.proxy, &i.variant),
             None => snapshot.proxy("", &Variant::default()),
         }
     }
@@ -726,7 +762,7 @@ impl DeltaStream {
     /// answers even when nothing changed (a proxy's first request must get a response).
     async fn push(&mut self, t: TypeUrl, snapshot: &Snapshot, always: bool) -> Result<(), ()> {
         let ps = match &self.ident {
-            Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+            Some(i) => snapshot.proxy_at(i.r#ref(), &i.proxy, &i.variant),
             None => snapshot.proxy("", &Variant::default()),
         };
         if let Some(ident) = &self.ident {
@@ -796,7 +832,7 @@ impl DeltaStream {
 
 fn snapshot_version(snapshot: &Snapshot, ident: Option<&Identity>, t: TypeUrl) -> String {
     let ps = match ident {
-        Some(i) => snapshot.proxy(&i.proxy, &i.variant),
+        Some(i) => snapshot.proxy_at(i.r#ref(), &i.proxy, &i.variant),
         None => snapshot.proxy("", &Variant::default()),
     };
     ps.of(t).version.clone()

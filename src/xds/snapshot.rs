@@ -137,6 +137,10 @@ pub struct Origin {
     pub revision: String,
     /// Human description of the source.
     pub source: String,
+    /// The branch it was read from (`--branch`, or a preview branch); empty when serving
+    /// `HEAD` or a hand-made config.
+    #[serde(rename = "ref", skip_serializing_if = "String::is_empty")]
+    pub r#ref: String,
     /// What was ignored in that commit (symlinks, submodules, unread directories).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -147,6 +151,20 @@ pub struct Origin {
 struct Interner(HashMap<(String, String, String), Arc<Resource>>);
 
 impl Interner {
+    /// Offers `ps`'s resources for reuse: a proxy encoded again (its plan changed) keeps
+    /// the very allocations of what did not change, and a preview branch's proxy shares
+    /// those of the same proxy on the followed branch.
+    fn seed(&mut self, ps: &ProxySnapshot) {
+        for (i, t) in ps.types.iter().enumerate() {
+            let url = TypeUrl::ALL[i].url();
+            for r in t.resources.values() {
+                self.0
+                    .entry((url.clone(), r.name.clone(), r.version.clone()))
+                    .or_insert_with(|| r.clone());
+            }
+        }
+    }
+
     fn get<T: Message + Name>(&mut self, name: &str, m: &T) -> Arc<Resource> {
         let r = Resource::new(name, m);
         self.0
@@ -177,6 +195,9 @@ pub struct Snapshot {
     model: Option<Arc<crate::model::Model>>,
     /// Gateway API status, computed when first asked for (a status page, not the push).
     gateway_api: std::sync::OnceLock<Arc<GatewayApiStatus>>,
+    /// The preview branches served besides this one (`serve --preview-branches`), by
+    /// branch name. Empty in a preview's own snapshot.
+    previews: Arc<BTreeMap<String, Arc<Snapshot>>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -207,17 +228,36 @@ impl Snapshot {
         inputs: Inputs,
         previous: Option<&Snapshot>,
     ) -> Self {
-        let same_inputs = previous.is_some_and(|p| p.inputs.same_as(&inputs));
+        Self::build_from(origin, plans, inputs, previous.as_slice())
+    }
+
+    /// Like [`Snapshot::build_shared`], reusing from the first of `previous` that has it
+    /// every proxy whose plan is unchanged and reads the same of the inputs. A preview
+    /// branch passes its own previous snapshot, then the followed branch's: a gateway the
+    /// branch did not change is the followed branch's very `Arc`, encoded once for both.
+    pub fn build_from(
+        origin: Origin,
+        plans: BTreeMap<String, Arc<ProxyPlan>>,
+        inputs: Inputs,
+        previous: &[&Snapshot],
+    ) -> Self {
+        let same_inputs: Vec<bool> = previous.iter().map(|p| p.inputs.same_as(&inputs)).collect();
         let mut interner = Interner::default();
         let mut proxies = HashMap::with_capacity(plans.len());
-        for (id, plan) in &plans {
-            if let Some(prev) = previous
-                && let Some(prev_plan) = prev.plans.get(id)
-                && (Arc::ptr_eq(prev_plan, plan) || **prev_plan == **plan)
-                && (same_inputs || super::inputs::reads(id, plan).same(&prev.inputs, &inputs))
-            {
-                proxies.insert(id.clone(), prev.proxies[id].clone());
-                continue;
+        'proxies: for (id, plan) in &plans {
+            for (prev, same_inputs) in previous.iter().zip(&same_inputs) {
+                if let Some(prev_plan) = prev.plans.get(id)
+                    && (Arc::ptr_eq(prev_plan, plan) || **prev_plan == **plan)
+                    && (*same_inputs || super::inputs::reads(id, plan).same(&prev.inputs, &inputs))
+                {
+                    proxies.insert(id.clone(), prev.proxies[id].clone());
+                    continue 'proxies;
+                }
+            }
+            for prev in previous {
+                if let Some(ps) = prev.proxies.get(id) {
+                    interner.seed(ps);
+                }
             }
             let encoded = encode(plan, &inputs, &Variant::default(), &mut interner);
             proxies.insert(id.clone(), Arc::new(encoded));
@@ -231,6 +271,45 @@ impl Snapshot {
             empty: Arc::new(ProxySnapshot::default()),
             model: None,
             gateway_api: std::sync::OnceLock::new(),
+            previews: Arc::default(),
+        }
+    }
+
+    /// This snapshot serving `previews` besides itself. Everything else is shared: the
+    /// followed branch's proxies keep their very `Arc`s, so a commit on a preview branch
+    /// sends the followed branch's proxies nothing.
+    pub fn with_previews(&self, previews: Arc<BTreeMap<String, Arc<Snapshot>>>) -> Self {
+        Self {
+            origin: self.origin.clone(),
+            plans: self.plans.clone(),
+            inputs: self.inputs.clone(),
+            proxies: self.proxies.clone(),
+            variants: Mutex::new(self.lock_variants().clone()),
+            empty: self.empty.clone(),
+            model: self.model.clone(),
+            gateway_api: self.gateway_api.clone(),
+            previews,
+        }
+    }
+
+    /// Serves `previews` besides this snapshot (the publisher, on a snapshot it builds).
+    pub fn set_previews(&mut self, previews: Arc<BTreeMap<String, Arc<Snapshot>>>) {
+        self.previews = previews;
+    }
+
+    /// The preview branches served, by name.
+    pub fn previews(&self) -> &Arc<BTreeMap<String, Arc<Snapshot>>> {
+        &self.previews
+    }
+
+    /// The snapshot a proxy naming `r#ref` (node metadata `tidegate.io/ref`) is served:
+    /// this one without a ref or for the followed branch's name; a served preview's; `None`
+    /// for a ref that is not served (the proxy gets an empty config).
+    pub fn at_ref(&self, r#ref: Option<&str>) -> Option<&Snapshot> {
+        match r#ref {
+            None => Some(self),
+            Some(r) if r == self.origin.r#ref => Some(self),
+            Some(r) => self.previews.get(r).map(|p| &**p),
         }
     }
 
@@ -259,9 +338,17 @@ impl Snapshot {
     /// The same config with other inputs (endpoints, certificates): only the proxies that
     /// read what changed are encoded again; the others keep their very `Arc`.
     pub fn with_inputs(&self, inputs: Inputs) -> Self {
-        let mut next =
-            Self::build_shared(self.origin.clone(), self.plans.clone(), inputs, Some(self));
+        self.with_inputs_sharing(inputs, &[])
+    }
+
+    /// [`Snapshot::with_inputs`], also reusing proxies of `others` (a preview's followed
+    /// branch, already rebuilt for the same inputs).
+    pub fn with_inputs_sharing(&self, inputs: Inputs, others: &[&Snapshot]) -> Self {
+        let mut previous = vec![self];
+        previous.extend_from_slice(others);
+        let mut next = Self::build_from(self.origin.clone(), self.plans.clone(), inputs, &previous);
         next.model = self.model.clone();
+        next.previews = self.previews.clone();
         next
     }
 
@@ -328,6 +415,20 @@ impl Snapshot {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<Variant, Arc<ProxySnapshot>>>> {
         self.variants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What proxy `id` naming `r#ref` is served (see [`Snapshot::at_ref`]): an empty
+    /// config for an unknown ref or proxy.
+    pub fn proxy_at(&self, r#ref: Option<&str>, id: &str, variant: &Variant) -> Arc<ProxySnapshot> {
+        match self.at_ref(r#ref) {
+            Some(s) => s.proxy(id, variant),
+            None => self.empty.clone(),
+        }
+    }
+
+    /// Whether the config of `r#ref` has proxy `id`.
+    pub fn knows_at(&self, r#ref: Option<&str>, id: &str) -> bool {
+        self.at_ref(r#ref).is_some_and(|s| s.knows(id))
     }
 
     /// How many variants are kept (for tests of the bound).

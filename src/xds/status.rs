@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::emit::Variant;
 use super::type_url::TypeUrl;
-use crate::metrics::{Metrics, ProtocolLabel, TypeLabel};
+use crate::metrics::{Metrics, StreamLabel, TypeLabel};
 use prometheus_client::metrics::counter::Counter;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -80,6 +80,9 @@ pub struct ProxyStatus {
     pub proxy: String,
     /// `sotw` or `delta`.
     pub protocol: &'static str,
+    /// The branch it asked for (node metadata `tidegate.io/ref`); none: the followed one.
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub r#ref: Option<String>,
     /// Whether the served config has a gateway of that name.
     pub known: bool,
     pub warnings: Vec<String>,
@@ -152,12 +155,7 @@ impl Registry {
 
     /// Registers a new stream; its entry disappears when the handle is dropped.
     pub fn open(self: &Arc<Self>, protocol: &'static str) -> StreamHandle {
-        self.metrics
-            .connected
-            .get_or_create(&ProtocolLabel {
-                protocol: protocol.into(),
-            })
-            .inc();
+        self.connected(protocol, "").inc();
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let status = Arc::new(Mutex::new(ProxyStatus {
             stream: id,
@@ -168,6 +166,7 @@ impl Registry {
         StreamHandle {
             id,
             protocol,
+            counted_ref: Mutex::default(),
             status,
             registry: self.clone(),
         }
@@ -190,6 +189,16 @@ impl Registry {
         entries.iter().map(|e| lock(e).clone()).collect()
     }
 
+    fn connected(&self, protocol: &str, r#ref: &str) -> prometheus_client::metrics::gauge::Gauge {
+        self.metrics
+            .connected
+            .get_or_create(&StreamLabel {
+                protocol: protocol.into(),
+                r#ref: r#ref.into(),
+            })
+            .clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
         // A panic elsewhere must not take the status page down with it.
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
@@ -203,6 +212,8 @@ fn lock(entry: &Entry) -> std::sync::MutexGuard<'_, ProxyStatus> {
 pub struct StreamHandle {
     id: u64,
     protocol: &'static str,
+    /// The branch the stream is counted under in `connected_proxies` (empty until known).
+    counted_ref: Mutex<String>,
     /// This stream's entry: updates lock it alone.
     status: Entry,
     registry: Arc<Registry>,
@@ -219,6 +230,17 @@ impl StreamHandle {
             f(ts);
             ts.refresh();
         });
+    }
+
+    /// The proxy said which branch it is served (on its first request): it is counted
+    /// under that branch from now on.
+    pub fn identified(&self, r#ref: &str) {
+        let mut counted = self.counted_ref.lock().unwrap_or_else(|e| e.into_inner());
+        if *counted != r#ref {
+            self.registry.connected(self.protocol, &counted).dec();
+            self.registry.connected(self.protocol, r#ref).inc();
+            *counted = r#ref.to_owned();
+        }
     }
 
     /// A response carrying `version` went out.
@@ -268,13 +290,8 @@ impl StreamHandle {
 
 impl Drop for StreamHandle {
     fn drop(&mut self) {
-        self.registry
-            .metrics
-            .connected
-            .get_or_create(&ProtocolLabel {
-                protocol: self.protocol.into(),
-            })
-            .dec();
+        let counted = self.counted_ref.lock().unwrap_or_else(|e| e.into_inner());
+        self.registry.connected(self.protocol, &counted).dec();
         self.registry.lock().remove(&self.id);
     }
 }

@@ -48,8 +48,9 @@ pub fn plans(model: &Model) -> BTreeMap<String, ProxyPlan> {
 
 /// What the previous commit's plans were made from, so the next commit plans again only
 /// the proxies whose inputs changed (at 10,000 intents on 100 gateways, planning every
-/// gateway took ~47 ms; a commit usually touches one).
-#[derive(Default)]
+/// gateway took ~47 ms; a commit usually touches one). Cloning shares the plans: a
+/// preview branch starts from the followed branch's cache.
+#[derive(Clone, Default)]
 pub struct Cache {
     /// Inputs every plan may read: namespace labels (waypoints), grants, waypoint routes.
     context: Option<Context>,
@@ -59,7 +60,7 @@ pub struct Cache {
     policies: Option<Arc<backend_tls::Policies>>,
 }
 
-#[derive(PartialEq)]
+#[derive(Clone, PartialEq)]
 struct Context {
     namespaces: Vec<Namespace>,
     grants: Vec<ReferenceGrant>,
@@ -72,6 +73,7 @@ struct Context {
 /// Model objects compared by address first: unchanged objects are the previous commit's
 /// very objects, so 10,000 BackendTLSPolicies cost a pointer comparison each, not a clone
 /// and a deep comparison per commit.
+#[derive(Clone)]
 struct SharedObjects(Vec<Arc<Object>>);
 
 impl PartialEq for SharedObjects {
@@ -87,6 +89,7 @@ impl PartialEq for SharedObjects {
 
 /// A proxy's own inputs: its Gateway and what attaches to it (HTTPRoutes, or
 /// VirtualServices), as the model's shared objects.
+#[derive(Clone)]
 struct Key(Arc<Object>, Vec<Arc<Object>>);
 
 impl Key {

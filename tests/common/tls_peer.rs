@@ -209,6 +209,7 @@ pub async fn envoy_for(
         .parse()
         .unwrap();
     let boot = bootstrap(&Options {
+        r#ref: None,
         proxy: id.to_owned(),
         xds: server.xds.to_string(),
         delta: false,
