@@ -678,6 +678,45 @@ pub fn status_table(page: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_status_table_shows_each_proxys_branch_and_the_previews() {
+        let page = serde_json::json!({
+            "served": {"source": "repo at commit abc", "ref": "main"},
+            "refs": [
+                {"ref": "main", "preview": false, "state": "serving", "served": "abc", "proxies": 1, "rejected": []},
+                {"ref": "preview/a", "preview": true, "state": "serving", "served": "0123456789abcdef", "proxies": 1,
+                 "rejected": [{"revision": "fedcba9876543210", "errors": ["intents/x.yaml:3: spec.hostnames: …"]}]},
+                {"ref": "preview/b", "preview": true, "state": "not-served", "served": null, "proxies": 0,
+                 "reason": "--max-previews 1 reached (serving preview/a)", "rejected": []}
+            ],
+            "proxies": [
+                {"proxy": "gw.ns", "node_id": "gw.ns~any", "protocol": "sotw", "known": true, "types": {}},
+                {"proxy": "gw.ns", "ref": "preview/a", "node_id": "gw.ns~any~preview/a", "protocol": "delta", "known": true, "types": {}}
+            ],
+            "gatewayApi": {}
+        });
+        let table = super::status_table(&page);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[1..4],
+            [
+                "preview preview/a: serving 0123456789ab (1 proxies)",
+                "  last rejected: fedcba987654 (1 problem(s)), first: intents/x.yaml:3: spec.hostnames: …",
+                "preview preview/b: not-served - (0 proxies): --max-previews 1 reached (serving preview/a)",
+            ],
+            "{table}"
+        );
+        assert!(
+            lines[4].starts_with("PROXY") && lines[4].contains(" REF "),
+            "{table}"
+        );
+        let refs: Vec<&str> = lines[5..7]
+            .iter()
+            .map(|l| l.split_whitespace().nth(1).unwrap())
+            .collect();
+        assert_eq!(refs, ["main", "preview/a"], "{table}");
+    }
+
+    #[test]
     fn the_status_table_lists_routes_a_controller_would_flag() {
         let page = serde_json::json!({
             "served": {"source": "repo at commit abc"},

@@ -431,3 +431,66 @@ async fn a_remote_repository_serves_its_preview_branches() {
     assert_eq!(kept.to_string(), second);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_endpoints_change_reaches_main_and_preview_proxies_alike() {
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    let mut repo = TempRepo::new();
+    repo.write("intents/httpbin.yaml", intent(8000));
+    repo.commit("httpbin");
+    repo.checkout("preview/same-backend");
+    // A change elsewhere: the backend is the same Service in both branches.
+    repo.write(
+        "intents/httpbin.yaml",
+        intent(8000).replace("/headers", "/anything"),
+    );
+    let head = repo.commit("another path");
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = dir.path().join("endpoints.yaml");
+    std::fs::write(&endpoints, "httpbin.httpbin:8000: [\"127.0.0.1:10\"]\n").unwrap();
+    let mut opts = options(&repo.path().to_string_lossy());
+    opts.endpoints = Some(endpoints.clone());
+    let server = common::start_with(opts).await;
+    server
+        .wait_preview_served("preview/same-backend", &head, SOON)
+        .await
+        .unwrap();
+    let cluster = "httpbin.httpbin.svc.cluster.local:8000";
+    let mut clients = Vec::new();
+    for n in [node(GATEWAY), node_at("preview/same-backend")] {
+        let mut c = SotwClient::connect(server.xds, n).await;
+        c.subscribe(&ClusterLoadAssignment::type_url(), &[cluster], "")
+            .await;
+        let r = c.recv(SOON).await.expect("EDS");
+        c.ack(&r, &[cluster]).await;
+        clients.push(c);
+    }
+    std::fs::write(
+        &endpoints,
+        "httpbin.httpbin:8000: [\"127.0.0.1:10\", \"127.0.0.1:11\"]\n",
+    )
+    .unwrap();
+    for c in &mut clients {
+        let r = c
+            .recv(SOON)
+            .await
+            .expect("an EDS push after the file changed");
+        let cla = ClusterLoadAssignment::decode(r.resources[0].value.as_slice()).unwrap();
+        assert_eq!(cla.endpoints[0].lb_endpoints.len(), 2, "{:?}", c.node.id);
+        c.ack(&r, &[cluster]).await;
+    }
+    // And both are served the very same encoding of it.
+    let served = server.current().await;
+    let preview = served.at_ref(Some("preview/same-backend")).unwrap();
+    let variant = Default::default();
+    let (m, p) = (
+        served.proxy(GATEWAY, &variant),
+        preview.proxy(GATEWAY, &variant),
+    );
+    let t = tidegate::xds::type_url::TypeUrl::Endpoint;
+    assert!(std::sync::Arc::ptr_eq(
+        &m.of(t).resources[cluster],
+        &p.of(t).resources[cluster]
+    ));
+    server.stop().await;
+}

@@ -284,6 +284,74 @@ mod tests {
         publisher.await.unwrap();
     }
 
+    fn preview(branch: &str, revision: &str, plans: &BTreeMap<String, Arc<ProxyPlan>>) -> Update {
+        let (served, _) = oneshot::channel();
+        Update::Preview {
+            branch: branch.into(),
+            origin: origin(revision),
+            plans: plans.clone(),
+            model: Arc::default(),
+            served,
+        }
+    }
+
+    #[test]
+    fn previews_share_the_followed_branchs_encodings_and_leave_it_alone() {
+        let plan = |warning: &str| {
+            Arc::new(ProxyPlan {
+                warnings: vec![warning.to_owned()],
+                ..ProxyPlan::default()
+            })
+        };
+        let main_plans: BTreeMap<String, Arc<ProxyPlan>> = [
+            ("a.ns".to_owned(), plan("a")),
+            ("b.ns".to_owned(), plan("b")),
+        ]
+        .into();
+        let mut main =
+            Snapshot::build_shared(origin("m1"), main_plans.clone(), Inputs::default(), None);
+        main.set_previews(Arc::default());
+        let main_a = main.proxy("a.ns", &Default::default());
+
+        // A preview that changed gateway b only (its plan is a new, different value).
+        let mut changed = main_plans.clone();
+        changed.insert("b.ns".into(), plan("b changed"));
+        let (next, _, _) = apply(&main, vec![preview("preview/x", "p1", &changed)]);
+        let next = next.expect("a new preview is published");
+        assert_eq!(next.origin.revision, "m1");
+        assert!(Arc::ptr_eq(
+            &next.proxy("a.ns", &Default::default()),
+            &main_a
+        ));
+        let p = next.at_ref(Some("preview/x")).expect("served");
+        assert_eq!(p.origin.revision, "p1");
+        // Unchanged gateway: the followed branch's very encoding.
+        assert!(Arc::ptr_eq(&p.proxy("a.ns", &Default::default()), &main_a));
+        assert_eq!(p.proxy("b.ns", &Default::default()).warnings, ["b changed"]);
+        assert_eq!(next.proxy("b.ns", &Default::default()).warnings, ["b"]);
+
+        // New endpoints: both rebuilt for them, still sharing.
+        let eps = endpoints("a.b:80: [\"10.0.0.9:80\"]\n");
+        let (after, _, _) = apply(&next, vec![Update::Endpoints(eps.clone())]);
+        let after = after.unwrap();
+        let p = after.at_ref(Some("preview/x")).unwrap();
+        assert!(Arc::ptr_eq(p.endpoints().unwrap(), &eps));
+        assert!(Arc::ptr_eq(
+            &p.proxy("a.ns", &Default::default()),
+            &after.proxy("a.ns", &Default::default())
+        ));
+
+        // Dropped: its proxies are unknown from now on; the followed branch is untouched.
+        let (dropped, _, _) = apply(&after, vec![Update::DropPreview("preview/x".into())]);
+        let dropped = dropped.unwrap();
+        assert!(dropped.at_ref(Some("preview/x")).is_none());
+        assert!(!dropped.knows_at(Some("preview/x"), "a.ns"));
+        assert!(dropped.knows_at(None, "a.ns"));
+        // Dropping what is not served publishes nothing.
+        let (none, _, _) = apply(&dropped, vec![Update::DropPreview("preview/x".into())]);
+        assert!(none.is_none());
+    }
+
     #[test]
     fn a_batch_is_folded_into_one_build_and_no_change_publishes_nothing() {
         let e1 = endpoints("a.b:80: [\"10.0.0.1:80\"]\n");

@@ -204,9 +204,44 @@ mod tests {
         assert!(matches!(
             bootstrap(&Options {
                 bind: Some("x".into()),
-                ..o
+                ..o.clone()
             }),
             Err(Error::Bind(_))
         ));
+        assert_eq!(b["node"]["metadata"].get("tidegate.io/ref"), None);
+    }
+
+    #[test]
+    fn a_ref_is_sent_in_metadata_and_must_be_a_branch_name() {
+        let o = Options {
+            r#ref: Some("preview/login-page".into()),
+            proxy: "gw.ns".into(),
+            xds: "127.0.0.1:18000".into(),
+            delta: false,
+            bind: None,
+            admin: "127.0.0.1:0".into(),
+            tls: None,
+        };
+        let b = bootstrap(&o).unwrap();
+        assert_eq!(
+            b["node"]["metadata"]["tidegate.io/ref"],
+            "preview/login-page"
+        );
+        // Told apart from the main proxy of the same gateway in /status and CSDS.
+        assert_eq!(b["node"]["id"], "gw.ns~any~preview/login-page");
+        for bad in [
+            "", "-x", "a b", "a..b", "a:b", "x/", "/x", "a*", "x.lock", "a//b",
+        ] {
+            assert!(
+                matches!(
+                    bootstrap(&Options {
+                        r#ref: Some(bad.into()),
+                        ..o.clone()
+                    }),
+                    Err(Error::Ref(_))
+                ),
+                "{bad:?} accepted"
+            );
+        }
     }
 }
