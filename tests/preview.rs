@@ -389,6 +389,17 @@ async fn previews_over_the_cap_wait_for_a_place_and_unknown_refs_get_nothing() {
         .await
         .unwrap();
     assert_eq!(next_clusters(&mut waiting).await, cluster_on(9002));
+    // Its status no longer says it is not served.
+    let status = common::status(server.admin).await;
+    let served = status["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ref"] == "preview/b")
+        .cloned()
+        .unwrap();
+    assert_eq!(served["known"], true, "{served:#}");
+    assert_eq!(served["warnings"], serde_json::json!([]), "{served:#}");
     server.stop().await;
 }
 

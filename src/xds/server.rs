@@ -190,10 +190,12 @@ fn identity(node: &Node) -> Identity {
 /// Ids listed in the warning for an unknown proxy (a fleet has thousands).
 const LIST_KNOWN: usize = 10;
 
-fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Snapshot) {
+/// Why the proxy is served an empty config, if it is: no gateway name, a ref that is not
+/// served, a gateway the served config does not have.
+fn identity_warning(ident: &Identity, snapshot: &Snapshot) -> Option<String> {
     let known = snapshot.knows_at(ident.r#ref(), &ident.proxy);
     let at_ref = snapshot.at_ref(ident.r#ref());
-    let warning = if ident.proxy.is_empty() {
+    if ident.proxy.is_empty() {
         Some("node.cluster is empty: set it to <gateway>.<namespace> (tidegate bootstrap does); serving an empty config".to_owned())
     } else if let (None, Some(r)) = (at_ref, ident.r#ref()) {
         let mut served: Vec<&str> = snapshot.previews().keys().map(String::as_str).collect();
@@ -231,7 +233,12 @@ fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Sna
         ))
     } else {
         None
-    };
+    }
+}
+
+fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Snapshot) {
+    let known = snapshot.knows_at(ident.r#ref(), &ident.proxy);
+    let warning = identity_warning(ident, snapshot);
     // Counted under the branch it is served: the followed one by name (`HEAD` when serve
     // follows HEAD), as the served-commit metrics name it.
     let main = match snapshot.origin.r#ref.as_str() {
@@ -246,7 +253,8 @@ fn identify(handle: &StreamHandle, node: &Node, ident: &Identity, snapshot: &Sna
         s.r#ref = ident.r#ref.clone();
         s.known = known;
         s.warnings.clear();
-        s.warnings.extend(warning);
+        s.warnings.extend(warning.clone());
+        s.identity_warning = warning;
     });
 }
 
@@ -264,8 +272,19 @@ fn refresh_warnings(
         return;
     }
     let known = snapshot.knows_at(ident.r#ref(), &ident.proxy);
+    // The config changed: the gateway or the ref may have appeared or gone since.
+    let warning = identity_warning(ident, snapshot);
     handle.update(|s| {
         s.known = known;
+        if s.identity_warning != warning {
+            if let Some(old) = s.identity_warning.take() {
+                s.warnings.retain(|w| *w != old);
+            }
+            if let Some(w) = &warning {
+                s.warnings.insert(0, w.clone());
+            }
+            s.identity_warning = warning;
+        }
         s.warnings.retain(|w| !w.starts_with("config: "));
         s.warnings
             .extend(ps.warnings.iter().map(|w| format!("config: {w}")));

@@ -93,6 +93,10 @@ pub struct ProxyStatus {
     /// The shape of config this proxy is served (for CSDS).
     #[serde(skip)]
     pub variant: Variant,
+    /// Which of `warnings` says why the proxy is served an empty config (replaced when
+    /// the served config changes).
+    #[serde(skip)]
+    pub identity_warning: Option<String>,
 }
 
 type Entry = Arc<Mutex<ProxyStatus>>;
