@@ -1,4 +1,5 @@
-//! The admin endpoint (loopback by default): `/healthz`, `/readyz`, `/status`.
+//! The admin endpoint (loopback by default): `/healthz`, `/readyz`, `/status`, `/metrics`,
+//! `/csds`.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -208,8 +209,65 @@ async fn metrics(
     )
 }
 
+/// `/csds`: every connected proxy's CSDS status. JSON by default (per proxy, each resource
+/// with its version and sync state; no contents); `?format=proto` gives the
+/// `ClientStatusResponse` itself, contents included (private keys redacted), as the CSDS
+/// service would to a client with the whole view.
+async fn csds(
+    State(s): State<Arc<AdminState>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use envoy_types::pb::envoy::service::status::v3::{
+        ClientConfigStatus, ClientStatusRequest, ConfigStatus,
+    };
+    use prost::Message;
+    let proto = q.get("format").map(String::as_str) == Some("proto");
+    let csds = crate::xds::csds::Csds::new(s.snapshots.clone(), s.registry.clone());
+    let request = ClientStatusRequest {
+        exclude_resource_contents: !proto,
+        ..ClientStatusRequest::default()
+    };
+    let response = csds.status(&request, &crate::xds::csds::Viewer::All);
+    if proto {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+            response.encode_to_vec(),
+        )
+            .into_response();
+    }
+    let proxies: Vec<serde_json::Value> = response
+        .config
+        .iter()
+        .map(|c| {
+            let node = c.node.clone().unwrap_or_default();
+            let resources: Vec<serde_json::Value> = c
+                .generic_xds_configs
+                .iter()
+                .map(|g| {
+                    let config = ConfigStatus::try_from(g.config_status)
+                        .map_or("UNKNOWN", |c| c.as_str_name());
+                    let client = ClientConfigStatus::try_from(g.client_status)
+                        .map_or("UNKNOWN", |c| c.as_str_name());
+                    serde_json::json!({
+                        "type_url": g.type_url,
+                        "name": g.name,
+                        "version": g.version_info,
+                        "config_status": config,
+                        "client_status": client,
+                        "error": g.error_state.as_ref().map(|e| e.details.clone()),
+                    })
+                })
+                .collect();
+            serde_json::json!({"node_id": node.id, "proxy": node.cluster, "resources": resources})
+        })
+        .collect();
+    Json(serde_json::json!({ "proxies": proxies })).into_response()
+}
+
 pub fn router(state: Arc<AdminState>) -> axum::Router {
     axum::Router::new()
+        .route("/csds", get(csds))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))

@@ -65,6 +65,9 @@ pub struct ServeOptions {
     pub max_previews: usize,
     /// How long a deleted preview branch's proxies keep its last config.
     pub preview_grace: Duration,
+    /// Client certificate SANs (DNS names or URIs) given every proxy's status over CSDS
+    /// on the xDS port; other clients see only the proxies they may be.
+    pub csds_identities: Vec<String>,
 }
 
 impl ServeOptions {
@@ -82,6 +85,7 @@ impl ServeOptions {
             preview_branches: None,
             max_previews: 20,
             preview_grace: Duration::from_secs(600),
+            csds_identities: Vec::new(),
         }
     }
 }
@@ -293,9 +297,23 @@ pub async fn start(
     let xds_addr = xds_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let mut tasks = Vec::new();
-    let ads = Ads::new(reader, registry, streams_stop);
+    let ads =
+        Ads::new(reader, registry, streams_stop).with_csds_full_view(opts.csds_identities.clone());
     let tls = match &opts.tls {
-        Some(files) => Some(files.server_config()?),
+        Some(files) => {
+            let config = xds::server::TlsConfig::load(files)?;
+            // A rotation of the certificate, key or client CA applies to new connections.
+            for dir in files.dirs() {
+                tasks.push(tokio::spawn(watch_tls(
+                    dir,
+                    files.clone(),
+                    config.clone(),
+                    metrics.clone(),
+                    shutdown(),
+                )));
+            }
+            Some(config)
+        }
         None => None,
     };
     let s1 = shutdown();
@@ -1075,6 +1093,55 @@ async fn watch_endpoints(
             }
         }
     })
+    .await
+}
+
+/// Re-reads the xDS server's certificate, key and client CA when a file in `dir` changes.
+/// A pair that does not load (a key written before its certificate, a broken file) keeps
+/// the configuration in use; the next change tries again.
+async fn watch_tls(
+    dir: PathBuf,
+    files: xds::server::TlsFiles,
+    config: xds::server::TlsConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    // Let a certificate and its key land together before reading.
+    let settle = Duration::from_millis(100);
+    on_file_changes(
+        dir,
+        notify::RecursiveMode::NonRecursive,
+        |_| true,
+        settle,
+        shutdown,
+        || {
+            let (files, config, metrics) = (files.clone(), config.clone(), metrics.clone());
+            async move {
+                let reloaded =
+                    tokio::task::spawn_blocking(move || config.reload(&files).map(|()| files))
+                        .await;
+                let result = if matches!(reloaded, Ok(Ok(_))) {
+                    "ok"
+                } else {
+                    "failed"
+                };
+                metrics
+                    .tls_reloads
+                    .get_or_create(&crate::metrics::ResultLabel {
+                        result: result.into(),
+                    })
+                    .inc();
+                match reloaded {
+                    Ok(Ok(files)) => tracing::info!(
+                        cert = %files.cert.display(),
+                        "xDS server certificate reloaded: new connections use it"
+                    ),
+                    Ok(Err(e)) => tracing::warn!("keeping the xDS server certificate in use: {e}"),
+                    Err(e) => tracing::warn!("keeping the xDS server certificate in use: {e}"),
+                }
+            }
+        },
+    )
     .await
 }
 

@@ -111,6 +111,11 @@ pub enum Command {
         /// sent an empty one.
         #[arg(long, default_value_t = 600)]
         preview_grace: u64,
+        /// A client certificate SAN (DNS name or URI, as in the certificate) given every
+        /// proxy's status over CSDS on the xDS port; repeatable. Other clients see only the
+        /// proxies their certificate names; the admin endpoint's /csds shows all.
+        #[arg(long)]
+        csds_identity: Vec<String>,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -309,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             preview_branches,
             max_previews,
             preview_grace,
+            csds_identity,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -348,6 +354,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     preview_branches,
                     max_previews,
                     preview_grace: std::time::Duration::from_secs(preview_grace),
+                    csds_identities: csds_identity,
                 };
                 let running = crate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(

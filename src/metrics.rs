@@ -53,6 +53,14 @@ pub struct Metrics {
     pub rejected_commits: Family<RefLabel, Counter>,
     pub source_errors: Counter,
     pub denied: Counter,
+    /// Reloads of the xDS server's certificate files, by `result` (`ok`, `failed`).
+    pub tls_reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `failed`.
+    pub result: String,
 }
 
 impl Default for Metrics {
@@ -121,7 +129,14 @@ impl Metrics {
             "xDS streams refused: the client certificate does not name the claimed gateway",
             denied.clone(),
         );
+        let tls_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "xds_tls_reloads",
+            "Reloads of the xDS server certificate, key and client CA after a change, by result (a failed one keeps the previous)",
+            tls_reloads.clone(),
+        );
         Self {
+            tls_reloads,
             registry,
             connected,
             pushes,

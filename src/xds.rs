@@ -15,6 +15,7 @@ pub mod identity;
 pub mod inputs;
 pub mod plan;
 pub mod server;
+pub mod server_tls;
 pub mod snapshot;
 pub mod status;
 pub mod translate;

@@ -1,6 +1,12 @@
 //! CSDS (`envoy.service.status.v3.ClientStatusDiscoveryService`): what every connected
 //! proxy has been served and whether it accepted it, for standard tooling
 //! (`istioctl`-style proxy status, Envoy Gateway's `egctl`, gRPC's CSDS clients).
+//!
+//! Who sees what: over TLS, a client sees only the proxies its certificate may receive the
+//! config of (a proxy sees its own status, as with ADS), unless its certificate names one
+//! of the identities given the whole view (`serve --csds-identity`). Without TLS (loopback,
+//! or `--allow-plaintext`), everyone sees everything, as everyone may ask ADS for anything.
+//! The admin endpoint (`/csds`, loopback by default) always has the whole view.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::identity::San;
 use super::snapshot::SnapshotReader;
 use super::status::{Registry, SyncState};
 use super::type_url::TypeUrl;
@@ -26,6 +33,26 @@ use super::type_url::TypeUrl;
 pub struct Csds {
     snapshots: SnapshotReader,
     registry: Arc<Registry>,
+    /// Certificate SANs (a DNS name or a URI, as written) given every proxy's status.
+    full_view: Arc<Vec<String>>,
+}
+
+/// Whose status a CSDS client may see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Viewer {
+    /// Every proxy's (no TLS, the admin endpoint, or an identity given the whole view).
+    All,
+    /// The proxies a client certificate with these SANs may receive the config of.
+    Certificate(Vec<San>),
+}
+
+impl Viewer {
+    fn sees(&self, proxy: &str) -> bool {
+        match self {
+            Viewer::All => true,
+            Viewer::Certificate(sans) => super::identity::allowed(proxy, sans),
+        }
+    }
 }
 
 impl Csds {
@@ -33,6 +60,37 @@ impl Csds {
         Self {
             snapshots,
             registry,
+            full_view: Arc::default(),
+        }
+    }
+
+    /// Gives clients whose certificate has one of `identities` (DNS names or URIs) every
+    /// proxy's status.
+    pub fn with_full_view(mut self, identities: Vec<String>) -> Self {
+        self.full_view = Arc::new(identities);
+        self
+    }
+
+    /// Who the client of `request` is: its certificate's SANs over TLS.
+    fn viewer<T>(&self, request: &Request<T>) -> Viewer {
+        let Some(certs) = request.peer_certs() else {
+            return Viewer::All;
+        };
+        let sans = certs
+            .first()
+            .map(|c| super::identity::sans(c.as_ref()))
+            .unwrap_or_default();
+        let named = sans.iter().any(|san| {
+            let value = match san {
+                San::Dns(d) => d,
+                San::Uri(u) => u,
+            };
+            self.full_view.iter().any(|v| v == value)
+        });
+        if named {
+            Viewer::All
+        } else {
+            Viewer::Certificate(sans)
         }
     }
 
@@ -40,9 +98,10 @@ impl Csds {
         ClientStatusDiscoveryServiceServer::new(self).max_encoding_message_size(64 << 20)
     }
 
-    /// The status of every connected proxy the request's node matchers select (all when
-    /// there are none; node id matchers with exact, prefix or suffix patterns).
-    pub fn status(&self, req: &ClientStatusRequest) -> ClientStatusResponse {
+    /// The status of every connected proxy `viewer` may see that the request's node
+    /// matchers select (all when there are none; node id matchers with exact, prefix or
+    /// suffix patterns).
+    pub fn status(&self, req: &ClientStatusRequest, viewer: &Viewer) -> ClientStatusResponse {
         let snapshot = self.snapshots.load();
         let selected = |id: &str| {
             req.node_matchers.is_empty()
@@ -60,7 +119,7 @@ impl Csds {
             .registry
             .snapshot()
             .into_iter()
-            .filter(|p| selected(&p.node_id))
+            .filter(|p| viewer.sees(&p.proxy) && selected(&p.node_id))
             .map(|p| {
                 let served = snapshot.proxy_at(p.r#ref.as_deref(), &p.proxy, &p.variant);
                 let mut generic = Vec::new();
@@ -135,9 +194,10 @@ impl ClientStatusDiscoveryService for Csds {
         request: Request<Streaming<ClientStatusRequest>>,
     ) -> Result<Response<CsdsStream>, Status> {
         let this = self.clone();
+        let viewer = self.viewer(&request);
         let answers = request
             .into_inner()
-            .map(move |req| req.map(|r| this.status(&r)));
+            .map(move |req| req.map(|r| this.status(&r, &viewer)));
         Ok(Response::new(Box::pin(answers)))
     }
 
@@ -145,7 +205,8 @@ impl ClientStatusDiscoveryService for Csds {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
-        Ok(Response::new(self.status(request.get_ref())))
+        let viewer = self.viewer(&request);
+        Ok(Response::new(self.status(request.get_ref(), &viewer)))
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Ads {
     /// Flips to true on shutdown: open streams end, so a graceful stop does not wait for
     /// proxies that never hang up.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Client certificate SANs given every proxy's status over CSDS (others see their own).
+    csds_full_view: Vec<String>,
 }
 
 impl Ads {
@@ -66,7 +68,15 @@ impl Ads {
             snapshots,
             registry,
             stopping,
+            csds_full_view: Vec::new(),
         }
+    }
+
+    /// Gives clients whose certificate has one of `identities` (DNS names or URIs, as
+    /// written in the certificate) every proxy's status over CSDS.
+    pub fn with_csds_full_view(mut self, identities: Vec<String>) -> Self {
+        self.csds_full_view = identities;
+        self
     }
 }
 
@@ -76,50 +86,37 @@ impl Ads {
 pub async fn serve(
     listener: TcpListener,
     ads: Ads,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<TlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let csds = super::csds::Csds::new(ads.snapshots.clone(), ads.registry.clone());
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls)?;
-    }
+    let csds = super::csds::Csds::new(ads.snapshots.clone(), ads.registry.clone())
+        .with_full_view(ads.csds_full_view.clone());
     use super::wire::{
         AggregatedName, ClusterName, EndpointName, ListenerName, RouteName, XdsService,
     };
-    builder
+    let router = tonic::transport::Server::builder()
         .add_service(XdsService::<AggregatedName, _>::new(ads.clone()))
         .add_service(XdsService::<ClusterName, _>::new(ads.clone()))
         .add_service(XdsService::<EndpointName, _>::new(ads.clone()))
         .add_service(XdsService::<ListenerName, _>::new(ads.clone()))
         .add_service(XdsService::<RouteName, _>::new(ads))
-        .add_service(csds.into_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-}
-
-/// Certificate files for xDS over TLS.
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-    /// The CA that signs proxies' client certificates (client certificates are required).
-    pub client_ca: std::path::PathBuf,
-}
-
-impl TlsFiles {
-    pub fn server_config(&self) -> std::io::Result<tonic::transport::ServerTlsConfig> {
-        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-        let read = |p: &std::path::Path| {
-            std::fs::read(p)
-                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-        };
-        Ok(ServerTlsConfig::new()
-            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?))
-            .client_ca_root(Certificate::from_pem(read(&self.client_ca)?))
-            .client_auth_optional(false))
+        .add_service(csds.into_service());
+    match tls {
+        Some(tls) => {
+            let accepted = tokio_stream::wrappers::ReceiverStream::new(tls.accept(listener));
+            router
+                .serve_with_incoming_shutdown(accepted, shutdown)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await
+        }
     }
 }
+
+pub use super::server_tls::{TlsConfig, TlsFiles};
 
 // === who is asking ===
 
