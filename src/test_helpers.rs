@@ -5,6 +5,7 @@
 //! same order give the same commit ids on every run: golden files may name them.
 
 pub mod pki;
+pub mod repo_gen;
 
 use std::path::{Path, PathBuf};
 
