@@ -32,7 +32,7 @@ pub struct AdminState {
     pub ready: std::sync::atomic::AtomicBool,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The preview branches `serve --preview-branches` matched (served or not), by name.
-    pub previews: Mutex<std::collections::BTreeMap<String, PreviewStatus>>,
+    pub previews: Mutex<std::collections::BTreeMap<String, BranchStatus>>,
 }
 
 /// Where a preview branch stands.
@@ -50,10 +50,11 @@ pub enum PreviewState {
     NotServed,
 }
 
-/// A preview branch as `serve` sees it (the proxies and the served commit are added when
+/// A branch as `serve` sees it (the proxies and the served commit are added when
 /// `/status` is asked for).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PreviewStatus {
+pub struct BranchStatus {
+    /// `serving` or `waiting` for the followed branch; see [`PreviewState`] for previews.
     pub state: PreviewState,
     /// The commit the branch points at (the last one seen, once gone).
     pub head: Option<String>,
@@ -75,18 +76,12 @@ pub struct RefStatus {
     pub r#ref: String,
     /// False for the followed branch (`--branch`).
     pub preview: bool,
-    /// `serving` or `waiting` for the followed branch; see [`PreviewState`] for previews.
-    pub state: PreviewState,
     /// The commit its proxies are served; none before its first valid commit.
     pub served: Option<String>,
-    pub head: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub rejected: Vec<Rejected>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_error: Option<String>,
     /// Proxies connected that are served this branch.
     pub proxies: usize,
+    #[serde(flatten)]
+    pub branch: BranchStatus,
 }
 
 #[derive(Serialize)]
@@ -133,32 +128,30 @@ fn refs(s: &AdminState, snapshot: &Snapshot, proxies: &[ProxyStatus]) -> Vec<Ref
             main.clone()
         },
         preview: false,
-        state: if ready {
-            PreviewState::Serving
-        } else {
-            PreviewState::Waiting
-        },
         served: ready.then(|| snapshot.origin.revision.clone()),
-        head: None,
-        reason: None,
-        rejected: lock(&s.rejected).clone(),
-        source_error: lock(&s.source_error).clone(),
         proxies: count(None),
+        branch: BranchStatus {
+            state: if ready {
+                PreviewState::Serving
+            } else {
+                PreviewState::Waiting
+            },
+            head: None,
+            reason: None,
+            rejected: lock(&s.rejected).clone(),
+            source_error: lock(&s.source_error).clone(),
+        },
     }];
     for (name, p) in lock(&s.previews).iter() {
         out.push(RefStatus {
             r#ref: name.clone(),
             preview: true,
-            state: p.state,
             served: snapshot
                 .previews()
                 .get(name)
                 .map(|p| p.origin.revision.clone()),
-            head: p.head.clone(),
-            reason: p.reason.clone(),
-            rejected: p.rejected.clone(),
-            source_error: p.source_error.clone(),
             proxies: count(Some(name)),
+            branch: p.clone(),
         });
     }
     out

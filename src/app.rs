@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::admin::{AdminState, PreviewState, PreviewStatus, Rejected};
+use crate::admin::{AdminState, BranchStatus, PreviewState, Rejected};
 use crate::gitsync::Source;
 use crate::gitsync::glob::BranchGlob;
 use crate::gitsync::push::{self, Pushed, SourceCommit};
@@ -787,7 +787,7 @@ impl Sync {
             };
             status.insert(
                 name.clone(),
-                PreviewStatus {
+                BranchStatus {
                     state,
                     head: heads.get(name).cloned().or_else(|| p.followed.last.clone()),
                     reason,
@@ -805,7 +805,7 @@ impl Sync {
             );
             status.insert(
                 name.clone(),
-                PreviewStatus {
+                BranchStatus {
                     state: PreviewState::NotServed,
                     head: heads.get(&name).cloned(),
                     reason: Some(reason),

@@ -72,6 +72,7 @@ impl TempRepo {
 
     /// Stages everything (additions, changes, removals) and commits; returns the commit id.
     pub fn commit(&mut self, message: &str) -> String {
+        let sig = self.next_signature();
         let mut index = self.repo.index().expect("index");
         index
             .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
@@ -80,13 +81,6 @@ impl TempRepo {
         index.write().expect("write index");
         let tree_id = index.write_tree().expect("write tree");
         let tree = self.repo.find_tree(tree_id).expect("find tree");
-        let sig = Signature::new(
-            "tidegate test",
-            "test@tidegate.invalid",
-            &Time::new(self.clock, 0),
-        )
-        .expect("signature");
-        self.clock += 60;
         let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         let id = self
@@ -94,6 +88,18 @@ impl TempRepo {
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
             .expect("commit");
         id.to_string()
+    }
+
+    /// The fixed author and committer, at the next tick of the clock.
+    fn next_signature(&mut self) -> Signature<'static> {
+        let sig = Signature::new(
+            "tidegate test",
+            "test@tidegate.invalid",
+            &Time::new(self.clock, 0),
+        )
+        .expect("signature");
+        self.clock += 60;
+        sig
     }
 
     /// Switches to `branch` (created at the current commit if it does not exist) and
@@ -131,6 +137,7 @@ impl TempRepo {
     /// fast-forwardable pull request merges to), as a merge commit; returns its id. The
     /// work tree is updated to the result.
     pub fn merge(&mut self, branch: &str, message: &str) -> String {
+        let sig = self.next_signature();
         let theirs = self
             .repo
             .find_branch(branch, git2::BranchType::Local)
@@ -141,13 +148,6 @@ impl TempRepo {
             .head()
             .and_then(|h| h.peel_to_commit())
             .expect("current commit");
-        let sig = Signature::new(
-            "tidegate test",
-            "test@tidegate.invalid",
-            &Time::new(self.clock, 0),
-        )
-        .expect("signature");
-        self.clock += 60;
         let tree = theirs.tree().expect("tree");
         let id = self
             .repo

@@ -47,8 +47,19 @@ async fn channel(
         .await
 }
 
-/// Opens a SotW stream claiming `proxy` and asks for clusters: the first response or status.
-async fn ask(ch: Channel, proxy: &str) -> Result<usize, tonic::Status> {
+/// Opens a SotW stream claiming `proxy` and asks for clusters: the stream (its request
+/// sender and responses) and the first response, or the status it was refused with.
+async fn open_stream(
+    ch: Channel,
+    proxy: &str,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<DiscoveryRequest>,
+        tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+        usize,
+    ),
+    tonic::Status,
+> {
     let mut client = AggregatedDiscoveryServiceClient::new(ch);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(DiscoveryRequest {
@@ -65,8 +76,12 @@ async fn ask(ch: Channel, proxy: &str) -> Result<usize, tonic::Status> {
     let r = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await
         .expect("an answer")?;
-    drop(tx);
-    Ok(r.map_or(0, |r| r.resources.len()))
+    Ok((tx, stream, r.map_or(0, |r| r.resources.len())))
+}
+
+/// The number of clusters the first response to `proxy`'s request has, or the refusal.
+async fn ask(ch: Channel, proxy: &str) -> Result<usize, tonic::Status> {
+    open_stream(ch, proxy).await.map(|(_, _, n)| n)
 }
 
 fn repo() -> TempRepo {
@@ -271,24 +286,7 @@ async fn envoy_subscribes_over_mutual_tls() {
 /// An open ADS stream claiming `proxy` (its first CDS response received), kept open so the
 /// proxy is listed in CSDS.
 async fn connected(ch: Channel, proxy: &str) -> tokio::sync::mpsc::Sender<DiscoveryRequest> {
-    let mut client = AggregatedDiscoveryServiceClient::new(ch);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(DiscoveryRequest {
-        node: Some(node(proxy)),
-        type_url: Cluster::type_url(),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut stream = client
-        .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tokio::time::timeout(Duration::from_secs(5), stream.message())
-        .await
-        .expect("an answer")
-        .unwrap();
+    let (tx, mut stream, _) = open_stream(ch, proxy).await.unwrap();
     // The stream lives as long as its sender and the response stream: keep both.
     tokio::spawn(async move { while let Ok(Some(_)) = stream.message().await {} });
     tx
