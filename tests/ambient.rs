@@ -519,12 +519,7 @@ async fn https_listener_serves_the_certificate_from_certs_and_rotates_it() {
     );
     repo.commit("https");
     let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(
-        &endpoints,
-        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
-    )
-    .unwrap();
+    let endpoints = common::httpbin_endpoints(dir.path(), backend.addr);
     let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
     opts.endpoints = Some(endpoints);
     opts.certs = Some(certs.path().to_owned());

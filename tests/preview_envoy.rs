@@ -135,12 +135,7 @@ async fn main_and_preview_envoys_of_one_gateway_follow_their_own_branches() {
     let first = repo.commit("expose /anything");
 
     let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(
-        &endpoints,
-        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
-    )
-    .unwrap();
+    let endpoints = common::httpbin_endpoints(dir.path(), backend.addr);
     let mut opts = tidegate::app::ServeOptions::new(format!("file://{}", repo.path().display()));
     opts.branch = Some("main".into());
     opts.preview_branches = Some("preview/*".into());

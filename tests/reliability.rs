@@ -76,12 +76,7 @@ async fn envoy_survives_kill_9_and_is_sent_nothing_new_after_the_restart() {
     );
     repo.commit("httpbin");
     let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(
-        &endpoints,
-        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
-    )
-    .unwrap();
+    let endpoints = common::httpbin_endpoints(dir.path(), backend.addr);
     let xds: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut server = serve(repo.path(), &endpoints, xds, admin);

@@ -225,12 +225,7 @@ async fn envoy_subscribes_over_mutual_tls() {
     );
     repo.commit("httpbin");
     let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(
-        &endpoints,
-        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
-    )
-    .unwrap();
+    let endpoints = common::httpbin_endpoints(dir.path(), backend.addr);
     let (cert, key, ..) = pki.issue("server", vec![dns("localhost")]);
     let mut opts = tidegate::app::ServeOptions::new(repo.path().to_string_lossy());
     opts.tls = Some(tidegate::xds::server::TlsFiles {

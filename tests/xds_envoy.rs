@@ -36,12 +36,7 @@ async fn setup(mode: &str, delta: bool) -> Option<Setup> {
     repo.write("intents/httpbin.yaml", common::httpbin_intent(mode, port));
     repo.commit("httpbin");
     let dir = tempfile::tempdir().unwrap();
-    let endpoints = dir.path().join("endpoints.yaml");
-    std::fs::write(
-        &endpoints,
-        format!("httpbin.httpbin:8000: [\"{}\"]\n", backend.addr),
-    )
-    .unwrap();
+    let endpoints = common::httpbin_endpoints(dir.path(), backend.addr);
     let server = common::start_server(repo.path(), Some(&endpoints)).await;
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let boot = bootstrap(&Options {

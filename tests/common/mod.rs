@@ -173,6 +173,18 @@ pub fn httpbin_intent(mode: &str, port: u16) -> String {
     )
 }
 
+/// An endpoints file in `dir` listing the seed's httpbin Service (port 8000) at `backend`.
+#[allow(dead_code)]
+pub fn httpbin_endpoints(dir: &Path, backend: std::net::SocketAddr) -> PathBuf {
+    let endpoints = dir.join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!("httpbin.httpbin:8000: [\"{backend}\"]\n"),
+    )
+    .expect("write endpoints file");
+    endpoints
+}
+
 /// Waits until the proxy `id` acknowledged every type of `proxy` (the resources the served
 /// snapshot has for it, so the versions it should have), reading the server's `/status`
 /// at `admin`. A NACK of the wanted version is an error at once; so is 20 s without.
