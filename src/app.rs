@@ -65,6 +65,8 @@ pub struct ServeOptions {
     pub max_previews: usize,
     /// How long a deleted preview branch's proxies keep its last config.
     pub preview_grace: Duration,
+    /// Credentials for a remote `repo` (default: none, the machine's git configuration).
+    pub git_auth: crate::gitsync::auth::GitAuth,
 }
 
 impl ServeOptions {
@@ -82,6 +84,7 @@ impl ServeOptions {
             preview_branches: None,
             max_previews: 20,
             preview_grace: Duration::from_secs(600),
+            git_auth: Default::default(),
         }
     }
 }
@@ -332,7 +335,8 @@ pub async fn start(
         )));
     }
 
-    let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone());
+    let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone())
+        .with_auth(opts.git_auth.clone());
     let (trigger, triggers) = mpsc::channel(1);
     // Watching is best effort (a remote has nothing to watch): the poll is the backstop.
     let watcher = watch_refs(&source, trigger.clone());
