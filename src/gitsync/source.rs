@@ -356,3 +356,35 @@ pub fn run_git_with(dir: Option<&Path>, args: &[&str], auth: &GitAuth) -> Result
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_git_run_never_shows_the_credentials_of_its_url() {
+        // Nothing listens on port 1: git fails and its error names the URL.
+        let url = "https://bot:pw-in-url@127.0.0.1:1/config.git";
+        let err = run_git(None, &["ls-remote", url]).unwrap_err().to_string();
+        assert!(
+            err.contains("https://bot:***@127.0.0.1:1/config.git"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-in-url"), "{err}");
+        let src = RepoSource::new(url, None, None);
+        assert!(!src.describe().contains("pw-in-url"));
+    }
+
+    #[test]
+    fn a_token_file_that_cannot_be_read_is_an_error_naming_the_file() {
+        let auth = GitAuth {
+            username: Some("bot".into()),
+            token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        };
+        let err = run_git_with(None, &["--version"], &auth)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/token"), "{err}");
+    }
+}
