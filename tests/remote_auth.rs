@@ -389,3 +389,30 @@ async fn an_unknown_host_key_is_a_source_error_and_is_never_recorded() {
     );
     assert_eq!(std::fs::read(&known).unwrap(), before);
 }
+
+#[test]
+fn an_https_push_runs_the_post_receive_hook() {
+    if !git_server::available() {
+        return;
+    }
+    let password = token("hook");
+    let mut server = GitServer::new();
+    server.start_https(USER, &password);
+    let mut repo = config("/one");
+    server.publish(REPO, &repo);
+    // What a post-receive hook is given on stdin: `<old> <new> <ref>` per updated ref.
+    let seen = server.root().join("hook-saw");
+    server.set_hook(
+        REPO,
+        "post-receive",
+        &format!("#!/bin/sh\ncat > '{}'\n", seen.display()),
+    );
+    write_intent(&repo, "/two");
+    let two = repo.commit("two");
+    server.push_https(REPO, &repo, USER, &password);
+    let got = std::fs::read_to_string(&seen).expect("the hook ran");
+    assert!(
+        got.trim_end().ends_with(&format!("{two} refs/heads/main")),
+        "{got}"
+    );
+}

@@ -324,6 +324,30 @@ $HTTP["url"] =~ "^/git/" {{
         format!("https://localhost:{port}/git/{name}")
     }
 
+    /// Pushes every branch of `from` to repository `name` over HTTPS as `user` with
+    /// `password`, as a developer would (the repository's hooks run, as root); returns
+    /// git's output.
+    pub fn push_https(&self, name: &str, from: &TempRepo, user: &str, password: &str) -> String {
+        let url =
+            self.https_url(name)
+                .replacen("https://", &format!("https://{user}:{password}@"), 1);
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(from.path())
+            .args(["push", "--force", &url, "+refs/heads/*:refs/heads/*"])
+            .env("GIT_SSL_CAINFO", self.ca_file())
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .expect("run git push");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "git push over HTTPS: {text}");
+        text
+    }
+
     /// lighttpd's error log (for failure messages).
     pub fn https_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("lighttpd.log")).unwrap_or_default()
