@@ -17,7 +17,6 @@ use tidegate::test_helpers::{TempRepo, free_port};
 
 const LIGHTTPD: &str = "/usr/sbin/lighttpd";
 const SSHD: &str = "/usr/sbin/sshd";
-const GIT_SHELL: &str = "/usr/bin/git-shell";
 /// The user sshd logs in as (created if missing).
 pub const SSH_USER: &str = "git";
 
@@ -37,12 +36,10 @@ pub fn available() -> bool {
     if !is_root() {
         missing.push("root (sshd and the `git` user need it)".to_owned());
     }
-    for p in [
-        LIGHTTPD,
-        SSHD,
-        GIT_SHELL,
-        "/usr/lib/lighttpd/mod_openssl.so",
-    ] {
+    if git_shell().is_none() {
+        missing.push("git-shell".to_owned());
+    }
+    for p in [LIGHTTPD, SSHD, "/usr/lib/lighttpd/mod_openssl.so"] {
         if !Path::new(p).exists() {
             missing.push(p.to_owned());
         }
@@ -71,6 +68,18 @@ fn is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
         })
         .unwrap_or(false)
+}
+
+/// The git user's login shell: Debian's, else the one next to the `git` on PATH.
+fn git_shell() -> Option<PathBuf> {
+    let debian = PathBuf::from("/usr/bin/git-shell");
+    if debian.exists() {
+        return Some(debian);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("git-shell"))
+        .find(|p| p.is_file())
 }
 
 /// git's own CGI program, next to the `git` on PATH (the same version).
@@ -113,7 +122,10 @@ fn ensure_git_user() {
     if !exists() {
         // Parallel tests may race to create it: whoever loses finds it there.
         let _ = Command::new("useradd")
-            .args(["-m", "-s", GIT_SHELL, SSH_USER])
+            .arg("-m")
+            .arg("-s")
+            .arg(git_shell().expect("git-shell"))
+            .arg(SSH_USER)
             .output();
         assert!(exists(), "could not create the user {SSH_USER}");
     }
