@@ -18,6 +18,22 @@ fi
 # Read all of it: `| head` would SIGPIPE Envoy and, under pipefail, fail the script.
 echo "envoy: $("$ENVOY" --version | tr -s '\n' ' ')"
 
+# A real Git server for tests/remote_auth.rs: lighttpd (git-http-backend over HTTPS with
+# basic auth) and sshd (a `git` user with git-shell), Debian packages. Installed only when
+# missing, and only as root; the tests say why they did not run (and fail under CI=true)
+# when they cannot.
+if ! command -v lighttpd >/dev/null 2>&1 || [ ! -e /usr/lib/lighttpd/mod_openssl.so ] || [ ! -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    pkgs="lighttpd lighttpd-mod-openssl openssh-server"
+    export DEBIAN_FRONTEND=noninteractive
+    # The package lists are refreshed only when the install fails without them.
+    apt-get install -y -qq --no-install-recommends $pkgs >/dev/null ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $pkgs >/dev/null; }
+  else
+    echo "note: lighttpd/sshd missing and not root (or no apt-get): the real Git server tests will be skipped (or fail under CI=true)" >&2
+  fi
+fi
+
 # The CRD schemas the rendered manifests are validated against live in ../shared/crds
 # (never copied into this repository). Tests fail under CI=true if they are missing.
 if [ -z "${TIDEGATE_CRDS_DIR:-}" ] && [ ! -d ../shared/crds ]; then

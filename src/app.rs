@@ -68,6 +68,8 @@ pub struct ServeOptions {
     /// Client certificate SANs (DNS names or URIs) given every proxy's status over CSDS
     /// on the xDS port; other clients see only the proxies they may be.
     pub csds_identities: Vec<String>,
+    /// Credentials for a remote `repo` (default: none, the machine's git configuration).
+    pub git_auth: crate::gitsync::auth::GitAuth,
 }
 
 impl ServeOptions {
@@ -86,6 +88,7 @@ impl ServeOptions {
             max_previews: 20,
             preview_grace: Duration::from_secs(600),
             csds_identities: Vec::new(),
+            git_auth: Default::default(),
         }
     }
 }
@@ -350,7 +353,8 @@ pub async fn start(
         )));
     }
 
-    let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone());
+    let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone())
+        .with_auth(opts.git_auth.clone());
     let (trigger, triggers) = mpsc::channel(1);
     // Watching is best effort (a remote has nothing to watch): the poll is the backstop.
     let watcher = watch_refs(&source, trigger.clone());

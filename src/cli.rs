@@ -116,6 +116,8 @@ pub enum Command {
         /// proxies their certificate names; the admin endpoint's /csds shows all.
         #[arg(long)]
         csds_identity: Vec<String>,
+        #[command(flatten)]
+        git_auth: GitAuthArgs,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -148,6 +150,8 @@ pub enum Command {
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        git_auth: GitAuthArgs,
         /// The request: scheme (http, https, tls, tcp, udp), host (for a waypoint: the
         /// Service's name or VIP), port (selects the listener; default 80/443, required for
         /// tcp and udp), path and query.
@@ -176,6 +180,8 @@ pub enum Command {
         /// not list, 503 for those without addresses); default: every Service has endpoints.
         #[arg(long)]
         endpoints: Option<PathBuf>,
+        #[command(flatten)]
+        git_auth: GitAuthArgs,
     },
     /// Show every connected proxy and where it stands per resource type (SYNCED, STALE,
     /// NACKED, NOT SENT), like `istioctl proxy-status`.
@@ -221,6 +227,45 @@ pub enum Command {
         #[arg(long, requires = "tls_cert")]
         tls_server_name: Option<String>,
     },
+}
+
+/// Credentials for a URL `--repo` (ignored for a path). Secrets are read from files and
+/// passed to `git` in its environment, never on a command line; they never appear in
+/// logs, `/status`, metrics or errors.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GitAuthArgs {
+    /// HTTPS basic auth user for a URL --repo; the password is --git-token-file's content.
+    #[arg(long, requires = "git_token_file")]
+    pub git_username: Option<String>,
+    /// File holding the token (password) for --git-username; read again for every fetch,
+    /// so a rotated token needs no restart.
+    #[arg(long, requires = "git_username")]
+    pub git_token_file: Option<PathBuf>,
+    /// CA certificates (PEM) the HTTPS remote's certificate must chain to, instead of the
+    /// system's.
+    #[arg(long)]
+    pub git_ca_file: Option<PathBuf>,
+    /// SSH private key for an `ssh://` or `user@host:path` --repo (the only identity
+    /// offered).
+    #[arg(long)]
+    pub ssh_key_file: Option<PathBuf>,
+    /// The host keys trusted for an SSH --repo (known_hosts format): any other host key,
+    /// or a host not listed, is refused (never accepted on first use); the file is never
+    /// written.
+    #[arg(long)]
+    pub ssh_known_hosts: Option<PathBuf>,
+}
+
+impl From<GitAuthArgs> for gitsync::auth::GitAuth {
+    fn from(a: GitAuthArgs) -> Self {
+        Self {
+            username: a.git_username,
+            token_file: a.git_token_file,
+            ca_file: a.git_ca_file,
+            ssh_key_file: a.ssh_key_file,
+            ssh_known_hosts: a.ssh_known_hosts,
+        }
+    }
 }
 
 /// The binary's entry point.
@@ -315,6 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_previews,
             preview_grace,
             csds_identity,
+            git_auth,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -355,6 +401,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     max_previews,
                     preview_grace: std::time::Duration::from_secs(preview_grace),
                     csds_identities: csds_identity,
+                    git_auth: git_auth.into(),
                 };
                 let running = crate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(
@@ -376,6 +423,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sni,
             endpoints,
             json,
+            git_auth,
             url,
         } => crate::review::explain::run(&crate::review::explain::Options {
             repo,
@@ -387,6 +435,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             endpoints,
             json,
             url,
+            git_auth: git_auth.into(),
         }),
         Command::Diff {
             repo,
@@ -395,6 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             proxy,
             endpoints,
+            git_auth,
         } => crate::review::diff::run(&crate::review::diff::Options {
             repo,
             base,
@@ -402,6 +452,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             proxies: proxy,
             endpoints,
+            git_auth: git_auth.into(),
         }),
         Command::Status { admin, json } => {
             let body = http_get(&admin, "/status").with_context(|| {

@@ -4,6 +4,7 @@
 //! always maps to a commit, and uncommitted edits cannot leak out. A plain directory outside
 //! any repository is accepted too (read as files, and reported as such), for trying things.
 
+pub mod auth;
 pub mod glob;
 pub mod history;
 pub mod push;

@@ -35,26 +35,31 @@ pub struct Repo {
 
 impl Repo {
     pub fn open(repo: &str) -> anyhow::Result<Self> {
+        Self::open_with(repo, &gitsync::auth::GitAuth::default())
+    }
+
+    /// Like [`Repo::open`], reaching a remote with `auth`.
+    pub fn open_with(repo: &str, auth: &gitsync::auth::GitAuth) -> anyhow::Result<Self> {
         if gitsync::source::is_url(repo) {
-            let source = gitsync::source::RepoSource::new(repo, None, None);
+            let source = gitsync::source::RepoSource::new(repo, None, None).with_auth(auth.clone());
             let (git, prefix) = source.open()?;
             // Every branch and tag: the revisions asked for may be any of them.
-            gitsync::source::run_git(
-                Some(git.path()),
-                &[
-                    "fetch",
-                    "--no-tags",
-                    "--force",
-                    "--prune",
-                    repo,
-                    "+refs/heads/*:refs/heads/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-            )
-            .with_context(|| format!("fetching {repo}"))?;
+            source
+                .git(
+                    Some(git.path()),
+                    &[
+                        "fetch",
+                        "--no-tags",
+                        "--force",
+                        "--prune",
+                        repo,
+                        "+refs/heads/*:refs/heads/*",
+                        "+refs/tags/*:refs/tags/*",
+                    ],
+                )
+                .with_context(|| format!("fetching {}", gitsync::auth::redact_url(repo)))?;
             // HEAD of a fresh mirror points at nothing; point it where the remote's does.
-            if let Ok(out) =
-                gitsync::source::run_git(None, &["ls-remote", "--symref", repo, "HEAD"])
+            if let Ok(out) = source.git(None, &["ls-remote", "--symref", repo, "HEAD"])
                 && let Some(target) = out
                     .lines()
                     .find_map(|l| l.strip_prefix("ref: ")?.split('\t').next())

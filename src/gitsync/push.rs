@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use git2::{Oid, Repository, Signature, Time};
 use sha2::{Digest, Sha256};
 
-use super::source::{Location, RepoSource, run_git};
+use super::source::{Location, RepoSource};
 use super::{Error, Result};
 
 /// What a push did.
@@ -101,12 +101,12 @@ pub fn push_rendered(
         let tip = match &src.location {
             Location::Local { .. } => repo.refname_to_id(&refname).ok(),
             Location::Remote { url, mirror } => {
-                let out = run_git(None, &["ls-remote", url, &refname])?;
+                let out = src.git(None, &["ls-remote", url, &refname])?;
                 match out.split_whitespace().next() {
                     None => None,
                     Some(sha) => {
                         let spec = format!("+{refname}:refs/tidegate/rendered");
-                        run_git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
+                        src.git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
                         Some(Oid::from_str(sha).map_err(git("parsing the remote tip"))?)
                     }
                 }
@@ -154,7 +154,8 @@ pub fn push_rendered(
                     tip.map(|t| t.to_string()).unwrap_or_default()
                 );
                 let spec = format!("{commit}:{refname}");
-                run_git(Some(mirror), &["push", "--porcelain", &lease, url, &spec]).is_ok()
+                src.git(Some(mirror), &["push", "--porcelain", &lease, url, &spec])
+                    .is_ok()
             }
         };
         if swapped {

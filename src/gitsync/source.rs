@@ -1,6 +1,7 @@
 //! Where the config comes from, and how to know it changed: a repository on this machine
 //! (read in place), or a remote URL (mirrored into a private bare repository with the
-//! `git` CLI, which brings credential helpers, SSH config and proxies for free).
+//! `git` CLI, which brings credential helpers, SSH config and proxies for free, or the
+//! credentials of [`GitAuth`] instead).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use git2::Repository;
 
+use super::auth::{self, GitAuth};
 use super::glob::BranchGlob;
 use super::{Error, Layout, Result, Tree};
 
@@ -31,6 +33,8 @@ pub struct RepoSource {
     pub location: Location,
     /// The branch to follow; `None` follows `HEAD`.
     pub branch: Option<String>,
+    /// Credentials for a remote (none: the machine's git configuration).
+    pub auth: GitAuth,
 }
 
 /// `scheme://…` or scp-like `user@host:path`.
@@ -57,7 +61,22 @@ impl RepoSource {
                 path: PathBuf::from(repo),
             }
         };
-        Self { location, branch }
+        Self {
+            location,
+            branch,
+            auth: GitAuth::default(),
+        }
+    }
+
+    /// The same source, reached with `auth` (for a remote).
+    pub fn with_auth(mut self, auth: GitAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Runs `git` for this source's remote, with its credentials.
+    pub fn git(&self, dir: Option<&Path>, args: &[&str]) -> Result<String> {
+        run_git_with(dir, args, &self.auth)
     }
 
     fn refname(&self) -> String {
@@ -71,7 +90,7 @@ impl RepoSource {
     pub fn describe(&self) -> String {
         let what = match &self.location {
             Location::Local { path } => path.display().to_string(),
-            Location::Remote { url, .. } => url.clone(),
+            Location::Remote { url, .. } => auth::redact_url(url),
         };
         format!("{what} ({})", self.branch.as_deref().unwrap_or("HEAD"))
     }
@@ -135,7 +154,7 @@ impl RepoSource {
             }
             Location::Remote { url, mirror } => {
                 let refname = self.refname();
-                let out = run_git(None, &["ls-remote", "--exit-code", url, &refname])?;
+                let out = self.git(None, &["ls-remote", "--exit-code", url, &refname])?;
                 let sha = out
                     .lines()
                     .find_map(|l| {
@@ -143,14 +162,16 @@ impl RepoSource {
                             .filter(|(_, r)| *r == refname)
                             .map(|(s, _)| s.to_owned())
                     })
-                    .ok_or_else(|| Error::Remote(format!("{url} has no {refname}")))?;
+                    .ok_or_else(|| {
+                        Error::Remote(format!("{} has no {refname}", auth::redact_url(url)))
+                    })?;
                 let (repo, _) = self.open()?;
                 let have = git2::Oid::from_str(&sha)
                     .ok()
                     .is_some_and(|oid| repo.find_commit(oid).is_ok());
                 if !have {
                     let spec = format!("+{refname}:refs/tidegate/head");
-                    run_git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
+                    self.git(Some(mirror), &["fetch", "--no-tags", "--force", url, &spec])?;
                 }
                 Ok(sha)
             }
@@ -189,7 +210,7 @@ impl RepoSource {
                 Ok(heads)
             }
             Location::Remote { url, mirror } => {
-                let out = run_git(None, &["ls-remote", "--heads", url])?;
+                let out = self.git(None, &["ls-remote", "--heads", url])?;
                 let heads: BTreeMap<String, String> = out
                     .lines()
                     .filter_map(|l| {
@@ -212,7 +233,7 @@ impl RepoSource {
                 if !specs.is_empty() {
                     let mut args = vec!["fetch", "--no-tags", "--force", url.as_str()];
                     args.extend(specs.iter().map(String::as_str));
-                    run_git(Some(mirror), &args)?;
+                    self.git(Some(mirror), &args)?;
                 }
                 if let Ok(refs) = repo.references_glob(&format!("{PREVIEW_REFS}*")) {
                     let stale: Vec<String> = refs
@@ -265,12 +286,28 @@ impl RepoSource {
     }
 }
 
-/// Runs `git` with a timeout and no prompts; returns stdout.
+/// Runs `git` with a timeout and no prompts, with the machine's own git configuration;
+/// returns stdout. Credentials in URLs never reach an error message.
 pub fn run_git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
+    run_git_with(dir, args, &GitAuth::default())
+}
+
+/// Runs `git` with a timeout and no prompts, authenticated with `auth` (its secrets go
+/// in the child's environment, never its arguments); returns stdout. Errors name the
+/// command and git's complaint with every secret (the token, URL credentials) hidden.
+pub fn run_git_with(dir: Option<&Path>, args: &[&str], auth: &GitAuth) -> Result<String> {
+    let prepared = auth.prepare()?;
+    let mut secrets = prepared.secrets;
+    secrets.extend(args.iter().flat_map(|a| auth::url_secrets(a)));
+    let shown = || auth::scrub(&args.join(" "), &secrets);
     let mut cmd = Command::new("git");
     if let Some(d) = dir {
         cmd.arg("-C").arg(d);
     }
+    for var in prepared.remove {
+        cmd.env_remove(var);
+    }
+    cmd.envs(prepared.env);
     let mut child = cmd
         .args(args)
         // Never wait for a password on a terminal nobody watches.
@@ -289,7 +326,7 @@ pub fn run_git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
                 let _ = child.wait();
                 return Err(Error::Remote(format!(
                     "git {} timed out after {GIT_TIMEOUT:?}",
-                    args.join(" ")
+                    shown()
                 )));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
@@ -303,10 +340,51 @@ pub fn run_git(dir: Option<&Path>, args: &[&str]) -> Result<String> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
+        // With our credentials refused and nothing else to try (no helper, no prompt), git
+        // only says it could not ask for a user name: say what happened.
+        let hint = match (&auth.token_file, &auth.username) {
+            (Some(file), Some(user)) if err.contains("terminal prompts disabled") => format!(
+                " (authentication failed: the server refused user {user} with the token in {})",
+                file.display()
+            ),
+            _ => String::new(),
+        };
         Err(Error::Remote(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            err.trim()
+            "git {} failed: {}{hint}",
+            shown(),
+            auth::scrub(err.trim(), &secrets)
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_git_run_never_shows_the_credentials_of_its_url() {
+        // Nothing listens on port 1: git fails and its error names the URL.
+        let url = "https://bot:pw-in-url@127.0.0.1:1/config.git";
+        let err = run_git(None, &["ls-remote", url]).unwrap_err().to_string();
+        assert!(
+            err.contains("https://bot:***@127.0.0.1:1/config.git"),
+            "{err}"
+        );
+        assert!(!err.contains("pw-in-url"), "{err}");
+        let src = RepoSource::new(url, None, None);
+        assert!(!src.describe().contains("pw-in-url"));
+    }
+
+    #[test]
+    fn a_token_file_that_cannot_be_read_is_an_error_naming_the_file() {
+        let auth = GitAuth {
+            username: Some("bot".into()),
+            token_file: Some("/nonexistent/token".into()),
+            ..Default::default()
+        };
+        let err = run_git_with(None, &["--version"], &auth)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/token"), "{err}");
     }
 }

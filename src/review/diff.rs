@@ -32,6 +32,8 @@ pub struct Options {
     /// Only these proxies (node ids); empty: all.
     pub proxies: Vec<String>,
     pub endpoints: Option<PathBuf>,
+    /// Credentials for a remote `repo`.
+    pub git_auth: crate::gitsync::auth::GitAuth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +79,7 @@ pub fn report(opts: &Options) -> anyhow::Result<(Report, String)> {
         return Err(Error::Proxy(p.clone()).into());
     }
     let endpoints = opts.endpoints.as_deref().map(Endpoints::load).transpose()?;
-    let repo = Repo::open(&opts.repo)?;
+    let repo = Repo::open_with(&opts.repo, &opts.git_auth)?;
     let mut caches = Caches::default();
     let base = Side::load(&repo, Some(&opts.base), &mut caches)?;
     let head = Side::load(&repo, Some(&opts.head), &mut caches)?;

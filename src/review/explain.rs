@@ -24,6 +24,8 @@ pub struct Options {
     pub endpoints: Option<PathBuf>,
     pub json: bool,
     pub url: String,
+    /// Credentials for a remote `repo`.
+    pub git_auth: crate::gitsync::auth::GitAuth,
 }
 
 /// Prints the answer; exit 0 whenever there is one (a 404 is an answer), 1 when the
@@ -36,7 +38,7 @@ pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
         .map(Endpoints::load)
         .transpose()
         .context("reading the endpoints file")?;
-    let repo = Repo::open(&opts.repo)?;
+    let repo = Repo::open_with(&opts.repo, &opts.git_auth)?;
     let side = Side::load(&repo, opts.rev.as_deref(), &mut Caches::default())?;
     let loaded = match &side.outcome {
         Ok(l) => l,

@@ -2,6 +2,7 @@
 //! compare against reviewed golden files.
 #![allow(dead_code)]
 
+pub mod git_server;
 pub mod schema;
 pub mod tls_peer;
 pub mod xds_json;
