@@ -118,7 +118,11 @@ async fn proxy(id: usize, xds: SocketAddr, node: Node, group: Arc<Group>) {
         c.ack(&r, &names.iter().map(String::as_str).collect::<Vec<_>>())
             .await;
         if t == RouteConfiguration::type_url() {
-            group.acked.lock().unwrap().insert(id, r.version_info.clone());
+            group
+                .acked
+                .lock()
+                .unwrap()
+                .insert(id, r.version_info.clone());
         }
         if follow {
             let (t, n) = if t == Cluster::type_url() {
@@ -193,11 +197,12 @@ fn server_binary() -> PathBuf {
     bin
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A `/proc/PID/status` memory field in KiB: `VmRSS` (resident now), `VmHWM` (peak).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -209,7 +214,7 @@ fn steady_rss(pid: u32, n: usize) -> (u64, Vec<u64>) {
     let mut reads = Vec::new();
     for _ in 0..n {
         std::thread::sleep(Duration::from_millis(300));
-        reads.push(rss_kib(pid));
+        reads.push(status_kib(pid, "VmRSS"));
     }
     let mut sorted = reads.clone();
     sorted.sort();
@@ -380,9 +385,9 @@ async fn rss(args: &[String]) {
     let mut repo = PreviewRepo::new(n);
     let (gateways, main) = (repo.gateways, repo.main.clone());
     println!(
-        "| previews | RSS, refs served | RSS reads (MiB) | + 1 proxy per ref (acked) | reads (MiB) |"
+        "| previews | RSS, refs served | RSS reads (MiB) | peak RSS while starting | + 1 proxy per ref (acked) | reads (MiB) |"
     );
-    println!("|---:|---:|---|---:|---|");
+    println!("|---:|---:|---|---:|---:|---|");
     let mut rows = Vec::new();
     for &count in &counts {
         // Branches are added, never removed: each count is a fresh server on a repository
@@ -394,8 +399,9 @@ async fn rss(args: &[String]) {
         wait_all_served(server.admin, &main, count, None).await;
         let ready = t.elapsed();
         let (idle, idle_reads) = steady_rss(pid, 8);
+        let peak = status_kib(pid, "VmHWM");
 
-    let mut clients = Vec::new();
+        let mut clients = Vec::new();
         let groups: Vec<Arc<Group>> = (0..=count).map(|_| Arc::default()).collect();
         for (r, g) in groups.iter().enumerate() {
             let (gw, r#ref) = if r == 0 {
@@ -406,9 +412,11 @@ async fn rss(args: &[String]) {
             let node = node_at(&format!("sim-{r}"), &gw, r#ref.as_deref());
             clients.push(tokio::spawn(proxy(0, server.xds, node, g.clone())));
         }
-        wait_until("every ref's proxy ACKed routes", Duration::from_secs(120), || {
-            groups.iter().all(|g| !g.acked.lock().unwrap().is_empty())
-        })
+        wait_until(
+            "every ref's proxy ACKed routes",
+            Duration::from_secs(120),
+            || groups.iter().all(|g| !g.acked.lock().unwrap().is_empty()),
+        )
         .await;
         wait_all_served(server.admin, &main, count, Some(1)).await;
         let (connected, connected_reads) = steady_rss(pid, 8);
@@ -420,9 +428,10 @@ async fn rss(args: &[String]) {
                 .join(" ")
         };
         println!(
-            "| {count} | {:.1} MiB | {} | {:.1} MiB | {} |",
+            "| {count} | {:.1} MiB | {} | {:.1} MiB | {:.1} MiB | {} |",
             mib(idle),
             list(&idle_reads),
+            mib(peak),
             mib(connected),
             list(&connected_reads)
         );
@@ -436,7 +445,9 @@ async fn rss(args: &[String]) {
     let Some(&(_, base, base_c)) = rows.iter().find(|r| r.0 == 0) else {
         return;
     };
-    println!("\n| previews | per preview (refs served) | % of main | per preview (+1 proxy per ref) | % of main |");
+    println!(
+        "\n| previews | per preview (refs served) | % of main | per preview (+1 proxy per ref) | % of main |"
+    );
     println!("|---:|---:|---:|---:|---:|");
     for &(count, idle, connected) in rows.iter().filter(|r| r.0 > 0) {
         let per = (idle as f64 - base as f64) / count as f64;
@@ -526,6 +537,19 @@ async fn ack_run(n: usize, rounds: usize) -> AckRun {
         main_sent_on_preview: 0,
         preview_sent_on_main: 0,
     };
+    // Responses the other group gets are counted from one commit to the next (and after
+    // the last one, for half a second): a late push would be counted too.
+    let mut pending: Option<(bool, &Arc<Group>, usize)> = None;
+    let settle = |out: &mut AckRun, pending: Option<(bool, &Arc<Group>, usize)>| {
+        if let Some((was_preview, other, before)) = pending {
+            let got = other.responses.load(Ordering::SeqCst) - before;
+            if was_preview {
+                out.main_sent_on_preview += got;
+            } else {
+                out.preview_sent_on_main += got;
+            }
+        }
+    };
     for round in 1..=rounds {
         for (branch, to, other) in [(PREVIEW, &preview, &main), ("main", &main, &preview)] {
             repo.checkout(branch);
@@ -533,10 +557,15 @@ async fn ack_run(n: usize, rounds: usize) -> AckRun {
                 "intents/httpbin.yaml",
                 small_intent(port, branch.trim_start_matches("preview/"), round),
             );
-            let others_before = other.responses.load(Ordering::SeqCst);
+            settle(&mut out, pending.take());
+            let r#ref = (branch != "main").then_some(branch);
+            pending = Some((
+                r#ref.is_some(),
+                other,
+                other.responses.load(Ordering::SeqCst),
+            ));
             let start = Instant::now();
             let sha = repo.commit(&format!("{branch} round {round}"));
-            let r#ref = (branch != "main").then_some(branch);
             match r#ref {
                 Some(b) => server.wait_preview_served(b, &sha, wait).await.unwrap(),
                 None => server.wait_served(&sha, wait).await.unwrap(),
@@ -544,16 +573,15 @@ async fn ack_run(n: usize, rounds: usize) -> AckRun {
             let v = route_version(&*server.current().await, r#ref);
             wait_until("the branch's proxies ACKed", wait, || to.all_acked(n, &v)).await;
             let took = start.elapsed();
-            let others = other.responses.load(Ordering::SeqCst) - others_before;
             if r#ref.is_some() {
                 out.preview.push(took);
-                out.main_sent_on_preview += others;
             } else {
                 out.main.push(took);
-                out.preview_sent_on_main += others;
             }
         }
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    settle(&mut out, pending.take());
     repo.checkout("main");
     for c in clients {
         c.abort();
@@ -672,6 +700,8 @@ async fn main() {
         Some("rss") => rss(&args[1..]).await,
         Some("ack") => ack(&args[1..]).await,
         Some("share") => share(&args[1..]).await,
-        _ => eprintln!("usage: bench_previews rss|share [--intents N] [PREVIEWS...] | ack [--rounds R] [N...]"),
+        _ => eprintln!(
+            "usage: bench_previews rss|share [--intents N] [PREVIEWS...] | ack [--rounds R] [N...]"
+        ),
     }
 }
