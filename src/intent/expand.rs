@@ -69,7 +69,8 @@ pub fn expand(config: &Config) -> Result<Model, Vec<Problem>> {
 #[derive(Clone, Default)]
 pub struct Cache {
     settings: Option<Settings>,
-    groups: std::collections::HashMap<(String, String), Group>,
+    /// Shared: a preview branch's copy of the followed branch's cache copies pointers.
+    groups: std::collections::HashMap<(String, String), Arc<Group>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -250,7 +251,7 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
         });
         if !fresh {
             let group = expand_group(&config.settings, gw_ns, gw_name, users);
-            cache.groups.insert(key.clone(), group);
+            cache.groups.insert(key.clone(), Arc::new(group));
         }
         live.insert(key);
     }
@@ -259,7 +260,7 @@ pub fn expand_cached(config: &Config, cache: &mut Cache) -> Result<Model, Vec<Pr
     // order (which intent is "first" in a collision report depends on it).
     let mut position: foldhash::HashMap<*const Intent, (&Group, usize)> = Default::default();
     for ((gw_ns, gw_name), users) in &gateways {
-        let group = &cache.groups[&((*gw_ns).to_owned(), (*gw_name).to_owned())];
+        let group: &Group = &cache.groups[&((*gw_ns).to_owned(), (*gw_name).to_owned())];
         for (o, u) in &group.gateway {
             out.push_shared(o.clone(), users[*u]);
         }
