@@ -28,6 +28,8 @@ pub struct AdminState {
     pub rejected: Mutex<Vec<Rejected>>,
     /// Why the repository cannot be read right now (unreachable remote, vanished branch).
     pub source_error: Mutex<Option<String>>,
+    /// The followed branch's head as last seen (served, rejected or being read).
+    pub head: Mutex<Option<String>>,
     /// Set once a first config is served.
     pub ready: std::sync::atomic::AtomicBool,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -136,7 +138,7 @@ fn refs(s: &AdminState, snapshot: &Snapshot, proxies: &[ProxyStatus]) -> Vec<Ref
             } else {
                 PreviewState::Waiting
             },
-            head: None,
+            head: lock(&s.head).clone(),
             reason: None,
             rejected: lock(&s.rejected).clone(),
             source_error: lock(&s.source_error).clone(),

@@ -285,6 +285,7 @@ pub async fn start(
         registry: registry.clone(),
         rejected: Default::default(),
         source_error: Default::default(),
+        head: Default::default(),
         ready: false.into(),
         metrics: metrics.clone(),
         previews: Default::default(),
@@ -555,6 +556,7 @@ impl Sync {
             .source_error
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+        *self.state.head.lock().unwrap_or_else(|e| e.into_inner()) = Some(sha.clone());
         let branch = self.opts.branch.clone().unwrap_or_default();
         let Some(built) = self.build_head(None, &sha, &branch).await? else {
             return Ok(());

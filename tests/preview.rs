@@ -221,6 +221,7 @@ async fn an_invalid_preview_commit_is_rejected_for_its_branch_only() {
     // Reported under its ref, not the followed branch's.
     assert_eq!(status["rejected"], serde_json::json!([]));
     assert_eq!(ref_status(&status, "main")["served"], base.as_str());
+    assert_eq!(ref_status(&status, "main")["head"], base.as_str());
     let metrics = tidegate::test_helpers::http_get(server.admin, "localhost", "/metrics")
         .await
         .unwrap()
