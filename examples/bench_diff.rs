@@ -86,6 +86,7 @@ fn main() {
             format: "text".into(),
             proxies: Vec::new(),
             endpoints: None,
+            verify_commits: None,
         };
         let (mut whole, mut b, mut h, mut cold, mut cmp, mut print) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);

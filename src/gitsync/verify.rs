@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use git2::{Oid, Repository};
@@ -382,6 +383,8 @@ pub fn verify(
 pub struct Watched {
     path: PathBuf,
     state: Mutex<(Option<(SystemTime, u64)>, AllowedSigners)>,
+    /// Set when the keys changed, until [`Watched::reloaded`] is asked.
+    reloaded: AtomicBool,
 }
 
 impl Watched {
@@ -392,10 +395,11 @@ impl Watched {
         Ok(Self {
             path: path.to_owned(),
             state: Mutex::new((stamp, signers)),
+            reloaded: AtomicBool::new(false),
         })
     }
 
-    /// The keys as of now.
+    /// The keys as of now (the file is re-read if it changed).
     pub fn current(&self) -> AllowedSigners {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = stamp(&self.path);
@@ -408,6 +412,7 @@ impl Watched {
                         s.len()
                     );
                     *state = (now, s);
+                    self.reloaded.store(true, Ordering::Release);
                 }
                 Err(e) => {
                     tracing::error!("{e}; keeping the keys read before");
@@ -416,6 +421,13 @@ impl Watched {
             }
         }
         state.1.clone()
+    }
+
+    /// Whether the keys changed since the last call (re-reading the file if it changed):
+    /// heads rejected for their signature are then worth checking again.
+    pub fn reloaded(&self) -> bool {
+        self.current();
+        self.reloaded.swap(false, Ordering::AcqRel)
     }
 }
 
