@@ -87,6 +87,7 @@ fn main() {
             proxies: Vec::new(),
             endpoints: None,
             git_auth: Default::default(),
+            verify_commits: None,
         };
         let (mut whole, mut b, mut h, mut cold, mut cmp, mut print) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);

@@ -23,6 +23,7 @@ use crate::gitsync::Source;
 use crate::gitsync::glob::BranchGlob;
 use crate::gitsync::push::{self, Pushed, SourceCommit};
 use crate::gitsync::source::RepoSource;
+use crate::gitsync::verify;
 use crate::xds::certs::Certs;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::server::Ads;
@@ -70,6 +71,9 @@ pub struct ServeOptions {
     pub csds_identities: Vec<String>,
     /// Credentials for a remote `repo` (default: none, the machine's git configuration).
     pub git_auth: crate::gitsync::auth::GitAuth,
+    /// `--verify-commits`: an `allowed_signers` file; every head served must carry a valid
+    /// SSH signature by one of its keys.
+    pub verify_commits: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -89,6 +93,7 @@ impl ServeOptions {
             preview_grace: Duration::from_secs(600),
             csds_identities: Vec::new(),
             git_auth: Default::default(),
+            verify_commits: None,
         }
     }
 }
@@ -250,6 +255,10 @@ pub async fn start(
             "--preview-branches needs --branch: previews are served beside a named branch, and a proxy names its branch to be served it"
         );
     }
+    let signers = match &opts.verify_commits {
+        Some(p) => Some(Arc::new(verify::Watched::load(p)?)),
+        None => None,
+    };
     let endpoints = match &opts.endpoints {
         Some(p) => Some(Arc::new(Endpoints::load(p)?)),
         None => None,
@@ -368,6 +377,7 @@ pub async fn start(
         main: Followed::default(),
         previews: BTreeMap::new(),
         render_cache: Default::default(),
+        signers,
         _watcher: watcher,
     };
     tasks.push(tokio::spawn(sync.run(triggers, shutdown())));
@@ -441,6 +451,8 @@ struct Sync {
     /// The previous render's objects' YAML (a commit re-serializes only what changed).
     /// Behind a lock only to cross into the blocking pool; renders run one at a time.
     render_cache: Arc<std::sync::Mutex<render::Cache>>,
+    /// `--verify-commits`.
+    signers: Option<Arc<verify::Watched>>,
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
@@ -531,6 +543,13 @@ impl Sync {
 
     /// Looks at the followed branch, then at the preview branches, once each.
     async fn step(&mut self) -> Result<(), String> {
+        // New keys: heads rejected for their signature are checked again.
+        if self.signers.as_ref().is_some_and(|s| s.reloaded()) {
+            self.main.last = None;
+            for p in self.previews.values_mut() {
+                p.followed.last = None;
+            }
+        }
         let main = self.step_main().await;
         let previews = match self.glob.clone() {
             Some(glob) => self.step_previews(&glob).await,
@@ -610,8 +629,14 @@ impl Sync {
         let source = self.source.clone();
         let mut cache = std::mem::take(&mut followed.cache);
         let metrics = self.state.metrics.clone();
+        let signers = self.signers.clone();
         let (sha, branch) = (sha.to_owned(), branch.to_owned());
         let (built, cache) = tokio::task::spawn_blocking(move || {
+            if let Some(signers) = &signers
+                && let Err(e) = verify_head(&source, &sha, signers)
+            {
+                return (Err(e), cache);
+            }
             let r = build(&source, &sha, &branch, &mut cache.0, &mut cache.1, &metrics);
             (r, cache)
         })
@@ -943,6 +968,37 @@ enum BuildError {
         errors: Vec<String>,
     },
     Source(String),
+}
+
+/// `--verify-commits`: head `sha` must carry a valid signature by an allowed key; if not,
+/// it is rejected like an invalid commit (blocking).
+fn verify_head(
+    source: &RepoSource,
+    sha: &str,
+    signers: &verify::Watched,
+) -> Result<(), BuildError> {
+    let (repo, _) = source
+        .open()
+        .map_err(|e| BuildError::Source(e.to_string()))?;
+    let oid = git2::Oid::from_str(sha).map_err(|e| BuildError::Source(e.to_string()))?;
+    match verify::verify_commit(&repo, oid, &signers.current()) {
+        Ok(by) => {
+            tracing::info!(
+                commit = sha,
+                key = by.fingerprint,
+                principals = by.principals,
+                "signature verified"
+            );
+            Ok(())
+        }
+        Err(verify::Rejection::Unreadable(e)) => {
+            Err(BuildError::Source(format!("commit {sha}: {e}")))
+        }
+        Err(reason) => Err(BuildError::Rejected {
+            revision: sha.to_owned(),
+            errors: vec![format!("commit {sha}: {reason}")],
+        }),
+    }
 }
 
 /// Reads, validates, expands and plans commit `sha` (blocking); the publisher encodes.

@@ -32,6 +32,10 @@ pub enum Command {
         /// The commit to read (any revision Git understands); default HEAD.
         #[arg(long)]
         rev: Option<String>,
+        /// Reject the commit unless it carries a valid SSH signature (git's
+        /// `gpg.format=ssh`) by a key of this `allowed_signers` file (`ssh-keygen(1)`).
+        #[arg(long, value_name = "FILE")]
+        verify_commits: Option<PathBuf>,
     },
     /// Render the manifests of a commit into a directory (one directory per namespace).
     Render {
@@ -43,6 +47,10 @@ pub enum Command {
         /// left alone. Nothing is written when the commit is invalid.
         #[arg(long)]
         out: PathBuf,
+        /// Reject the commit unless it carries a valid SSH signature (git's
+        /// `gpg.format=ssh`) by a key of this `allowed_signers` file (`ssh-keygen(1)`).
+        #[arg(long, value_name = "FILE")]
+        verify_commits: Option<PathBuf>,
     },
     /// Serve a commit of the config repo over xDS (ADS, state-of-the-world and delta), with
     /// an admin endpoint (/healthz, /readyz, /status).
@@ -118,6 +126,11 @@ pub enum Command {
         csds_identity: Vec<String>,
         #[command(flatten)]
         git_auth: GitAuthArgs,
+        /// Serve only heads that carry a valid SSH signature (git's `gpg.format=ssh`) by a
+        /// key of this `allowed_signers` file (`ssh-keygen(1)`); others are rejected like
+        /// invalid commits. Re-read when it changes.
+        #[arg(long, value_name = "FILE")]
+        verify_commits: Option<PathBuf>,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -152,6 +165,10 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         git_auth: GitAuthArgs,
+        /// Reject the commit unless it carries a valid SSH signature (git's
+        /// `gpg.format=ssh`) by a key of this `allowed_signers` file (`ssh-keygen(1)`).
+        #[arg(long, value_name = "FILE")]
+        verify_commits: Option<PathBuf>,
         /// The request: scheme (http, https, tls, tcp, udp), host (for a waypoint: the
         /// Service's name or VIP), port (selects the listener; default 80/443, required for
         /// tcp and udp), path and query.
@@ -182,6 +199,11 @@ pub enum Command {
         endpoints: Option<PathBuf>,
         #[command(flatten)]
         git_auth: GitAuthArgs,
+        /// Reject the head unless it carries a valid SSH signature (git's
+        /// `gpg.format=ssh`) by a key of this `allowed_signers` file (`ssh-keygen(1)`); the
+        /// base is not checked (it is what is served already).
+        #[arg(long, value_name = "FILE")]
+        verify_commits: Option<PathBuf>,
     },
     /// Show every connected proxy and where it stands per resource type (SYNCED, STALE,
     /// NACKED, NOT SENT), like `istioctl proxy-status`.
@@ -303,8 +325,15 @@ fn print_conditions(model: &crate::model::Model) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Validate { repo, rev } => {
+        Command::Validate {
+            repo,
+            rev,
+            verify_commits,
+        } => {
             let tree = read(&repo, rev.as_deref())?;
+            if let Some(code) = untrusted(&repo, &tree, verify_commits.as_deref())? {
+                return Ok(code);
+            }
             match intent::load_and_expand(&tree) {
                 Ok((config, model)) => {
                     warn(&tree, &config);
@@ -321,8 +350,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => Ok(rejected(&tree, &e)),
             }
         }
-        Command::Render { repo, rev, out } => {
+        Command::Render {
+            repo,
+            rev,
+            out,
+            verify_commits,
+        } => {
             let tree = read(&repo, rev.as_deref())?;
+            if let Some(code) = untrusted(&repo, &tree, verify_commits.as_deref())? {
+                return Ok(code);
+            }
             let (config, model) = match intent::load_and_expand(&tree) {
                 Ok(x) => x,
                 Err(e) => return Ok(rejected(&tree, &e)),
@@ -361,6 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             preview_grace,
             csds_identity,
             git_auth,
+            verify_commits,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -402,6 +440,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     preview_grace: std::time::Duration::from_secs(preview_grace),
                     csds_identities: csds_identity,
                     git_auth: git_auth.into(),
+                    verify_commits,
                 };
                 let running = crate::app::start(opts, xds_listener, admin_listener).await?;
                 println!(
@@ -424,6 +463,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             endpoints,
             json,
             git_auth,
+            verify_commits,
             url,
         } => crate::review::explain::run(&crate::review::explain::Options {
             repo,
@@ -436,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             url,
             git_auth: git_auth.into(),
+            verify_commits,
         }),
         Command::Diff {
             repo,
@@ -445,6 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             proxy,
             endpoints,
             git_auth,
+            verify_commits,
         } => crate::review::diff::run(&crate::review::diff::Options {
             repo,
             base,
@@ -453,6 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             proxies: proxy,
             endpoints,
             git_auth: git_auth.into(),
+            verify_commits,
         }),
         Command::Status { admin, json } => {
             let body = http_get(&admin, "/status").with_context(|| {
@@ -510,6 +553,37 @@ fn read(repo: &std::path::Path, rev: Option<&str>) -> anyhow::Result<gitsync::Tr
         eprintln!("note: {}", tree.source);
     }
     Ok(tree)
+}
+
+/// `--verify-commits` of `validate` and `render`: exit 1 (with the reason) when the commit
+/// read is not signed by an allowed key; `None` when it is, or when not asked.
+fn untrusted(
+    repo: &std::path::Path,
+    tree: &gitsync::Tree,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let signers = gitsync::verify::AllowedSigners::load(file)?;
+    let gitsync::Source::Commit { sha, .. } = &tree.source else {
+        anyhow::bail!(
+            "--verify-commits needs a Git repository: {} is a plain directory, with no commit to verify",
+            repo.display()
+        );
+    };
+    let git =
+        git2::Repository::discover(repo).with_context(|| format!("opening {}", repo.display()))?;
+    match gitsync::verify::verify_commit(&git, git2::Oid::from_str(sha)?, &signers) {
+        Ok(_) => Ok(None),
+        Err(gitsync::verify::Rejection::Unreadable(e)) => {
+            anyhow::bail!("commit {sha}: {e}")
+        }
+        Err(reason) => {
+            eprintln!("error: {} rejected: commit {sha}: {reason}", tree.source);
+            Ok(Some(ExitCode::FAILURE))
+        }
+    }
 }
 
 fn warn(tree: &gitsync::Tree, config: &intent::Config) {

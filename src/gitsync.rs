@@ -9,6 +9,7 @@ pub mod glob;
 pub mod history;
 pub mod push;
 pub mod source;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::fmt;

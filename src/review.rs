@@ -90,6 +90,26 @@ impl Repo {
         })
     }
 
+    /// `--verify-commits`: `rev` (default `HEAD`) must carry a valid SSH signature by a key
+    /// of the `allowed_signers` file `file`; the error says why not.
+    pub fn verify(&self, rev: Option<&str>, file: &std::path::Path) -> anyhow::Result<()> {
+        let signers = gitsync::verify::AllowedSigners::load(file)?;
+        let Some(git) = &self.repo else {
+            anyhow::bail!(
+                "--verify-commits needs a Git repository: {} is a plain directory, with no commit to verify",
+                self.prefix
+            );
+        };
+        let rev = rev.unwrap_or("HEAD");
+        let commit = git
+            .revparse_single(rev)
+            .and_then(|o| o.peel_to_commit())
+            .with_context(|| format!("reading revision {rev}"))?;
+        gitsync::verify::verify_commit(git, commit.id(), &signers)
+            .map(drop)
+            .map_err(|reason| anyhow::anyhow!("{rev} rejected: commit {}: {reason}", commit.id()))
+    }
+
     /// The config tree at `rev` (default `HEAD`), skipping blobs `known` says are cached.
     pub fn read(
         &self,

@@ -34,6 +34,8 @@ pub struct Options {
     pub endpoints: Option<PathBuf>,
     /// Credentials for a remote `repo`.
     pub git_auth: crate::gitsync::auth::GitAuth,
+    /// `--verify-commits`: the head must be signed by a key of this `allowed_signers` file.
+    pub verify_commits: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,10 @@ pub fn report(opts: &Options) -> anyhow::Result<(Report, String)> {
     }
     let endpoints = opts.endpoints.as_deref().map(Endpoints::load).transpose()?;
     let repo = Repo::open_with(&opts.repo, &opts.git_auth)?;
+    // Only the head: the base is what is served already (as `serve` checks only heads).
+    if let Some(file) = &opts.verify_commits {
+        repo.verify(Some(&opts.head), file)?;
+    }
     let mut caches = Caches::default();
     let base = Side::load(&repo, Some(&opts.base), &mut caches)?;
     let head = Side::load(&repo, Some(&opts.head), &mut caches)?;

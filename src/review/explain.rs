@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::{Caches, Loaded, Repo, Side, source};
+use crate::gitsync;
 use crate::xds::endpoints::Endpoints;
 use crate::xds::explain::{self, Answer, Request};
 
@@ -26,6 +27,8 @@ pub struct Options {
     pub url: String,
     /// Credentials for a remote `repo`.
     pub git_auth: crate::gitsync::auth::GitAuth,
+    /// `--verify-commits`: the revision must be signed by a key of this file.
+    pub verify_commits: Option<PathBuf>,
 }
 
 /// Prints the answer; exit 0 whenever there is one (a 404 is an answer), 1 when the
@@ -39,6 +42,15 @@ pub fn run(opts: &Options) -> anyhow::Result<ExitCode> {
         .transpose()
         .context("reading the endpoints file")?;
     let repo = Repo::open_with(&opts.repo, &opts.git_auth)?;
+    if let Some(file) = &opts.verify_commits {
+        // An untrusted revision is answered like an invalid one (exit 1); a bad file is
+        // an error.
+        gitsync::verify::AllowedSigners::load(file)?;
+        if let Err(e) = repo.verify(opts.rev.as_deref(), file) {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let side = Side::load(&repo, opts.rev.as_deref(), &mut Caches::default())?;
     let loaded = match &side.outcome {
         Ok(l) => l,
