@@ -111,6 +111,16 @@ pub enum Command {
         /// sent an empty one.
         #[arg(long, default_value_t = 600)]
         preview_grace: u64,
+        /// Accept push events on this address (HTTP, POST to any path): a push to a served
+        /// branch is fetched at once instead of at the next poll. GitHub/Gitea
+        /// (`X-Hub-Signature-256`) and GitLab (`X-Gitlab-Token`) style; needs
+        /// --webhook-secret-file.
+        #[arg(long, requires = "webhook_secret_file")]
+        webhook: Option<String>,
+        /// The webhook's shared secret (one per line: during a rotation, list the new one
+        /// beside the old); read on every event, so a rotation needs no restart.
+        #[arg(long, requires = "webhook")]
+        webhook_secret_file: Option<PathBuf>,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -309,6 +319,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             preview_branches,
             max_previews,
             preview_grace,
+            webhook,
+            webhook_secret_file,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -335,6 +347,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let admin_listener = tokio::net::TcpListener::bind(&admin)
                     .await
                     .with_context(|| format!("binding admin address {admin}"))?;
+                let webhook_listener = match &webhook {
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding webhook address {addr}"))?,
+                    ),
+                    None => None,
+                };
                 let opts = crate::app::ServeOptions {
                     repo,
                     branch,
@@ -348,8 +368,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     preview_branches,
                     max_previews,
                     preview_grace: std::time::Duration::from_secs(preview_grace),
+                    webhook_secret_file,
                 };
-                let running = crate::app::start(opts, xds_listener, admin_listener).await?;
+                let running = crate::app::start_with_webhook(
+                    opts,
+                    xds_listener,
+                    admin_listener,
+                    webhook_listener,
+                )
+                .await?;
+                if let Some(addr) = running.webhook {
+                    println!("webhook: http://{addr}/");
+                }
                 println!(
                     "xds: {}\nadmin: http://{}/status",
                     running.xds, running.admin
