@@ -539,3 +539,90 @@ async fn a_webhook_without_a_usable_secret_does_not_start() {
     let e = start(opts).await.err().expect("no secret file refused");
     assert!(e.to_string().contains("--webhook-secret-file"), "{e}");
 }
+
+#[test]
+fn the_webhook_flags_go_together() {
+    let o = common::tidegate(&["serve", "--webhook", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    assert!(
+        common::text(&o).contains("--webhook-secret-file"),
+        "{}",
+        common::text(&o)
+    );
+    let o = common::tidegate(&["serve", "--webhook-secret-file", "secret"]);
+    assert!(!o.status.success());
+    assert!(
+        common::text(&o).contains("--webhook <"),
+        "{}",
+        common::text(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-secret");
+    let o = common::tidegate(&[
+        "serve",
+        "--repo",
+        common::arg(dir.path()),
+        "--xds",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--webhook",
+        "127.0.0.1:0",
+        "--webhook-secret-file",
+        common::arg(&missing),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::text(&o).contains("missing-secret"),
+        "{}",
+        common::text(&o)
+    );
+}
+
+#[tokio::test]
+async fn serve_prints_where_the_webhook_listens_and_answers_there() {
+    use std::io::BufRead;
+    let mut repo = tidegate::test_helpers::TempRepo::new();
+    repo.write("intents/httpbin.yaml", intent("/one"));
+    repo.commit("one");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidegate"))
+        .args([
+            "serve",
+            "--repo",
+            common::arg(repo.path()),
+            "--xds",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--webhook",
+            "127.0.0.1:0",
+            "--webhook-secret-file",
+            common::arg(&secret),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run tidegate serve");
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let line = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("webhook: "));
+    let addr: std::net::SocketAddr = line
+        .as_deref()
+        .and_then(|l| l.strip_prefix("webhook: http://")?.strip_suffix('/'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no webhook address printed: {line:?}"));
+    let event = push_event("main");
+    let answers = (
+        request(addr, "GET", &[], b"").await.0,
+        post_signed(addr, "wrong", &event).await.0,
+        post_signed(addr, SECRET, &event).await.0,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answers, (405, 401, 202));
+}
