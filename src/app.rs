@@ -368,7 +368,7 @@ pub async fn start_with_webhook(
         webhook_addr = Some(listener.local_addr()?);
         let hook = Arc::new(crate::webhook::Webhook {
             secrets,
-            followed: crate::webhook::Followed {
+            refs: crate::webhook::Refs {
                 branch: opts.branch.clone(),
                 previews: opts.preview_branches.as_deref().map(BranchGlob::new),
             },

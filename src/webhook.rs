@@ -126,12 +126,12 @@ impl SecretFile {
 /// Which pushes are worth a look: the followed branch (any branch when following `HEAD`,
 /// whose target the push payload does not say) and the preview branches.
 #[derive(Clone, Debug)]
-pub struct Followed {
+pub struct Refs {
     pub branch: Option<String>,
     pub previews: Option<BranchGlob>,
 }
 
-impl Followed {
+impl Refs {
     /// Whether a push to `r#ref` (`refs/heads/<branch>`) may move what is served.
     pub fn wants(&self, r#ref: &str) -> bool {
         let Some(name) = r#ref.strip_prefix("refs/heads/") else {
@@ -146,7 +146,7 @@ impl Followed {
 /// What the webhook endpoint needs.
 pub struct Webhook {
     pub secrets: SecretFile,
-    pub followed: Followed,
+    pub refs: Refs,
     /// The sync loop's trigger (capacity 1: a full channel means a look is pending).
     pub trigger: mpsc::Sender<()>,
     pub metrics: Arc<Metrics>,
@@ -299,7 +299,7 @@ async fn handle(
             );
         }
     };
-    let Some(r#ref) = push.r#ref.filter(|r| hook.followed.wants(r)) else {
+    let Some(r#ref) = push.r#ref.filter(|r| hook.refs.wants(r)) else {
         hook.metrics.webhook_event("ignored");
         tracing::debug!("webhook: an event from {peer} for no followed branch");
         return answer(StatusCode::OK, "ignored: not a followed branch");
@@ -411,7 +411,7 @@ mod tests {
 
     #[test]
     fn pushes_to_followed_and_preview_branches_are_wanted_others_not() {
-        let f = Followed {
+        let f = Refs {
             branch: Some("main".into()),
             previews: Some(BranchGlob::new("preview/*")),
         };
@@ -421,7 +421,7 @@ mod tests {
         assert!(!f.wants("refs/heads/other"));
         assert!(!f.wants("refs/tags/main"));
         assert!(!f.wants("main"));
-        let head = Followed {
+        let head = Refs {
             branch: None,
             previews: None,
         };
