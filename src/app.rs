@@ -74,6 +74,9 @@ pub struct ServeOptions {
     /// `--verify-commits`: an `allowed_signers` file; every head served must carry a valid
     /// SSH signature by one of its keys.
     pub verify_commits: Option<PathBuf>,
+    /// The webhook's shared secret(s) (`serve --webhook-secret-file`); needed with a
+    /// webhook listener (see [`start_with_webhook`]).
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -94,6 +97,7 @@ impl ServeOptions {
             csds_identities: Vec::new(),
             git_auth: Default::default(),
             verify_commits: None,
+            webhook_secret_file: None,
         }
     }
 }
@@ -102,6 +106,8 @@ impl ServeOptions {
 pub struct Running {
     pub xds: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
+    /// Where push events are accepted (`serve --webhook`).
+    pub webhook: Option<std::net::SocketAddr>,
     pub state: Arc<AdminState>,
     /// To the publisher, the only writer of the served snapshot.
     updates: mpsc::Sender<Update>,
@@ -243,6 +249,29 @@ pub async fn start(
     xds_listener: TcpListener,
     admin_listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    start_with_webhook(opts, xds_listener, admin_listener, None).await
+}
+
+/// As [`start`], with push events accepted on `webhook_listener` (`serve --webhook`),
+/// authenticated with `opts.webhook_secret_file`. The listener is passed like the others
+/// (the caller binds it; tests bind port 0 and read the port back) rather than held in
+/// [`ServeOptions`], which is plain cloneable data; and `start` keeps its signature for
+/// the callers that have no webhook.
+pub async fn start_with_webhook(
+    opts: ServeOptions,
+    xds_listener: TcpListener,
+    admin_listener: TcpListener,
+    webhook_listener: Option<TcpListener>,
+) -> anyhow::Result<Running> {
+    // Before anything starts: a webhook nobody can authenticate to is a startup error.
+    let webhook_secrets = match (&webhook_listener, &opts.webhook_secret_file) {
+        (Some(_), Some(path)) => Some(crate::webhook::SecretFile::load(path)?),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!(
+            "--webhook needs --webhook-secret-file: unauthenticated push events are refused"
+        ),
+        (None, Some(_)) => anyhow::bail!("--webhook-secret-file needs --webhook"),
+    };
     if let (Some(b), Some(p)) = (&opts.branch, &opts.push_branch)
         && b == p
     {
@@ -366,6 +395,25 @@ pub async fn start(
     let source = RepoSource::new(&opts.repo, opts.branch.clone(), opts.mirror_dir.clone())
         .with_auth(opts.git_auth.clone());
     let (trigger, triggers) = mpsc::channel(1);
+    let mut webhook_addr = None;
+    if let (Some(listener), Some(secrets)) = (webhook_listener, webhook_secrets) {
+        webhook_addr = Some(listener.local_addr()?);
+        let hook = Arc::new(crate::webhook::Webhook {
+            secrets,
+            refs: crate::webhook::Refs {
+                branch: opts.branch.clone(),
+                previews: opts.preview_branches.as_deref().map(BranchGlob::new),
+            },
+            trigger: trigger.clone(),
+            metrics: metrics.clone(),
+        });
+        let s3 = shutdown();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::webhook::serve(listener, hook, s3).await {
+                tracing::error!("webhook server failed: {e}");
+            }
+        }));
+    }
     // Watching is best effort (a remote has nothing to watch): the poll is the backstop.
     let watcher = watch_refs(&source, trigger.clone());
     let sync = Sync {
@@ -384,6 +432,7 @@ pub async fn start(
     Ok(Running {
         xds: xds_addr,
         admin: admin_addr,
+        webhook: webhook_addr,
         snapshots: state.snapshots.clone(),
         state,
         updates,
@@ -550,6 +599,7 @@ impl Sync {
                 p.followed.last = None;
             }
         }
+        self.state.metrics.source_checks.inc();
         let main = self.step_main().await;
         let previews = match self.glob.clone() {
             Some(glob) => self.step_previews(&glob).await,

@@ -131,6 +131,16 @@ pub enum Command {
         /// invalid commits. Re-read when it changes.
         #[arg(long, value_name = "FILE")]
         verify_commits: Option<PathBuf>,
+        /// Accept push events on this address (HTTP, POST to any path): a push to a served
+        /// branch is fetched at once instead of at the next poll. GitHub/Gitea
+        /// (`X-Hub-Signature-256`) and GitLab (`X-Gitlab-Token`) style; needs
+        /// --webhook-secret-file.
+        #[arg(long, requires = "webhook_secret_file")]
+        webhook: Option<String>,
+        /// The webhook's shared secret (one per line: during a rotation, list the new one
+        /// beside the old); read on every event, so a rotation needs no restart.
+        #[arg(long, requires = "webhook")]
+        webhook_secret_file: Option<PathBuf>,
     },
     /// What a proxy does with one request: the listener, the route that matches (with its
     /// file and line), why it wins, the filters, and the backends or the status answered.
@@ -399,6 +409,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             csds_identity,
             git_auth,
             verify_commits,
+            webhook,
+            webhook_secret_file,
         } => {
             let tls = match (tls_cert, tls_key, tls_client_ca) {
                 (Some(cert), Some(key), Some(client_ca)) => Some(crate::xds::server::TlsFiles {
@@ -425,6 +437,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let admin_listener = tokio::net::TcpListener::bind(&admin)
                     .await
                     .with_context(|| format!("binding admin address {admin}"))?;
+                let webhook_listener = match &webhook {
+                    Some(addr) => Some(
+                        tokio::net::TcpListener::bind(addr)
+                            .await
+                            .with_context(|| format!("binding webhook address {addr}"))?,
+                    ),
+                    None => None,
+                };
                 let opts = crate::app::ServeOptions {
                     repo,
                     branch,
@@ -441,8 +461,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     csds_identities: csds_identity,
                     git_auth: git_auth.into(),
                     verify_commits,
+                    webhook_secret_file,
                 };
-                let running = crate::app::start(opts, xds_listener, admin_listener).await?;
+                let running = crate::app::start_with_webhook(
+                    opts,
+                    xds_listener,
+                    admin_listener,
+                    webhook_listener,
+                )
+                .await?;
+                if let Some(addr) = running.webhook {
+                    println!("webhook: http://{addr}/");
+                }
                 println!(
                     "xds: {}\nadmin: http://{}/status",
                     running.xds, running.admin

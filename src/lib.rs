@@ -13,6 +13,7 @@
 //! metrics  Prometheus metrics
 //! app      `serve`: the wiring of the above
 //! review   `explain` and `diff`: a revision through the whole pipeline, offline
+//! webhook  `serve --webhook`: authenticated push events trigger the sync loop
 //! cli      the command line
 //! ```
 //!
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod render;
 pub mod review;
+pub mod webhook;
 pub mod xds;
 
 #[cfg(any(test, feature = "testing"))]

@@ -37,6 +37,21 @@ pub struct StageLabel {
     pub stage: String,
 }
 
+/// An outcome: of an authenticated webhook event, `triggered`, `coalesced` (a look was
+/// already pending) or `ignored` (not a followed branch); of a certificate reload, `ok` or
+/// `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// Why a webhook request was refused: `missing-signature`, `bad-signature`, `too-large`,
+/// `bad-payload`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
 fn seconds_histogram() -> Histogram {
     // 100 µs … ~6.5 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
@@ -55,12 +70,11 @@ pub struct Metrics {
     pub denied: Counter,
     /// Reloads of the xDS server's certificate files, by `result` (`ok`, `failed`).
     pub tls_reloads: Family<ResultLabel, Counter>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
-    /// `ok` or `failed`.
-    pub result: String,
+    /// Looks at the repository (poll, watched ref, webhook or `sync_now`), counted so
+    /// coalescing can be seen.
+    pub source_checks: Counter,
+    pub webhook_events: Family<ResultLabel, Counter>,
+    pub webhook_rejected: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -135,6 +149,24 @@ impl Metrics {
             "Reloads of the xDS server certificate, key and client CA after a change, by result (a failed one keeps the previous)",
             tls_reloads.clone(),
         );
+        let source_checks = Counter::default();
+        registry.register(
+            "source_checks",
+            "Times the repository was looked at (poll, ref watch, webhook), however many events asked",
+            source_checks.clone(),
+        );
+        let webhook_events = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Authenticated webhook events, by result (triggered, coalesced, ignored)",
+            webhook_events.clone(),
+        );
+        let webhook_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "webhook_rejected",
+            "Webhook requests refused, by reason (missing-signature, bad-signature, too-large, bad-payload)",
+            webhook_rejected.clone(),
+        );
         Self {
             tls_reloads,
             registry,
@@ -147,7 +179,28 @@ impl Metrics {
             rejected_commits,
             source_errors,
             denied,
+            source_checks,
+            webhook_events,
+            webhook_rejected,
         }
+    }
+
+    /// An authenticated webhook event ended as `result`.
+    pub fn webhook_event(&self, result: &str) {
+        self.webhook_events
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A webhook request was refused for `reason`.
+    pub fn webhook_rejection(&self, reason: &str) {
+        self.webhook_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// A commit of branch `r#ref` was served (`rejected`: was refused).
