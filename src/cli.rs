@@ -21,6 +21,9 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One value per process, parsed once: the size of its largest variant (serve's flags)
+// costs nothing, and boxing it would only make the match arms harder to read.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check the intents of a commit; print every problem with file, line and field.
