@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::hooks::{hook_tools, install_hook};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -52,30 +54,6 @@ fn intent(path: &str) -> String {
         "value: /headers}",
         &format!("value: /headers}}\n    - path: {{type: PathPrefix, value: {path}}}"),
     )
-}
-
-/// Whether the tools the hook runs are here. Under CI a missing one fails the test;
-/// elsewhere the test says why it did not run.
-fn hook_tools() -> bool {
-    let missing: Vec<&str> = [("openssl", "version"), ("curl", "--version")]
-        .into_iter()
-        .filter(|(tool, arg)| {
-            Command::new(tool)
-                .arg(arg)
-                .output()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
-        })
-        .map(|(tool, _)| tool)
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let why = format!("the post-receive hook needs {missing:?}, not found");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{why} (CI=true: install them)");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
 }
 
 /// A bare repository (the Git server), a clone pushing to it, and tidegate following its
@@ -230,30 +208,6 @@ async fn try_read_response(sock: &mut tokio::net::TcpStream) -> Option<(u16, Str
 async fn post_signed(addr: std::net::SocketAddr, secret: &str, body: &[u8]) -> (u16, String) {
     let sig = signature(secret, body);
     request(addr, "POST", &[("x-hub-signature-256", &sig)], body).await
-}
-
-/// The post-receive hook a forge would run: signs each updated ref's event with the
-/// secret file's content and posts it; curl's status codes go to `log`.
-fn install_hook(bare: &Path, secret_file: &Path, url: &str, log: &Path) {
-    let script = format!(
-        r#"#!/bin/sh
-# stdin: one "<old> <new> <ref>" line per updated ref
-secret=$(cat '{secret}')
-while read old new ref; do
-    body=$(printf '{{"ref":"%s","before":"%s","after":"%s"}}' "$ref" "$old" "$new")
-    sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac "$secret" | sed 's/^.*= //')
-    curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\n' -X POST \
-        -H 'Content-Type: application/json' -H "X-Hub-Signature-256: sha256=$sig" \
-        --data-binary "$body" '{url}' >> '{log}'
-done
-"#,
-        secret = secret_file.display(),
-        log = log.display(),
-    );
-    let path = bare.join("hooks/post-receive");
-    std::fs::write(&path, script).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

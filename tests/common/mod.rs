@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod git_server;
+pub mod hooks;
 pub mod schema;
+pub mod signing;
 pub mod tls_peer;
 pub mod xds_json;
 
