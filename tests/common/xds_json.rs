@@ -5,7 +5,7 @@
 //! generated from: they are compiled here (with protox, no protoc needed) into a descriptor
 //! pool, and each encoded message is decoded against it as a `DynamicMessage`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, SerializeOptions};
@@ -34,31 +34,41 @@ const PROTOS: &[&str] = &[
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
 ];
 
-/// Where the `.proto` files of the envoy-types crate this test is built with are: its
-/// manifest's directory (from `cargo metadata`, so the version is the locked one) + `proto`.
+/// Where the `.proto` files of the envoy-types crate this test is built with are: the
+/// locked version's source in Cargo's registry, + `proto`.
+///
+/// Not `cargo metadata --offline`: that needs every package of Cargo.lock downloaded, also
+/// those no build of this machine uses (`fiat-crypto`, a backend of ed25519's curve), and
+/// fails on a fresh machine that built the tests without them.
 fn envoy_types_protos() -> PathBuf {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cargo metadata");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata JSON");
-    let manifest = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "envoy-types")
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("envoy-types is a dependency");
-    PathBuf::from(manifest)
-        .parent()
-        .expect("manifest directory")
-        .join("proto")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lock = std::fs::read_to_string(manifest_dir.join("Cargo.lock")).expect("read Cargo.lock");
+    let version = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"envoy-types\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("envoy-types is locked in Cargo.lock");
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registries = cargo_home.join("registry/src");
+    std::fs::read_dir(&registries)
+        .unwrap_or_else(|e| panic!("{}: {e}", registries.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            e.path()
+                .join(format!("envoy-types-{version}"))
+                .join("proto")
+        })
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| {
+            panic!(
+                "envoy-types {version} not found under {}",
+                registries.display()
+            )
+        })
 }
 
 /// The descriptor pool, compiled once per test binary.
