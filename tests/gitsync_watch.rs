@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{git_cli as git, intent_with_path as intent};
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,36 +13,6 @@ use tidegate::app::ServeOptions;
 use tidegate::test_helpers::TempRepo;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn intent(path: &str) -> String {
-    common::httpbin_intent("gateway-api", 18080).replace(
-        "value: /headers}",
-        &format!("value: /headers}}\n    - path: {{type: PathPrefix, value: {path}}}"),
-    )
-}
 
 #[tokio::test]
 async fn every_commit_is_served_and_an_invalid_one_is_rejected_whole() {

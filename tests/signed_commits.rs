@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::intent_with_path as intent;
+
 use common::signing::{Key, allowed, git, have_ssh_keygen, run, signed_commit};
 
 use std::path::Path;
@@ -64,13 +66,6 @@ fn forged_commit(
     git.reference("refs/heads/main", oid, true, "forged")
         .unwrap();
     oid.to_string()
-}
-
-fn intent(path: &str) -> String {
-    common::httpbin_intent("gateway-api", 18080).replace(
-        "value: /headers}",
-        &format!("value: /headers}}\n    - path: {{type: PathPrefix, value: {path}}}"),
-    )
 }
 
 fn options(repo: &TempRepo, signers: &Path) -> ServeOptions {

@@ -7,9 +7,11 @@
 
 mod common;
 
+use common::{git_cli as git, intent_with_path as intent};
+
 use common::hooks::{hook_tools, install_hook};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,36 +27,6 @@ const POLL: Duration = Duration::from_secs(300);
 /// within the loop's 20 ms debounce).
 const QUIET: Duration = Duration::from_millis(500);
 const SECRET: &str = "It's a Secret to Everybody";
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn intent(path: &str) -> String {
-    common::httpbin_intent("gateway-api", 18080).replace(
-        "value: /headers}",
-        &format!("value: /headers}}\n    - path: {{type: PathPrefix, value: {path}}}"),
-    )
-}
 
 /// A bare repository (the Git server), a clone pushing to it, and tidegate following its
 /// `main` (and `preview/*`) through a `file://` URL, with the webhook on a port-0

@@ -176,6 +176,42 @@ pub fn httpbin_intent(mode: &str, port: u16) -> String {
     )
 }
 
+/// Runs the `git` CLI in `dir` with a fixed identity; its trimmed stdout (a failure panics
+/// with git's stderr).
+#[allow(dead_code)]
+pub fn git_cli(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The httpbin intent (gateway-api mode) with `path` exposed beside `/headers`: the path
+/// says which commit a proxy was served.
+#[allow(dead_code)]
+pub fn intent_with_path(path: &str) -> String {
+    httpbin_intent("gateway-api", 18080).replace(
+        "value: /headers}",
+        &format!("value: /headers}}\n    - path: {{type: PathPrefix, value: {path}}}"),
+    )
+}
+
 /// An endpoints file in `dir` listing the seed's httpbin Service (port 8000) at `backend`.
 #[allow(dead_code)]
 pub fn httpbin_endpoints(dir: &Path, backend: std::net::SocketAddr) -> PathBuf {
